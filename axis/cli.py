@@ -1,0 +1,238 @@
+"""The ``axis`` command: set up a data folder, manage agencies and trust, run the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from axis import datadir
+from axis.datadir import DataDir, DataDirError
+from axis.errors import AxisError
+from axis.store import open_store
+from axis.store.base import Agency, Store
+
+T = TypeVar("T")
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 1."""
+    click.echo(f"axis: {message}", err=True)
+    sys.exit(1)
+
+
+def run_store(data: DataDir, db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the data folder's store, run ``work`` on it, close it."""
+
+    async def go() -> T:
+        store = open_store(data.database_url(db))
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except (AxisError, DataDirError, ValueError) as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+
+
+data_option = click.option(
+    "--data",
+    "data_dir",
+    envvar="AXIS_DATA",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The data folder (default ./axis-data, or $AXIS_DATA).",
+)
+db_option = click.option(
+    "--db", envvar="AXIS_DB", default=None, help="Database URL (default DATA/axis.db)."
+)
+
+
+def _data(data_dir: Path | None, need_init: bool = True) -> DataDir:
+    data = datadir.resolve(data_dir)
+    if need_init:
+        try:
+            data.require()
+        except DataDirError as exc:
+            fail(str(exc))
+    return data
+
+
+@click.group()
+@click.version_option(package_name="axis-hub")
+def main() -> None:
+    """Axis: a national document interchange hub (edXML, QCVN 102:2016)."""
+
+
+@main.command()
+@data_option
+def init(data_dir: Path | None) -> None:
+    """Create a data folder: development CA, hub certificate, admin token, axis.toml."""
+    data = _data(data_dir, need_init=False)
+    try:
+        datadir.init(data)
+    except DataDirError as exc:
+        fail(str(exc))
+    click.echo(f"Initialised {data.root}")
+    click.echo(f"  development CA   {data.ca_cert}")
+    click.echo(f"  hub certificate  {data.hub_cert}")
+    click.echo(f"  admin token      {data.admin_token} (mode 0600)")
+    click.echo(f"  settings         {data.config}")
+    click.echo("Next: axis agency add ORGAN_ID --name NAME, then axis serve.")
+
+
+@main.group()
+def ca() -> None:
+    """Certificate authorities the hub trusts."""
+
+
+@ca.command("trust")
+@data_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def ca_trust(data_dir: Path | None, file: Path) -> None:
+    """Trust an outside CA (e.g. the Government CA) for agency certificates."""
+    data = _data(data_dir)
+    try:
+        cert = datadir.trust_ca(data, file.read_bytes())
+    except (DataDirError, AxisError) as exc:
+        fail(str(exc))
+        return
+    click.echo(f"Trusted {cert.subject.rfc4514_string()}")
+    click.echo("Restart a running hub for TLS client certificates from this CA.")
+
+
+@main.group()
+def agency() -> None:
+    """Register, list and revoke agencies."""
+
+
+@agency.command("add")
+@data_option
+@db_option
+@click.argument("organ_id")
+@click.option("--name", required=True, help="The agency's name, e.g. 'UBND tỉnh Nghệ An'.")
+@click.option("--endpoint", default=None, help="Push endpoint URL (https://127.0.0.1:P/).")
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Register a certificate issued by a trusted outside CA instead of issuing one.",
+)
+def agency_add(
+    data_dir: Path | None,
+    db: str | None,
+    organ_id: str,
+    name: str,
+    endpoint: str | None,
+    cert_file: Path | None,
+) -> None:
+    """Register an agency and write its node profile under DATA/agencies/ORGAN_ID."""
+    data = _data(data_dir)
+    hub_url = f"https://localhost:{data.settings().port}"
+
+    async def work(store: Store) -> Agency:
+        if await store.get_agency(organ_id) is not None:
+            raise DataDirError(f"agency {organ_id} is already registered")
+        cert_pem = cert_file.read_bytes() if cert_file else None
+        found = datadir.new_agency(data, organ_id, name, hub_url, endpoint, cert_pem)
+        await store.add_agency(found)
+        return found
+
+    registered = run_store(data, db, work)
+    profile = data.profile(organ_id)
+    click.echo(f"Registered {registered.organ_id} ({registered.name})")
+    click.echo(f"  node profile  {profile}")
+    if cert_file:
+        click.echo(f"  put the agency's private key at {profile / 'key.pem'} to use axis-node")
+
+
+@agency.command("list")
+@data_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def agency_list(data_dir: Path | None, db: str | None, as_json: bool) -> None:
+    """The agency directory."""
+    data = _data(data_dir)
+    found = run_store(data, db, lambda store: store.list_agencies())
+    if as_json:
+        rows: list[dict[str, Any]] = [
+            {
+                "organ_id": a.organ_id,
+                "name": a.name,
+                "active": a.active,
+                "endpoint": a.endpoint,
+                "fingerprint": a.fingerprint,
+                "registered_at": a.registered_at.isoformat(),
+            }
+            for a in found
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(found)} agencies")
+    for column in ("OrganId", "Name", "Active", "Endpoint"):
+        table.add_column(column)
+    for a in found:
+        table.add_row(a.organ_id, a.name, "yes" if a.active else "revoked", a.endpoint or "pull")
+    Console().print(table)
+
+
+@agency.command("revoke")
+@data_option
+@db_option
+@click.argument("organ_id")
+def agency_revoke(data_dir: Path | None, db: str | None, organ_id: str) -> None:
+    """Stop an agency at once: its connections and signatures are refused from now on."""
+    data = _data(data_dir)
+    if not run_store(data, db, lambda store: store.set_agency_active(organ_id, False)):
+        fail(f"no agency {organ_id}")
+    click.echo(f"Revoked {organ_id}")
+
+
+@main.command()
+@data_option
+@db_option
+@click.option("--host", default=None, help="Node API address (default from axis.toml).")
+@click.option("--port", type=int, default=None, help="Node API port (0 picks a free one).")
+@click.option("--admin-port", type=int, default=None, help="Operator API port.")
+@click.option("--allow-sha1", is_flag=True, default=None, help="Accept SHA-1 signatures.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1),
+    default=1,
+    help="Hub worker processes (more need the PostgreSQL store, not in this build).",
+)
+def serve(
+    data_dir: Path | None,
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    admin_port: int | None,
+    allow_sha1: bool | None,
+    workers: int,
+) -> None:
+    """Run the hub until interrupted."""
+    from axis.web.app import serve_forever
+
+    data = _data(data_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = data.settings().with_overrides(
+            host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1
+        )
+        asyncio.run(serve_forever(data, settings, db))
+    except (AxisError, DataDirError, ValueError, OSError) as exc:
+        fail(str(exc))

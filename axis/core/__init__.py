@@ -1,0 +1,1 @@
+"""The pure core: formats, signatures, PKI, policy. No aiohttp and no SQL here."""

@@ -1,0 +1,77 @@
+"""The delivery lifecycle, as data.
+
+Theory of operation: a *delivery* is one (package, recipient) pair. It starts ``queued`` when
+the hub commits the package, becomes ``delivered`` when the recipient fetches it (or, later,
+when a push gets a 2xx), and ``acknowledged`` when the recipient confirms it. Every legal move
+is one row of :data:`TRANSITIONS`; anything else raises :class:`InvalidTransition`. Repeating
+a move that already happened (a second ack, a second fetch) is legal and changes nothing, which
+is what makes acks and retries idempotent for clients.
+
+This module knows no I/O: stores ask it what the next state is and persist the answer.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    RECALLED = "recalled"
+
+
+class DeliveryEvent(StrEnum):
+    FETCHED = "fetched"
+    PUSHED = "pushed"
+    ACKED = "acked"
+    GAVE_UP = "gave-up"
+    RECALLED = "recalled"
+
+
+class InvalidTransition(Exception):
+    """An event that the delivery's current state does not allow."""
+
+    def __init__(self, state: DeliveryState, event: DeliveryEvent) -> None:
+        super().__init__(f"a {state} delivery cannot take the event {event!r}")
+        self.state = state
+        self.event = event
+
+
+S, E = DeliveryState, DeliveryEvent
+
+TRANSITIONS: dict[tuple[DeliveryState, DeliveryEvent], DeliveryState] = {
+    (S.QUEUED, E.FETCHED): S.DELIVERED,
+    (S.QUEUED, E.PUSHED): S.DELIVERED,
+    (S.QUEUED, E.ACKED): S.ACKNOWLEDGED,
+    (S.QUEUED, E.GAVE_UP): S.FAILED,
+    (S.QUEUED, E.RECALLED): S.RECALLED,
+    (S.DELIVERED, E.FETCHED): S.DELIVERED,
+    (S.DELIVERED, E.PUSHED): S.DELIVERED,
+    (S.DELIVERED, E.ACKED): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.FETCHED): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.PUSHED): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.ACKED): S.ACKNOWLEDGED,
+    # A recipient may still pull a package whose push gave up, and confirm it.
+    (S.FAILED, E.FETCHED): S.DELIVERED,
+    (S.FAILED, E.ACKED): S.ACKNOWLEDGED,
+    (S.FAILED, E.GAVE_UP): S.FAILED,
+    (S.RECALLED, E.RECALLED): S.RECALLED,
+}
+
+#: States in which the package is still in the recipient's inbox.
+PENDING: frozenset[DeliveryState] = frozenset({S.QUEUED, S.DELIVERED, S.FAILED})
+
+
+def next_state(state: DeliveryState, event: DeliveryEvent) -> DeliveryState:
+    """The state a delivery in ``state`` moves to on ``event``.
+
+    Raises:
+        InvalidTransition: the table has no such move.
+    """
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition(state, event) from None

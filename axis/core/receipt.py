@@ -1,0 +1,98 @@
+"""Signed receipts: the hub's proof that it took a package.
+
+A receipt is a small XML document in the Axis namespace, signed by the hub's key (enveloped
+XMLDSig, ``Reference URI=""``, the hub certificate in KeyInfo), so that anyone holding the hub's
+certificate can check offline which package the hub accepted, with which hash, from whom, for
+whom and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.signer import XMLSigner
+from signxml.verifier import XMLVerifier
+
+from axis.core import pki
+
+RECEIPT_NS = "urn:axis:receipt:1"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    package_id: str
+    sha256: str
+    sender: str
+    recipients: tuple[str, ...]
+    received_at: datetime
+    hub: str
+
+
+def _element(parent: etree._Element, name: str, text: str) -> None:
+    etree.SubElement(parent, f"{{{RECEIPT_NS}}}{name}").text = text
+
+
+def receipt_tree(r: Receipt) -> etree._Element:
+    """The unsigned receipt document."""
+    root = etree.Element(f"{{{RECEIPT_NS}}}Receipt", nsmap={"r": RECEIPT_NS})
+    _element(root, "PackageId", r.package_id)
+    _element(root, "Sha256", r.sha256)
+    _element(root, "Sender", r.sender)
+    recipients = etree.SubElement(root, f"{{{RECEIPT_NS}}}Recipients")
+    for organ_id in r.recipients:
+        _element(recipients, "OrganId", organ_id)
+    _element(root, "ReceivedAt", r.received_at.isoformat(timespec="milliseconds"))
+    _element(root, "Hub", r.hub)
+    return root
+
+
+class ReceiptSigner:
+    """Signs receipts with the hub's key; the key and certificate are loaded once."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes) -> None:
+        self._key = pki.load_key(key_pem)
+        self._cert_pem = cert_pem.decode("ascii")
+        self._signer = XMLSigner(
+            signature_algorithm=SignatureMethod.RSA_SHA256
+            if isinstance(self._key, rsa.RSAPrivateKey)
+            else SignatureMethod.ECDSA_SHA256,
+            digest_algorithm=DigestAlgorithm.SHA256,
+            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+        )
+
+    def sign(self, receipt: Receipt) -> str:
+        """The signed receipt as a UTF-8 XML string."""
+        signed = self._signer.sign(receipt_tree(receipt), key=self._key, cert=self._cert_pem)
+        return etree.tostring(signed, encoding="unicode")
+
+
+def verify_receipt(xml: str | bytes, hub_cert: x509.Certificate) -> Receipt:
+    """Check a receipt against the hub's certificate and read it.
+
+    Raises:
+        signxml.exceptions.InvalidSignature: the receipt was not signed by that hub key.
+    """
+    data = xml.encode() if isinstance(xml, str) else xml
+    result = XMLVerifier().verify(data, x509_cert=hub_cert)
+    assert not isinstance(result, list)  # one Reference is expected by default
+    signed = result.signed_xml
+    assert signed is not None
+
+    def text(name: str) -> str:
+        return signed.findtext(f"{{{RECEIPT_NS}}}{name}") or ""
+
+    return Receipt(
+        package_id=text("PackageId"),
+        sha256=text("Sha256"),
+        sender=text("Sender"),
+        recipients=tuple(
+            e.text or "" for e in signed.iterfind(f"{{{RECEIPT_NS}}}Recipients/{{*}}OrganId")
+        ),
+        received_at=datetime.fromisoformat(text("ReceivedAt")),
+        hub=text("Hub"),
+    )

@@ -1,0 +1,343 @@
+"""The XMLDSig layer: sign a package, verify one.
+
+Theory of operation. A package carries exactly one enveloped signature at
+``edXMLEnvelope/edXMLHeader/Signature`` whose single ``Reference URI=""`` covers the whole
+document, attachments included (SPEC §2). The cryptography is signxml's; this module only pins
+down *which* signatures we are willing to ask signxml about, so that every refusal comes with
+a reason a clerk can act on:
+
+1. shape: one ``ds:Signature`` in the whole document, at the one place, one ``Reference``
+   with ``URI=""``, no ``ds:Object`` (signature wrapping has nowhere to hide);
+2. identity: the certificate in ``KeyInfo`` is byte for byte the sender's registered one, and
+   the trust store accepts it at the time of receipt;
+3. strength: RSA >= ``min_rsa_bits``, EC on an allowed curve, algorithms the policy accepts;
+4. signxml verifies, told the certificate (never trusting the one in the document), the
+   location and the number of references; its errors become ours.
+
+Only the tree signxml returns (rebuilt from the canonical bytes that were digested) may be used
+afterwards: anything else could hold unsigned data.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+from base64 import b64decode
+from dataclasses import dataclass, field, replace
+
+import cryptography.exceptions
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.exceptions import InvalidCertificate, SignXMLException
+from signxml.signer import XMLSigner
+from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
+
+from axis.core.pki import PrivateKey, TrustStore, load_cert, load_key
+from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
+
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+
+_DS = f"{{{DS_NS}}}"
+_ED = f"{{{EDXML_NS}}}"
+_HEADER_PATH = f"./{_ED}edXMLEnvelope/{_ED}edXMLHeader"
+SIGNATURE_LOCATION = _HEADER_PATH + "/"
+ENVELOPED_TRANSFORM = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+_STRONG_HASHES = ("SHA256", "SHA384", "SHA512")
+_ALL_C14N = frozenset(CanonicalizationMethod)  # 1.0, 1.1, exclusive; with and without comments
+_ALLOWED_SIGNATURE_CHILDREN = frozenset({"SignedInfo", "SignatureValue", "KeyInfo"})
+
+# What signxml (and the libraries under it) raise for a signature that does not hold. Anything
+# else escaping signxml is a bug and should surface as one.
+_SIGNXML_FAILURES: tuple[type[BaseException], ...] = (
+    SignXMLException,
+    cryptography.exceptions.InvalidSignature,
+    etree.LxmlError,
+    ValueError,
+    KeyError,
+)
+
+
+def _signature_methods(allow_sha1: bool) -> frozenset[SignatureMethod]:
+    hashes = _STRONG_HASHES + (("SHA1",) if allow_sha1 else ())
+    return frozenset(SignatureMethod[f"{kind}_{h}"] for kind in ("RSA", "ECDSA") for h in hashes)
+
+
+def _digest_algorithms(allow_sha1: bool) -> frozenset[DigestAlgorithm]:
+    hashes = _STRONG_HASHES + (("SHA1",) if allow_sha1 else ())
+    return frozenset(DigestAlgorithm[h] for h in hashes)
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """What the hub accepts in a signature (SPEC §2). Derived sets are computed once."""
+
+    allow_sha1: bool = False
+    min_rsa_bits: int = 2048
+    allowed_curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
+    c14n_methods: frozenset[CanonicalizationMethod] = _ALL_C14N
+    signature_methods: frozenset[SignatureMethod] = field(init=False)
+    digest_algorithms: frozenset[DigestAlgorithm] = field(init=False)
+    _config: SignatureConfiguration = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the derived fields are set once here, never changed afterwards.
+        methods = _signature_methods(self.allow_sha1)
+        digests = _digest_algorithms(self.allow_sha1)
+        config = SignatureConfiguration(
+            require_x509=True,
+            location=SIGNATURE_LOCATION,
+            expect_references=1,
+            signature_methods=methods,
+            digest_algorithms=digests,
+        )
+        object.__setattr__(self, "signature_methods", methods)
+        object.__setattr__(self, "digest_algorithms", digests)
+        object.__setattr__(self, "_config", config)
+
+    def signature_config(self) -> SignatureConfiguration:
+        """The signxml configuration for this policy (verification time unset: now)."""
+        return self._config
+
+
+def hardened_parser() -> etree.XMLParser:
+    """An lxml parser that resolves no entity, loads no DTD and touches no network.
+
+    ``huge_tree`` lifts libxml2's 10 MB limit on one text node: a scanned PDF attachment is
+    one base64 text node and often bigger. Total size is bounded before parsing (TooLarge).
+    A new parser per use: lxml parsers must not be shared between threads.
+    """
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+
+
+class _XMLSigner(XMLSigner):
+    """signxml's signer re-parses the document with its own parser; make it ours, so that
+    big attachments sign as they verify."""
+
+    @property
+    def parser(self) -> etree.XMLParser:
+        return hardened_parser()
+
+
+def _parse(data: bytes) -> etree._Element:
+    try:
+        root = etree.fromstring(data, parser=hardened_parser())
+    except etree.XMLSyntaxError as exc:
+        raise MalformedXml(f"not well-formed XML: {exc}") from exc
+    # lxml reports any DOCTYPE (internal subset or not) as an internalDTD.
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise MalformedXml("a DOCTYPE is not allowed in a package")
+    return root
+
+
+def _signature_method_for(key: PrivateKey, digest: str) -> SignatureMethod:
+    kind = "RSA" if isinstance(key, rsa.RSAPrivateKey) else "ECDSA"
+    return SignatureMethod[f"{kind}_{digest.upper()}"]
+
+
+class Signer:
+    """Signs packages as one agency (or the hub): key and certificate are loaded once."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes, digest: str = "sha256") -> None:
+        """Raises AxisError / UntrustedCertificate for bad PEM, ValueError for a bad digest."""
+        if digest.upper() not in _STRONG_HASHES:
+            raise ValueError(f"unsupported digest {digest!r} (sha256, sha384 or sha512)")
+        self._key = load_key(key_pem)
+        self.cert = load_cert(cert_pem)
+        self._cert_pem = self.cert.public_bytes(Encoding.PEM).decode("ascii")
+        self._method = _signature_method_for(self._key, digest)
+        self._digest = DigestAlgorithm[digest.upper()]
+
+    def sign(self, root: etree._Element) -> bytes:
+        """Sign an edXML document: enveloped, ``Reference URI=""``, exclusive C14N, the
+        signature as the last child of ``edXMLHeader``. ``root`` is left untouched.
+
+        Returns the signed document, UTF-8 with an XML declaration. Raises SchemaViolation if
+        there is no ``edXMLEnvelope/edXMLHeader``, InvalidSignature if it is already signed.
+        """
+        doc = etree.fromstring(etree.tostring(root), parser=hardened_parser())
+        header = doc.find(_HEADER_PATH)
+        if header is None:
+            raise SchemaViolation("no edXMLEnvelope/edXMLHeader to hold the signature")
+        if next(doc.iter(f"{_DS}Signature"), None) is not None:
+            raise InvalidSignature("the document is already signed")
+        _append_placeholder(header)
+        # One XMLSigner per call: it keeps per-call state, and building one costs nothing.
+        signer = _XMLSigner(
+            signature_algorithm=self._method,
+            digest_algorithm=self._digest,
+            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+        )
+        signed = signer.sign(doc, key=self._key, cert=[self._cert_pem])
+        return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+def _append_placeholder(header: etree._Element) -> None:
+    """signxml replaces ``<ds:Signature Id="placeholder"/>`` by the real signature, in place."""
+    placeholder = etree.SubElement(header, f"{_DS}Signature", nsmap={"ds": DS_NS})
+    placeholder.set("Id", "placeholder")
+    # Keep the indentation of a pretty-printed header (whitespace is signed either way).
+    previous = placeholder.getprevious()
+    if previous is not None:
+        placeholder.tail, previous.tail = previous.tail, header.text
+
+
+class Verifier:
+    """Verifies packages against one policy and one trust store (both fixed at creation)."""
+
+    def __init__(self, policy: VerificationPolicy, trust: TrustStore) -> None:
+        self.policy = policy
+        self.trust = trust
+
+    def verify(
+        self, data: bytes, expected_cert: x509.Certificate, at: dt.datetime | None = None
+    ) -> etree._Element:
+        """Verify ``data``, signed by the holder of ``expected_cert``, at time ``at`` (now).
+
+        Returns the signed tree (without the signature): the only tree to use afterwards.
+        Raises MalformedXml, InvalidSignature (shape, algorithm, key strength, digest or
+        signature value) or UntrustedCertificate (not the registered certificate, not trusted,
+        not valid at ``at``).
+        """
+        at = at if at is not None else dt.datetime.now(dt.UTC)
+        root = _parse(data)
+        signature = _the_signature(root)
+        _check_reference(signature)
+        _check_key_info(signature, expected_cert)
+        self.trust.check(expected_cert, at)
+        _check_key_strength(expected_cert, self.policy)
+        _check_algorithms(signature, self.policy)
+        result = self._signxml_verify(root, expected_cert, at)
+        if result.signed_xml is None:
+            raise InvalidSignature("the signed content is not XML")
+        return result.signed_xml
+
+    def _signxml_verify(
+        self, root: etree._Element, cert: x509.Certificate, at: dt.datetime
+    ) -> VerifyResult:
+        config = replace(self.policy.signature_config(), verification_time=at)
+        try:
+            result = XMLVerifier().verify(
+                root, x509_cert=cert, expect_config=config, parser=hardened_parser()
+            )
+        except InvalidCertificate as exc:
+            raise UntrustedCertificate(f"signing certificate refused: {exc}") from exc
+        except _SIGNXML_FAILURES as exc:
+            raise InvalidSignature(f"signature check failed: {exc}") from exc
+        if not isinstance(result, VerifyResult):  # expect_references=1 makes it one result
+            raise InvalidSignature("expected exactly one signed reference")
+        return result
+
+
+def _the_signature(root: etree._Element) -> etree._Element:
+    signatures = list(root.iter(f"{_DS}Signature"))
+    if len(signatures) != 1:
+        raise InvalidSignature(f"expected exactly one ds:Signature, found {len(signatures)}")
+    signature = signatures[0]
+    header = root.find(_HEADER_PATH)
+    if root.tag != f"{_ED}edXML" or header is None or signature.getparent() is not header:
+        raise InvalidSignature("the ds:Signature must be at edXML/edXMLEnvelope/edXMLHeader")
+    for child in signature:
+        local = etree.QName(child).localname if isinstance(child.tag, str) else None
+        if child.tag != f"{_DS}{local}" or local not in _ALLOWED_SIGNATURE_CHILDREN:
+            raise InvalidSignature(f"unexpected element {child.tag!r} in ds:Signature")
+    return signature
+
+
+def _check_reference(signature: etree._Element) -> None:
+    references = signature.findall(f"{_DS}SignedInfo/{_DS}Reference")
+    if len(references) != 1:
+        raise InvalidSignature(f"expected exactly one ds:Reference, found {len(references)}")
+    uri = references[0].get("URI")
+    if uri != "":
+        raise InvalidSignature(f'the ds:Reference must have URI="" (whole document), not {uri!r}')
+
+
+def _check_key_info(signature: etree._Element, expected: x509.Certificate) -> None:
+    certs = signature.findall(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
+    if len(certs) != 1:
+        raise UntrustedCertificate(
+            f"KeyInfo/X509Data must hold exactly one X509Certificate, found {len(certs)}"
+        )
+    try:
+        der = b64decode("".join((certs[0].text or "").split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UntrustedCertificate("the X509Certificate in KeyInfo is not base64") from exc
+    if der != expected.public_bytes(Encoding.DER):
+        raise UntrustedCertificate(
+            "the signing certificate is not the sender's registered certificate"
+        )
+
+
+def _check_key_strength(cert: x509.Certificate, policy: VerificationPolicy) -> None:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < policy.min_rsa_bits:
+            raise InvalidSignature(
+                f"RSA key of {key.key_size} bits is too weak (minimum {policy.min_rsa_bits})"
+            )
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in policy.allowed_curves:
+            allowed = ", ".join(sorted(policy.allowed_curves))
+            raise InvalidSignature(f"EC curve {key.curve.name} is not accepted ({allowed})")
+    else:
+        raise InvalidSignature(f"unsupported signing key type {type(key).__name__}")
+
+
+def _algorithm_of(element: etree._Element | None, what: str) -> str:
+    algorithm = element.get("Algorithm") if element is not None else None
+    if algorithm is None:
+        raise InvalidSignature(f"{what} has no Algorithm")
+    return algorithm
+
+
+def _named(uri: str) -> str:
+    """``RSA_SHA1 (http://…#rsa-sha1)`` for a known algorithm URI, the URI alone otherwise."""
+    for enum in (SignatureMethod, DigestAlgorithm, CanonicalizationMethod):
+        for member in enum:
+            if member.value == uri:
+                return f"{member.name} ({uri})"
+    return uri
+
+
+def _check_algorithms(signature: etree._Element, policy: VerificationPolicy) -> None:
+    """Refuse, by name, every algorithm the policy does not accept, before any crypto runs."""
+    signed_info = signature.find(f"{_DS}SignedInfo")
+    if signed_info is None:
+        raise InvalidSignature("ds:SignedInfo is missing")
+    sm = _algorithm_of(signed_info.find(f"{_DS}SignatureMethod"), "SignatureMethod")
+    if sm not in {m.value for m in policy.signature_methods}:
+        raise InvalidSignature(f"signature algorithm not accepted: {_named(sm)}")
+    cm = _algorithm_of(signed_info.find(f"{_DS}CanonicalizationMethod"), "CanonicalizationMethod")
+    c14n = {m.value for m in policy.c14n_methods}
+    if cm not in c14n:
+        raise InvalidSignature(f"canonicalization not accepted: {_named(cm)}")
+    reference = signed_info.find(f"{_DS}Reference")
+    dm = _algorithm_of(
+        reference.find(f"{_DS}DigestMethod") if reference is not None else None, "DigestMethod"
+    )
+    if dm not in {d.value for d in policy.digest_algorithms}:
+        raise InvalidSignature(f"digest algorithm not accepted: {_named(dm)}")
+    transforms = signed_info.findall(f"{_DS}Reference/{_DS}Transforms/{_DS}Transform")
+    algorithms = [_algorithm_of(t, "Transform") for t in transforms]
+    if ENVELOPED_TRANSFORM not in algorithms:
+        raise InvalidSignature("the enveloped-signature transform is missing")
+    for algorithm in algorithms:
+        # signxml silently skips transforms it does not know; we refuse them instead.
+        if algorithm != ENVELOPED_TRANSFORM and algorithm not in c14n:
+            raise InvalidSignature(f"transform not accepted: {algorithm}")
+
+
+def signing_cert_of(data_root: etree._Element) -> x509.Certificate | None:
+    """The certificate in the first signature's KeyInfo, for diagnostics only (not trusted)."""
+    element = data_root.find(f".//{_DS}Signature/{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
+    if element is None or not element.text:
+        return None
+    try:
+        return x509.load_der_x509_certificate(b64decode("".join(element.text.split())))
+    except ValueError:
+        return None

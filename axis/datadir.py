@@ -1,0 +1,196 @@
+"""The data folder (SPEC §4): its layout, ``axis init`` and node profiles.
+
+::
+
+    DATA/axis.toml  ca/ca.pem ca/key.pem ca/trusted/*.pem  hub/cert.pem hub/key.pem
+    DATA/admin.token  DATA/axis.db  DATA/agencies/ORGAN_ID/{key,cert,ca}.pem node.toml
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from axis.config import DEFAULT_TOML, Settings, load_settings
+from axis.core import pki
+from axis.core.formats import is_organ_id
+from axis.errors import UntrustedCertificate
+from axis.store.base import Agency
+
+
+class DataDirError(Exception):
+    """The data folder is missing, incomplete, or asked to do something it cannot."""
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one data folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "axis.toml"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca" / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca" / "key.pem"
+
+    @property
+    def trusted_dir(self) -> Path:
+        return self.root / "ca" / "trusted"
+
+    @property
+    def hub_cert(self) -> Path:
+        return self.root / "hub" / "cert.pem"
+
+    @property
+    def hub_key(self) -> Path:
+        return self.root / "hub" / "key.pem"
+
+    @property
+    def admin_token(self) -> Path:
+        return self.root / "admin.token"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "axis.db"
+
+    def profile(self, organ_id: str) -> Path:
+        return self.root / "agencies" / organ_id
+
+    def settings(self) -> Settings:
+        """The folder's ``axis.toml``, read now."""
+        return load_settings(self.config)
+
+    def database_url(self, override: str | None = None) -> str:
+        """``--db`` or ``$AXIS_DB`` if given, else ``axis.toml``'s, else ``DATA/axis.db``."""
+        return override or self.settings().database or str(self.database)
+
+    def require(self) -> None:
+        """Raises DataDirError unless ``axis init`` has run here."""
+        for path in (self.ca_cert, self.hub_cert, self.hub_key, self.admin_token):
+            if not path.exists():
+                raise DataDirError(f"{self.root} is not an Axis data folder (run `axis init`)")
+
+    def trust_store(self) -> pki.TrustStore:
+        """The development CA plus every CA added with ``axis ca trust``."""
+        paths = [self.ca_cert, *sorted(self.trusted_dir.glob("*.pem"))]
+        return pki.TrustStore.from_pem_files(paths)
+
+
+def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:
+    """Create the development CA, the hub's key and certificate, the admin token, axis.toml.
+
+    Raises:
+        DataDirError: the folder was already initialised.
+    """
+    if data.ca_cert.exists():
+        raise DataDirError(f"{data.root} is already initialised")
+    for sub in ("ca/trusted", "hub", "agencies"):
+        (data.root / sub).mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = pki.create_ca("Axis development CA")
+    pki.write_private(data.ca_key, pki.key_to_pem(ca_key))
+    data.ca_cert.write_bytes(pki.cert_to_pem(ca_cert))
+    hub_key, hub_cert = pki.issue_hub_cert(ca_key, ca_cert, hub_hosts)
+    pki.write_private(data.hub_key, pki.key_to_pem(hub_key))
+    data.hub_cert.write_bytes(pki.cert_to_pem(hub_cert))
+    pki.write_private(data.admin_token, (secrets.token_urlsafe(32) + "\n").encode())
+    if not data.config.exists():
+        data.config.write_text(DEFAULT_TOML, encoding="utf-8")
+
+
+def trust_ca(data: DataDir, pem: bytes) -> x509.Certificate:
+    """Add an outside CA to ``ca/trusted``; returns its certificate.
+
+    Raises:
+        DataDirError: the file does not hold exactly one CA certificate.
+    """
+    certs = pki.load_certs(pem)
+    if len(certs) != 1:
+        raise DataDirError(f"expected one CA certificate, found {len(certs)}")
+    cert = certs[0]
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise DataDirError("that certificate is not a CA (BasicConstraints CA:TRUE is missing)")
+    data.trusted_dir.mkdir(parents=True, exist_ok=True)
+    (data.trusted_dir / f"{pki.fingerprint(cert)[:16]}.pem").write_bytes(pki.cert_to_pem(cert))
+    return cert
+
+
+def new_agency(
+    data: DataDir,
+    organ_id: str,
+    name: str,
+    hub_url: str,
+    endpoint: str | None = None,
+    cert_pem: bytes | None = None,
+) -> Agency:
+    """Issue (or take, with ``cert_pem``) an agency's certificate and write its node profile.
+
+    The returned :class:`Agency` still has to be added to the store.
+
+    Raises:
+        DataDirError: a malformed OrganId, an existing profile, or a certificate the hub does
+            not trust or that names another agency.
+    """
+    if not is_organ_id(organ_id):
+        raise DataDirError(f"{organ_id!r} is not an OrganId (ddd.dd.dd.Xdd)")
+    profile = data.profile(organ_id)
+    if (profile / "cert.pem").exists():
+        raise DataDirError(f"a profile for {organ_id} already exists at {profile}")
+    profile.mkdir(parents=True, exist_ok=True)
+    if cert_pem is None:
+        ca_key = pki.load_key(data.ca_key.read_bytes())
+        ca_cert = pki.load_cert(data.ca_cert.read_bytes())
+        key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, name)
+        pki.write_private(profile / "key.pem", pki.key_to_pem(key))
+    else:
+        cert = _outside_cert(data, organ_id, cert_pem)
+    (profile / "cert.pem").write_bytes(pki.cert_to_pem(cert))
+    (profile / "ca.pem").write_bytes(data.ca_cert.read_bytes())
+    (profile / "node.toml").write_text(
+        f'hub = "{hub_url}"\norgan_id = "{organ_id}"\nname = "{_toml_escape(name)}"\n',
+        encoding="utf-8",
+    )
+    return Agency(
+        organ_id=organ_id,
+        name=name,
+        cert_pem=pki.cert_to_pem(cert),
+        fingerprint=pki.fingerprint(cert),
+        registered_at=datetime.now(UTC),
+        endpoint=endpoint,
+    )
+
+
+def _outside_cert(data: DataDir, organ_id: str, cert_pem: bytes) -> x509.Certificate:
+    cert = pki.load_cert(cert_pem)
+    named = pki.organ_id_of(cert)
+    if named is not None and named != organ_id:
+        raise DataDirError(f"that certificate belongs to {named}, not {organ_id}")
+    try:
+        data.trust_store().check(cert, datetime.now(UTC))
+    except UntrustedCertificate as exc:
+        raise DataDirError(f"the hub does not trust that certificate: {exc}") from exc
+    return cert
+
+
+def _toml_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def resolve(data_dir: str | os.PathLike[str] | None) -> DataDir:
+    """``--data``, else ``$AXIS_DATA``, else ``./axis-data``."""
+    return DataDir(Path(data_dir or os.environ.get("AXIS_DATA") or "axis-data").resolve())

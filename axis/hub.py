@@ -1,0 +1,305 @@
+"""The hub's use cases: take a package, hand it out, record acknowledgements.
+
+This is the layer between the thin web handlers and the store. It asks the pure core to parse
+and verify, applies the routing rules of SPEC §5, and lets the store commit. It knows no aiohttp
+and no SQL: the same :class:`Hub` will serve the native-API face of SPEC §9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from axis.config import Settings
+from axis.core import formats, pki
+from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
+from axis.core.lifecycle import DeliveryEvent
+from axis.core.receipt import Receipt, ReceiptSigner
+from axis.core.signing import Verifier
+from axis.errors import (
+    NotAllowed,
+    SchemaViolation,
+    SenderMismatch,
+    UnknownDocument,
+    UnknownRecipient,
+    UntrustedCertificate,
+)
+from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, StatusUpdate, Store
+
+PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to ``POST /v1/packages``: the body and whether it was new (201) or not (200)."""
+
+    answer: dict[str, Any]
+    created: bool
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a verified package goes, decided before anything is written."""
+
+    recipients: tuple[str, ...]
+    document_id: str
+    idempotency_key: str
+    subject: str
+    status_update: StatusUpdate | None = None
+
+
+class Hub:
+    """The hub's behaviour over any :class:`~axis.store.base.Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        verifier: Verifier,
+        receipts: ReceiptSigner,
+        settings: Settings,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.verifier = verifier
+        self.receipts = receipts
+        self.settings = settings
+        self.clock = clock
+        self.limits = formats.ParseLimits(
+            max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
+        )
+
+    # -- identity ---------------------------------------------------------------------------
+
+    async def authenticate(self, peer_der: bytes | None) -> Agency:
+        """The active agency whose registered certificate opened the TLS connection.
+
+        Raises:
+            UntrustedCertificate: no client certificate, or one no agency registered.
+            NotAllowed: the agency was revoked.
+        """
+        if not peer_der:
+            raise UntrustedCertificate("a client certificate is required on the node API")
+        agency = await self.store.agency_by_fingerprint(hashlib.sha256(peer_der).hexdigest())
+        if agency is None:
+            raise UntrustedCertificate("this client certificate is not registered to any agency")
+        if not agency.active:
+            raise NotAllowed(f"agency {agency.organ_id} has been revoked")
+        return agency
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def accept(self, agency: Agency, body: bytes) -> Accepted:
+        """Verify, route and commit one package from ``agency``.
+
+        Raises:
+            InputError: any of the problems of SPEC §5; nothing is stored then.
+        """
+        package = await asyncio.to_thread(self._verify, agency, body)
+        sha256 = hashlib.sha256(body).hexdigest()
+        key = _idempotency_key(package, sha256)
+        earlier = await self.store.find_by_key(agency.organ_id, key)
+        if earlier is not None and earlier[0].sha256 == sha256:
+            return Accepted(json.loads(earlier[0].answer), created=False)
+        routed = await self._route(agency, package, key)
+        return await self._commit(agency, package, routed, body, sha256)
+
+    def _verify(self, agency: Agency, body: bytes) -> Package:
+        """CPU-bound part, run in a worker thread: parse, validate, verify, read."""
+        root = formats.load_xml(body, self.limits)
+        formats.validate(root)
+        claimed = formats.peek_sender(root)
+        if claimed != agency.organ_id:
+            raise SenderMismatch(
+                f"From/OrganId is {claimed} but the TLS client is {agency.organ_id}"
+            )
+        signed = self.verifier.verify(body, pki.load_cert(agency.cert_pem), self.clock())
+        package = formats.parse_package(signed)  # only the signed tree from here on
+        if package.sender.organ_id != agency.organ_id:
+            raise SenderMismatch("the signed From/OrganId is not the TLS client")
+        return package
+
+    async def _route(self, agency: Agency, package: Package, key: str) -> Routed:
+        if isinstance(package, StatusNotice):
+            return await self._route_status(agency, package, key)
+        return await self._route_edoc(package, key)
+
+    async def _route_edoc(self, edoc: Edoc, key: str) -> Routed:
+        if len(edoc.attachments) > self.settings.max_attachments:
+            raise SchemaViolation(
+                f"{len(edoc.attachments)} attachments; at most {self.settings.max_attachments}"
+            )
+        if edoc.business.doc_type is BusinessDocType.NEW:
+            recipients = tuple(r.organ_id for r in edoc.recipients)
+        else:
+            recipients = await self._earlier_recipients(edoc)
+        if len(set(recipients)) != len(recipients):
+            raise UnknownRecipient("a recipient is listed more than once")
+        if len(recipients) > self.settings.max_recipients:
+            raise SchemaViolation(
+                f"{len(recipients)} recipients; at most {self.settings.max_recipients}"
+            )
+        for organ_id in recipients:
+            found = await self.store.get_agency(organ_id)
+            if found is None or not found.active:
+                state = "not registered" if found is None else "revoked"
+                raise UnknownRecipient(f"recipient {organ_id} is {state}")
+        return Routed(recipients, edoc.document_id, key, edoc.subject)
+
+    async def _earlier_recipients(self, edoc: Edoc) -> tuple[str, ...]:
+        """A recall, update or replacement goes to the earlier document's recipients."""
+        earlier_id = edoc.business.document_id
+        if not earlier_id:
+            raise SchemaViolation(
+                f"BussinessDocType {int(edoc.business.doc_type)} needs Bussiness/DocumentId"
+            )
+        earlier = await self.store.find_document(edoc.sender.organ_id, earlier_id)
+        if earlier is None:
+            raise UnknownDocument(f"{edoc.sender.organ_id} sent no document {earlier_id!r}")
+        return tuple(d.recipient for d in await self.store.deliveries(earlier.id))
+
+    async def _route_status(self, agency: Agency, notice: StatusNotice, key: str) -> Routed:
+        answered = notice.response_for
+        document = await self.store.find_document(answered.organ_id, answered.document_id)
+        if document is None:
+            raise UnknownDocument(
+                f"no document {answered.document_id!r} from {answered.organ_id} to answer"
+            )
+        recipients = {d.recipient for d in await self.store.deliveries(document.id)}
+        if agency.organ_id not in recipients:
+            raise NotAllowed(f"{agency.organ_id} is not a recipient of {answered.document_id!r}")
+        return Routed(
+            recipients=(document.sender,),
+            document_id=answered.document_id,
+            idempotency_key=key,
+            subject=f"Status {notice.status_code}: {formats.STATUS_CODES[notice.status_code]}",
+            status_update=StatusUpdate(document.id, agency.organ_id, notice.status_code),
+        )
+
+    async def _commit(
+        self, agency: Agency, package: Package, routed: Routed, body: bytes, sha256: str
+    ) -> Accepted:
+        package_id = uuid.uuid4().hex
+        received_at = self.clock()
+        receipt = self.receipts.sign(
+            Receipt(
+                package_id,
+                sha256,
+                agency.organ_id,
+                routed.recipients,
+                received_at,
+                self.settings.organ_id,
+            )
+        )
+        answer = {
+            "id": package_id,
+            "document_id": routed.document_id,
+            "kind": package.kind.value,
+            "sha256": sha256,
+            "received_at": received_at.isoformat(timespec="milliseconds"),
+            "recipients": list(routed.recipients),
+            "receipt": receipt,
+        }
+        record, created = await self.store.insert_package(
+            NewPackage(
+                id=package_id,
+                kind=package.kind.value,
+                sender=agency.organ_id,
+                document_id=routed.document_id,
+                idempotency_key=routed.idempotency_key,
+                business_type=_business_type(package),
+                sha256=sha256,
+                subject=routed.subject,
+                received_at=received_at,
+                body=body,
+                recipients=routed.recipients,
+                answer=json.dumps(answer, ensure_ascii=False),
+                status_update=routed.status_update,
+            )
+        )
+        return Accepted(json.loads(record.answer), created)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def inbox(
+        self, agency: Agency, after: int, limit: int
+    ) -> tuple[list[PackageRecord], int | None]:
+        """The agency's pending packages after cursor ``after``, and the next cursor."""
+        limit = max(1, min(limit, self.settings.inbox_page))
+        items = await self.store.inbox(agency.organ_id, after, limit)
+        return items, (items[-1].seq if len(items) == limit else None)
+
+    async def fetch(self, agency: Agency, package_id: str) -> bytes:
+        """The exact stored bytes, for the sender or a recipient; a recipient's fetch marks
+        its delivery ``delivered``.
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
+        record, body = await self._package(package_id)
+        if record.sender == agency.organ_id:
+            return body
+        delivery = await self.store.apply_event(
+            package_id, agency.organ_id, DeliveryEvent.FETCHED, self.clock()
+        )
+        if delivery is None:
+            raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
+        return body
+
+    async def ack(self, agency: Agency, package_id: str) -> Delivery:
+        """Confirm receipt; repeating it is harmless.
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
+        await self._package(package_id)
+        delivery = await self.store.apply_event(
+            package_id, agency.organ_id, DeliveryEvent.ACKED, self.clock()
+        )
+        if delivery is None:
+            raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
+        return delivery
+
+    async def deliveries(self, agency: Agency, package_id: str) -> list[Delivery]:
+        """Each recipient's state, for the sender only.
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
+        record, _ = await self._package(package_id)
+        if record.sender != agency.organ_id:
+            raise NotAllowed("only the sender may track a package's deliveries")
+        return await self.store.deliveries(package_id)
+
+    async def _package(self, package_id: str) -> tuple[PackageRecord, bytes]:
+        found = None
+        if PACKAGE_ID_RE.match(package_id):
+            found = await self.store.get_package(package_id)
+        if found is None:
+            raise UnknownDocument(f"no package {package_id[:64]!r}")
+        return found
+
+    async def directory(self) -> list[Agency]:
+        """Every registered agency."""
+        return await self.store.list_agencies()
+
+
+def _idempotency_key(package: Package, sha256: str) -> str:
+    """(sender, DocumentId, BussinessDocType) for an edoc; a status is keyed by its bytes."""
+    if isinstance(package, Edoc):
+        return f"edoc:{int(package.business.doc_type)}:{package.document_id}"
+    return f"status:{sha256}"
+
+
+def _business_type(package: Package) -> int:
+    return int(package.business.doc_type) if isinstance(package, Edoc) else 0

@@ -1,0 +1,148 @@
+"""What the hub keeps, and the protocol every store implements.
+
+The records are plain frozen dataclasses; the protocol's methods are the only way in or out.
+A store guarantees that :meth:`Store.insert_package` commits the package, all its deliveries
+and any status update in one transaction, and that it is durable when the call returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from axis.core.lifecycle import DeliveryEvent, DeliveryState
+
+
+@dataclass(frozen=True)
+class Agency:
+    """A registered agency: who it is, the certificate it signs and connects with."""
+
+    organ_id: str
+    name: str
+    cert_pem: bytes
+    fingerprint: str
+    registered_at: datetime
+    active: bool = True
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A business status code to record on one delivery of an earlier package."""
+
+    package_id: str
+    recipient: str
+    code: str
+
+
+@dataclass(frozen=True)
+class NewPackage:
+    """A verified package, ready to be committed with its deliveries."""
+
+    id: str
+    kind: str
+    sender: str
+    document_id: str
+    idempotency_key: str
+    business_type: int
+    sha256: str
+    subject: str
+    received_at: datetime
+    body: bytes
+    recipients: tuple[str, ...]
+    answer: str  # the JSON of the 201 answer, returned again on a resend
+    status_update: StatusUpdate | None = None
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """A stored package without its body."""
+
+    id: str
+    seq: int
+    kind: str
+    sender: str
+    document_id: str
+    business_type: int
+    sha256: str
+    subject: str
+    received_at: datetime
+    answer: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    package_id: str
+    recipient: str
+    state: DeliveryState
+    status_code: str | None
+    updated_at: datetime
+
+
+class Store(Protocol):
+    """Persistence for agencies, packages and deliveries.
+
+    Methods raise :class:`axis.errors.DuplicateConflict` where noted and
+    :class:`axis.errors.Unavailable` when the database cannot be reached.
+    """
+
+    async def open(self) -> None:
+        """Connect and create the schema if it is missing."""
+
+    async def close(self) -> None:
+        """Release every connection."""
+
+    async def ping(self) -> None:
+        """Raises Unavailable unless the store can take writes now."""
+
+    async def add_agency(self, agency: Agency) -> None:
+        """Register an agency. Raises DuplicateConflict if the OrganId or certificate is taken."""
+
+    async def get_agency(self, organ_id: str) -> Agency | None:
+        """The agency with this OrganId, active or not."""
+
+    async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
+        """The agency whose registered certificate has this SHA-256 fingerprint."""
+
+    async def list_agencies(self) -> list[Agency]:
+        """Every registered agency, by OrganId."""
+
+    async def set_agency_active(self, organ_id: str, active: bool) -> bool:
+        """Activate or revoke an agency; False if there is no such agency."""
+
+    async def find_by_key(
+        self, sender: str, idempotency_key: str
+    ) -> tuple[PackageRecord, bytes] | None:
+        """The package (and its body) a sender already sent under this idempotency key."""
+
+    async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
+        """The sender's original edoc (BussinessDocType 0) with this DocumentId."""
+
+    async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
+        """Commit a package, its deliveries and its status update in one transaction.
+
+        Returns the stored record and True, or, when the same sender already committed the same
+        idempotency key with the same bytes, the first record and False.
+
+        Raises:
+            DuplicateConflict: the key was committed before with other bytes.
+        """
+
+    async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
+        """A package and its exact stored bytes."""
+
+    async def deliveries(self, package_id: str) -> list[Delivery]:
+        """The deliveries of one package, by recipient."""
+
+    async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
+        """Packages still pending for ``recipient`` with ``seq > after``, oldest first."""
+
+    async def apply_event(
+        self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
+    ) -> Delivery | None:
+        """Move one delivery by the lifecycle table; None if there is no such delivery.
+
+        Raises:
+            axis.core.lifecycle.InvalidTransition: the move is not allowed from its state.
+        """

@@ -1,0 +1,324 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+One writer connection, guarded by a lock so that the statements of one transaction never
+interleave with another coroutine's; one reader connection, which WAL lets run beside the
+writer. ``synchronous=FULL`` makes every commit durable before the hub answers 201.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
+from axis.errors import DuplicateConflict, Unavailable
+from axis.store.base import Agency, Delivery, NewPackage, PackageRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agencies (
+    organ_id      TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    cert_pem      BLOB NOT NULL,
+    fingerprint   TEXT NOT NULL UNIQUE,
+    endpoint      TEXT,
+    active        INTEGER NOT NULL DEFAULT 1,
+    registered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS packages (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    document_id     TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    business_type   INTEGER NOT NULL,
+    sha256          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    answer          TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    UNIQUE (sender, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS packages_document ON packages (sender, document_id, business_type);
+CREATE TABLE IF NOT EXISTS deliveries (
+    package_id  TEXT NOT NULL REFERENCES packages (id),
+    recipient   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    status_code TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (package_id, recipient)
+);
+CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq);
+"""
+
+PACKAGE_COLUMNS = (
+    "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
+)
+PENDING_STATES = (DeliveryState.QUEUED, DeliveryState.DELIVERED, DeliveryState.FAILED)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _package(row: Iterable[Any]) -> PackageRecord:
+    pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
+    return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, _dt(received), answer)
+
+
+def _agency(row: Iterable[Any]) -> Agency:
+    organ_id, name, cert_pem, fingerprint, endpoint, active, registered = row
+    return Agency(
+        organ_id=organ_id,
+        name=name,
+        cert_pem=bytes(cert_pem),
+        fingerprint=fingerprint,
+        registered_at=_dt(registered),
+        active=bool(active),
+        endpoint=endpoint,
+    )
+
+
+AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at"
+
+
+class SqliteStore:
+    """:class:`axis.store.base.Store` on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        try:
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._writer.execute("PRAGMA synchronous=FULL")
+            await self._writer.execute("PRAGMA busy_timeout=10000")
+            await self._writer.executescript(SCHEMA)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1")
+        self._w  # noqa: B018 - raises Unavailable when the writer is closed
+
+    @property
+    def _w(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise Unavailable("the store is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise Unavailable("the store is not open")
+        return self._reader
+
+    async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return list(await self._r.execute_fetchall(sql, args))
+        except sqlite3.Error as exc:
+            raise Unavailable(f"database read failed: {exc}") from exc
+
+    # -- agencies ---------------------------------------------------------------------------
+
+    async def add_agency(self, agency: Agency) -> None:
+        async with self._lock:
+            try:
+                await self._w.execute(
+                    f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        agency.organ_id,
+                        agency.name,
+                        agency.cert_pem,
+                        agency.fingerprint,
+                        agency.endpoint,
+                        int(agency.active),
+                        _ts(agency.registered_at),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateConflict(
+                    f"agency {agency.organ_id} or its certificate is already registered"
+                ) from exc
+
+    async def get_agency(self, organ_id: str) -> Agency | None:
+        rows = await self._read(
+            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE organ_id = ?", (organ_id,)
+        )
+        return _agency(rows[0]) if rows else None
+
+    async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
+        rows = await self._read(
+            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE fingerprint = ?", (fingerprint,)
+        )
+        return _agency(rows[0]) if rows else None
+
+    async def list_agencies(self) -> list[Agency]:
+        rows = await self._read(f"SELECT {AGENCY_COLUMNS} FROM agencies ORDER BY organ_id")
+        return [_agency(r) for r in rows]
+
+    async def set_agency_active(self, organ_id: str, active: bool) -> bool:
+        async with self._lock:
+            cur = await self._w.execute(
+                "UPDATE agencies SET active = ? WHERE organ_id = ?", (int(active), organ_id)
+            )
+            return cur.rowcount == 1
+
+    # -- packages ---------------------------------------------------------------------------
+
+    async def find_by_key(
+        self, sender: str, idempotency_key: str
+    ) -> tuple[PackageRecord, bytes] | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS}, body FROM packages"
+            " WHERE sender = ? AND idempotency_key = ?",
+            (sender, idempotency_key),
+        )
+        return (_package(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
+
+    async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
+            " AND business_type = 0 AND kind = 'edoc'",
+            (sender, document_id),
+        )
+        return _package(rows[0]) if rows else None
+
+    async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
+        async with self._lock:
+            try:
+                return await self._insert_locked(package)
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise Unavailable(f"database write failed: {exc}") from exc
+
+    async def _rollback(self) -> None:
+        try:
+            await self._w.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
+
+    async def _insert_locked(self, p: NewPackage) -> tuple[PackageRecord, bool]:
+        w = self._w
+        await w.execute("BEGIN IMMEDIATE")
+        rows = list(
+            await w.execute_fetchall(
+                f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
+                (p.sender, p.idempotency_key),
+            )
+        )
+        if rows:
+            await w.execute("ROLLBACK")
+            first = _package(rows[0])
+            if first.sha256 != p.sha256:
+                raise DuplicateConflict(
+                    f"{p.document_id!r} was already sent by {p.sender} with other content"
+                    f" (package {first.id})"
+                )
+            return first, False
+        cur = await w.execute(
+            "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
+            " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                p.id, p.kind, p.sender, p.document_id, p.idempotency_key, p.business_type,
+                p.sha256, p.subject, _ts(p.received_at), p.answer, p.body,
+            ),
+        )  # fmt: skip
+        seq = cur.lastrowid
+        assert seq is not None
+        now = _ts(p.received_at)
+        await w.executemany(
+            "INSERT INTO deliveries (package_id, recipient, seq, state, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(p.id, r, seq, DeliveryState.QUEUED.value, now) for r in p.recipients],
+        )
+        if p.status_update is not None:
+            u = p.status_update
+            await w.execute(
+                "UPDATE deliveries SET status_code = ?, updated_at = ?"
+                " WHERE package_id = ? AND recipient = ?",
+                (u.code, now, u.package_id, u.recipient),
+            )
+        await w.execute("COMMIT")
+        record = PackageRecord(
+            p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
+            p.received_at, p.answer,
+        )  # fmt: skip
+        return record, True
+
+    async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
+        )
+        return (_package(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
+
+    async def deliveries(self, package_id: str) -> list[Delivery]:
+        rows = await self._read(
+            "SELECT package_id, recipient, state, status_code, updated_at FROM deliveries"
+            " WHERE package_id = ? ORDER BY recipient",
+            (package_id,),
+        )
+        return [Delivery(p, r, DeliveryState(s), c, _dt(u)) for p, r, s, c, u in rows]
+
+    async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
+        marks = ", ".join("?" for _ in PENDING_STATES)
+        rows = await self._read(
+            f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
+            " FROM deliveries d JOIN packages p ON p.id = d.package_id"
+            f" WHERE d.recipient = ? AND d.state IN ({marks}) AND d.seq > ?"
+            " ORDER BY d.seq LIMIT ?",
+            (recipient, *(s.value for s in PENDING_STATES), after, limit),
+        )
+        return [_package(r) for r in rows]
+
+    async def apply_event(
+        self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
+    ) -> Delivery | None:
+        async with self._lock:
+            w = self._w
+            await w.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(
+                    await w.execute_fetchall(
+                        "SELECT state, status_code FROM deliveries"
+                        " WHERE package_id = ? AND recipient = ?",
+                        (package_id, recipient),
+                    )
+                )
+                if not rows:
+                    await w.execute("ROLLBACK")
+                    return None
+                state = next_state(DeliveryState(rows[0][0]), event)
+                await w.execute(
+                    "UPDATE deliveries SET state = ?, updated_at = ?"
+                    " WHERE package_id = ? AND recipient = ? AND state != ?",
+                    (state.value, _ts(at), package_id, recipient, state.value),
+                )
+                await w.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+            return Delivery(package_id, recipient, state, rows[0][1], at)

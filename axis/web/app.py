@@ -1,0 +1,160 @@
+"""Building and running the hub: two aiohttp applications over one :class:`~axis.hub.Hub`.
+
+The node application listens with TLS and asks for client certificates (optional at the TLS
+layer so that ``/healthz`` answers without one; every other route demands one). The operator
+application listens in plain HTTP on loopback and checks the admin bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from axis.config import Settings
+from axis.core.receipt import ReceiptSigner
+from axis.core.signing import VerificationPolicy, Verifier
+from axis.datadir import DataDir
+from axis.errors import NotAllowed
+from axis.hub import Hub
+from axis.store import open_store
+from axis.web import node_api
+from axis.web.keys import ADMIN_TOKEN, HUB
+from axis.web.problems import problem_middleware
+
+log = logging.getLogger("axis.serve")
+
+
+def build_hub(data: DataDir, settings: Settings, db_url: str | None = None) -> Hub:
+    """A Hub for a data folder: its store, trust, keys and policy, loaded once."""
+    data.require()
+    verifier = Verifier(VerificationPolicy(allow_sha1=settings.allow_sha1), data.trust_store())
+    receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
+    store = open_store(data.database_url(db_url))
+    return Hub(store, verifier, receipts, settings)
+
+
+def server_ssl_context(data: DataDir) -> ssl.SSLContext:
+    """TLS for the node API: the hub's certificate, client certificates checked against the
+    development CA and every trusted outside CA."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(data.hub_cert, data.hub_key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(cadata=data.trust_store().bundle_pem().decode("ascii"))
+    return ctx
+
+
+def node_app(hub: Hub) -> web.Application:
+    """The node API application; its cleanup context opens and closes the store."""
+    app = web.Application(
+        middlewares=[problem_middleware], client_max_size=hub.settings.max_body_bytes + 1
+    )
+    app[HUB] = hub
+
+    async def store_lifetime(app: web.Application) -> AsyncIterator[None]:
+        await app[HUB].store.open()
+        yield
+        await app[HUB].store.close()
+
+    app.cleanup_ctx.append(store_lifetime)
+    node_api.add_routes(app)
+    return app
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path != "/healthz":
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), request.app[ADMIN_TOKEN].encode()):
+            raise NotAllowed("the operator API needs Authorization: Bearer <DATA/admin.token>")
+    return await handler(request)
+
+
+def admin_app(hub: Hub, token: str) -> web.Application:
+    """The operator API application (plain HTTP, bearer token). It shares the node app's
+    Hub and store; the node app owns their lifetime."""
+    app = web.Application(middlewares=[problem_middleware, admin_auth])
+    app[HUB] = hub
+    app[ADMIN_TOKEN] = token
+    app.router.add_get("/healthz", node_api.healthz)
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (tests read it back)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True)
+class Running:
+    """A hub that is listening: where, and its Hub."""
+
+    hub: Hub
+    node_port: int
+    admin_port: int
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.node_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    data: DataDir, settings: Settings, db_url: str | None = None
+) -> AsyncIterator[Running]:
+    """Start both listeners, yield while they serve, stop them cleanly."""
+    hub = build_hub(data, settings, db_url)
+    node_runner = web.AppRunner(node_app(hub), access_log=None)
+    admin_runner = web.AppRunner(admin_app(hub, data.admin_token.read_text().strip()))
+    await node_runner.setup()
+    try:
+        await admin_runner.setup()
+        node_sock = bind(settings.host, settings.port)
+        admin_sock = bind(settings.admin_host, settings.admin_port)
+        await web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data)).start()
+        await web.SockSite(admin_runner, admin_sock).start()
+        yield Running(hub, node_sock.getsockname()[1], admin_sock.getsockname()[1])
+    finally:
+        await admin_runner.cleanup()
+        await node_runner.cleanup()
+
+
+async def serve_forever(data: DataDir, settings: Settings, db_url: str | None = None) -> None:
+    """``axis serve``: run until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_hub(data, settings, db_url) as running:
+        log.info(
+            "axis hub listening: node API %s, operator API %s",
+            running.url,
+            running.admin_url,
+        )
+        print(
+            f"Axis hub serving the node API on https://{settings.host}:{running.node_port}"
+            f" and the operator API on {running.admin_url}",
+            flush=True,
+        )
+        await stop.wait()
+    print("Axis hub stopped.", flush=True)

@@ -1,0 +1,133 @@
+"""The node API of SPEC §5. Handlers are thin: identity, body, then one call into the Hub."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from axis.errors import SchemaViolation, TooLarge, UnsupportedMediaType
+from axis.store.base import Agency
+from axis.web.keys import HUB
+
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+READ_CHUNK = 64 * 1024
+
+
+async def current_agency(request: web.Request) -> Agency:
+    """The agency behind the TLS client certificate of this request."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return await request.app[HUB].authenticate(der)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before anything is read, so a huge
+    upload never reaches memory.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body passed the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_package(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    if request.content_type not in XML_TYPES:
+        raise UnsupportedMediaType(
+            f"send the package as application/xml, not {request.content_type!r}"
+        )
+    hub = request.app[HUB]
+    body = await read_body(request, hub.settings.max_body_bytes)
+    accepted = await hub.accept(agency, body)
+    return web.json_response(accepted.answer, status=201 if accepted.created else 200)
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise SchemaViolation(f"the query parameter {name} must be a non-negative integer")
+    return int(raw)
+
+
+async def inbox(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    hub = request.app[HUB]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", hub.settings.inbox_page)
+    items, cursor = await hub.inbox(agency, after, limit)
+    return web.json_response(
+        {
+            "items": [
+                {
+                    "id": p.id,
+                    "kind": p.kind,
+                    "from": p.sender,
+                    "document_id": p.document_id,
+                    "subject": p.subject,
+                    "received_at": p.received_at.isoformat(timespec="milliseconds"),
+                }
+                for p in items
+            ],
+            "next": None if cursor is None else str(cursor),
+        }
+    )
+
+
+async def get_package(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    body = await request.app[HUB].fetch(agency, request.match_info["id"])
+    return web.Response(body=body, content_type="application/xml", charset="utf-8")
+
+
+async def ack(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    await request.app[HUB].ack(agency, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    found = await request.app[HUB].deliveries(agency, request.match_info["id"])
+    return web.json_response(
+        [
+            {
+                "to": d.recipient,
+                "state": d.state.value,
+                "status_code": d.status_code,
+                "updated_at": d.updated_at.isoformat(timespec="milliseconds"),
+            }
+            for d in found
+        ]
+    )
+
+
+async def agencies(request: web.Request) -> web.Response:
+    await current_agency(request)
+    found = await request.app[HUB].directory()
+    return web.json_response(
+        [{"organ_id": a.organ_id, "name": a.name, "active": a.active} for a in found]
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[HUB].store.ping()  # raises Unavailable (503) when it cannot accept
+    return web.json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/packages", post_package)
+    app.router.add_get("/v1/inbox", inbox)
+    app.router.add_get("/v1/packages/{id}", get_package)
+    app.router.add_post("/v1/packages/{id}/ack", ack)
+    app.router.add_get("/v1/packages/{id}/deliveries", deliveries)
+    app.router.add_get("/v1/agencies", agencies)

@@ -1,0 +1,51 @@
+"""One middleware that turns every error into ``application/problem+json`` (RFC 9457)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from axis.errors import PROBLEM_PREFIX, AxisError
+
+log = logging.getLogger("axis.web")
+
+PROBLEM_JSON = "application/problem+json"
+
+# aiohttp's own refusals (no route, wrong method, a body over client_max_size) keep their
+# status; they get the nearest SPEC problem name, or RFC 9457's "about:blank".
+_HTTP_PROBLEMS = {413: "too-large", 415: "unsupported-media-type", 429: "rate-limited"}
+
+
+def problem_response(status: int, type_uri: str, title: str, detail: str) -> web.Response:
+    body = {"type": type_uri, "title": title, "status": status, "detail": detail}
+    return web.Response(
+        status=status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type=PROBLEM_JSON,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AxisError as exc:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc.detail)
+        else:
+            log.info("refused %s %s: %s %s", request.method, request.path, exc.problem, exc.detail)
+        return problem_response(exc.status, exc.type_uri, exc.title, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        name = _HTTP_PROBLEMS.get(exc.status)
+        type_uri = PROBLEM_PREFIX + name if name else "about:blank"
+        return problem_response(exc.status, type_uri, exc.reason, exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(
+            500, PROBLEM_PREFIX + "internal", "Internal error", "the hub failed; see its log"
+        )

@@ -1,0 +1,1 @@
+"""The agency side of Axis: the node client (``axis-node``) and, later, simulated agencies."""

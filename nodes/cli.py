@@ -1,0 +1,167 @@
+"""The ``axis-node`` command: one agency's side of the axis (SPEC §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from axis.errors import AxisError
+from nodes.client import HubError, HubUnreachable, NodeClient
+from nodes.profile import ProfileError, resolve
+
+T = TypeVar("T")
+
+
+def run(ctx: click.Context, work: Callable[[NodeClient], Awaitable[T]]) -> T:
+    """Open a client on the chosen profile, run ``work``, and turn failures into one line
+    on stderr with a non-zero exit status."""
+
+    async def go() -> T:
+        async with NodeClient(resolve(ctx.obj["profile"])) as node:
+            return await work(node)
+
+    try:
+        return asyncio.run(go())
+    except HubError as exc:
+        click.echo(f"axis-node: the hub refused: {exc}", err=True)
+        sys.exit(2)
+    except (HubUnreachable, ProfileError, AxisError, OSError) as exc:
+        click.echo(f"axis-node: {exc}", err=True)
+        sys.exit(1)
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group()
+@click.option(
+    "--profile",
+    envvar="AXIS_PROFILE",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The agency's node profile folder (or $AXIS_PROFILE).",
+)
+@click.pass_context
+def main(ctx: click.Context, profile: Path | None) -> None:
+    """axis-node: send and receive signed edXML packages through an Axis hub."""
+    ctx.obj = {"profile": profile}
+
+
+@main.command()
+@click.option("--to", "to", multiple=True, required=True, help="A recipient OrganId (repeat).")
+@click.option("--subject", required=True, help="Trích yếu: the document's subject.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An attachment (repeat).",
+)
+@click.option("--priority", type=click.IntRange(0, 4), default=0, help="0 thường … 4 hẹn giờ.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
+@click.pass_context
+def send(
+    ctx: click.Context,
+    to: tuple[str, ...],
+    subject: str,
+    files: tuple[Path, ...],
+    priority: int,
+    as_json: bool,
+) -> None:
+    """Sign an edoc and send it."""
+    sent = run(ctx, lambda node: node.send(list(to), subject, list(files), priority=priority))
+    if as_json:
+        emit(sent.answer)
+        return
+    a = sent.answer
+    verb = "Sent" if sent.created else "Already sent"
+    click.echo(f"{verb} {a['document_id']} as package {a['id']}")
+    click.echo(f"  to {', '.join(a['recipients'])}; sha256 {a['sha256']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def inbox(ctx: click.Context, as_json: bool) -> None:
+    """Packages waiting for this agency, oldest first."""
+    items = run(ctx, lambda node: node.inbox_all())
+    if as_json:
+        emit({"items": items})
+        return
+    table = Table(title=f"{len(items)} waiting")
+    for column in ("Id", "Kind", "From", "DocumentId", "Subject", "Received"):
+        table.add_column(column, overflow="fold")
+    for i in items:
+        table.add_row(
+            i["id"], i["kind"], i["from"], i["document_id"], i["subject"], i["received_at"]
+        )
+    Console().print(table)
+
+
+@main.command()
+@click.argument("package_id")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+@click.pass_context
+def get(ctx: click.Context, package_id: str, output: Path | None) -> None:
+    """Fetch a package's exact signed bytes."""
+    body = run(ctx, lambda node: node.get(package_id))
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+        return
+    output.write_bytes(body)
+    click.echo(f"Wrote {len(body)} bytes to {output}", err=True)
+
+
+@main.command()
+@click.argument("package_id")
+@click.pass_context
+def ack(ctx: click.Context, package_id: str) -> None:
+    """Confirm receipt: the package leaves the inbox."""
+    run(ctx, lambda node: node.ack(package_id))
+    click.echo(f"Acknowledged {package_id}")
+
+
+@main.command()
+@click.argument("package_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def track(ctx: click.Context, package_id: str, as_json: bool) -> None:
+    """Each recipient's delivery state and last status code (sender only)."""
+    rows = run(ctx, lambda node: node.track(package_id))
+    if as_json:
+        emit(rows)
+        return
+    table = Table(title=f"package {package_id}")
+    for column in ("To", "State", "Status", "Updated"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["to"], r["state"], r["status_code"] or "", r["updated_at"])
+    Console().print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def agencies(ctx: click.Context, as_json: bool) -> None:
+    """The hub's agency directory."""
+    rows = run(ctx, lambda node: node.agencies())
+    if as_json:
+        emit(rows)
+        return
+    table = Table(title=f"{len(rows)} agencies")
+    for column in ("OrganId", "Name", "Active"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["organ_id"], r["name"], "yes" if r["active"] else "revoked")
+    Console().print(table)

@@ -1,0 +1,109 @@
+"""`make demo`: a short scripted exchange between a few agencies through a real hub.
+
+It initialises a fresh data folder in ./demo-data, registers five agencies, starts the hub on
+loopback with real TLS, and lets them send signed edXML packages (one with an attachment),
+fetch, verify and acknowledge them. It prints what happened at each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from axis import datadir
+from axis.core import formats, pki
+from axis.core.receipt import verify_receipt
+from axis.datadir import DataDir
+from axis.web.app import running_hub
+from nodes.client import HubError, NodeClient
+from nodes.profile import Profile
+
+AGENCIES = {
+    "000.00.00.G22": "Văn phòng Chính phủ",
+    "000.00.00.G12": "Bộ Nội vụ",
+    "000.00.00.H29": "UBND thành phố Hà Nội",
+    "000.00.00.H41": "UBND tỉnh Nghệ An",
+    "000.00.00.H58": "UBND Thành phố Hồ Chí Minh",
+}
+console = Console()
+
+
+async def main(root: Path) -> int:
+    shutil.rmtree(root, ignore_errors=True)
+    data = DataDir(root)
+    datadir.init(data)
+    console.print(f"[bold]Axis demo[/bold]: data folder {root}")
+    settings = data.settings().with_overrides(port=0, admin_port=0)
+    async with running_hub(data, settings) as running:
+        console.print(f"Hub listening on {running.url} (TLS, client certificates)")
+        for organ_id, name in AGENCIES.items():
+            await running.hub.store.add_agency(
+                datadir.new_agency(data, organ_id, name, running.url)
+            )
+        console.print(f"Registered {len(AGENCIES)} agencies, each with its own certificate")
+        nodes = {o: NodeClient(Profile.load(data.profile(o))) for o in AGENCIES}
+        try:
+            return await exchange(data, nodes)
+        finally:
+            for node in nodes.values():
+                await node.close()
+
+
+async def exchange(data: DataDir, nodes: dict[str, NodeClient]) -> int:
+    hub_cert = pki.load_cert(data.hub_cert.read_bytes())
+    attachment = data.root / "ke-hoach.pdf"
+    attachment.write_bytes(b"%PDF-1.4\n% Ke hoach chuyen doi so 2026\n" + b"0" * 20_000)
+    table = Table(title="What happened")
+    for column in ("Step", "Agency", "Result"):
+        table.add_column(column, overflow="fold")
+    gov = nodes["000.00.00.G22"]
+    provinces = ["000.00.00.H29", "000.00.00.H41", "000.00.00.H58"]
+    started = time.perf_counter()
+    sent = await gov.send(provinces, "V/v triển khai kế hoạch chuyển đổi số năm 2026", [attachment])
+    receipt = verify_receipt(sent.answer["receipt"], hub_cert)
+    table.add_row("send", "G22", f"{sent.answer['document_id']} → {len(provinces)} provinces")
+    table.add_row("receipt", "G22", f"signed by the hub, sha256 {receipt.sha256[:16]}…")
+    again = await gov.post_package(await gov.get(sent.answer["id"]))
+    table.add_row("resend", "G22", f"{'201' if again.created else '200'}: the same answer, no copy")
+    for organ_id in provinces:
+        node = nodes[organ_id]
+        for item in (await node.inbox())["items"]:
+            body = await node.get(item["id"])
+            edoc = formats.parse_package(formats.load_xml(body))
+            assert isinstance(edoc, formats.Edoc)
+            await node.ack(item["id"])
+            table.add_row(
+                "fetch+ack",
+                organ_id[-3:],
+                f"{edoc.subject[:40]}…, {len(edoc.attachments)} attachment(s), {len(body)} bytes",
+            )
+    reply = await nodes["000.00.00.H41"].send(["000.00.00.G22"], "Báo cáo kết quả triển khai")
+    table.add_row("send", "H41", f"{reply.answer['document_id']} → G22")
+    try:
+        await nodes["000.00.00.G12"].get(sent.answer["id"])
+    except HubError as exc:
+        table.add_row("read other's", "G12", f"refused: {exc}")
+    try:
+        await gov.send(["000.00.00.Z99"], "Gửi tới cơ quan không tồn tại")
+    except HubError as exc:
+        table.add_row("bad recipient", "G22", f"refused: {exc}")
+    states = await gov.track(sent.answer["id"])
+    table.add_row("track", "G22", ", ".join(f"{d['to'][-3:]} {d['state']}" for d in states))
+    console.print(table)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"[green]Done[/green] in {elapsed:.2f} s: 2 documents exchanged, "
+        f"{sum(d['state'] == 'acknowledged' for d in states)}/{len(states)} acknowledged."
+    )
+    console.print(f"Data folder kept at {data.root}: try `axis --data {data.root} agency list`.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(Path("demo-data").resolve())))

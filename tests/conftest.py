@@ -1,0 +1,91 @@
+"""Shared fixtures: a real data folder, a real hub on 127.0.0.1 over real TLS, real clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from axis import datadir
+from axis.datadir import DataDir
+from axis.web.app import Running, running_hub
+from nodes.client import NodeClient
+from nodes.profile import Profile
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+AGENCIES = {
+    "000.00.00.G22": "Văn phòng Chính phủ",
+    "000.00.00.H41": "UBND tỉnh Nghệ An",
+    "000.00.00.H10": "UBND tỉnh Điện Biên",
+}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> DataDir:
+    """A freshly initialised data folder."""
+    folder = DataDir(tmp_path / "axis-data")
+    datadir.init(folder)
+    return folder
+
+
+@dataclass
+class LiveHub:
+    """A hub listening on loopback, and helpers to register agencies and open clients."""
+
+    data: DataDir
+    running: Running
+    clients: list[NodeClient] = field(default_factory=list)
+
+    async def register(self, organ_id: str, name: str | None = None) -> Profile:
+        agency = datadir.new_agency(
+            self.data, organ_id, name or AGENCIES.get(organ_id, organ_id), self.running.url
+        )
+        await self.running.hub.store.add_agency(agency)
+        return Profile.load(self.data.profile(organ_id))
+
+    def client(self, organ_id: str) -> NodeClient:
+        node = NodeClient(Profile.load(self.data.profile(organ_id)), hub_url=self.running.url)
+        self.clients.append(node)
+        return node
+
+
+@pytest.fixture
+async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A running hub with the agencies of AGENCIES registered."""
+    settings = data.settings().with_overrides(port=0, admin_port=0)
+    async with running_hub(data, settings) as running:
+        live = LiveHub(data, running)
+        for organ_id in AGENCIES:
+            await live.register(organ_id)
+        yield live
+        for node in live.clients:
+            await node.close()
+
+
+@pytest.fixture
+def samples() -> Path:
+    if not SAMPLES.exists():
+        pytest.skip(f"the shared interop samples are not at {SAMPLES}")
+    return SAMPLES
+
+
+ProblemCheck = Callable[[Exception, str], None]
+
+
+@pytest.fixture
+async def data_small_limit(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A running hub whose axis.toml caps a body at 200 kB."""
+    text = data.config.read_text().replace("max_body_bytes = 52428800", "max_body_bytes = 200000")
+    data.config.write_text(text)
+    settings = data.settings().with_overrides(port=0, admin_port=0)
+    assert settings.max_body_bytes == 200000
+    async with running_hub(data, settings) as running:
+        live = LiveHub(data, running)
+        for organ_id in AGENCIES:
+            await live.register(organ_id)
+        yield live
+        for node in live.clients:
+            await node.close()

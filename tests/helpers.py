@@ -1,0 +1,130 @@
+"""Small helpers the integration tests share."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from axis.core import pki
+from axis.datadir import DataDir
+from nodes.client import HubError
+
+
+def counts(data: DataDir) -> tuple[int, int]:
+    """(packages, deliveries) in the hub's SQLite file, read behind the hub's back."""
+    with sqlite3.connect(data.database) as db:
+        packages = db.execute("SELECT count(*) FROM packages").fetchone()[0]
+        deliveries = db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+    return int(packages), int(deliveries)
+
+
+def assert_problem(exc: pytest.ExceptionInfo[HubError], name: str, status: int) -> None:
+    """The hub answered problem+json of type ``urn:axis:problem:NAME`` with ``status``."""
+    err = exc.value
+    assert err.type == f"urn:axis:problem:{name}", err.problem
+    assert err.status == status
+    assert err.problem["status"] == status
+    assert err.problem.get("title") and err.problem.get("detail")
+
+
+def foreign_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
+    """A key and a certificate for ``organ_id`` from a CA the hub does not trust."""
+    ca_key, ca_cert = pki.create_ca("Some other CA")
+    key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, "Impostor")
+    return _write(tmp, "foreign", key, cert)
+
+
+def self_signed_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate naming ``organ_id``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, organ_id)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return _write(tmp, "selfsigned", key, cert)
+
+
+def _write(tmp: Path, stem: str, key: pki.PrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
+    key_path, cert_path = tmp / f"{stem}-key.pem", tmp / f"{stem}-cert.pem"
+    key_path.write_bytes(pki.key_to_pem(key))
+    cert_path.write_bytes(pki.cert_to_pem(cert))
+    return key_path, cert_path
+
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(
+    *args: str | Path, check: bool = True, env: dict[str, str] | None = None
+) -> CompletedProcess[str]:
+    """Run a command: ``axis`` and ``axis-node`` from this venv, others from the PATH."""
+    program = BIN / str(args[0])
+    command = [str(program) if program.exists() else str(args[0]), *map(str, args[1:])]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@contextlib.contextmanager
+def serving(data: Path, port: int, admin_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``axis serve`` as its own process, until the block ends."""
+    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(BIN / "axis"), "serve", "--data", str(data), "--port", str(port),
+         "--admin-port", str(admin_port)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError((data / "serve.log").read_text())
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("axis serve did not become healthy in 30 s")
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -1,0 +1,73 @@
+"""Two agencies exchange a package through `axis serve` using only the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, free_port, serving
+
+G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> tuple[Path, int, int]:
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    cli("axis", "init", "--data", data)
+    toml = data / "axis.toml"
+    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    for organ_id, name in ((G22, "Văn phòng Chính phủ"), (H41, "UBND tỉnh Nghệ An"), (H10, "X")):
+        cli("axis", "agency", "add", organ_id, "--name", name, "--data", data)
+    return data, port, admin_port
+
+
+def test_cli_exchange(folder: tuple[Path, int, int], tmp_path: Path) -> None:
+    data, port, admin_port = folder
+    listed = json.loads(cli("axis", "agency", "list", "--json", "--data", data).stdout)
+    assert [a["organ_id"] for a in listed] == sorted([G22, H41, H10])
+    attachment = tmp_path / "to-trinh.pdf"
+    attachment.write_bytes(b"%PDF-1.7 to trinh " * 500)
+    g22, h41, h10 = (str(data / "agencies" / o) for o in (G22, H41, H10))
+    with serving(data, port, admin_port):
+        answer = json.loads(
+            cli(
+                "axis-node", "--profile", g22, "send", "--to", H41,
+                "--subject", "Tờ trình phê duyệt đề án", "--file", attachment, "--json",
+            ).stdout
+        )  # fmt: skip
+        assert answer["recipients"] == [H41]
+        inbox = json.loads(cli("axis-node", "--profile", h41, "inbox", "--json").stdout)
+        assert [i["id"] for i in inbox["items"]] == [answer["id"]]
+        out = tmp_path / "received.xml"
+        cli("axis-node", "--profile", h41, "get", answer["id"], "-o", out)
+        sender_copy = tmp_path / "sent.xml"
+        cli("axis-node", "--profile", g22, "get", answer["id"], "-o", sender_copy)
+        assert out.read_bytes() == sender_copy.read_bytes()
+        if shutil.which("xmlsec1"):
+            verified = cli(
+                "xmlsec1", "--verify", "--trusted-pem", data / "ca" / "ca.pem", out, check=False
+            )
+            assert verified.returncode == 0, verified.stderr
+
+        # The third agency sees nothing and may read nothing.
+        assert json.loads(cli("axis-node", "--profile", h10, "inbox", "--json").stdout) == {
+            "items": []
+        }
+        refused = cli("axis-node", "--profile", h10, "get", answer["id"], check=False)
+        assert refused.returncode != 0 and "not-allowed" in refused.stderr
+
+        cli("axis-node", "--profile", h41, "ack", answer["id"])
+        tracked = json.loads(
+            cli("axis-node", "--profile", g22, "track", answer["id"], "--json").stdout
+        )
+        assert [(t["to"], t["state"]) for t in tracked] == [(H41, "acknowledged")]
+        bad = cli(
+            "axis-node", "--profile", g22, "send", "--to", "000.00.00.Z99", "--subject", "x",
+            check=False,
+        )  # fmt: skip
+        assert bad.returncode != 0 and "unknown-recipient" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

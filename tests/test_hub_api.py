@@ -1,0 +1,202 @@
+"""The node API through a real hub on 127.0.0.1 over real TLS, with real node clients."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+from lxml import etree
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
+
+from axis.core import formats, pki
+from axis.core.receipt import verify_receipt
+from axis.core.signing import Signer
+from nodes.client import HubError, NodeClient
+from tests.conftest import LiveHub
+from tests.helpers import assert_problem, counts, foreign_identity, self_signed_identity
+from tests.test_signing import signxml_sign
+
+G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
+
+
+async def test_exchange_with_attachment(hub: LiveHub, tmp_path: Path) -> None:
+    pdf = tmp_path / "quyet-dinh.pdf"
+    pdf.write_bytes(b"%PDF-1.4 " + bytes(range(256)) * 40)
+    sender, recipient, outsider = hub.client(G22), hub.client(H41), hub.client(H10)
+
+    package = sender.build_edoc([H41], "V/v triển khai liên thông văn bản", [pdf])
+    sent = await sender.post_package(package)
+    assert sent.created
+    answer = sent.answer
+    assert answer["kind"] == "edoc" and answer["recipients"] == [H41]
+    receipt = verify_receipt(answer["receipt"], pki.load_cert(hub.data.hub_cert.read_bytes()))
+    assert (receipt.package_id, receipt.sha256, receipt.sender) == (
+        answer["id"],
+        answer["sha256"],
+        G22,
+    )
+
+    inbox = await recipient.inbox()
+    assert [i["id"] for i in inbox["items"]] == [answer["id"]]
+    assert inbox["items"][0]["from"] == G22
+    body = await recipient.get(answer["id"])
+    assert body == package  # exactly the bytes the sender signed
+    parsed = formats.parse_package(formats.load_xml(body))
+    assert isinstance(parsed, formats.Edoc)
+    assert parsed.attachments[0].data == pdf.read_bytes()
+
+    # A third agency can neither list, read, ack nor track it.
+    assert (await outsider.inbox())["items"] == []
+    for attempt in (outsider.get, outsider.ack, outsider.track):
+        with pytest.raises(HubError) as exc:
+            await attempt(answer["id"])
+        assert_problem(exc, "not-allowed", 403)
+
+    assert [(d["to"], d["state"]) for d in await sender.track(answer["id"])] == [(H41, "delivered")]
+    await recipient.ack(answer["id"])
+    await recipient.ack(answer["id"])  # idempotent
+    assert (await recipient.inbox())["items"] == []
+    assert (await sender.track(answer["id"]))[0]["state"] == "acknowledged"
+
+
+async def test_resend_is_idempotent_and_conflicts_are_refused(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    package = sender.build_edoc([H41, H10], "Báo cáo tháng", number=7)
+    first = await sender.post_package(package)
+    again = await sender.post_package(package)
+    assert first.created and not again.created
+    assert again.answer == first.answer
+    other = sender.build_edoc([H41, H10], "Báo cáo tháng (sửa)", number=7)
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(other)
+    assert_problem(exc, "duplicate-conflict", 409)
+    assert counts(hub.data) == (1, 2)
+
+
+async def test_inbox_pages_oldest_first(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    ids = [(await sender.send([H41], f"Văn bản số {n}", number=n)).answer["id"] for n in range(5)]
+    first = await recipient.inbox(limit=2)
+    assert [i["id"] for i in first["items"]] == ids[:2] and first["next"]
+    assert [i["id"] for i in await recipient.inbox_all()] == ids
+
+
+def _tamper(package: bytes) -> bytes:
+    return package.replace("Văn bản gốc".encode(), "Văn bản giả".encode())
+
+
+async def test_refusals_store_nothing(hub: LiveHub, tmp_path: Path) -> None:
+    sender = hub.client(G22)
+    good = sender.build_edoc([H41], "Văn bản gốc")
+    cases: list[tuple[bytes, str, int]] = [
+        (_tamper(good), "invalid-signature", 422),
+        (b"<edXML><unclosed>", "malformed-xml", 400),
+        (b"\x00\xff\xfe garbage", "malformed-xml", 400),
+        (_xxe(), "malformed-xml", 400),
+        (sender.build_edoc(["000.00.00.Z99"], "Gửi nhầm"), "unknown-recipient", 422),
+        (good.replace(H41.encode(), b"000.00.00.h41"), "schema-violation", 422),
+        (hub.client(H41).build_edoc([G22], "Giả danh"), "sender-mismatch", 403),
+    ]
+    for body, name, status in cases:
+        with pytest.raises(HubError) as exc:
+            await sender.post_package(body)
+        assert_problem(exc, name, status)
+    assert counts(hub.data) == (0, 0)
+    assert (await hub.client(H41).inbox())["items"] == []
+
+
+def _xxe() -> bytes:
+    return (
+        b'<?xml version="1.0"?><!DOCTYPE edXML [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">&x;</edXML>'
+    )
+
+
+async def test_signing_certificates_must_be_the_registered_one(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    sender = hub.client(G22)
+    tree = formats.load_xml(sender.build_edoc([H41], "Chữ ký lạ"))
+    unsigned = _strip_signature(tree)
+    for make in (foreign_identity, self_signed_identity):
+        key, cert = make(G22, tmp_path)
+        package = Signer(key.read_bytes(), cert.read_bytes()).sign(unsigned)
+        with pytest.raises(HubError) as exc:
+            await sender.post_package(package)
+        assert_problem(exc, "untrusted-certificate", 403)
+    assert counts(hub.data) == (0, 0)
+
+
+async def test_sha1_is_refused_by_default(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    profile = sender.profile
+    pair = (pki.load_key(profile.key.read_bytes()), pki.load_cert(profile.cert.read_bytes()))
+    unsigned = _strip_signature(formats.load_xml(sender.build_edoc([H41], "SHA-1")))
+    package = signxml_sign(
+        pair,
+        unsigned,
+        signature_algorithm=SignatureMethod.RSA_SHA1,
+        digest_algorithm=DigestAlgorithm.SHA1,
+    )
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(package)
+    assert_problem(exc, "invalid-signature", 422)
+    assert counts(hub.data) == (0, 0)
+
+
+def _strip_signature(root: etree._Element) -> etree._Element:
+    for signature in root.iter(f"{{{formats.DS_NS}}}Signature"):
+        parent = signature.getparent()
+        assert parent is not None
+        parent.remove(signature)
+    return root
+
+
+async def test_transport_rules(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    with pytest.raises(HubError) as exc:
+        await sender._request(
+            "POST", "/v1/packages", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+    assert_problem(exc, "unsupported-media-type", 415)
+
+    # No client certificate: /healthz answers, the API refuses.
+    ctx = ssl.create_default_context(cafile=str(sender.profile.ca))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as anonymous:
+        async with anonymous.get(hub.running.url + "/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok"}
+        async with anonymous.get(hub.running.url + "/v1/inbox") as response:
+            assert response.status == 403
+            assert response.content_type == "application/problem+json"
+            assert (await response.json())["type"] == "urn:axis:problem:untrusted-certificate"
+
+    for bad in ("../../etc/passwd", "0" * 32, "x" * 500):
+        with pytest.raises(HubError) as exc:
+            await sender.get(bad)
+        assert exc.value.status == 404
+
+
+async def test_revoked_agency_is_refused_at_once(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    await sender.send([H41], "Trước khi thu hồi")
+    await hub.running.hub.store.set_agency_active(H41, False)
+    with pytest.raises(HubError) as exc:
+        await hub.client(H41).inbox()
+    assert_problem(exc, "not-allowed", 403)
+    with pytest.raises(HubError) as exc:
+        await sender.send([H41], "Sau khi thu hồi")
+    assert_problem(exc, "unknown-recipient", 422)
+
+
+async def test_oversized_body_is_refused(data_small_limit: LiveHub) -> None:
+    hub = data_small_limit
+    sender: NodeClient = hub.client(G22)
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(b"<a>" + b"x" * 300_000 + b"</a>")
+    assert_problem(exc, "too-large", 413)
+    assert counts(hub.data) == (0, 0)
+    # The hub is still serving.
+    assert (await sender.send([H41], "Vẫn hoạt động")).created
