@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import cli, free_port, serving
 
 SENDER, RECIPIENT = "000.00.00.H29", "000.00.00.H41"
+PROFILE = Path(__file__).resolve().parents[1] / "certs" / "agency-ext.cnf"
 
 needs_tools = pytest.mark.skipif(
     not (shutil.which("xmlsec1") and shutil.which("curl") and shutil.which("openssl")),
@@ -80,19 +81,13 @@ def outside_ca(tmp: Path) -> tuple[Path, Path, Path]:
     ca_key, ca_cert = tmp / "ca-key.pem", tmp / "ca.pem"
     cli("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
         "-out", ca_cert, "-days", "30", "-subj", "/O=Ban Co yeu (test)/CN=Outside CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        "-config", PROFILE, "-extensions", "ca")  # fmt: skip
     key, csr, cert = tmp / "key.pem", tmp / "req.csr", tmp / "cert.pem"
     cli("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
         "-subj", f"/O={SENDER}/CN={SENDER}")  # fmt: skip
-    ext = tmp / "ext.cnf"
-    ext.write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,nonRepudiation,keyEncipherment\n"
-        "extendedKeyUsage=clientAuth\n"
-    )
     cli("openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
-        "-CAcreateserial", "-out", cert, "-days", "30", "-extfile", ext)  # fmt: skip
+        "-CAcreateserial", "-out", cert, "-days", "30", "-extfile", PROFILE,
+        "-extensions", "agency")  # fmt: skip
     return ca_cert, key, cert
 
 
