@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -149,7 +150,13 @@ def agency_add(
             raise DataDirError(f"agency {organ_id} is already registered")
         cert_pem = cert_file.read_bytes() if cert_file else None
         found = datadir.new_agency(data, organ_id, name, hub_url, endpoint, cert_pem)
-        await store.add_agency(found)
+        try:
+            await store.add_agency(found)
+        except BaseException:
+            # Registration failed (e.g. that certificate is already registered to another
+            # agency): take the new profile back so nothing is left half-made.
+            shutil.rmtree(data.profile(organ_id), ignore_errors=True)
+            raise
         return found
 
     registered = run_store(data, db, work)
@@ -211,9 +218,9 @@ def agency_revoke(data_dir: Path | None, db: str | None, organ_id: str) -> None:
 @click.option("--allow-sha1", is_flag=True, default=None, help="Accept SHA-1 signatures.")
 @click.option(
     "--workers",
-    type=click.IntRange(1, 1),
+    type=click.IntRange(min=1),
     default=1,
-    help="Hub worker processes (more need the PostgreSQL store, not in this build).",
+    help="Hub worker processes (more than one needs the PostgreSQL store).",
 )
 def serve(
     data_dir: Path | None,
@@ -228,6 +235,11 @@ def serve(
     from axis.web.app import serve_forever
 
     data = _data(data_dir)
+    if workers > 1:
+        fail(
+            f"--workers {workers}: several workers need a shared PostgreSQL store, which this"
+            " build does not have yet; SQLite serves one worker"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = data.settings().with_overrides(

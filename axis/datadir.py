@@ -151,14 +151,17 @@ def new_agency(
     profile = data.profile(organ_id)
     if (profile / "cert.pem").exists():
         raise DataDirError(f"a profile for {organ_id} already exists at {profile}")
-    profile.mkdir(parents=True, exist_ok=True)
+    # Everything that can refuse runs before the profile folder exists.
+    key: pki.PrivateKey | None = None
     if cert_pem is None:
         ca_key = pki.load_key(data.ca_key.read_bytes())
         ca_cert = pki.load_cert(data.ca_cert.read_bytes())
         key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, name)
-        pki.write_private(profile / "key.pem", pki.key_to_pem(key))
     else:
         cert = _outside_cert(data, organ_id, cert_pem)
+    profile.mkdir(parents=True, exist_ok=True)
+    if key is not None:
+        pki.write_private(profile / "key.pem", pki.key_to_pem(key))
     (profile / "cert.pem").write_bytes(pki.cert_to_pem(cert))
     (profile / "ca.pem").write_bytes(data.ca_cert.read_bytes())
     (profile / "node.toml").write_text(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography import x509
+
 from axis.config import Settings
 from axis.core import formats, pki
 from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
@@ -24,6 +26,7 @@ from axis.core.lifecycle import DeliveryEvent
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
 from axis.errors import (
+    DuplicateConflict,
     NotAllowed,
     SchemaViolation,
     SenderMismatch,
@@ -75,6 +78,9 @@ class Hub:
         self.receipts = receipts
         self.settings = settings
         self.clock = clock
+        # Parsed registered certificates by fingerprint: a certificate never changes under
+        # its fingerprint, so the cache needs no invalidation (revocation is checked per request).
+        self._certs: dict[str, x509.Certificate] = {}
         self.limits = formats.ParseLimits(
             max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
         )
@@ -109,7 +115,12 @@ class Hub:
         sha256 = hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
         earlier = await self.store.find_by_key(agency.organ_id, key)
-        if earlier is not None and earlier[0].sha256 == sha256:
+        if earlier is not None:
+            if earlier[0].sha256 != sha256:
+                raise DuplicateConflict(
+                    f"{earlier[0].document_id!r} was already sent with other content"
+                    f" (package {earlier[0].id})"
+                )
             return Accepted(json.loads(earlier[0].answer), created=False)
         routed = await self._route(agency, package, key)
         return await self._commit(agency, package, routed, body, sha256)
@@ -123,11 +134,18 @@ class Hub:
             raise SenderMismatch(
                 f"From/OrganId is {claimed} but the TLS client is {agency.organ_id}"
             )
-        signed = self.verifier.verify(body, pki.load_cert(agency.cert_pem), self.clock())
+        signed = self.verifier.verify(body, self._certificate(agency), self.clock())
         package = formats.parse_package(signed)  # only the signed tree from here on
         if package.sender.organ_id != agency.organ_id:
             raise SenderMismatch("the signed From/OrganId is not the TLS client")
         return package
+
+    def _certificate(self, agency: Agency) -> x509.Certificate:
+        """The agency's registered certificate, parsed once per fingerprint."""
+        cert = self._certs.get(agency.fingerprint)
+        if cert is None:
+            cert = self._certs[agency.fingerprint] = pki.load_cert(agency.cert_pem)
+        return cert
 
     async def _route(self, agency: Agency, package: Package, key: str) -> Routed:
         if isinstance(package, StatusNotice):

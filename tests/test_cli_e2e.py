@@ -71,3 +71,39 @@ def test_cli_exchange(folder: tuple[Path, int, int], tmp_path: Path) -> None:
         )  # fmt: skip
         assert bad.returncode != 0 and "unknown-recipient" in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_admin_commands_refuse_clearly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli("axis", "init", "--data", data)
+    assert (data / "admin.token").stat().st_mode & 0o777 == 0o600
+    again = cli("axis", "init", "--data", data, check=False)
+    assert again.returncode != 0 and "already initialised" in again.stderr
+
+    bad = cli("axis", "agency", "add", "G22", "--name", "x", "--data", data, check=False)
+    assert bad.returncode != 0 and "not an OrganId" in bad.stderr
+    cli("axis", "agency", "add", G22, "--name", "Văn phòng Chính phủ", "--data", data)
+    twice = cli("axis", "agency", "add", G22, "--name", "x", "--data", data, check=False)
+    assert twice.returncode != 0 and "already registered" in twice.stderr
+
+    # A certificate from a CA the hub does not trust: refused, and no profile is left behind.
+    foreign = tmp_path / "other"
+    cli("axis", "init", "--data", foreign)
+    cli("axis", "agency", "add", H41, "--name", "x", "--data", foreign)
+    outsider = cli(
+        "axis", "agency", "add", H41, "--name", "x", "--data", data,
+        "--cert", foreign / "agencies" / H41 / "cert.pem", check=False,
+    )  # fmt: skip
+    assert outsider.returncode != 0 and "does not trust" in outsider.stderr
+    assert not (data / "agencies" / H41).exists()
+
+    unknown = cli("axis", "agency", "revoke", H41, "--data", data, check=False)
+    assert unknown.returncode != 0 and "no agency" in unknown.stderr
+    cli("axis", "agency", "revoke", G22, "--data", data)
+    listed = json.loads(cli("axis", "agency", "list", "--json", "--data", data).stdout)
+    assert [(a["organ_id"], a["active"]) for a in listed] == [(G22, False)]
+
+    workers = cli("axis", "serve", "--workers", "2", "--data", data, check=False)
+    assert workers.returncode != 0 and "PostgreSQL" in workers.stderr
+    missing = cli("axis", "agency", "list", "--data", tmp_path / "nowhere", check=False)
+    assert missing.returncode != 0 and "axis init" in missing.stderr

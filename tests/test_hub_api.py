@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -200,3 +202,77 @@ async def test_oversized_body_is_refused(data_small_limit: LiveHub) -> None:
     assert counts(hub.data) == (0, 0)
     # The hub is still serving.
     assert (await sender.send([H41], "Vẫn hoạt động")).created
+
+
+def _status(hub: LiveHub, organ_id: str, edoc: formats.Edoc, code: str) -> bytes:
+    """A signed status package from ``organ_id`` about ``edoc``."""
+    profile = hub.client(organ_id).profile
+    notice = formats.StatusNotice(
+        sender=formats.Organ(organ_id, organ_id),
+        response_for=formats.ResponseFor(
+            edoc.sender.organ_id,
+            f"{edoc.code_number}/{edoc.code_notation}",
+            edoc.promulgation_date,
+            edoc.document_id,
+        ),
+        status_code=code,
+        timestamp=datetime(2026, 11, 29, 9, 30),
+    )
+    signer = Signer(profile.key.read_bytes(), profile.cert.read_bytes())
+    return signer.sign(formats.build_status(notice))
+
+
+async def test_status_goes_to_the_sender_and_is_recorded(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    package = sender.build_edoc([H41], "Đề nghị báo cáo")
+    sent = await sender.post_package(package)
+    edoc = formats.parse_package(formats.load_xml(package))
+    assert isinstance(edoc, formats.Edoc)
+
+    status = await recipient.post_package(_status(hub, H41, edoc, "03"))
+    assert status.created and status.answer["kind"] == "status"
+    assert status.answer["recipients"] == [G22]
+    assert status.answer["document_id"] == edoc.document_id
+    items = (await sender.inbox())["items"]
+    assert [(i["id"], i["kind"], i["from"]) for i in items] == [
+        (status.answer["id"], "status", H41)
+    ]
+    assert (await sender.track(sent.answer["id"]))[0]["status_code"] == "03"
+
+    # Only a recipient may answer, and only about a document that exists.
+    with pytest.raises(HubError) as exc:
+        await hub.client(H10).post_package(_status(hub, H10, edoc, "03"))
+    assert_problem(exc, "not-allowed", 403)
+    ghost = dataclasses.replace(edoc, document_id=edoc.document_id + "-khac")
+    with pytest.raises(HubError) as exc:
+        await recipient.post_package(_status(hub, H41, ghost, "03"))
+    assert_problem(exc, "unknown-document", 404)
+    assert counts(hub.data) == (2, 2)
+
+
+async def test_recall_goes_to_the_earlier_documents_recipients(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    original = formats.parse_package(
+        formats.load_xml(sender.build_edoc([H41, H10], "Văn bản sẽ thu hồi", number=9))
+    )
+    assert isinstance(original, formats.Edoc)
+    unsigned = dataclasses.replace(original, subject="Văn bản sẽ thu hồi", traces=())
+    await sender.post_package(sender.signer.sign(formats.build_edoc(unsigned)))
+    recall = dataclasses.replace(
+        unsigned,
+        recipients=(formats.Organ(H41, H41),),
+        business=formats.Business(
+            formats.BusinessDocType.RECALL, original.document_id, "Thu hồi do sai sót"
+        ),
+    )
+    answer = (await sender.post_package(sender.signer.sign(formats.build_edoc(recall)))).answer
+    assert sorted(answer["recipients"]) == sorted([H41, H10])
+
+    unknown = dataclasses.replace(
+        recall,
+        document_id=recall.document_id + "-2",
+        business=formats.Business(formats.BusinessDocType.RECALL, "000.00.00.G22,2026/01/01,1/X"),
+    )
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(sender.signer.sign(formats.build_edoc(unknown)))
+    assert_problem(exc, "unknown-document", 404)
