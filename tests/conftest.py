@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,17 +53,26 @@ class LiveHub:
         return node
 
 
-@pytest.fixture
-async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
-    """A running hub with the agencies of AGENCIES registered."""
+@contextlib.asynccontextmanager
+async def live_hub(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub on free loopback ports with the agencies of AGENCIES registered."""
     settings = data.settings().with_overrides(port=0, admin_port=0)
     async with running_hub(data, settings) as running:
         live = LiveHub(data, running)
         for organ_id in AGENCIES:
             await live.register(organ_id)
+        try:
+            yield live
+        finally:
+            for node in live.clients:
+                await node.close()
+
+
+@pytest.fixture
+async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A running hub with the agencies of AGENCIES registered."""
+    async with live_hub(data) as live:
         yield live
-        for node in live.clients:
-            await node.close()
 
 
 @pytest.fixture
@@ -72,20 +82,11 @@ def samples() -> Path:
     return SAMPLES
 
 
-ProblemCheck = Callable[[Exception, str], None]
-
-
 @pytest.fixture
 async def data_small_limit(data: DataDir) -> AsyncIterator[LiveHub]:
     """A running hub whose axis.toml caps a body at 200 kB."""
     text = data.config.read_text().replace("max_body_bytes = 52428800", "max_body_bytes = 200000")
     data.config.write_text(text)
-    settings = data.settings().with_overrides(port=0, admin_port=0)
-    assert settings.max_body_bytes == 200000
-    async with running_hub(data, settings) as running:
-        live = LiveHub(data, running)
-        for organ_id in AGENCIES:
-            await live.register(organ_id)
+    assert data.settings().max_body_bytes == 200000
+    async with live_hub(data) as live:
         yield live
-        for node in live.clients:
-            await node.close()

@@ -18,7 +18,6 @@ from subprocess import CompletedProcess
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from axis.core import pki
@@ -50,10 +49,12 @@ def foreign_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
     return _write(tmp, "foreign", key, cert)
 
 
-def self_signed_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
-    """A self-signed certificate naming ``organ_id``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, organ_id)])
+def self_signed_cert(
+    common_name: str, key: pki.PrivateKey | None = None
+) -> tuple[pki.PrivateKey, x509.Certificate]:
+    """A self-signed, non-CA certificate: valid now, issued by nobody the hub trusts."""
+    key = key if key is not None else pki.new_key("rsa")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
@@ -61,11 +62,17 @@ def self_signed_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    return _write(tmp, "selfsigned", key, cert)
+    return key, cert
+
+
+def self_signed_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate naming ``organ_id``, written to ``tmp``."""
+    return _write(tmp, "selfsigned", *self_signed_cert(organ_id))
 
 
 def _write(tmp: Path, stem: str, key: pki.PrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from axis.core import pki
 from axis.errors import AxisError, UntrustedCertificate
+from tests.helpers import self_signed_cert
 
 SAMPLES = Path("/work/shared/samples")
 NOW = dt.datetime.now(dt.UTC)
@@ -267,18 +268,7 @@ def test_issued_cert_never_outlives_its_ca() -> None:
 
 def test_trust_refuses_issuer_that_is_not_a_ca() -> None:
     # A leaf certificate in the trust store does not make it a CA.
-    issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not a CA")])
-    issuer_key = pki.new_key("ec")
-    issuer = (
-        x509.CertificateBuilder()
-        .subject_name(issuer_name)
-        .issuer_name(issuer_name)
-        .public_key(issuer_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(issuer_key, hashes.SHA256())
-    )
+    issuer_key, issuer = self_signed_cert("not a CA", pki.new_key("ec"))
+    issuer_name = issuer.subject
     with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
         pki.TrustStore((issuer,)).check(leaf_signed_by(issuer_key, issuer_name), NOW)

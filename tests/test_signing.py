@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
@@ -20,6 +18,7 @@ from signxml.signer import XMLSigner
 from axis.core import pki
 from axis.core.signing import DS_NS, Signer, VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
+from tests.helpers import self_signed_cert
 
 SAMPLES = Path("/work/shared/samples")
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -130,20 +129,7 @@ def edit(data: bytes, change: str) -> bytes:
 
 
 def self_signed_pair() -> Pair:
-    key = pki.new_key("rsa")
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "000.00.00.G22")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+    return self_signed_cert("000.00.00.G22")
 
 
 # --- interop vectors ---------------------------------------------------------------------
