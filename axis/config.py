@@ -7,7 +7,7 @@ to a default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,28 +56,51 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_SECTIONS = ("hub", "limits", "signatures")
+# Which keys each section of axis.toml holds (the defaults of Settings give their types).
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "hub": ("organ_id", "host", "port", "admin_host", "admin_port", "database"),
+    "limits": (
+        "max_body_bytes",
+        "max_recipients",
+        "max_attachments",
+        "max_xml_depth",
+        "inbox_page",
+    ),
+    "signatures": ("allow_sha1",),
+}
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", str: "a string"}
 
 
 def load_settings(path: Path) -> Settings:
     """Settings from ``path``, defaults for what it does not say.
 
     Raises:
-        ValueError: the file is not valid TOML or names an unknown key.
+        ValueError: naming the file, for anything but valid UTF-8 TOML whose sections and keys
+            are the ones above, each with a value of its default's type.
     """
     if not path.exists():
         return Settings()
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    known = {f.name: f.type for f in fields(Settings)}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid UTF-8 TOML: {exc}") from exc
+    defaults = Settings()
     values: dict[str, Any] = {}
     for section, table in doc.items():
-        if section not in _SECTIONS or not isinstance(table, dict):
+        if section not in _SECTIONS:
             raise ValueError(f"{path}: unknown section [{section}]")
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: {section} must be a [{section}] table")
         for key, value in table.items():
-            if key not in known:
+            if key not in _SECTIONS[section]:
                 raise ValueError(f"{path}: unknown key {key!r} in [{section}]")
+            expected = type(getattr(defaults, key))
+            # bool is an int in Python; a setting is exactly one or the other.
+            if type(value) is not expected:
+                raise ValueError(
+                    f"{path}: [{section}] {key} must be a {expected.__name__}, not {value!r}"
+                )
             values[key] = value
     return Settings(**values)

@@ -58,6 +58,8 @@ TRANSITIONS: dict[tuple[DeliveryState, DeliveryEvent], DeliveryState] = {
     (S.FAILED, E.FETCHED): S.DELIVERED,
     (S.FAILED, E.ACKED): S.ACKNOWLEDGED,
     (S.FAILED, E.GAVE_UP): S.FAILED,
+    # A push that gave up has not been fetched: a recall still takes it back.
+    (S.FAILED, E.RECALLED): S.RECALLED,
     (S.RECALLED, E.RECALLED): S.RECALLED,
 }
 

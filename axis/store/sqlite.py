@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
+from axis.core.lifecycle import PENDING, DeliveryEvent, DeliveryState, next_state
 from axis.errors import DuplicateConflict, Unavailable
 from axis.store.base import Agency, Delivery, NewPackage, PackageRecord
 
@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq
 PACKAGE_COLUMNS = (
     "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
 )
-PENDING_STATES = (DeliveryState.QUEUED, DeliveryState.DELIVERED, DeliveryState.FAILED)
+PENDING_STATES = tuple(sorted(PENDING))
 
 
 def _ts(value: datetime) -> str:
@@ -214,6 +214,11 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 await self._rollback()
                 raise Unavailable(f"database write failed: {exc}") from exc
+            except BaseException:
+                # Cancelled mid-transaction (client gone, shutdown): never leave BEGIN open on
+                # the shared writer, or the next autocommit write would silently join it.
+                await asyncio.shield(self._rollback())
+                raise
 
     async def _rollback(self) -> None:
         try:
@@ -303,7 +308,7 @@ class SqliteStore:
             try:
                 rows = list(
                     await w.execute_fetchall(
-                        "SELECT state, status_code FROM deliveries"
+                        "SELECT state, status_code, updated_at FROM deliveries"
                         " WHERE package_id = ? AND recipient = ?",
                         (package_id, recipient),
                     )
@@ -311,14 +316,18 @@ class SqliteStore:
                 if not rows:
                     await w.execute("ROLLBACK")
                     return None
-                state = next_state(DeliveryState(rows[0][0]), event)
+                before, code, updated = rows[0]
+                state = next_state(DeliveryState(before), event)
+                if state == before:  # a repeat: nothing changes, not even updated_at
+                    await w.execute("ROLLBACK")
+                    return Delivery(package_id, recipient, state, code, _dt(updated))
                 await w.execute(
                     "UPDATE deliveries SET state = ?, updated_at = ?"
-                    " WHERE package_id = ? AND recipient = ? AND state != ?",
-                    (state.value, _ts(at), package_id, recipient, state.value),
+                    " WHERE package_id = ? AND recipient = ?",
+                    (state.value, _ts(at), package_id, recipient),
                 )
                 await w.execute("COMMIT")
             except BaseException:
-                await self._rollback()
+                await asyncio.shield(self._rollback())
                 raise
-            return Delivery(package_id, recipient, state, rows[0][1], at)
+            return Delivery(package_id, recipient, state, code, at)

@@ -1,0 +1,642 @@
+"""The Store protocol, run against a real database file.
+
+Every test goes through :class:`axis.store.base.Store` only, via the ``store`` fixture, so the
+same suite can later be parametrized for PostgreSQL (add a param and a branch in ``_open``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from axis.core.lifecycle import (
+    PENDING,
+    DeliveryEvent,
+    DeliveryState,
+    InvalidTransition,
+    next_state,
+)
+from axis.errors import DuplicateConflict, Unavailable
+from axis.store import open_store
+from axis.store.base import Agency, NewPackage, PackageRecord, StatusUpdate, Store
+
+G22, H41, H10, T01 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10", "000.00.00.T01"
+T0 = datetime(2024, 5, 17, 8, 30, 15, 123456, tzinfo=UTC)
+
+S, E = DeliveryState, DeliveryEvent
+
+
+@dataclass
+class Backend:
+    """How to open (and reopen) the store under test."""
+
+    name: str
+    url: str
+    path: Path | None  # the SQLite file, for the checks behind the store's back
+
+    def open(self) -> Store:
+        return open_store(self.url)
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "axis.db"
+        return Backend("sqlite", str(path), path)
+    raise AssertionError(request.param)  # pragma: no cover
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.open()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def sqlite_only(backend: Backend) -> Path:
+    if backend.path is None:  # pragma: no cover - no other backend yet
+        pytest.skip("a check of the SQLite file itself")
+    return backend.path
+
+
+def agency(organ_id: str, n: int = 0, *, active: bool = True) -> Agency:
+    return Agency(
+        organ_id=organ_id,
+        name=f"Cơ quan {organ_id}",
+        cert_pem=f"-----BEGIN CERTIFICATE-----\n{organ_id}\n".encode(),
+        fingerprint=f"{n:02d}" + organ_id.replace(".", "").lower().rjust(62, "0"),
+        registered_at=T0,
+        active=active,
+        endpoint=None if n % 2 == 0 else f"https://127.0.0.1:90{n:02d}/push",
+    )
+
+
+def package(
+    n: int,
+    *,
+    sender: str = G22,
+    recipients: tuple[str, ...] = (H41, H10),
+    key: str | None = None,
+    sha: str | None = None,
+    kind: str = "edoc",
+    business_type: int = 0,
+    document_id: str | None = None,
+    body: bytes | None = None,
+    status_update: StatusUpdate | None = None,
+    at: datetime | None = None,
+) -> NewPackage:
+    document_id = document_id or f"{n}/CV-VPCP"
+    return NewPackage(
+        id=f"pkg-{n:04d}",
+        kind=kind,
+        sender=sender,
+        document_id=document_id,
+        idempotency_key=key or f"{document_id}|{business_type}",
+        business_type=business_type,
+        sha256=sha or f"{n:064x}",
+        subject=f"Công văn số {n}",
+        received_at=at or T0 + timedelta(seconds=n),
+        body=body if body is not None else f"<edXML n='{n}'/>".encode(),
+        recipients=recipients,
+        answer=f'{{"id": "pkg-{n:04d}", "n": {n}}}',
+        status_update=status_update,
+    )
+
+
+def record_of(p: NewPackage, seq: int) -> PackageRecord:
+    return PackageRecord(
+        p.id,
+        seq,
+        p.kind,
+        p.sender,
+        p.document_id,
+        p.business_type,
+        p.sha256,
+        p.subject,
+        p.received_at,
+        p.answer,
+    )
+
+
+async def states(store: Store, package_id: str) -> dict[str, DeliveryState]:
+    return {d.recipient: d.state for d in await store.deliveries(package_id)}
+
+
+# -- agencies -------------------------------------------------------------------------------
+
+
+async def test_add_get_and_list_agencies(store: Store) -> None:
+    assert await store.list_agencies() == []
+    assert await store.get_agency(G22) is None
+    added = [agency(H41, 1), agency(G22, 2, active=False), agency(H10, 3)]
+    for a in added:
+        await store.add_agency(a)
+    assert await store.get_agency(H41) == added[0]
+    assert await store.get_agency(G22) == added[1]  # inactive agencies are still found
+    listed = await store.list_agencies()
+    assert [a.organ_id for a in listed] == [G22, H10, H41]  # by OrganId
+    assert listed == sorted(added, key=lambda a: a.organ_id)
+    got = await store.get_agency(H10)
+    assert got is not None
+    assert got.registered_at == T0 and got.registered_at.tzinfo is not None
+    assert isinstance(got.cert_pem, bytes)
+    assert got.endpoint == "https://127.0.0.1:9003/push"
+
+
+async def test_a_taken_organ_id_is_a_duplicate_conflict(store: Store) -> None:
+    await store.add_agency(agency(H41, 1))
+    with pytest.raises(DuplicateConflict):
+        await store.add_agency(replace(agency(H41, 2), name="Someone else"))
+    assert await store.list_agencies() == [agency(H41, 1)]
+
+
+async def test_a_taken_certificate_is_a_duplicate_conflict(store: Store) -> None:
+    await store.add_agency(agency(H41, 1))
+    with pytest.raises(DuplicateConflict):
+        await store.add_agency(replace(agency(H10, 2), fingerprint=agency(H41, 1).fingerprint))
+    assert await store.get_agency(H10) is None
+    assert await store.list_agencies() == [agency(H41, 1)]
+
+
+async def test_set_agency_active(store: Store) -> None:
+    await store.add_agency(agency(H41, 1))
+    assert await store.set_agency_active(H41, False) is True
+    got = await store.get_agency(H41)
+    assert got is not None and got.active is False
+    assert await store.set_agency_active(H41, False) is True  # already revoked: still found
+    assert await store.set_agency_active(H41, True) is True
+    got = await store.get_agency(H41)
+    assert got is not None and got.active is True
+    assert await store.set_agency_active(T01, False) is False
+    assert await store.get_agency(T01) is None
+
+
+async def test_agency_by_fingerprint(store: Store) -> None:
+    a, b = agency(H41, 1), agency(H10, 2)
+    await store.add_agency(a)
+    await store.add_agency(b)
+    assert await store.agency_by_fingerprint(a.fingerprint) == a
+    assert await store.agency_by_fingerprint(b.fingerprint) == b
+    assert await store.agency_by_fingerprint("ff" * 32) is None
+
+
+# -- packages -------------------------------------------------------------------------------
+
+
+async def test_insert_commits_the_package_and_queued_deliveries(store: Store) -> None:
+    p = package(1, recipients=(H41, H10, T01))
+    record, created = await store.insert_package(p)
+    assert created is True
+    assert record == record_of(p, record.seq)
+    assert record.seq >= 1
+    deliveries = await store.deliveries(p.id)
+    assert [d.recipient for d in deliveries] == sorted([H41, H10, T01])  # by recipient
+    for d in deliveries:
+        assert d.package_id == p.id
+        assert d.state is S.QUEUED
+        assert d.status_code is None
+        assert d.updated_at == p.received_at
+    assert await store.get_package(p.id) == (record, p.body)
+
+
+async def test_sequence_numbers_grow(store: Store) -> None:
+    seqs = [(await store.insert_package(package(n)))[0].seq for n in range(1, 6)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+
+
+async def test_the_same_key_and_bytes_return_the_first_record(store: Store) -> None:
+    first = package(1)
+    record, created = await store.insert_package(first)
+    assert created
+    # A resend: same key and hash, but everything the hub would compute afresh differs.
+    again = replace(
+        first,
+        id="pkg-resend",
+        received_at=T0 + timedelta(hours=1),
+        answer='{"id": "pkg-resend"}',
+        recipients=(T01,),
+    )
+    record2, created2 = await store.insert_package(again)
+    assert created2 is False
+    assert record2 == record
+    assert record2.answer == first.answer
+    assert await store.get_package("pkg-resend") is None
+    assert await store.deliveries("pkg-resend") == []
+    assert await store.inbox(T01, 0, 100) == []
+    assert set(await states(store, first.id)) == {H41, H10}
+
+
+async def test_the_same_key_with_other_bytes_is_a_conflict_and_writes_nothing(
+    store: Store,
+) -> None:
+    first = package(1)
+    await store.insert_package(first)
+    await store.insert_package(package(2))
+    other = replace(
+        package(3, key=first.idempotency_key, recipients=(T01,)),
+        status_update=StatusUpdate(first.id, H41, "02"),
+    )
+    with pytest.raises(DuplicateConflict):
+        await store.insert_package(other)
+    assert await store.get_package(other.id) is None
+    assert await store.deliveries(other.id) == []
+    assert await store.inbox(T01, 0, 100) == []
+    assert {d.status_code for d in await store.deliveries(first.id)} == {None}
+    found = await store.find_by_key(first.sender, first.idempotency_key)
+    assert found is not None and found[0].id == first.id
+    # The store still takes writes after the refusal.
+    record, created = await store.insert_package(package(4))
+    assert created and record.id == "pkg-0004"
+
+
+async def test_keys_are_per_sender(store: Store) -> None:
+    a = package(1, sender=G22, recipients=(H41,))
+    b = package(2, sender=H10, recipients=(H41,), key=a.idempotency_key)
+    assert (await store.insert_package(a))[1] is True
+    assert (await store.insert_package(b))[1] is True
+
+
+async def test_a_status_update_is_recorded_on_the_referenced_delivery(store: Store) -> None:
+    edoc = package(1, recipients=(H41, H10))
+    await store.insert_package(edoc)
+    status = package(
+        2,
+        kind="status",
+        sender=H41,
+        recipients=(G22,),
+        document_id=edoc.document_id,
+        key=f"status|{edoc.document_id}|03",
+        status_update=StatusUpdate(edoc.id, H41, "03"),
+        at=T0 + timedelta(minutes=5),
+    )
+    record, created = await store.insert_package(status)
+    assert created and record.kind == "status"
+    by_recipient = {d.recipient: d for d in await store.deliveries(edoc.id)}
+    assert by_recipient[H41].status_code == "03"
+    assert by_recipient[H41].updated_at == status.received_at
+    assert by_recipient[H41].state is S.QUEUED  # a business code does not move the state
+    assert by_recipient[H10].status_code is None
+    assert by_recipient[H10].updated_at == edoc.received_at
+    # The status package itself is delivered to the original sender.
+    assert [p.id for p in await store.inbox(G22, 0, 10)] == [status.id]
+    # A later status overwrites the code: status_code is the last one sent.
+    later = replace(
+        status,
+        id="pkg-later",
+        idempotency_key="status-later",
+        sha256="ab" * 32,
+        status_update=StatusUpdate(edoc.id, H41, "05"),
+    )
+    await store.insert_package(later)
+    assert {d.recipient: d.status_code for d in await store.deliveries(edoc.id)} == {
+        H41: "05",
+        H10: None,
+    }
+
+
+async def test_find_by_key(store: Store) -> None:
+    p = package(1, body=b"\x00\xff<edXML/>\xfe")
+    record, _ = await store.insert_package(p)
+    assert await store.find_by_key(p.sender, p.idempotency_key) == (record, p.body)
+    assert await store.find_by_key(H41, p.idempotency_key) is None
+    assert await store.find_by_key(p.sender, "no such key") is None
+
+
+async def test_find_document_sees_only_original_edocs(store: Store) -> None:
+    original = package(1, document_id="12/CV-VPCP")
+    await store.insert_package(original)
+    for n, btype in ((2, 1), (3, 2), (4, 3)):  # an update, a replacement, a recall
+        await store.insert_package(package(n, document_id="12/CV-VPCP", business_type=btype))
+    status = package(
+        5, kind="status", sender=H41, recipients=(G22,), document_id="77/CV-H41", key="st"
+    )
+    await store.insert_package(status)
+    found = await store.find_document(G22, "12/CV-VPCP")
+    assert found is not None
+    assert found.id == original.id and found.business_type == 0
+    assert await store.find_document(H41, "12/CV-VPCP") is None  # another sender
+    assert await store.find_document(H41, "77/CV-H41") is None  # a status, not an edoc
+    assert await store.find_document(G22, "99/CV-VPCP") is None
+
+
+async def test_find_document_ignores_a_later_version_alone(store: Store) -> None:
+    await store.insert_package(package(1, document_id="13/CV-VPCP", business_type=2))
+    assert await store.find_document(G22, "13/CV-VPCP") is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        "<edXML>Công văn về việc triển khai</edXML>".encode(),
+        "<?xml version='1.0' encoding='windows-1258'?><a>Vi\xeat</a>".encode("latin-1"),
+        b"\xef\xbb\xbf<edXML/>\r\n",
+        bytes(range(256)) * 4,
+    ],
+    ids=["empty", "utf8", "legacy-encoding", "bom-crlf", "every-byte"],
+)
+async def test_get_package_returns_the_exact_bytes(store: Store, body: bytes) -> None:
+    p = package(1, body=body)
+    record, _ = await store.insert_package(p)
+    got = await store.get_package(p.id)
+    assert got is not None
+    assert got[0] == record
+    assert got[1] == body and type(got[1]) is bytes
+
+
+async def test_get_package_of_an_unknown_id(store: Store) -> None:
+    assert await store.get_package("pkg-none") is None
+    assert await store.deliveries("pkg-none") == []
+
+
+# -- inbox ----------------------------------------------------------------------------------
+
+
+async def test_inbox_is_oldest_first_and_pages_with_after_and_limit(store: Store) -> None:
+    inserted = []
+    for n in range(1, 8):
+        recipients = (H41, H10) if n % 3 else (H10,)  # n = 3, 6 are not for H41
+        inserted.append((await store.insert_package(package(n, recipients=recipients)))[0])
+    mine = [r for r in inserted if r.id not in ("pkg-0003", "pkg-0006")]
+    assert await store.inbox(H41, 0, 100) == mine
+    pages: list[list[PackageRecord]] = []
+    after = 0
+    while page := await store.inbox(H41, after, 2):
+        pages.append(page)
+        after = page[-1].seq
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [r for p in pages for r in p] == mine
+    assert await store.inbox(H41, mine[-1].seq, 100) == []
+    assert await store.inbox(H41, mine[1].seq, 1) == [mine[2]]
+    assert len(await store.inbox(H10, 0, 100)) == 7
+    assert await store.inbox(G22, 0, 100) == []  # the sender's own packages are not in it
+
+
+async def test_inbox_holds_exactly_the_pending_states(store: Store) -> None:
+    """Drive one delivery into each state; the inbox shows exactly those in PENDING."""
+    paths: dict[DeliveryState, list[DeliveryEvent]] = {
+        S.QUEUED: [],
+        S.DELIVERED: [E.FETCHED],
+        S.ACKNOWLEDGED: [E.FETCHED, E.ACKED],
+        S.FAILED: [E.GAVE_UP],
+        S.RECALLED: [E.RECALLED],
+    }
+    ids: dict[DeliveryState, str] = {}
+    for n, (state, events) in enumerate(paths.items(), start=1):
+        p = package(n, recipients=(H41,))
+        await store.insert_package(p)
+        for event in events:
+            await store.apply_event(p.id, H41, event, T0 + timedelta(minutes=n))
+        assert (await states(store, p.id))[H41] is state
+        ids[state] = p.id
+    assert set(paths) == set(DeliveryState)
+    assert {r.id for r in await store.inbox(H41, 0, 100)} == {ids[s] for s in PENDING}
+
+
+async def test_an_ack_takes_the_package_out_of_one_inbox_only(store: Store) -> None:
+    p = package(1, recipients=(H41, H10))
+    await store.insert_package(p)
+    await store.apply_event(p.id, H41, E.ACKED, T0)
+    assert await store.inbox(H41, 0, 10) == []
+    assert [r.id for r in await store.inbox(H10, 0, 10)] == [p.id]
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+async def test_apply_event_follows_the_lifecycle_table(store: Store) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    steps = [
+        (E.GAVE_UP, S.FAILED),
+        (E.FETCHED, S.DELIVERED),
+        (E.PUSHED, S.DELIVERED),
+        (E.ACKED, S.ACKNOWLEDGED),
+        (E.ACKED, S.ACKNOWLEDGED),
+        (E.FETCHED, S.ACKNOWLEDGED),
+    ]
+    state = S.QUEUED
+    for minute, (event, expected) in enumerate(steps, start=1):
+        at = T0 + timedelta(minutes=minute)
+        delivery = await store.apply_event(p.id, H41, event, at)
+        assert expected is next_state(state, event)
+        assert delivery is not None
+        assert (delivery.package_id, delivery.recipient) == (p.id, H41)
+        assert delivery.state is expected
+        assert delivery.status_code is None
+        state = expected
+        [stored] = await store.deliveries(p.id)
+        assert stored.state is expected
+
+
+async def test_apply_event_records_when_the_state_changed(store: Store) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    fetched = T0 + timedelta(minutes=1)
+    delivery = await store.apply_event(p.id, H41, E.FETCHED, fetched)
+    assert delivery is not None and delivery.updated_at == fetched
+    assert (await store.deliveries(p.id))[0] == delivery
+
+
+async def test_apply_event_keeps_the_status_code(store: Store) -> None:
+    edoc = package(1, recipients=(H41,))
+    await store.insert_package(edoc)
+    update = StatusUpdate(edoc.id, H41, "02")
+    await store.insert_package(
+        package(2, kind="status", sender=H41, recipients=(G22,), key="st", status_update=update)
+    )
+    delivery = await store.apply_event(edoc.id, H41, E.ACKED, T0 + timedelta(hours=1))
+    assert delivery is not None and delivery.status_code == "02"
+    assert (await store.deliveries(edoc.id))[0].status_code == "02"
+
+
+async def test_apply_event_on_an_unknown_delivery_is_none(store: Store) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    assert await store.apply_event("pkg-none", H41, E.ACKED, T0) is None
+    assert await store.apply_event(p.id, H10, E.ACKED, T0) is None  # not a recipient
+    assert (await states(store, p.id)) == {H41: S.QUEUED}
+    # The store still takes writes.
+    assert (await store.insert_package(package(2)))[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ([E.RECALLED], E.FETCHED),
+        ([E.RECALLED], E.ACKED),
+        ([E.FETCHED], E.RECALLED),
+        ([E.ACKED], E.GAVE_UP),
+        ([E.GAVE_UP], E.PUSHED),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else str(v),
+)
+async def test_an_illegal_move_raises_and_changes_nothing(
+    store: Store, path: list[DeliveryEvent], illegal: DeliveryEvent
+) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    for event in path:
+        await store.apply_event(p.id, H41, event, T0 + timedelta(minutes=1))
+    before = await store.deliveries(p.id)
+    with pytest.raises(InvalidTransition) as caught:
+        await store.apply_event(p.id, H41, illegal, T0 + timedelta(minutes=2))
+    assert caught.value.state is before[0].state
+    assert caught.value.event is illegal
+    assert await store.deliveries(p.id) == before
+    # The failed move left no transaction open: the store still takes writes.
+    assert (await store.insert_package(package(2)))[1]
+    assert await store.apply_event("pkg-0002", H41, E.FETCHED, T0) is not None
+
+
+# -- health and durability ------------------------------------------------------------------
+
+
+async def test_ping_while_open_and_unavailable_after_close(store: Store) -> None:
+    await store.ping()
+    await store.close()
+    with pytest.raises(Unavailable):
+        await store.ping()
+    with pytest.raises(Unavailable):
+        await store.get_agency(H41)
+    with pytest.raises(Unavailable):
+        await store.insert_package(package(1))
+    await store.close()  # closing twice is harmless
+
+
+async def test_everything_survives_close_and_reopen(store: Store, backend: Backend) -> None:
+    await store.add_agency(agency(H41, 1))
+    await store.add_agency(agency(H10, 2))
+    await store.set_agency_active(H10, False)
+    first, _ = await store.insert_package(package(1, body=b"\x00\x01\xfe\xff"))
+    second, _ = await store.insert_package(package(2, recipients=(H41,)))
+    await store.apply_event(first.id, H41, E.ACKED, T0 + timedelta(hours=1))
+    await store.apply_event(first.id, H10, E.FETCHED, T0 + timedelta(hours=1))
+    before = (
+        await store.list_agencies(),
+        await store.deliveries(first.id),
+        await store.inbox(H41, 0, 10),
+        await store.inbox(H10, 0, 10),
+    )
+    await store.close()
+
+    again = backend.open()
+    await again.open()
+    try:
+        after = (
+            await again.list_agencies(),
+            await again.deliveries(first.id),
+            await again.inbox(H41, 0, 10),
+            await again.inbox(H10, 0, 10),
+        )
+        assert after == before
+        assert await again.get_package(first.id) == (first, b"\x00\x01\xfe\xff")
+        assert await again.find_by_key(G22, package(2).idempotency_key) == (
+            second,
+            package(2).body,
+        )
+        # The idempotency survives too, and sequence numbers keep growing.
+        assert await again.insert_package(package(2, recipients=(H41,))) == (second, False)
+        third, created = await again.insert_package(package(3))
+        assert created and third.seq > second.seq
+    finally:
+        await again.close()
+
+
+async def test_committed_data_is_in_the_file_while_the_store_runs(
+    store: Store, backend: Backend
+) -> None:
+    """A returned insert is visible to another process reading the file (it is committed)."""
+    path = sqlite_only(backend)
+    await store.add_agency(agency(H41, 1))
+    await store.insert_package(package(1))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM packages").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (2,)
+        assert db.execute("SELECT count(*) FROM agencies").fetchone() == (1,)
+
+
+async def test_the_file_is_in_wal_mode(store: Store, backend: Backend) -> None:
+    path = sqlite_only(backend)
+    await store.ping()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+async def test_concurrent_inserts_with_distinct_keys_all_commit(store: Store) -> None:
+    packages = [package(n, recipients=(H41,)) for n in range(1, 51)]
+    results = await asyncio.gather(*(store.insert_package(p) for p in packages))
+    assert all(created for _, created in results)
+    assert [r.id for r, _ in results] == [p.id for p in packages]
+    assert len({r.seq for r, _ in results}) == 50
+    inbox = await store.inbox(H41, 0, 100)
+    assert {r.id for r in inbox} == {p.id for p in packages}
+    assert [r.seq for r in inbox] == sorted(r.seq for r in inbox)
+
+
+async def test_concurrent_resends_of_one_package_create_it_once(store: Store) -> None:
+    base = package(1)
+    copies = [replace(base, id=f"pkg-copy-{i:02d}", answer=f'{{"copy": {i}}}') for i in range(20)]
+    results = await asyncio.gather(*(store.insert_package(p) for p in copies))
+    created = [record for record, was_created in results if was_created]
+    assert len(created) == 1
+    winner = created[0]
+    assert all(record == winner for record, _ in results)
+    assert await store.find_by_key(base.sender, base.idempotency_key) == (winner, base.body)
+    assert [r.id for r in await store.inbox(H41, 0, 100)] == [winner.id]
+    assert len(await store.deliveries(winner.id)) == 2
+
+
+async def test_concurrent_events_on_one_delivery_stay_consistent(store: Store) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    events = [E.FETCHED, E.PUSHED, E.ACKED] * 10
+    results = await asyncio.gather(
+        *(store.apply_event(p.id, H41, e, T0) for e in events), return_exceptions=True
+    )
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert (await states(store, p.id)) == {H41: S.ACKNOWLEDGED}
+
+
+# -- known bugs -----------------------------------------------------------------------------
+
+
+async def test_a_repeated_event_returns_the_stored_delivery(store: Store) -> None:
+    p = package(1, recipients=(H41,))
+    await store.insert_package(p)
+    await store.apply_event(p.id, H41, E.ACKED, T0 + timedelta(minutes=1))
+    repeated = await store.apply_event(p.id, H41, E.ACKED, T0 + timedelta(minutes=2))
+    assert [repeated] == await store.deliveries(p.id)
+
+
+async def test_a_cancelled_insert_leaves_no_open_transaction(
+    store: Store, backend: Backend
+) -> None:
+    path = sqlite_only(backend)
+    await store.ping()
+    # Another process holds the write lock, so the insert waits inside the database call.
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.insert_package(package(1)))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("ROLLBACK")
+    await store.add_agency(agency(H41, 1))  # returns as if committed
+    with contextlib.closing(sqlite3.connect(path, timeout=0.5)) as db:
+        seen = db.execute("SELECT count(*) FROM agencies").fetchone()
+    assert seen == (1,), "add_agency returned but its row is not committed"
