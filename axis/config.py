@@ -100,7 +100,7 @@ def load_settings(path: Path) -> Settings:
             # bool is an int in Python; a setting is exactly one or the other.
             if type(value) is not expected:
                 raise ValueError(
-                    f"{path}: [{section}] {key} must be a {expected.__name__}, not {value!r}"
+                    f"{path}: [{section}] {key} must be {_TYPE_NAMES[expected]}, not {value!r}"
                 )
             values[key] = value
     return Settings(**values)
