@@ -101,7 +101,9 @@ async def exchange(data: DataDir, nodes: dict[str, NodeClient]) -> int:
         f"[green]Done[/green] in {elapsed:.2f} s: 2 documents exchanged, "
         f"{sum(d['state'] == 'acknowledged' for d in states)}/{len(states)} acknowledged."
     )
-    console.print(f"Data folder kept at {data.root}: try `.venv/bin/axis agency list --data {data.root}`.")
+    console.print(
+        f"Data folder kept at {data.root}: try `.venv/bin/axis agency list --data {data.root}`."
+    )
     return 0
 
 
