@@ -27,6 +27,7 @@ max_body_bytes = 52428800       # 50 MiB: the largest package accepted (413 too-
 max_recipients = 200            # To elements in one edoc
 max_attachments = 100
 max_xml_depth = 64
+max_concurrent_uploads = 8      # packages read and verified at once; the rest wait their turn
 inbox_page = 100                # the largest page /v1/inbox returns
 
 [signatures]
@@ -48,6 +49,7 @@ class Settings:
     max_recipients: int = 200
     max_attachments: int = 100
     max_xml_depth: int = 64
+    max_concurrent_uploads: int = 8
     inbox_page: int = 100
     allow_sha1: bool = False
 
@@ -64,6 +66,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_recipients",
         "max_attachments",
         "max_xml_depth",
+        "max_concurrent_uploads",
         "inbox_page",
     ),
     "signatures": ("allow_sha1",),

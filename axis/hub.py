@@ -22,7 +22,7 @@ from cryptography import x509
 from axis.config import Settings
 from axis.core import formats, pki
 from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
-from axis.core.lifecycle import DeliveryEvent
+from axis.core.lifecycle import DeliveryEvent, InvalidTransition
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
 from axis.errors import (
@@ -81,6 +81,9 @@ class Hub:
         # Parsed registered certificates by fingerprint: a certificate never changes under
         # its fingerprint, so the cache needs no invalidation (revocation is checked per request).
         self._certs: dict[str, x509.Certificate] = {}
+        # Bounds the bodies held in memory at once: a package is read, parsed and verified
+        # only while it holds a slot (a 50 MiB package costs several times that to verify).
+        self.intake = asyncio.Semaphore(settings.max_concurrent_uploads)
         self.limits = formats.ParseLimits(
             max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
         )
@@ -116,12 +119,12 @@ class Hub:
         key = _idempotency_key(package, sha256)
         earlier = await self.store.find_by_key(agency.organ_id, key)
         if earlier is not None:
-            if earlier[0].sha256 != sha256:
+            if earlier.sha256 != sha256:
                 raise DuplicateConflict(
-                    f"{earlier[0].document_id!r} was already sent with other content"
-                    f" (package {earlier[0].id})"
+                    f"{earlier.document_id!r} was already sent with other content"
+                    f" (package {earlier.id})"
                 )
-            return Accepted(json.loads(earlier[0].answer), created=False)
+            return Accepted(json.loads(earlier.answer), created=False)
         routed = await self._route(agency, package, key)
         return await self._commit(agency, package, routed, body, sha256)
 
@@ -157,10 +160,20 @@ class Hub:
             raise SchemaViolation(
                 f"{len(edoc.attachments)} attachments; at most {self.settings.max_attachments}"
             )
+        owner = edoc.document_id.split(",", 1)[0]
+        if owner != edoc.sender.organ_id:
+            raise SenderMismatch(
+                f"DocumentId {edoc.document_id!r} names {owner}, not the sender"
+                f" {edoc.sender.organ_id}"
+            )
         if edoc.business.doc_type is BusinessDocType.NEW:
             recipients = tuple(r.organ_id for r in edoc.recipients)
+            await self._check_recipients(recipients)
         else:
             recipients = await self._earlier_recipients(edoc)
+        return Routed(recipients, edoc.document_id, key, edoc.subject)
+
+    async def _check_recipients(self, recipients: tuple[str, ...]) -> None:
         if len(set(recipients)) != len(recipients):
             raise UnknownRecipient("a recipient is listed more than once")
         if len(recipients) > self.settings.max_recipients:
@@ -172,7 +185,6 @@ class Hub:
             if found is None or not found.active:
                 state = "not registered" if found is None else "revoked"
                 raise UnknownRecipient(f"recipient {organ_id} is {state}")
-        return Routed(recipients, edoc.document_id, key, edoc.subject)
 
     async def _earlier_recipients(self, edoc: Edoc) -> tuple[str, ...]:
         """A recall, update or replacement goes to the earlier document's recipients."""
@@ -184,7 +196,15 @@ class Hub:
         earlier = await self.store.find_document(edoc.sender.organ_id, earlier_id)
         if earlier is None:
             raise UnknownDocument(f"{edoc.sender.organ_id} sent no document {earlier_id!r}")
-        return tuple(d.recipient for d in await self.store.deliveries(earlier.id))
+        # An agency revoked since the original cannot take the recall; the others must.
+        recipients = []
+        for delivery in await self.store.deliveries(earlier.id):
+            agency = await self.store.get_agency(delivery.recipient)
+            if agency is not None and agency.active:
+                recipients.append(delivery.recipient)
+        if not recipients:
+            raise UnknownRecipient(f"no recipient of {earlier_id!r} is still active")
+        return tuple(recipients)
 
     async def _route_status(self, agency: Agency, notice: StatusNotice, key: str) -> Routed:
         answered = notice.response_for
@@ -209,7 +229,8 @@ class Hub:
     ) -> Accepted:
         package_id = uuid.uuid4().hex
         received_at = self.clock()
-        receipt = self.receipts.sign(
+        receipt = await asyncio.to_thread(
+            self.receipts.sign,
             Receipt(
                 package_id,
                 sha256,
@@ -217,7 +238,7 @@ class Hub:
                 routed.recipients,
                 received_at,
                 self.settings.organ_id,
-            )
+            ),
         )
         answer = {
             "id": package_id,
@@ -264,14 +285,14 @@ class Hub:
         Raises:
             UnknownDocument, NotAllowed.
         """
-        record, body = await self._package(package_id)
-        if record.sender == agency.organ_id:
-            return body
-        delivery = await self.store.apply_event(
-            package_id, agency.organ_id, DeliveryEvent.FETCHED, self.clock()
-        )
-        if delivery is None:
-            raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
+        found = await self.store.get_package(_checked_id(package_id))
+        if found is None:
+            raise UnknownDocument(f"no package {package_id!r}")
+        record, body = found
+        # A recipient first (a package may be addressed to its own sender).
+        if await self._apply(agency, record, DeliveryEvent.FETCHED) is None:
+            if record.sender != agency.organ_id:
+                raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
         return body
 
     async def ack(self, agency: Agency, package_id: str) -> Delivery:
@@ -280,10 +301,8 @@ class Hub:
         Raises:
             UnknownDocument, NotAllowed.
         """
-        await self._package(package_id)
-        delivery = await self.store.apply_event(
-            package_id, agency.organ_id, DeliveryEvent.ACKED, self.clock()
-        )
+        record = await self._record(package_id)
+        delivery = await self._apply(agency, record, DeliveryEvent.ACKED)
         if delivery is None:
             raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
         return delivery
@@ -294,22 +313,36 @@ class Hub:
         Raises:
             UnknownDocument, NotAllowed.
         """
-        record, _ = await self._package(package_id)
+        record = await self._record(package_id)
         if record.sender != agency.organ_id:
             raise NotAllowed("only the sender may track a package's deliveries")
         return await self.store.deliveries(package_id)
 
-    async def _package(self, package_id: str) -> tuple[PackageRecord, bytes]:
-        found = None
-        if PACKAGE_ID_RE.match(package_id):
-            found = await self.store.get_package(package_id)
-        if found is None:
-            raise UnknownDocument(f"no package {package_id[:64]!r}")
-        return found
+    async def _apply(
+        self, agency: Agency, record: PackageRecord, event: DeliveryEvent
+    ) -> Delivery | None:
+        """Move the agency's delivery of ``record``; None if it is not a recipient."""
+        try:
+            return await self.store.apply_event(record.id, agency.organ_id, event, self.clock())
+        except InvalidTransition as exc:
+            raise NotAllowed(f"package {record.id} is {exc.state} for {agency.organ_id}") from exc
+
+    async def _record(self, package_id: str) -> PackageRecord:
+        record = await self.store.get_record(_checked_id(package_id))
+        if record is None:
+            raise UnknownDocument(f"no package {package_id!r}")
+        return record
 
     async def directory(self) -> list[Agency]:
         """Every registered agency."""
         return await self.store.list_agencies()
+
+
+def _checked_id(package_id: str) -> str:
+    """A package id as the hub makes them (32 hex digits); anything else is unknown."""
+    if not PACKAGE_ID_RE.match(package_id):
+        raise UnknownDocument(f"no package {package_id[:64]!r}")
+    return package_id
 
 
 def _idempotency_key(package: Package, sha256: str) -> str:

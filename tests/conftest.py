@@ -15,8 +15,6 @@ from axis.web.app import Running, running_hub
 from nodes.client import NodeClient
 from nodes.profile import Profile
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-
 AGENCIES = {
     "000.00.00.G22": "Văn phòng Chính phủ",
     "000.00.00.H41": "UBND tỉnh Nghệ An",
@@ -73,13 +71,6 @@ async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
     """A running hub with the agencies of AGENCIES registered."""
     async with live_hub(data) as live:
         yield live
-
-
-@pytest.fixture
-def samples() -> Path:
-    if not SAMPLES.exists():
-        pytest.skip(f"the shared interop samples are not at {SAMPLES}")
-    return SAMPLES
 
 
 @pytest.fixture

@@ -84,6 +84,14 @@ def _write(tmp: Path, stem: str, key: pki.PrivateKey, cert: x509.Certificate) ->
 
 BIN = Path(sys.executable).parent
 
+_SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+#: The fixed interop vectors: ../shared/samples beside the clone, else the copy in tests/data.
+SAMPLES = (
+    _SHARED_SAMPLES
+    if (_SHARED_SAMPLES / "edoc-signed.xml").exists()
+    else Path(__file__).resolve().parent / "data" / "samples"
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +13,8 @@ from lxml import etree
 
 from axis.core import formats as f
 from axis.errors import InputError, MalformedXml, SchemaViolation, TooLarge
+from tests.helpers import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 EDOC_SAMPLE = (SAMPLES / "edoc-signed.xml").read_bytes()
 STATUS_SAMPLE = (SAMPLES / "status-signed.xml").read_bytes()
 G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
@@ -369,6 +368,15 @@ def test_comments_bom_and_prefixes_are_fine() -> None:
     prefixed = _edit(STATUS_SAMPLE, '<edXML xmlns="', '<e:edXML xmlns:e="')
     prefixed = _edit(prefixed, "</edXML>", "</e:edXML>")
     assert isinstance(_checked(prefixed), f.StatusNotice)
+
+
+def test_a_comment_inside_the_root_is_refused() -> None:
+    # Unsigned under exclusive C14N: it could split a value a recipient reads.
+    inside = _edit(EDOC_SAMPLE, "<edXML:Subject>V/v", "<edXML:Subject>V/<!--x-->v")
+    with pytest.raises(MalformedXml, match="comments"):
+        f.load_xml(inside)
+    trailing = EDOC_SAMPLE + b"<!-- after the root -->"
+    assert isinstance(_checked(trailing), f.Edoc)
 
 
 # ---------------------------------------------------------------- properties

@@ -276,3 +276,62 @@ async def test_recall_goes_to_the_earlier_documents_recipients(hub: LiveHub) -> 
     with pytest.raises(HubError) as exc:
         await sender.post_package(sender.signer.sign(formats.build_edoc(unknown)))
     assert_problem(exc, "unknown-document", 404)
+
+
+async def test_document_id_must_name_the_sender(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    edoc = formats.parse_package(formats.load_xml(sender.build_edoc([H41], "Mạo danh số hiệu")))
+    assert isinstance(edoc, formats.Edoc)
+    borrowed = dataclasses.replace(edoc, document_id=f"{H41},2026/11/29,1/CV")
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(sender.signer.sign(formats.build_edoc(borrowed)))
+    assert_problem(exc, "sender-mismatch", 403)
+    assert counts(hub.data) == (0, 0)
+
+
+async def test_a_package_to_its_own_sender_is_delivered_and_acked(hub: LiveHub) -> None:
+    node = hub.client(G22)
+    answer = (await node.send([G22, H41], "Lưu hồ sơ và gửi")).answer
+    assert [i["id"] for i in (await node.inbox())["items"]] == [answer["id"]]
+    await node.get(answer["id"])
+    states = {d["to"]: d["state"] for d in await node.track(answer["id"])}
+    assert states == {G22: "delivered", H41: "queued"}
+    await node.ack(answer["id"])
+    assert (await node.inbox())["items"] == []
+
+
+async def test_a_comment_inside_the_package_is_refused(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    package = sender.build_edoc([H41], "Văn bản gốc")
+    commented = package.replace("Văn bản gốc".encode(), "Văn bản<!-- x --> gốc".encode())
+    with pytest.raises(HubError) as exc:
+        await sender.post_package(commented)
+    assert_problem(exc, "malformed-xml", 400)
+    assert counts(hub.data) == (0, 0)
+
+
+async def test_unknown_routes_answer_problem_json(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    with pytest.raises(HubError) as exc:
+        await sender._request("GET", "/v1/nothing-here")
+    assert_problem(exc, "unknown-document", 404)
+    with pytest.raises(HubError) as exc:
+        await sender._request("DELETE", "/v1/inbox")
+    assert_problem(exc, "not-allowed", 405)
+
+
+async def test_a_recall_skips_recipients_revoked_since(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    package = sender.build_edoc([H41, H10], "Sẽ thu hồi", number=3)
+    await sender.post_package(package)
+    await hub.running.hub.store.set_agency_active(H10, False)
+    original = formats.parse_package(formats.load_xml(package))
+    assert isinstance(original, formats.Edoc)
+    recall = dataclasses.replace(
+        original,
+        document_id=original.document_id + "-TH",
+        traces=(),
+        business=formats.Business(formats.BusinessDocType.RECALL, original.document_id),
+    )
+    answer = (await sender.post_package(sender.signer.sign(formats.build_edoc(recall)))).answer
+    assert answer["recipients"] == [H41]

@@ -14,9 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from axis.core import pki
 from axis.errors import AxisError, UntrustedCertificate
-from tests.helpers import self_signed_cert
+from tests.helpers import SAMPLES, self_signed_cert
 
-SAMPLES = Path("/work/shared/samples")
 NOW = dt.datetime.now(dt.UTC)
 
 

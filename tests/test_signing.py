@@ -18,9 +18,8 @@ from signxml.signer import XMLSigner
 from axis.core import pki
 from axis.core.signing import DS_NS, Signer, VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
-from tests.helpers import self_signed_cert
+from tests.helpers import SAMPLES, self_signed_cert
 
-SAMPLES = Path("/work/shared/samples")
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DS = f"{{{DS_NS}}}"
 ED = f"{{{NS}}}"

@@ -62,7 +62,8 @@ def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Elemen
     Returns the root element. Raises :class:`TooLarge` when ``data`` is longer than
     ``limits.max_bytes`` or has more than ``limits.max_elements`` elements, and
     :class:`MalformedXml` for anything not well-formed, any DOCTYPE/DTD/entity declaration, any
-    processing instruction, nesting deeper than ``limits.max_depth``, or a non-UTF-8 encoding.
+    processing instruction, a comment inside the root element, nesting deeper than
+    ``limits.max_depth``, or a non-UTF-8 encoding.
     """
     if not isinstance(data, bytes):
         if not isinstance(data, bytearray | memoryview):
@@ -116,7 +117,7 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
     """Parse with libxml2 locked down, enforcing depth and element limits as events arrive."""
     events = etree.iterparse(
         BytesIO(data),
-        events=("start", "end", "pi"),
+        events=("start", "end", "pi", "comment"),
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -131,6 +132,12 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
     for event, _node in events:
         if event == "pi":
             raise MalformedXml("processing instructions are not accepted")
+        if event == "comment":
+            if depth > 0:
+                # Most C14N methods leave comments out of the signature, so a comment inside
+                # the package is unsigned text that could change what a recipient reads.
+                raise MalformedXml("comments inside the package are not accepted")
+            continue
         if event == "end":
             depth -= 1
             continue

@@ -111,10 +111,8 @@ class Store(Protocol):
     async def set_agency_active(self, organ_id: str, active: bool) -> bool:
         """Activate or revoke an agency; False if there is no such agency."""
 
-    async def find_by_key(
-        self, sender: str, idempotency_key: str
-    ) -> tuple[PackageRecord, bytes] | None:
-        """The package (and its body) a sender already sent under this idempotency key."""
+    async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
+        """The package a sender already committed under this idempotency key."""
 
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         """The sender's original edoc (BussinessDocType 0) with this DocumentId."""
@@ -128,6 +126,9 @@ class Store(Protocol):
         Raises:
             DuplicateConflict: the key was committed before with other bytes.
         """
+
+    async def get_record(self, package_id: str) -> PackageRecord | None:
+        """A package's record, without reading its body."""
 
     async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
         """A package and its exact stored bytes."""

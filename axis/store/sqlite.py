@@ -8,8 +8,9 @@ writer. ``synchronous=FULL`` makes every commit durable before the hub answers 2
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,12 +143,39 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise Unavailable(f"database read failed: {exc}") from exc
 
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer, under the lock.
+
+        Commits when the block ends; rolls back on any exception, cancellation included (an
+        open BEGIN on the shared writer would swallow the next writes). Database errors
+        leave as Unavailable; errors of ours (DuplicateConflict, InvalidTransition) as they are.
+        """
+        async with self._lock:
+            w = self._w
+            try:
+                await w.execute("BEGIN IMMEDIATE")
+                yield w
+                await w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await asyncio.shield(self._rollback())
+                raise Unavailable(f"database write failed: {exc}") from exc
+            except BaseException:
+                await asyncio.shield(self._rollback())
+                raise
+
+    async def _rollback(self) -> None:
+        try:
+            await self._w.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
+
     # -- agencies ---------------------------------------------------------------------------
 
     async def add_agency(self, agency: Agency) -> None:
-        async with self._lock:
+        async with self._tx() as w:
             try:
-                await self._w.execute(
+                await w.execute(
                     f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         agency.organ_id,
@@ -181,23 +209,20 @@ class SqliteStore:
         return [_agency(r) for r in rows]
 
     async def set_agency_active(self, organ_id: str, active: bool) -> bool:
-        async with self._lock:
-            cur = await self._w.execute(
+        async with self._tx() as w:
+            cur = await w.execute(
                 "UPDATE agencies SET active = ? WHERE organ_id = ?", (int(active), organ_id)
             )
             return cur.rowcount == 1
 
     # -- packages ---------------------------------------------------------------------------
 
-    async def find_by_key(
-        self, sender: str, idempotency_key: str
-    ) -> tuple[PackageRecord, bytes] | None:
+    async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
         rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS}, body FROM packages"
-            " WHERE sender = ? AND idempotency_key = ?",
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
             (sender, idempotency_key),
         )
-        return (_package(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
+        return _package(rows[0]) if rows else None
 
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         rows = await self._read(
@@ -207,43 +232,32 @@ class SqliteStore:
         )
         return _package(rows[0]) if rows else None
 
-    async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
-        async with self._lock:
-            try:
-                return await self._insert_locked(package)
-            except sqlite3.Error as exc:
-                await self._rollback()
-                raise Unavailable(f"database write failed: {exc}") from exc
-            except BaseException:
-                # Cancelled mid-transaction (client gone, shutdown): never leave BEGIN open on
-                # the shared writer, or the next autocommit write would silently join it.
-                await asyncio.shield(self._rollback())
-                raise
-
-    async def _rollback(self) -> None:
-        try:
-            await self._w.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # no transaction was open
-
-    async def _insert_locked(self, p: NewPackage) -> tuple[PackageRecord, bool]:
-        w = self._w
-        await w.execute("BEGIN IMMEDIATE")
-        rows = list(
-            await w.execute_fetchall(
-                f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
-                (p.sender, p.idempotency_key),
-            )
-        )
-        if rows:
-            await w.execute("ROLLBACK")
-            first = _package(rows[0])
-            if first.sha256 != p.sha256:
-                raise DuplicateConflict(
-                    f"{p.document_id!r} was already sent by {p.sender} with other content"
-                    f" (package {first.id})"
+    async def insert_package(self, p: NewPackage) -> tuple[PackageRecord, bool]:
+        async with self._tx() as w:
+            rows = list(
+                await w.execute_fetchall(
+                    f"SELECT {PACKAGE_COLUMNS} FROM packages"
+                    " WHERE sender = ? AND idempotency_key = ?",
+                    (p.sender, p.idempotency_key),
                 )
-            return first, False
+            )
+            if rows:
+                first = _package(rows[0])
+                if first.sha256 != p.sha256:
+                    raise DuplicateConflict(
+                        f"{p.document_id!r} was already sent by {p.sender} with other content"
+                        f" (package {first.id})"
+                    )
+                return first, False
+            seq = await self._insert_rows(w, p)
+        record = PackageRecord(
+            p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
+            p.received_at, p.answer,
+        )  # fmt: skip
+        return record, True
+
+    @staticmethod
+    async def _insert_rows(w: aiosqlite.Connection, p: NewPackage) -> int:
         cur = await w.execute(
             "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
             " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -267,12 +281,13 @@ class SqliteStore:
                 " WHERE package_id = ? AND recipient = ?",
                 (u.code, now, u.package_id, u.recipient),
             )
-        await w.execute("COMMIT")
-        record = PackageRecord(
-            p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
-            p.received_at, p.answer,
-        )  # fmt: skip
-        return record, True
+        return seq
+
+    async def get_record(self, package_id: str) -> PackageRecord | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id = ?", (package_id,)
+        )
+        return _package(rows[0]) if rows else None
 
     async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
         rows = await self._read(
@@ -302,32 +317,23 @@ class SqliteStore:
     async def apply_event(
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
     ) -> Delivery | None:
-        async with self._lock:
-            w = self._w
-            await w.execute("BEGIN IMMEDIATE")
-            try:
-                rows = list(
-                    await w.execute_fetchall(
-                        "SELECT state, status_code, updated_at FROM deliveries"
-                        " WHERE package_id = ? AND recipient = ?",
-                        (package_id, recipient),
-                    )
-                )
-                if not rows:
-                    await w.execute("ROLLBACK")
-                    return None
-                before, code, updated = rows[0]
-                state = next_state(DeliveryState(before), event)
-                if state == before:  # a repeat: nothing changes, not even updated_at
-                    await w.execute("ROLLBACK")
-                    return Delivery(package_id, recipient, state, code, _dt(updated))
-                await w.execute(
-                    "UPDATE deliveries SET state = ?, updated_at = ?"
+        async with self._tx() as w:
+            rows = list(
+                await w.execute_fetchall(
+                    "SELECT state, status_code, updated_at FROM deliveries"
                     " WHERE package_id = ? AND recipient = ?",
-                    (state.value, _ts(at), package_id, recipient),
+                    (package_id, recipient),
                 )
-                await w.execute("COMMIT")
-            except BaseException:
-                await asyncio.shield(self._rollback())
-                raise
-            return Delivery(package_id, recipient, state, code, at)
+            )
+            if not rows:
+                return None
+            before, code, updated = rows[0]
+            state = next_state(DeliveryState(before), event)
+            if state == before:  # a repeat: nothing changes, not even updated_at
+                return Delivery(package_id, recipient, state, code, _dt(updated))
+            await w.execute(
+                "UPDATE deliveries SET state = ?, updated_at = ?"
+                " WHERE package_id = ? AND recipient = ?",
+                (state.value, _ts(at), package_id, recipient),
+            )
+        return Delivery(package_id, recipient, state, code, at)

@@ -44,8 +44,9 @@ async def post_package(request: web.Request) -> web.Response:
             f"send the package as application/xml, not {request.content_type!r}"
         )
     hub = request.app[HUB]
-    body = await read_body(request, hub.settings.max_body_bytes)
-    accepted = await hub.accept(agency, body)
+    async with hub.intake:
+        body = await read_body(request, hub.settings.max_body_bytes)
+        accepted = await hub.accept(agency, body)
     return web.json_response(accepted.answer, status=201 if accepted.created else 200)
 
 

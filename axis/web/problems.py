@@ -15,8 +15,14 @@ log = logging.getLogger("axis.web")
 PROBLEM_JSON = "application/problem+json"
 
 # aiohttp's own refusals (no route, wrong method, a body over client_max_size) keep their
-# status; they get the nearest SPEC problem name, or RFC 9457's "about:blank".
-_HTTP_PROBLEMS = {413: "too-large", 415: "unsupported-media-type", 429: "rate-limited"}
+# status and get the nearest SPEC problem name, or RFC 9457's "about:blank".
+_HTTP_PROBLEMS = {
+    404: "unknown-document",
+    405: "not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+    429: "rate-limited",
+}
 
 
 def problem_response(status: int, type_uri: str, title: str, detail: str) -> web.Response:
