@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from axis.core.retry import RetryPolicy
+
 DEFAULT_TOML = """\
 # Axis hub settings. Every key is optional; the values below are the defaults.
 
@@ -32,6 +34,16 @@ inbox_page = 100                # the largest page /v1/inbox returns
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
+
+[delivery]
+push_workers = 4                # concurrent pushes to agencies registered with --endpoint
+push_timeout_s = 30.0           # one push: connect, send, answer
+lease_s = 120.0                 # a claimed push belongs to its worker this long (then retaken)
+retry_base_s = 2.0              # retry n waits a random time in [0, min(cap, base * factor^(n-1))]
+retry_factor = 2.0
+retry_cap_s = 1800.0            # never more than 30 minutes between tries once backed off
+retry_max_attempts = 100
+retry_max_age_s = 86400.0       # stop pushing a day after the hub took the package (pull remains)
 """
 
 
@@ -52,6 +64,24 @@ class Settings:
     max_concurrent_uploads: int = 8
     inbox_page: int = 100
     allow_sha1: bool = False
+    push_workers: int = 4
+    push_timeout_s: float = 30.0
+    lease_s: float = 120.0
+    retry_base_s: float = 2.0
+    retry_factor: float = 2.0
+    retry_cap_s: float = 1800.0
+    retry_max_attempts: int = 100
+    retry_max_age_s: float = 86400.0
+
+    def retry_policy(self) -> RetryPolicy:
+        """The push retry policy these settings describe."""
+        return RetryPolicy(
+            base_s=self.retry_base_s,
+            factor=self.retry_factor,
+            cap_s=self.retry_cap_s,
+            max_attempts=self.retry_max_attempts,
+            max_age_s=self.retry_max_age_s,
+        )
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -70,10 +100,20 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "inbox_page",
     ),
     "signatures": ("allow_sha1",),
+    "delivery": (
+        "push_workers",
+        "push_timeout_s",
+        "lease_s",
+        "retry_base_s",
+        "retry_factor",
+        "retry_cap_s",
+        "retry_max_attempts",
+        "retry_max_age_s",
+    ),
 }
 
 
-_TYPE_NAMES = {bool: "true or false", int: "an integer", str: "a string"}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 def load_settings(path: Path) -> Settings:
@@ -100,6 +140,8 @@ def load_settings(path: Path) -> Settings:
             if key not in _SECTIONS[section]:
                 raise ValueError(f"{path}: unknown key {key!r} in [{section}]")
             expected = type(getattr(defaults, key))
+            if expected is float and type(value) is int:
+                value = float(value)  # "retry_base_s = 2" means 2.0
             # bool is an int in Python; a setting is exactly one or the other.
             if type(value) is not expected:
                 raise ValueError(

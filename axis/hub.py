@@ -21,20 +21,19 @@ from cryptography import x509
 
 from axis.config import Settings
 from axis.core import formats, pki
-from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
+from axis.core.formats import Edoc, Package
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
 from axis.errors import (
     DuplicateConflict,
     NotAllowed,
-    SchemaViolation,
     SenderMismatch,
     UnknownDocument,
-    UnknownRecipient,
     UntrustedCertificate,
 )
-from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, StatusUpdate, Store
+from axis.routing import Routed, Router
+from axis.store.base import Agency, Delivery, Hop, NewPackage, PackageRecord, Store
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -51,17 +50,6 @@ class Accepted:
     created: bool
 
 
-@dataclass(frozen=True)
-class Routed:
-    """Where a verified package goes, decided before anything is written."""
-
-    recipients: tuple[str, ...]
-    document_id: str
-    idempotency_key: str
-    subject: str
-    status_update: StatusUpdate | None = None
-
-
 class Hub:
     """The hub's behaviour over any :class:`~axis.store.base.Store`."""
 
@@ -74,6 +62,7 @@ class Hub:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
+        self.router = Router(store, settings)
         self.verifier = verifier
         self.receipts = receipts
         self.settings = settings
@@ -84,6 +73,8 @@ class Hub:
         # Bounds the bodies held in memory at once: a package is read, parsed and verified
         # only while it holds a slot (a 50 MiB package costs several times that to verify).
         self.intake = asyncio.Semaphore(settings.max_concurrent_uploads)
+        # Set when a committed package has pushes due, so the delivery worker wakes at once.
+        self.push_due = asyncio.Event()
         self.limits = formats.ParseLimits(
             max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
         )
@@ -125,8 +116,8 @@ class Hub:
                     f" (package {earlier.id})"
                 )
             return Accepted(json.loads(earlier.answer), created=False)
-        routed = await self._route(agency, package, key)
-        return await self._commit(agency, package, routed, body, sha256)
+        routed = await self.router.route(agency, package)
+        return await self._commit(agency, package, routed, key, body, sha256)
 
     def _verify(self, agency: Agency, body: bytes) -> Package:
         """CPU-bound part, run in a worker thread: parse, validate, verify, read."""
@@ -150,82 +141,14 @@ class Hub:
             cert = self._certs[agency.fingerprint] = pki.load_cert(agency.cert_pem)
         return cert
 
-    async def _route(self, agency: Agency, package: Package, key: str) -> Routed:
-        if isinstance(package, StatusNotice):
-            return await self._route_status(agency, package, key)
-        return await self._route_edoc(package, key)
-
-    async def _route_edoc(self, edoc: Edoc, key: str) -> Routed:
-        if len(edoc.attachments) > self.settings.max_attachments:
-            raise SchemaViolation(
-                f"{len(edoc.attachments)} attachments; at most {self.settings.max_attachments}"
-            )
-        owner = edoc.document_id.split(",", 1)[0]
-        if owner != edoc.sender.organ_id:
-            raise SenderMismatch(
-                f"DocumentId {edoc.document_id!r} names {owner}, not the sender"
-                f" {edoc.sender.organ_id}"
-            )
-        if edoc.business.doc_type is BusinessDocType.NEW:
-            recipients = tuple(r.organ_id for r in edoc.recipients)
-            await self._check_recipients(recipients)
-        else:
-            recipients = await self._earlier_recipients(edoc)
-        return Routed(recipients, edoc.document_id, key, edoc.subject)
-
-    async def _check_recipients(self, recipients: tuple[str, ...]) -> None:
-        if len(set(recipients)) != len(recipients):
-            raise UnknownRecipient("a recipient is listed more than once")
-        if len(recipients) > self.settings.max_recipients:
-            raise SchemaViolation(
-                f"{len(recipients)} recipients; at most {self.settings.max_recipients}"
-            )
-        for organ_id in recipients:
-            found = await self.store.get_agency(organ_id)
-            if found is None or not found.active:
-                state = "not registered" if found is None else "revoked"
-                raise UnknownRecipient(f"recipient {organ_id} is {state}")
-
-    async def _earlier_recipients(self, edoc: Edoc) -> tuple[str, ...]:
-        """A recall, update or replacement goes to the earlier document's recipients."""
-        earlier_id = edoc.business.document_id
-        if not earlier_id:
-            raise SchemaViolation(
-                f"BussinessDocType {int(edoc.business.doc_type)} needs Bussiness/DocumentId"
-            )
-        earlier = await self.store.find_document(edoc.sender.organ_id, earlier_id)
-        if earlier is None:
-            raise UnknownDocument(f"{edoc.sender.organ_id} sent no document {earlier_id!r}")
-        # An agency revoked since the original cannot take the recall; the others must.
-        recipients = []
-        for delivery in await self.store.deliveries(earlier.id):
-            agency = await self.store.get_agency(delivery.recipient)
-            if agency is not None and agency.active:
-                recipients.append(delivery.recipient)
-        if not recipients:
-            raise UnknownRecipient(f"no recipient of {earlier_id!r} is still active")
-        return tuple(recipients)
-
-    async def _route_status(self, agency: Agency, notice: StatusNotice, key: str) -> Routed:
-        answered = notice.response_for
-        document = await self.store.find_document(answered.organ_id, answered.document_id)
-        if document is None:
-            raise UnknownDocument(
-                f"no document {answered.document_id!r} from {answered.organ_id} to answer"
-            )
-        recipients = {d.recipient for d in await self.store.deliveries(document.id)}
-        if agency.organ_id not in recipients:
-            raise NotAllowed(f"{agency.organ_id} is not a recipient of {answered.document_id!r}")
-        return Routed(
-            recipients=(document.sender,),
-            document_id=answered.document_id,
-            idempotency_key=key,
-            subject=f"Status {notice.status_code}: {formats.STATUS_CODES[notice.status_code]}",
-            status_update=StatusUpdate(document.id, agency.organ_id, notice.status_code),
-        )
-
     async def _commit(
-        self, agency: Agency, package: Package, routed: Routed, body: bytes, sha256: str
+        self,
+        agency: Agency,
+        package: Package,
+        routed: Routed,
+        key: str,
+        body: bytes,
+        sha256: str,
     ) -> Accepted:
         package_id = uuid.uuid4().hex
         received_at = self.clock()
@@ -255,7 +178,7 @@ class Hub:
                 kind=package.kind.value,
                 sender=agency.organ_id,
                 document_id=routed.document_id,
-                idempotency_key=routed.idempotency_key,
+                idempotency_key=key,
                 business_type=_business_type(package),
                 sha256=sha256,
                 subject=routed.subject,
@@ -264,8 +187,13 @@ class Hub:
                 recipients=routed.recipients,
                 answer=json.dumps(answer, ensure_ascii=False),
                 status_update=routed.status_update,
+                push_recipients=routed.push_recipients,
+                recall_of=routed.recall_of,
+                received_by=self.settings.organ_id,
             )
         )
+        if created and routed.push_recipients:
+            self.push_due.set()
         return Accepted(json.loads(record.answer), created)
 
     # -- receiving --------------------------------------------------------------------------
@@ -332,6 +260,17 @@ class Hub:
         if record is None:
             raise UnknownDocument(f"no package {package_id!r}")
         return record
+
+    async def trace(self, agency: Agency, package_id: str) -> list[Hop]:
+        """The hub's own trace of a package (each hop and when), for its sender.
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
+        record = await self._record(package_id)
+        if record.sender != agency.organ_id:
+            raise NotAllowed("only the sender may see a package's trace")
+        return await self.store.trace(package_id)
 
     async def directory(self) -> list[Agency]:
         """Every registered agency."""

@@ -64,7 +64,7 @@ def test_every_template_key_is_a_field_with_its_default_value() -> None:
 
 def test_the_template_sections() -> None:
     sections = {section for section, _ in template_keys().values()}
-    assert sections == {"hub", "limits", "signatures"}
+    assert sections == {"hub", "limits", "signatures", "delivery"}
 
 
 def test_a_missing_file_gives_the_defaults(tmp_path: Path) -> None:
@@ -216,3 +216,10 @@ def test_a_bool_is_not_an_int(tmp_path: Path) -> None:
     path = write(tmp_path, "[hub]\nport = true\n")
     with pytest.raises(ValueError, match="port must be an integer"):
         load_settings(path)
+
+
+def test_an_integer_may_stand_for_a_number_of_seconds(tmp_path: Path) -> None:
+    path = write(tmp_path, "[delivery]\nretry_base_s = 1\nretry_cap_s = 8\n")
+    settings = load_settings(path)
+    assert settings.retry_base_s == 1.0 and isinstance(settings.retry_base_s, float)
+    assert settings.retry_policy().ceiling(5) == 8.0

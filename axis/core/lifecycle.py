@@ -1,8 +1,10 @@
 """The delivery lifecycle, as data.
 
 Theory of operation: a *delivery* is one (package, recipient) pair. It starts ``queued`` when
-the hub commits the package, becomes ``delivered`` when the recipient fetches it (or, later,
-when a push gets a 2xx), and ``acknowledged`` when the recipient confirms it. Every legal move
+the hub commits the package, becomes ``delivered`` when the recipient fetches it or a push gets
+a 2xx, and ``acknowledged`` when the recipient confirms it (an ack, or status 01). A push that
+exhausts its retries leaves it ``failed`` (still in the inbox for pull); a recall that arrives
+before the recipient fetched it makes it ``recalled`` (gone from the inbox). Every legal move
 is one row of :data:`TRANSITIONS`; anything else raises :class:`InvalidTransition`. Repeating
 a move that already happened (a second ack, a second fetch) is legal and changes nothing, which
 is what makes acks and retries idempotent for clients.
@@ -51,15 +53,25 @@ TRANSITIONS: dict[tuple[DeliveryState, DeliveryEvent], DeliveryState] = {
     (S.DELIVERED, E.FETCHED): S.DELIVERED,
     (S.DELIVERED, E.PUSHED): S.DELIVERED,
     (S.DELIVERED, E.ACKED): S.ACKNOWLEDGED,
+    # A push that gives up after the recipient pulled the package changes nothing.
+    (S.DELIVERED, E.GAVE_UP): S.DELIVERED,
     (S.ACKNOWLEDGED, E.FETCHED): S.ACKNOWLEDGED,
     (S.ACKNOWLEDGED, E.PUSHED): S.ACKNOWLEDGED,
     (S.ACKNOWLEDGED, E.ACKED): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.GAVE_UP): S.ACKNOWLEDGED,
     # A recipient may still pull a package whose push gave up, and confirm it.
     (S.FAILED, E.FETCHED): S.DELIVERED,
+    (S.FAILED, E.PUSHED): S.DELIVERED,
     (S.FAILED, E.ACKED): S.ACKNOWLEDGED,
     (S.FAILED, E.GAVE_UP): S.FAILED,
     # A push that gave up has not been fetched: a recall still takes it back.
     (S.FAILED, E.RECALLED): S.RECALLED,
+    # A recalled package is gone from the inbox and cannot be fetched (no FETCHED row); an
+    # ack is a harmless no-op, and a push that was in flight when the recall landed, or that
+    # gives up afterwards, changes nothing.
+    (S.RECALLED, E.ACKED): S.RECALLED,
+    (S.RECALLED, E.PUSHED): S.RECALLED,
+    (S.RECALLED, E.GAVE_UP): S.RECALLED,
     (S.RECALLED, E.RECALLED): S.RECALLED,
 }
 

@@ -37,6 +37,28 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One entry of the hub's own trace of a package, kept beside it (never in the signed
+    bytes): who (an OrganId, the hub's own for ``received``), what, when."""
+
+    organ_id: str
+    event: str
+    at: datetime
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class PushJob:
+    """A claimed push: one delivery leased to one worker until ``lease_until``."""
+
+    package_id: str
+    recipient: str
+    attempts: int
+    received_at: datetime
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
 class NewPackage:
     """A verified package, ready to be committed with its deliveries."""
 
@@ -53,6 +75,9 @@ class NewPackage:
     recipients: tuple[str, ...]
     answer: str  # the JSON of the 201 answer, returned again on a resend
     status_update: StatusUpdate | None = None
+    push_recipients: tuple[str, ...] = ()  # recipients with an endpoint: push due at once
+    recall_of: str | None = None  # a recall: this package's unfetched deliveries are recalled
+    received_by: str = ""  # the hub's OrganId, for the first hop of the trace
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,8 @@ class Delivery:
     state: DeliveryState
     status_code: str | None
     updated_at: datetime
+    attempts: int = 0  # failed pushes so far
+    last_error: str | None = None  # why the last push failed
 
 
 class Store(Protocol):
@@ -117,6 +144,10 @@ class Store(Protocol):
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         """The sender's original edoc (BussinessDocType 0) with this DocumentId."""
 
+    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
+        """Every edoc of the sender with this DocumentId (the original, its recalls, updates
+        and replacements), newest first."""
+
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
         """Commit a package, its deliveries and its status update in one transaction.
 
@@ -147,3 +178,21 @@ class Store(Protocol):
         Raises:
             axis.core.lifecycle.InvalidTransition: the move is not allowed from its state.
         """
+
+    async def trace(self, package_id: str) -> list[Hop]:
+        """The hub's trace of a package, oldest first."""
+
+    async def claim_pushes(
+        self, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[PushJob]:
+        """Lease up to ``limit`` queued deliveries whose push is due and not leased by a live
+        worker (an expired lease is taken over). No delivery is leased to two owners at once."""
+
+    async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
+        """The push got a 2xx: the delivery is ``delivered`` and its lease released."""
+
+    async def push_failed(
+        self, job: PushJob, owner: str, at: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """Count a failed push; try again at ``retry_at``, or give up (``failed``) when None.
+        Does nothing if ``owner`` no longer holds the lease."""

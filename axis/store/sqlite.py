@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import aiosqlite
 
 from axis.core.lifecycle import PENDING, DeliveryEvent, DeliveryState, next_state
 from axis.errors import DuplicateConflict, Unavailable
-from axis.store.base import Agency, Delivery, NewPackage, PackageRecord
+from axis.store.base import Agency, Delivery, Hop, NewPackage, PackageRecord, PushJob
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agencies (
@@ -48,16 +49,33 @@ CREATE TABLE IF NOT EXISTS packages (
 );
 CREATE INDEX IF NOT EXISTS packages_document ON packages (sender, document_id, business_type);
 CREATE TABLE IF NOT EXISTS deliveries (
-    package_id  TEXT NOT NULL REFERENCES packages (id),
-    recipient   TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    state       TEXT NOT NULL,
-    status_code TEXT,
-    updated_at  TEXT NOT NULL,
+    package_id      TEXT NOT NULL REFERENCES packages (id),
+    recipient       TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    status_code     TEXT,
+    updated_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,             -- a push is due then (NULL: pull only, or done)
+    lease_owner     TEXT,
+    lease_until     TEXT,
+    last_error      TEXT,
     PRIMARY KEY (package_id, recipient)
 );
 CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS hops (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    package_id TEXT NOT NULL REFERENCES packages (id),
+    organ_id   TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    detail     TEXT,
+    at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hops_package ON hops (package_id, seq);
 """
+DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
 
 PACKAGE_COLUMNS = (
     "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
@@ -76,6 +94,13 @@ def _dt(value: str) -> datetime:
 def _package(row: Iterable[Any]) -> PackageRecord:
     pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
     return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, _dt(received), answer)
+
+
+def _delivery(row: Iterable[Any]) -> Delivery:
+    package_id, recipient, state, code, updated, attempts, error = row
+    return Delivery(
+        package_id, recipient, DeliveryState(state), code, _dt(updated), attempts, error
+    )
 
 
 def _agency(row: Iterable[Any]) -> Agency:
@@ -256,8 +281,15 @@ class SqliteStore:
         )  # fmt: skip
         return record, True
 
-    @staticmethod
-    async def _insert_rows(w: aiosqlite.Connection, p: NewPackage) -> int:
+    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
+            " AND kind = 'edoc' ORDER BY seq DESC",
+            (sender, document_id),
+        )
+        return [_package(r) for r in rows]
+
+    async def _insert_rows(self, w: aiosqlite.Connection, p: NewPackage) -> int:
         cur = await w.execute(
             "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
             " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -269,19 +301,80 @@ class SqliteStore:
         seq = cur.lastrowid
         assert seq is not None
         now = _ts(p.received_at)
+        pushed = set(p.push_recipients)
         await w.executemany(
-            "INSERT INTO deliveries (package_id, recipient, seq, state, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(p.id, r, seq, DeliveryState.QUEUED.value, now) for r in p.recipients],
+            "INSERT INTO deliveries (package_id, recipient, seq, state, updated_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (p.id, r, seq, DeliveryState.QUEUED.value, now, now if r in pushed else None)
+                for r in p.recipients
+            ],
         )
+        await self._hop(w, p.id, Hop(p.received_by or "hub", "received", p.received_at, p.sender))
         if p.status_update is not None:
-            u = p.status_update
-            await w.execute(
-                "UPDATE deliveries SET status_code = ?, updated_at = ?"
-                " WHERE package_id = ? AND recipient = ?",
-                (u.code, now, u.package_id, u.recipient),
-            )
+            await self._record_status(w, p)
+        if p.recall_of is not None:
+            await self._recall(w, p.recall_of, p.received_at)
         return seq
+
+    async def _record_status(self, w: aiosqlite.Connection, p: NewPackage) -> None:
+        u = p.status_update
+        assert u is not None
+        await w.execute(
+            "UPDATE deliveries SET status_code = ?, updated_at = ?"
+            " WHERE package_id = ? AND recipient = ?",
+            (u.code, _ts(p.received_at), u.package_id, u.recipient),
+        )
+        await self._hop(w, u.package_id, Hop(u.recipient, f"status {u.code}", p.received_at))
+        if u.code == "01":  # "đã đến": the recipient has it, which is what an ack says
+            await self._move(w, u.package_id, u.recipient, DeliveryEvent.ACKED, p.received_at)
+
+    async def _recall(self, w: aiosqlite.Connection, package_id: str, at: datetime) -> None:
+        """Recall the deliveries of ``package_id`` that no recipient has fetched yet."""
+        rows = await w.execute_fetchall(
+            "SELECT recipient FROM deliveries WHERE package_id = ? AND state IN (?, ?)",
+            (package_id, DeliveryState.QUEUED.value, DeliveryState.FAILED.value),
+        )
+        for (recipient,) in rows:
+            await self._move(w, package_id, recipient, DeliveryEvent.RECALLED, at)
+
+    async def _move(
+        self,
+        w: aiosqlite.Connection,
+        package_id: str,
+        recipient: str,
+        event: DeliveryEvent,
+        at: datetime,
+        detail: str | None = None,
+    ) -> Delivery | None:
+        """Inside a transaction: apply one lifecycle event; a real change gets a hop."""
+        rows = list(
+            await w.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
+                (package_id, recipient),
+            )
+        )
+        if not rows:
+            return None
+        current = _delivery(rows[0])
+        state = next_state(current.state, event)
+        if state == current.state:  # a repeat: nothing changes, not even updated_at
+            return current
+        # Every state but queued ends the pushing (fetched, pushed, given up, recalled, acked).
+        await w.execute(
+            "UPDATE deliveries SET state = ?, updated_at = ?, next_attempt_at = NULL"
+            " WHERE package_id = ? AND recipient = ?",
+            (state.value, _ts(at), package_id, recipient),
+        )
+        await self._hop(w, package_id, Hop(recipient, state.value, at, detail or event.value))
+        return replace(current, state=state, updated_at=at)
+
+    @staticmethod
+    async def _hop(w: aiosqlite.Connection, package_id: str, hop: Hop) -> None:
+        await w.execute(
+            "INSERT INTO hops (package_id, organ_id, event, detail, at) VALUES (?, ?, ?, ?, ?)",
+            (package_id, hop.organ_id, hop.event, hop.detail, _ts(hop.at)),
+        )
 
     async def get_record(self, package_id: str) -> PackageRecord | None:
         rows = await self._read(
@@ -297,11 +390,10 @@ class SqliteStore:
 
     async def deliveries(self, package_id: str) -> list[Delivery]:
         rows = await self._read(
-            "SELECT package_id, recipient, state, status_code, updated_at FROM deliveries"
-            " WHERE package_id = ? ORDER BY recipient",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? ORDER BY recipient",
             (package_id,),
         )
-        return [Delivery(p, r, DeliveryState(s), c, _dt(u)) for p, r, s, c, u in rows]
+        return [_delivery(r) for r in rows]
 
     async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
         marks = ", ".join("?" for _ in PENDING_STATES)
@@ -318,22 +410,71 @@ class SqliteStore:
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
     ) -> Delivery | None:
         async with self._tx() as w:
+            return await self._move(w, package_id, recipient, event, at)
+
+    async def trace(self, package_id: str) -> list[Hop]:
+        rows = await self._read(
+            "SELECT organ_id, event, at, detail FROM hops WHERE package_id = ? ORDER BY seq",
+            (package_id,),
+        )
+        return [Hop(organ_id, event, _dt(at), detail) for organ_id, event, at, detail in rows]
+
+    # -- push delivery ----------------------------------------------------------------------
+
+    async def claim_pushes(
+        self, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[PushJob]:
+        until = now + timedelta(seconds=lease_s)
+        async with self._tx() as w:
             rows = list(
                 await w.execute_fetchall(
-                    "SELECT state, status_code, updated_at FROM deliveries"
-                    " WHERE package_id = ? AND recipient = ?",
-                    (package_id, recipient),
+                    "SELECT d.package_id, d.recipient, d.attempts, p.received_at"
+                    " FROM deliveries d JOIN packages p ON p.id = d.package_id"
+                    " WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?"
+                    " AND d.state = ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
+                    " ORDER BY d.next_attempt_at LIMIT ?",
+                    (_ts(now), DeliveryState.QUEUED.value, _ts(now), limit),
                 )
             )
-            if not rows:
-                return None
-            before, code, updated = rows[0]
-            state = next_state(DeliveryState(before), event)
-            if state == before:  # a repeat: nothing changes, not even updated_at
-                return Delivery(package_id, recipient, state, code, _dt(updated))
-            await w.execute(
-                "UPDATE deliveries SET state = ?, updated_at = ?"
+            await w.executemany(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ?"
                 " WHERE package_id = ? AND recipient = ?",
-                (state.value, _ts(at), package_id, recipient),
+                [(owner, _ts(until), pid, recipient) for pid, recipient, _, _ in rows],
             )
-        return Delivery(package_id, recipient, state, code, at)
+        return [
+            PushJob(pid, recipient, attempts, _dt(received), until)
+            for pid, recipient, attempts, received in rows
+        ]
+
+    async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
+        async with self._tx() as w:
+            delivery = await self._move(
+                w, job.package_id, job.recipient, DeliveryEvent.PUSHED, at, "push"
+            )
+            await w.execute(
+                "UPDATE deliveries SET next_attempt_at = NULL, lease_owner = NULL,"
+                " lease_until = NULL WHERE package_id = ? AND recipient = ?",
+                (job.package_id, job.recipient),
+            )
+            return delivery
+
+    async def push_failed(
+        self, job: PushJob, owner: str, at: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        async with self._tx() as w:
+            cur = await w.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
+                " WHERE package_id = ? AND recipient = ? AND lease_owner = ?",
+                (
+                    error[:500],
+                    None if retry_at is None else _ts(retry_at),
+                    job.package_id,
+                    job.recipient,
+                    owner,
+                ),
+            )
+            if cur.rowcount == 1 and retry_at is None:
+                await self._move(
+                    w, job.package_id, job.recipient, DeliveryEvent.GAVE_UP, at, error[:500]
+                )

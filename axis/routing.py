@@ -1,0 +1,148 @@
+"""Where a verified package goes (SPEC §5), decided before anything is written.
+
+- A new edoc (BussinessDocType 0) goes to its ``To`` agencies, each registered and active.
+- A recall, update or replacement (1/2/3) names the earlier document in
+  ``Bussiness/DocumentId`` and goes to that document's recipients that are still active; a
+  recall also takes back the deliveries nobody has fetched yet.
+- A status goes back to the sender of the document it answers, and only a recipient of that
+  document may send one. The code lands on that recipient's delivery of the newest package
+  with that DocumentId addressed to it (the original, or a recall/update it is answering).
+- Recipients with a push endpoint get the package pushed; every recipient can pull it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from axis.config import Settings
+from axis.core import formats
+from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
+from axis.errors import (
+    NotAllowed,
+    SchemaViolation,
+    SenderMismatch,
+    UnknownDocument,
+    UnknownRecipient,
+)
+from axis.store.base import Agency, PackageRecord, StatusUpdate, Store
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The routing decision for one package."""
+
+    recipients: tuple[str, ...]
+    document_id: str
+    subject: str
+    push_recipients: tuple[str, ...] = ()
+    status_update: StatusUpdate | None = None
+    recall_of: str | None = None
+
+
+class Router:
+    """Applies the routing rules against the agency directory and the stored documents."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def route(self, sender: Agency, package: Package) -> Routed:
+        """Raises the InputError that explains why the package cannot go anywhere."""
+        if isinstance(package, StatusNotice):
+            return await self._status(sender, package)
+        return await self._edoc(package)
+
+    async def _edoc(self, edoc: Edoc) -> Routed:
+        if len(edoc.attachments) > self.settings.max_attachments:
+            raise SchemaViolation(
+                f"{len(edoc.attachments)} attachments; at most {self.settings.max_attachments}"
+            )
+        owner = edoc.document_id.split(",", 1)[0]
+        if owner != edoc.sender.organ_id:
+            raise SenderMismatch(
+                f"DocumentId {edoc.document_id!r} names {owner}, not the sender"
+                f" {edoc.sender.organ_id}"
+            )
+        if edoc.business.doc_type is BusinessDocType.NEW:
+            agencies = await self._new_recipients(tuple(r.organ_id for r in edoc.recipients))
+            return self._routed(agencies, edoc.document_id, edoc.subject)
+        earlier, agencies = await self._earlier_recipients(edoc)
+        recall = edoc.business.doc_type is BusinessDocType.RECALL
+        return self._routed(
+            agencies, edoc.document_id, edoc.subject, recall_of=earlier.id if recall else None
+        )
+
+    async def _new_recipients(self, organ_ids: tuple[str, ...]) -> list[Agency]:
+        if len(set(organ_ids)) != len(organ_ids):
+            raise UnknownRecipient("a recipient is listed more than once")
+        if len(organ_ids) > self.settings.max_recipients:
+            raise SchemaViolation(
+                f"{len(organ_ids)} recipients; at most {self.settings.max_recipients}"
+            )
+        agencies = []
+        for organ_id in organ_ids:
+            found = await self.store.get_agency(organ_id)
+            if found is None or not found.active:
+                state = "not registered" if found is None else "revoked"
+                raise UnknownRecipient(f"recipient {organ_id} is {state}")
+            agencies.append(found)
+        return agencies
+
+    async def _earlier_recipients(self, edoc: Edoc) -> tuple[PackageRecord, list[Agency]]:
+        earlier_id = edoc.business.document_id
+        if not earlier_id:
+            raise SchemaViolation(
+                f"BussinessDocType {int(edoc.business.doc_type)} needs Bussiness/DocumentId"
+            )
+        earlier = await self.store.find_document(edoc.sender.organ_id, earlier_id)
+        if earlier is None:
+            raise UnknownDocument(f"{edoc.sender.organ_id} sent no document {earlier_id!r}")
+        # An agency revoked since the original cannot take the recall; the others must.
+        agencies = []
+        for delivery in await self.store.deliveries(earlier.id):
+            agency = await self.store.get_agency(delivery.recipient)
+            if agency is not None and agency.active:
+                agencies.append(agency)
+        if not agencies:
+            raise UnknownRecipient(f"no recipient of {earlier_id!r} is still active")
+        return earlier, agencies
+
+    async def _status(self, sender: Agency, notice: StatusNotice) -> Routed:
+        answered = notice.response_for
+        candidates = await self.store.find_edocs(answered.organ_id, answered.document_id)
+        if not candidates:
+            raise UnknownDocument(
+                f"no document {answered.document_id!r} from {answered.organ_id} to answer"
+            )
+        for document in candidates:  # newest first: a recall before its original
+            recipients = {d.recipient for d in await self.store.deliveries(document.id)}
+            if sender.organ_id in recipients:
+                break
+        else:
+            raise NotAllowed(f"{sender.organ_id} is not a recipient of {answered.document_id!r}")
+        original_sender = await self.store.get_agency(document.sender)
+        assert original_sender is not None  # it sent the document, so it is registered
+        meaning = formats.STATUS_CODES[notice.status_code]
+        return self._routed(
+            [original_sender],
+            answered.document_id,
+            f"Status {notice.status_code} ({meaning}) from {sender.organ_id}",
+            status_update=StatusUpdate(document.id, sender.organ_id, notice.status_code),
+        )
+
+    @staticmethod
+    def _routed(
+        agencies: list[Agency],
+        document_id: str,
+        subject: str,
+        status_update: StatusUpdate | None = None,
+        recall_of: str | None = None,
+    ) -> Routed:
+        return Routed(
+            recipients=tuple(a.organ_id for a in agencies),
+            document_id=document_id,
+            subject=subject,
+            push_recipients=tuple(a.organ_id for a in agencies if a.endpoint),
+            status_update=status_update,
+            recall_of=recall_of,
+        )
