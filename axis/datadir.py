@@ -163,7 +163,11 @@ def new_agency(
     if key is not None:
         pki.write_private(profile / "key.pem", pki.key_to_pem(key))
     (profile / "cert.pem").write_bytes(pki.cert_to_pem(cert))
-    (profile / "ca.pem").write_bytes(data.ca_cert.read_bytes())
+    # ca.pem: every CA the hub trusts (to check the hub's TLS certificate, and the signatures
+    # of packages pushed to `axis-node listen`); hub.pem: the hub itself, the only client the
+    # push endpoint accepts.
+    (profile / "ca.pem").write_bytes(data.trust_store().bundle_pem())
+    (profile / "hub.pem").write_bytes(data.hub_cert.read_bytes())
     (profile / "node.toml").write_text(
         f'hub = "{hub_url}"\norgan_id = "{organ_id}"\nname = "{_toml_escape(name)}"\n',
         encoding="utf-8",

@@ -13,8 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from axis.core.formats import STATUS_CODES
 from axis.errors import AxisError
 from nodes.client import HubError, HubUnreachable, NodeClient
+from nodes.listen import listen_forever
 from nodes.profile import ProfileError, resolve
 
 T = TypeVar("T")
@@ -137,17 +139,104 @@ def ack(ctx: click.Context, package_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def track(ctx: click.Context, package_id: str, as_json: bool) -> None:
-    """Each recipient's delivery state and last status code (sender only)."""
-    rows = run(ctx, lambda node: node.track(package_id))
+    """Each recipient's state and last status code, and the hub's trace (sender only)."""
+
+    async def both(node: NodeClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return await node.track(package_id), await node.trace(package_id)
+
+    rows, hops = run(ctx, both)
     if as_json:
-        emit(rows)
+        emit({"id": package_id, "deliveries": rows, "trace": hops})
         return
     table = Table(title=f"package {package_id}")
-    for column in ("To", "State", "Status", "Updated"):
-        table.add_column(column)
+    for column in ("To", "State", "Status", "Updated", "Push attempts", "Last error"):
+        table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["to"], r["state"], r["status_code"] or "", r["updated_at"])
-    Console().print(table)
+        table.add_row(
+            r["to"],
+            r["state"],
+            _status_text(r["status_code"]),
+            r["updated_at"],
+            str(r["attempts"]) if r["attempts"] else "",
+            r["last_error"] or "",
+        )
+    trace = Table(title="trace (kept by the hub, outside the signed package)")
+    for column in ("At", "OrganId", "Event", "Detail"):
+        trace.add_column(column, overflow="fold")
+    for h in hops:
+        trace.add_row(h["at"], h["organ_id"], h["event"], h["detail"] or "")
+    console = Console()
+    console.print(table)
+    console.print(trace)
+
+
+def _status_text(code: str | None) -> str:
+    if code is None:
+        return ""
+    return f"{code} {STATUS_CODES[code]}" if code in STATUS_CODES else code
+
+
+@main.command()
+@click.argument("package_id")
+@click.option(
+    "--code",
+    required=True,
+    type=click.Choice(sorted(STATUS_CODES)),
+    help="The status code (01 đã đến … 06 hoàn thành; 13/15/16 for take-back and updates).",
+)
+@click.option("--description", default=None, help="A note for the sender.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
+@click.pass_context
+def status(
+    ctx: click.Context, package_id: str, code: str, description: str | None, as_json: bool
+) -> None:
+    """Answer a received package with a business status (01 also acknowledges it)."""
+    sent = run(ctx, lambda node: node.status(package_id, code, description))
+    if as_json:
+        emit(sent.answer)
+        return
+    click.echo(
+        f"Status {code} ({STATUS_CODES[code]}) sent to {', '.join(sent.answer['recipients'])}"
+        f" for {sent.answer['document_id']}"
+    )
+
+
+@main.command()
+@click.argument("package_id")
+@click.option("--reason", default=None, help="Why it is recalled (BussinessDocReason).")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
+@click.pass_context
+def recall(ctx: click.Context, package_id: str, reason: str | None, as_json: bool) -> None:
+    """Recall (thu hồi) a document this agency sent: recipients that have not fetched it yet
+    lose it from their inbox; the others are asked to answer 03 (agree) or 02 (refuse)."""
+    sent = run(ctx, lambda node: node.recall(package_id, reason))
+    if as_json:
+        emit(sent.answer)
+        return
+    click.echo(
+        f"Recall of {sent.answer['document_id']} sent to {', '.join(sent.answer['recipients'])}"
+    )
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), required=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where packages are written (default PROFILE/received).",
+)
+@click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 signatures (old agency software).")
+@click.pass_context
+def listen(ctx: click.Context, port: int, out: Path | None, allow_sha1: bool) -> None:
+    """Serve this agency's push endpoint: register it with
+    `axis agency add ORGAN_ID --endpoint https://127.0.0.1:PORT/`."""
+    try:
+        profile = resolve(ctx.obj["profile"])
+        asyncio.run(listen_forever(profile, port, out or profile.received, allow_sha1))
+    except (ProfileError, OSError, ValueError) as exc:
+        click.echo(f"axis-node: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -12,7 +12,7 @@ import json
 import mimetypes
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +21,16 @@ from typing import Any
 import aiohttp
 
 from axis.core import formats
-from axis.core.formats import Attachment, Edoc, Organ, Trace
+from axis.core.formats import (
+    Attachment,
+    Business,
+    BusinessDocType,
+    Edoc,
+    Organ,
+    ResponseFor,
+    StatusNotice,
+    Trace,
+)
 from axis.core.signing import Signer
 from nodes.profile import Profile
 
@@ -161,6 +170,35 @@ class NodeClient:
         )
         return self.signer.sign(formats.build_edoc(edoc))
 
+    def build_status(self, edoc: Edoc, code: str, description: str | None = None) -> bytes:
+        """A signed status package from this agency about ``edoc``, which it received."""
+        notice = StatusNotice(
+            sender=Organ(self.profile.organ_id, self.profile.name or self.profile.organ_id),
+            response_for=ResponseFor(
+                edoc.sender.organ_id,
+                f"{edoc.code_number}/{edoc.code_notation}",
+                edoc.promulgation_date,
+                edoc.document_id,
+            ),
+            status_code=code,
+            timestamp=datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0),
+            description=description,
+        )
+        return self.signer.sign(formats.build_status(notice))
+
+    def build_followup(
+        self, edoc: Edoc, doc_type: BusinessDocType, reason: str | None = None
+    ) -> bytes:
+        """A signed recall, update or replacement of this agency's earlier ``edoc``: the same
+        document, BussinessDocType 1/2/3, and Bussiness/DocumentId naming the original."""
+        now = datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0)
+        followup = replace(
+            edoc,
+            traces=(Trace(self.profile.organ_id, now),),
+            business=Business(doc_type, edoc.document_id, reason),
+        )
+        return self.signer.sign(formats.build_edoc(followup))
+
     # -- the node API -----------------------------------------------------------------------
 
     async def post_package(self, package: bytes) -> Sent:
@@ -212,6 +250,29 @@ class NodeClient:
         result: list[dict[str, Any]] = await self._json(
             "GET", f"/v1/packages/{package_id}/deliveries"
         )
+        return result
+
+    async def edoc(self, package_id: str) -> Edoc:
+        """Fetch a package and read it as an edoc (ValueError if it is a status)."""
+        package = formats.parse_package(formats.load_xml(await self.get(package_id)))
+        if not isinstance(package, Edoc):
+            raise ValueError(f"package {package_id} is a status, not an edoc")
+        return package
+
+    async def status(self, package_id: str, code: str, description: str | None = None) -> Sent:
+        """Answer a received edoc with a business status code (01 also acknowledges it)."""
+        return await self.post_package(
+            self.build_status(await self.edoc(package_id), code, description)
+        )
+
+    async def recall(self, package_id: str, reason: str | None = None) -> Sent:
+        """Recall (thu hồi) an edoc this agency sent earlier."""
+        edoc = await self.edoc(package_id)
+        return await self.post_package(self.build_followup(edoc, BusinessDocType.RECALL, reason))
+
+    async def trace(self, package_id: str) -> list[dict[str, Any]]:
+        """The hub's own trace of a package it sent: each hop and when."""
+        result: list[dict[str, Any]] = await self._json("GET", f"/v1/packages/{package_id}/trace")
         return result
 
     async def agencies(self) -> list[dict[str, Any]]:

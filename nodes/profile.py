@@ -14,7 +14,10 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class Profile:
-    """An agency's identity and where its hub is: ``key.pem cert.pem ca.pem node.toml``."""
+    """An agency's identity and where its hub is: ``key.pem cert.pem ca.pem hub.pem node.toml``.
+
+    ``ca.pem`` holds the CAs the hub trusts; ``hub.pem`` the hub's own certificate.
+    """
 
     root: Path
     organ_id: str
@@ -32,6 +35,10 @@ class Profile:
     @property
     def ca(self) -> Path:
         return self.root / "ca.pem"
+
+    @property
+    def hub_cert(self) -> Path:
+        return self.root / "hub.pem"
 
     @property
     def received(self) -> Path:

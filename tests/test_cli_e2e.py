@@ -64,7 +64,13 @@ def test_cli_exchange(folder: tuple[Path, int, int], tmp_path: Path) -> None:
         tracked = json.loads(
             cli("axis-node", "--profile", g22, "track", answer["id"], "--json").stdout
         )
-        assert [(t["to"], t["state"]) for t in tracked] == [(H41, "acknowledged")]
+        assert [(t["to"], t["state"]) for t in tracked["deliveries"]] == [(H41, "acknowledged")]
+        events = [(h["organ_id"], h["event"]) for h in tracked["trace"]]
+        assert events == [
+            ("000.00.00.A00", "received"),
+            (H41, "delivered"),
+            (H41, "acknowledged"),
+        ]
         bad = cli(
             "axis-node", "--profile", g22, "send", "--to", "000.00.00.Z99", "--subject", "x",
             check=False,

@@ -24,12 +24,14 @@ from axis.config import Settings
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.datadir import DataDir
+from axis.delivery import DeliveryWorker, PushTransport
 from axis.errors import NotAllowed
 from axis.hub import Hub
 from axis.store import open_store
 from axis.web import node_api
 from axis.web.keys import ADMIN_TOKEN, HUB
 from axis.web.problems import problem_middleware
+from axis.web.push_client import HttpsPushTransport
 
 log = logging.getLogger("axis.serve")
 
@@ -54,8 +56,9 @@ def server_ssl_context(data: DataDir) -> ssl.SSLContext:
     return ctx
 
 
-def node_app(hub: Hub) -> web.Application:
-    """The node API application; its cleanup context opens and closes the store."""
+def node_app(hub: Hub, transport: PushTransport | None = None) -> web.Application:
+    """The node API application. Its cleanup contexts open and close the store and, given a
+    transport, run the push delivery worker while the application runs."""
     app = web.Application(
         middlewares=[problem_middleware], client_max_size=hub.settings.max_body_bytes + 1
     )
@@ -66,7 +69,23 @@ def node_app(hub: Hub) -> web.Application:
         yield
         await app[HUB].store.close()
 
+    async def push_lifetime(app: web.Application) -> AsyncIterator[None]:
+        if transport is None or hub.settings.push_workers < 1:
+            yield
+            return
+        worker = DeliveryWorker(hub.store, transport, hub.settings, wake=hub.push_due)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop), name="axis-delivery")
+        yield
+        stop.set()
+        # A push in flight is abandoned: its lease expires and it is pushed again later.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await transport.close()
+
     app.cleanup_ctx.append(store_lifetime)
+    app.cleanup_ctx.append(push_lifetime)
     node_api.add_routes(app)
     return app
 
@@ -124,7 +143,8 @@ async def running_hub(
 ) -> AsyncIterator[Running]:
     """Start both listeners, yield while they serve, stop them cleanly."""
     hub = build_hub(data, settings, db_url)
-    node_runner = web.AppRunner(node_app(hub), access_log=None)
+    transport = HttpsPushTransport(data.hub_cert, data.hub_key)
+    node_runner = web.AppRunner(node_app(hub, transport), access_log=None)
     admin_runner = web.AppRunner(admin_app(hub, data.admin_token.read_text().strip()))
     await node_runner.setup()
     try:

@@ -105,8 +105,26 @@ async def deliveries(request: web.Request) -> web.Response:
                 "state": d.state.value,
                 "status_code": d.status_code,
                 "updated_at": d.updated_at.isoformat(timespec="milliseconds"),
+                "attempts": d.attempts,
+                "last_error": d.last_error,
             }
             for d in found
+        ]
+    )
+
+
+async def trace(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    hops = await request.app[HUB].trace(agency, request.match_info["id"])
+    return web.json_response(
+        [
+            {
+                "organ_id": h.organ_id,
+                "event": h.event,
+                "detail": h.detail,
+                "at": h.at.isoformat(timespec="milliseconds"),
+            }
+            for h in hops
         ]
     )
 
@@ -131,4 +149,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/packages/{id}/ack", ack)
     app.router.add_get("/v1/packages/{id}/deliveries", deliveries)
+    app.router.add_get("/v1/packages/{id}/trace", trace)
     app.router.add_get("/v1/agencies", agencies)

@@ -1,0 +1,164 @@
+"""``axis-node listen``: an agency's push endpoint (SPEC §8).
+
+HTTPS on 127.0.0.1 with the agency's own certificate. It accepts one client only, the hub
+(its certificate, ``hub.pem`` in the profile, is pinned), takes ``POST /`` with a package and its
+``Axis-Package-Id``, checks the package's signature against the CAs the hub trusts, writes it to
+``OUT/ID.xml`` and answers 2xx only once the file is durably on disk. A push repeated after a
+crash rewrites the same file with the same bytes: the package id is the idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from axis.core import formats, pki
+from axis.core.formats import Package
+from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
+from axis.errors import SchemaViolation, SenderMismatch, UnsupportedMediaType, UntrustedCertificate
+from axis.web.app import bind
+from axis.web.node_api import XML_TYPES, read_body
+from axis.web.problems import problem_middleware
+from nodes.profile import Profile
+
+PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A package the endpoint took: where it went and what it was."""
+
+    package_id: str
+    path: Path
+    package: Package
+
+
+class PushReceiver:
+    """Checks and stores pushed packages for one agency (no aiohttp in here)."""
+
+    def __init__(self, profile: Profile, out: Path, allow_sha1: bool = False) -> None:
+        self.profile = profile
+        self.out = out
+        trust = pki.TrustStore(tuple(pki.load_certs(profile.ca.read_bytes())))
+        self.verifier = Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust)
+
+    def check(self, body: bytes) -> Package:
+        """The package, if its signature is intact and its signer is the agency it names.
+
+        Raises:
+            InputError: malformed, not edXML, bad signature, untrusted or mismatched signer.
+        """
+        root = formats.load_xml(body)
+        formats.validate(root)
+        claimed = formats.peek_sender(root)
+        cert = signing_cert_of(root)
+        if cert is None:
+            raise UntrustedCertificate("the package carries no signing certificate")
+        if pki.organ_id_of(cert) != claimed:
+            raise SenderMismatch(f"the signing certificate does not belong to {claimed}")
+        package = formats.parse_package(self.verifier.verify(body, cert, datetime.now(UTC)))
+        if package.sender.organ_id != claimed:
+            raise SenderMismatch("the signed From/OrganId is not the certificate's agency")
+        return package
+
+    def store(self, package_id: str, body: bytes) -> Stored:
+        """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir)."""
+        if not PACKAGE_ID_RE.match(package_id):
+            raise SchemaViolation("Axis-Package-Id must be the hub's 32-hex-digit package id")
+        package = self.check(body)
+        self.out.mkdir(parents=True, exist_ok=True)
+        final = self.out / f"{package_id}.xml"
+        tmp = self.out / f".{package_id}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        directory = os.open(self.out, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return Stored(package_id, final, package)
+
+
+RECEIVER = web.AppKey("receiver", PushReceiver)
+
+
+async def receive(request: web.Request) -> web.Response:
+    if request.content_type not in XML_TYPES:
+        raise UnsupportedMediaType("push the package as application/xml")
+    body = await read_body(request, MAX_BODY)
+    package_id = request.headers.get("Axis-Package-Id", "")
+    stored = await asyncio.to_thread(request.app[RECEIVER].store, package_id, body)
+    print(
+        f"received {stored.package.kind.value} {stored.package_id} from"
+        f" {stored.package.sender.organ_id} -> {stored.path}",
+        flush=True,
+    )
+    return web.json_response({"id": stored.package_id, "stored": str(stored.path)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def listen_app(receiver: PushReceiver) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY + 1)
+    app[RECEIVER] = receiver
+    app.router.add_post("/", receive)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def listen_ssl_context(profile: Profile) -> ssl.SSLContext:
+    """The agency's certificate as server; the hub's pinned certificate as the only client."""
+    if not profile.hub_cert.exists():
+        raise FileNotFoundError(f"the profile has no hub.pem ({profile.hub_cert})")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(profile.cert, profile.key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=profile.hub_cert.read_text(encoding="ascii"))
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    profile: Profile, port: int, out: Path, allow_sha1: bool = False
+) -> AsyncIterator[int]:
+    """Serve the push endpoint on 127.0.0.1:port (0: a free port, yielded)."""
+    runner = web.AppRunner(listen_app(PushReceiver(profile, out, allow_sha1)), access_log=None)
+    await runner.setup()
+    try:
+        sock = bind("127.0.0.1", port)
+        await web.SockSite(runner, sock, ssl_context=listen_ssl_context(profile)).start()
+        yield int(sock.getsockname()[1])
+    finally:
+        await runner.cleanup()
+
+
+async def listen_forever(profile: Profile, port: int, out: Path, allow_sha1: bool) -> None:
+    """``axis-node listen``: serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with listening(profile, port, out, allow_sha1) as bound:
+        print(
+            f"{profile.organ_id} listening on https://127.0.0.1:{bound}/, writing to {out}",
+            flush=True,
+        )
+        await stop.wait()
