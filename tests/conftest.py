@@ -38,9 +38,15 @@ class LiveHub:
     running: Running
     clients: list[NodeClient] = field(default_factory=list)
 
-    async def register(self, organ_id: str, name: str | None = None) -> Profile:
+    async def register(
+        self, organ_id: str, name: str | None = None, endpoint: str | None = None
+    ) -> Profile:
         agency = datadir.new_agency(
-            self.data, organ_id, name or AGENCIES.get(organ_id, organ_id), self.running.url
+            self.data,
+            organ_id,
+            name or AGENCIES.get(organ_id, organ_id),
+            self.running.url,
+            endpoint=endpoint,
         )
         await self.running.hub.store.add_agency(agency)
         return Profile.load(self.data.profile(organ_id))
@@ -79,5 +85,26 @@ async def data_small_limit(data: DataDir) -> AsyncIterator[LiveHub]:
     text = data.config.read_text().replace("max_body_bytes = 52428800", "max_body_bytes = 200000")
     data.config.write_text(text)
     assert data.settings().max_body_bytes == 200000
+    async with live_hub(data) as live:
+        yield live
+
+
+FAST_RETRY = """
+[delivery]
+retry_base_s = 0.2
+retry_cap_s = 0.5
+retry_max_attempts = {attempts}
+lease_s = 10
+push_timeout_s = 5
+"""
+
+
+@pytest.fixture
+async def push_hub(data: DataDir, request: pytest.FixtureRequest) -> AsyncIterator[LiveHub]:
+    """A running hub that retries pushes within a second (``max_attempts`` via indirect
+    parametrization, default 50)."""
+    attempts = getattr(request, "param", 50)
+    text = data.config.read_text().split("[delivery]")[0]
+    data.config.write_text(text + FAST_RETRY.format(attempts=attempts))
     async with live_hub(data) as live:
         yield live

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -143,3 +144,45 @@ def serving(data: Path, port: int, admin_port: int) -> Iterator[subprocess.Popen
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def node_listening(profile: Path, port: int, out: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``axis-node listen`` as its own process, until the block ends."""
+    log = open(out.parent / f"listen-{port}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(BIN / "axis-node"), "--profile", str(profile), "listen", "--port", str(port),
+         "--out", str(out)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError((out.parent / f"listen-{port}.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("axis-node listen did not open its port in 30 s")
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds (a bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not true within {timeout} s")

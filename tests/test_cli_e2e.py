@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -77,6 +78,40 @@ def test_cli_exchange(folder: tuple[Path, int, int], tmp_path: Path) -> None:
         )  # fmt: skip
         assert bad.returncode != 0 and "unknown-recipient" in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+        # Statuses and recalls from the command line.
+        status = json.loads(
+            cli("axis-node", "--profile", h41, "status", answer["id"], "--code", "03",
+                "--description", "Đã tiếp nhận", "--json").stdout
+        )  # fmt: skip
+        assert status["kind"] == "status" and status["recipients"] == [G22]
+        g22_inbox = json.loads(cli("axis-node", "--profile", g22, "inbox", "--json").stdout)
+        assert [i["id"] for i in g22_inbox["items"]] == [status["id"]]
+        wide = {**os.environ, "COLUMNS": "200"}
+        shown = cli("axis-node", "--profile", g22, "track", answer["id"], env=wide).stdout
+        assert "03 đã tiếp nhận" in shown and "status 03" in shown
+        unknown = cli("axis-node", "--profile", h41, "status", answer["id"], "--code", "07",
+                      check=False)  # fmt: skip
+        assert unknown.returncode != 0 and "07" in unknown.stderr
+
+        second = json.loads(
+            cli("axis-node", "--profile", g22, "send", "--to", H41, "--subject", "Nhầm",
+                "--json").stdout
+        )  # fmt: skip
+        recall = json.loads(
+            cli("axis-node", "--profile", g22, "recall", second["id"], "--reason", "Nhầm",
+                "--json").stdout
+        )  # fmt: skip
+        assert recall["recipients"] == [H41]
+        h41_inbox = json.loads(cli("axis-node", "--profile", h41, "inbox", "--json").stdout)
+        assert [i["id"] for i in h41_inbox["items"]] == [recall["id"]]
+
+        # Revocation takes effect at once on the running hub, without a restart.
+        cli("axis", "agency", "revoke", H41, "--data", data)
+        refused = cli("axis-node", "--profile", h41, "inbox", check=False)
+        assert refused.returncode != 0 and "revoked" in refused.stderr
+        # What H41 sent before stays valid: G22 still reads H41's status.
+        cli("axis-node", "--profile", g22, "get", status["id"], "-o", tmp_path / "st.xml")
 
 
 def test_admin_commands_refuse_clearly(tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""Push leases and the delivery worker, on a real SQLite store with an in-memory transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from axis.config import Settings
+from axis.core.lifecycle import DeliveryEvent
+from axis.delivery import DeliveryWorker, PushError
+from axis.store.base import Agency, Store
+from tests.helpers import eventually
+from tests.test_store import G22, H10, H41, T0, agency, backend, package, store
+
+__all__ = ["backend", "store"]  # the fixtures, shared with the store tests
+
+FAST = Settings(retry_base_s=0.01, retry_cap_s=0.02, lease_s=5, push_workers=4)
+
+
+class MemoryTransport:
+    """A PushTransport that fails the first ``failures`` pushes of each package."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.pushes: Counter[str] = Counter()
+        self.delivered: list[str] = []
+
+    async def push(self, recipient: Agency, package_id: str, body: bytes) -> None:
+        self.pushes[package_id] += 1
+        await asyncio.sleep(0)  # let other workers interleave
+        if self.pushes[package_id] <= self.failures:
+            raise PushError("connection refused")
+        self.delivered.append(package_id)
+
+    async def close(self) -> None:
+        pass
+
+
+async def _pushed_agency(store: Store) -> None:
+    await store.add_agency(agency(G22, 0))
+    await store.add_agency(replace(agency(H41, 1), endpoint="https://127.0.0.1:9/"))
+    await store.add_agency(agency(H10, 2))
+
+
+async def test_a_lease_keeps_others_off_until_it_expires(store: Store) -> None:
+    await _pushed_agency(store)
+    await store.insert_package(replace(package(1), push_recipients=(H41,)))
+    first = await store.claim_pushes("a", T0 + timedelta(seconds=5), 60, 10)
+    assert [(j.package_id, j.recipient) for j in first] == [("pkg-0001", H41)]
+    assert await store.claim_pushes("b", T0 + timedelta(seconds=30), 60, 10) == []
+    # Worker "a" died: after the lease, "b" takes the delivery over.
+    taken = await store.claim_pushes("b", T0 + timedelta(seconds=70), 60, 10)
+    assert [j.recipient for j in taken] == [H41]
+    # "a" waking up late cannot overwrite "b"'s lease with its failure.
+    await store.push_failed(first[0], "a", T0 + timedelta(seconds=71), "late", None)
+    row = next(d for d in await store.deliveries("pkg-0001") if d.recipient == H41)
+    assert row.state.value == "queued" and row.attempts == 0
+    await store.push_delivered(taken[0], T0 + timedelta(seconds=72))
+    row = next(d for d in await store.deliveries("pkg-0001") if d.recipient == H41)
+    assert row.state.value == "delivered"
+    assert await store.claim_pushes("c", T0 + timedelta(days=1), 60, 10) == []
+
+
+async def test_a_pulled_or_recalled_delivery_is_not_pushed(store: Store) -> None:
+    await _pushed_agency(store)
+    await store.insert_package(replace(package(1), push_recipients=(H41,)))
+    await store.apply_event("pkg-0001", H41, DeliveryEvent.FETCHED, T0)
+    assert await store.claim_pushes("a", T0 + timedelta(seconds=5), 60, 10) == []
+
+
+async def test_the_worker_retries_then_delivers(store: Store) -> None:
+    await _pushed_agency(store)
+    now = datetime.now(UTC)
+    await store.insert_package(replace(package(1, at=now), push_recipients=(H41,)))
+    transport = MemoryTransport(failures=2)
+    worker = DeliveryWorker(store, transport, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def delivered() -> bool:
+        rows = await store.deliveries("pkg-0001")
+        return any(d.recipient == H41 and d.state.value == "delivered" for d in rows)
+
+    try:
+        await eventually(delivered, timeout=10)
+    finally:
+        stop.set()
+        await task
+    assert transport.pushes["pkg-0001"] == 3
+    row = next(d for d in await store.deliveries("pkg-0001") if d.recipient == H41)
+    assert row.attempts == 2 and row.last_error == "connection refused"
+    hops = [(h.organ_id, h.event, h.detail) for h in await store.trace("pkg-0001")]
+    assert (H41, "delivered", "push") in hops
+
+
+async def test_two_workers_push_each_package_once(store: Store) -> None:
+    await _pushed_agency(store)
+    now = datetime.now(UTC)
+    for n in range(40):
+        await store.insert_package(replace(package(n, at=now), push_recipients=(H41,)))
+    transport = MemoryTransport()
+    workers = [DeliveryWorker(store, transport, FAST) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+
+    async def all_delivered() -> bool:
+        return len(transport.delivered) >= 40
+
+    try:
+        await eventually(all_delivered, timeout=20)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert len(transport.pushes) == 40 and set(transport.pushes.values()) == {1}

@@ -1,0 +1,90 @@
+"""Business statuses and recalls through a real hub over TLS, with the node client's calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from axis.core.formats import BusinessDocType
+from nodes.client import HubError
+from tests.conftest import LiveHub
+from tests.helpers import assert_problem
+
+G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
+
+
+async def test_a_status_03_reaches_the_sender_and_shows_in_track(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    answer = (await sender.send([H41], "Đề nghị góp ý dự thảo")).answer
+    status = (await recipient.status(answer["id"], "03", "Đã vào sổ")).answer
+    assert status["kind"] == "status" and status["recipients"] == [G22]
+    items = (await sender.inbox())["items"]
+    assert [(i["id"], i["kind"], i["from"]) for i in items] == [(status["id"], "status", H41)]
+    row = (await sender.track(answer["id"]))[0]
+    assert (row["to"], row["state"], row["status_code"]) == (H41, "delivered", "03")
+    events = [(h["organ_id"], h["event"]) for h in await sender.trace(answer["id"])]
+    assert (H41, "status 03") in events
+
+
+async def test_status_01_acknowledges_and_later_codes_follow(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    answer = (await sender.send([H41], "Giấy mời họp")).answer
+    await recipient.status(answer["id"], "01")
+    assert (await recipient.inbox())["items"] == []
+    row = (await sender.track(answer["id"]))[0]
+    assert (row["state"], row["status_code"]) == ("acknowledged", "01")
+    for code in ("03", "04", "05", "06"):
+        await recipient.status(answer["id"], code)
+    row = (await sender.track(answer["id"]))[0]
+    assert (row["state"], row["status_code"]) == ("acknowledged", "06")
+    assert len((await sender.inbox())["items"]) == 5
+
+
+async def test_only_a_recipient_may_send_a_status(hub: LiveHub) -> None:
+    sender = hub.client(G22)
+    answer = (await sender.send([H41], "Chỉ gửi H41")).answer
+    edoc = await sender.edoc(answer["id"])
+    outsider = hub.client(H10)
+    with pytest.raises(HubError) as exc:
+        await outsider.post_package(outsider.build_status(edoc, "03"))
+    assert_problem(exc, "not-allowed", 403)
+    with pytest.raises(HubError) as exc:  # and H10 cannot even read it to answer
+        await outsider.status(answer["id"], "03")
+    assert_problem(exc, "not-allowed", 403)
+
+
+async def test_a_recall_before_fetch_removes_the_original_from_the_inbox(hub: LiveHub) -> None:
+    sender, early, late = hub.client(G22), hub.client(H10), hub.client(H41)
+    original = (await sender.send([H41, H10], "Văn bản ban hành nhầm")).answer
+    await early.get(original["id"])  # H10 fetched it before the recall; H41 did not
+    recall = (await sender.recall(original["id"], "Ban hành nhầm đối tượng")).answer
+    assert sorted(recall["recipients"]) == [H10, H41]
+    assert recall["document_id"] == original["document_id"]
+
+    late_items = [i["id"] for i in (await late.inbox())["items"]]
+    assert late_items == [recall["id"]]  # the original is gone, the recall notice is there
+    with pytest.raises(HubError) as exc:
+        await late.get(original["id"])
+    assert_problem(exc, "not-allowed", 403)
+    early_items = [i["id"] for i in (await early.inbox())["items"]]
+    assert early_items == [original["id"], recall["id"]]  # it has it: it must answer
+
+    states = {r["to"]: r["state"] for r in await sender.track(original["id"])}
+    assert states == {H41: "recalled", H10: "delivered"}
+
+    # H10 agrees to the recall (03): the code lands on its delivery of the recall.
+    recall_edoc = await early.edoc(recall["id"])
+    await early.post_package(early.build_status(recall_edoc, "03", "Đồng ý thu hồi"))
+    codes = {r["to"]: r["status_code"] for r in await sender.track(recall["id"])}
+    assert codes == {H10: "03", H41: None}
+    # A second recall of the same document is the same package: idempotent.
+    again = await sender.post_package(await sender.get(recall["id"]))
+    assert not again.created and again.answer == recall
+
+
+async def test_only_the_sender_may_recall(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    answer = (await sender.send([H41], "Văn bản của G22")).answer
+    edoc = await recipient.edoc(answer["id"])
+    with pytest.raises(HubError) as exc:  # H41 signs a recall of G22's document
+        await recipient.post_package(recipient.build_followup(edoc, BusinessDocType.RECALL))
+    assert_problem(exc, "sender-mismatch", 403)

@@ -1,0 +1,158 @@
+"""Push delivery end to end: a real hub pushes over TLS to real `axis-node listen` processes."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from nodes.client import HubError
+from nodes.listen import listening
+from tests.conftest import LiveHub
+from tests.helpers import assert_problem, eventually, free_port, node_listening
+
+G22, H41, H58 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H58"
+
+
+async def _register_listener(hub: LiveHub) -> tuple[Path, int, Path]:
+    port = free_port()
+    profile = await hub.register(H58, "UBND TP Hồ Chí Minh", endpoint=f"https://127.0.0.1:{port}/")
+    return profile.root, port, profile.root / "inbox-files"
+
+
+async def _state(hub: LiveHub, package_id: str, organ_id: str) -> dict[str, object]:
+    rows = await hub.client(G22).track(package_id)
+    return next(r for r in rows if r["to"] == organ_id)
+
+
+async def test_a_push_arrives(push_hub: LiveHub) -> None:
+    hub = push_hub
+    profile, port, out = await _register_listener(hub)
+    sender = hub.client(G22)
+    with node_listening(profile, port, out):
+        package = sender.build_edoc([H58, H41], "Công điện khẩn")
+        answer = (await sender.post_package(package)).answer
+        written = out / f"{answer['id']}.xml"
+
+        async def arrived() -> bool:
+            return written.exists()
+
+        await eventually(arrived)
+        assert written.read_bytes() == package  # exactly the signed bytes
+
+        async def delivered() -> bool:
+            return (await _state(hub, answer["id"], H58))["state"] == "delivered"
+
+        await eventually(delivered)
+    assert (await _state(hub, answer["id"], H41))["state"] == "queued"  # H41 pulls
+    hops = await sender.trace(answer["id"])
+    assert (H58, "delivered", "push") in [(h["organ_id"], h["event"], h["detail"]) for h in hops]
+    # Pull keeps working for a pushed agency: it is in the inbox until acknowledged.
+    assert [i["id"] for i in (await hub.client(H58).inbox())["items"]] == [answer["id"]]
+
+
+async def test_a_push_to_an_endpoint_that_is_down_is_retried(push_hub: LiveHub) -> None:
+    hub = push_hub
+    profile, port, out = await _register_listener(hub)
+    sender = hub.client(G22)
+    answer = (await sender.send([H58], "Gửi khi máy chủ nhận đang tắt")).answer
+
+    async def failed_twice() -> bool:
+        return int(str((await _state(hub, answer["id"], H58))["attempts"])) >= 2
+
+    await eventually(failed_twice)
+    row = await _state(hub, answer["id"], H58)
+    assert row["state"] == "queued" and row["last_error"]
+    with node_listening(profile, port, out):
+
+        async def arrived() -> bool:
+            return (out / f"{answer['id']}.xml").exists()
+
+        await eventually(arrived)
+
+        async def delivered() -> bool:
+            return (await _state(hub, answer["id"], H58))["state"] == "delivered"
+
+        await eventually(delivered)
+
+
+@pytest.mark.parametrize("push_hub", [2], indirect=True)
+async def test_a_push_that_gives_up_leaves_the_package_to_pull(push_hub: LiveHub) -> None:
+    hub = push_hub
+    await _register_listener(hub)  # nobody listens there
+    answer = (await hub.client(G22).send([H58], "Không ai nhận")).answer
+
+    async def failed() -> bool:
+        return (await _state(hub, answer["id"], H58))["state"] == "failed"
+
+    await eventually(failed)
+    row = await _state(hub, answer["id"], H58)
+    assert row["attempts"] == 2 and "max_attempts 2" in str(row["last_error"])
+    recipient = hub.client(H58)
+    assert [i["id"] for i in (await recipient.inbox())["items"]] == [answer["id"]]
+    await recipient.get(answer["id"])
+    assert (await _state(hub, answer["id"], H58))["state"] == "delivered"
+
+
+async def test_a_revoked_agency_gets_no_pushes(push_hub: LiveHub) -> None:
+    hub = push_hub
+    profile, port, out = await _register_listener(hub)
+    answer = (await hub.client(G22).send([H58], "Trước khi thu hồi")).answer
+    await hub.running.hub.store.set_agency_active(H58, False)
+    with node_listening(profile, port, out):
+
+        async def failed() -> bool:
+            return (await _state(hub, answer["id"], H58))["state"] == "failed"
+
+        await eventually(failed)
+    assert not (out / f"{answer['id']}.xml").exists()
+    with pytest.raises(HubError) as exc:
+        await hub.client(H58).inbox()
+    assert_problem(exc, "not-allowed", 403)
+
+
+async def test_the_push_endpoint_takes_only_the_hub_and_only_good_packages(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    profile = await hub.register(H58, "UBND TP Hồ Chí Minh")
+    out = tmp_path / "received"
+    sender = hub.client(G22)
+    package = sender.build_edoc([H58], "Đẩy thử")
+    package_id = "ab" * 16
+    async with listening(profile, 0, out) as port:
+        url = f"https://127.0.0.1:{port}/"
+        as_hub = _client_context(hub.data.hub_cert, hub.data.hub_key, profile.ca)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=as_hub)) as http:
+            for _ in range(2):  # a repeated push is harmless: same id, same file
+                async with http.post(url, data=package, headers=_headers(package_id)) as r:
+                    assert r.status == 200, await r.text()
+            assert (out / f"{package_id}.xml").read_bytes() == package
+
+            tampered = package.replace("Đẩy thử".encode(), "Đẩy giả".encode())
+            async with http.post(url, data=tampered, headers=_headers("cd" * 16)) as r:
+                assert r.status == 422
+                assert (await r.json())["type"] == "urn:axis:problem:invalid-signature"
+            async with http.post(url, data=package, headers=_headers("../../etc")) as r:
+                assert r.status == 422
+            assert sorted(p.name for p in out.iterdir()) == [f"{package_id}.xml"]
+
+        # Another agency's certificate is not the hub's: the TLS handshake fails.
+        g22 = sender.profile
+        as_agency = _client_context(g22.cert, g22.key, profile.ca)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=as_agency)) as http:
+            with pytest.raises(aiohttp.ClientError):
+                async with http.post(url, data=package, headers=_headers("ef" * 16)):
+                    pass
+    assert not (out / f"{'ef' * 16}.xml").exists()
+
+
+def _client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _headers(package_id: str) -> dict[str, str]:
+    return {"Content-Type": "application/xml", "Axis-Package-Id": package_id}
