@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from axis import datadir
+from axis.core.lifecycle import DeliveryState
 from axis.datadir import DataDir, DataDirError
 from axis.errors import AxisError
 from axis.store import open_store
 from axis.store.base import Agency, Store
+from axis.web.node_api import delivery_json
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -248,3 +250,38 @@ def serve(
         asyncio.run(serve_forever(data, settings, db))
     except (AxisError, DataDirError, ValueError, OSError) as exc:
         fail(str(exc))
+
+
+@main.command()
+@data_option
+@db_option
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in DeliveryState]),
+    default=DeliveryState.FAILED.value,
+    show_default=True,
+    help="Which deliveries to list.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def deliveries(
+    data_dir: Path | None, db: str | None, state: str, limit: int, as_json: bool
+) -> None:
+    """Deliveries in one state, newest first: by default the failed pushes."""
+    data = _data(data_dir)
+    found = run_store(data, db, lambda store: store.deliveries_in(DeliveryState(state), limit))
+    if as_json:
+        click.echo(json.dumps([delivery_json(d) for d in found], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(found)} {state} deliveries (newest first)")
+    for column in ("Package", "To", "Updated", "Attempts", "Last error"):
+        table.add_column(column, overflow="fold")
+    for d in found:
+        table.add_row(
+            d.package_id,
+            d.recipient,
+            d.updated_at.isoformat(timespec="seconds"),
+            str(d.attempts),
+            d.last_error or "",
+        )
+    Console().print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from nodes.client import HubError
 from nodes.listen import listening
 from tests.conftest import LiveHub
-from tests.helpers import assert_problem, eventually, free_port, node_listening
+from tests.helpers import assert_problem, cli, eventually, free_port, node_listening
 
 G22, H41, H58 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H58"
 
@@ -90,6 +91,17 @@ async def test_a_push_that_gives_up_leaves_the_package_to_pull(push_hub: LiveHub
     await eventually(failed)
     row = await _state(hub, answer["id"], H58)
     assert row["attempts"] == 2 and "max_attempts 2" in str(row["last_error"])
+    # Operators see it too, with the token; without it, nothing.
+    token = hub.data.admin_token.read_text().strip()
+    url = f"{hub.running.admin_url}/v1/deliveries?state=failed"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+            failed = await r.json()
+        assert [(d["package_id"], d["to"]) for d in failed] == [(answer["id"], H58)]
+        async with http.get(url) as r:
+            assert r.status == 403
+    listed = cli("axis", "deliveries", "--json", "--data", hub.data.root).stdout
+    assert [d["package_id"] for d in json.loads(listed)] == [answer["id"]]
     recipient = hub.client(H58)
     assert [i["id"] for i in (await recipient.inbox())["items"]] == [answer["id"]]
     await recipient.get(answer["id"])

@@ -182,6 +182,9 @@ class Store(Protocol):
     async def trace(self, package_id: str) -> list[Hop]:
         """The hub's trace of a package, oldest first."""
 
+    async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
+        """Deliveries in one state, most recently changed first (for operators)."""
+
     async def claim_pushes(
         self, owner: str, now: datetime, lease_s: float, limit: int
     ) -> list[PushJob]:

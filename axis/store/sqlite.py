@@ -419,6 +419,14 @@ class SqliteStore:
         )
         return [Hop(organ_id, event, _dt(at), detail) for organ_id, event, at, detail in rows]
 
+    async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ?"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (state.value, limit),
+        )
+        return [_delivery(r) for r in rows]
+
     # -- push delivery ----------------------------------------------------------------------
 
     async def claim_pushes(

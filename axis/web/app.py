@@ -21,11 +21,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from axis.config import Settings
+from axis.core.lifecycle import DeliveryState
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.datadir import DataDir
 from axis.delivery import DeliveryWorker, PushTransport
-from axis.errors import NotAllowed
+from axis.errors import NotAllowed, SchemaViolation
 from axis.hub import Hub
 from axis.store import open_store
 from axis.web import node_api
@@ -106,7 +107,24 @@ def admin_app(hub: Hub, token: str) -> web.Application:
     app[HUB] = hub
     app[ADMIN_TOKEN] = token
     app.router.add_get("/healthz", node_api.healthz)
+    app.router.add_get("/v1/deliveries", operator_deliveries)
     return app
+
+
+async def operator_deliveries(request: web.Request) -> web.Response:
+    """``GET /v1/deliveries?state=failed&limit=``: deliveries in one state, newest first."""
+    raw = request.query.get("state", DeliveryState.FAILED.value)
+    try:
+        state = DeliveryState(raw)
+    except ValueError:
+        raise SchemaViolation(
+            f"state must be one of {', '.join(s.value for s in DeliveryState)}"
+        ) from None
+    limit_raw = request.query.get("limit", "100")
+    if not limit_raw.isdigit():
+        raise SchemaViolation("limit must be a positive integer")
+    found = await request.app[HUB].store.deliveries_in(state, max(1, min(int(limit_raw), 1000)))
+    return web.json_response([node_api.delivery_json(d) for d in found])
 
 
 def bind(host: str, port: int) -> socket.socket:

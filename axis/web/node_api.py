@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from axis.errors import SchemaViolation, TooLarge, UnsupportedMediaType
-from axis.store.base import Agency
+from axis.store.base import Agency, Delivery
 from axis.web.keys import HUB
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -98,19 +98,20 @@ async def ack(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     agency = await current_agency(request)
     found = await request.app[HUB].deliveries(agency, request.match_info["id"])
-    return web.json_response(
-        [
-            {
-                "to": d.recipient,
-                "state": d.state.value,
-                "status_code": d.status_code,
-                "updated_at": d.updated_at.isoformat(timespec="milliseconds"),
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-            }
-            for d in found
-        ]
-    )
+    return web.json_response([delivery_json(d) for d in found])
+
+
+def delivery_json(d: Delivery) -> dict[str, object]:
+    """One delivery as the API shows it (SPEC §5, plus the push attempts and last error)."""
+    return {
+        "package_id": d.package_id,
+        "to": d.recipient,
+        "state": d.state.value,
+        "status_code": d.status_code,
+        "updated_at": d.updated_at.isoformat(timespec="milliseconds"),
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+    }
 
 
 async def trace(request: web.Request) -> web.Response:
