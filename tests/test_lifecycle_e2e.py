@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
+from axis.core import formats
 from axis.core.formats import BusinessDocType
 from nodes.client import HubError
 from tests.conftest import LiveHub
@@ -88,3 +91,40 @@ async def test_only_the_sender_may_recall(hub: LiveHub) -> None:
     with pytest.raises(HubError) as exc:  # H41 signs a recall of G22's document
         await recipient.post_package(recipient.build_followup(edoc, BusinessDocType.RECALL))
     assert_problem(exc, "sender-mismatch", 403)
+
+
+async def test_an_unknown_status_code_is_refused(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    answer = (await sender.send([H41], "Mã trạng thái lạ")).answer
+    edoc = await recipient.edoc(answer["id"])
+    notice = formats.StatusNotice(
+        sender=formats.Organ(H41, H41),
+        response_for=formats.ResponseFor(G22, "1/CV", edoc.promulgation_date, edoc.document_id),
+        status_code="07",
+        timestamp=datetime(2026, 11, 29, 10, 0),
+    )
+    package = recipient.signer.sign(formats.build_status(notice, check=False))
+    with pytest.raises(HubError) as exc:
+        await recipient.post_package(package)
+    assert_problem(exc, "schema-violation", 422)
+    assert (await sender.inbox())["items"] == []
+
+
+async def test_an_update_goes_to_the_earlier_recipients_and_recalls_nothing(
+    hub: LiveHub,
+) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    original = (await sender.send([H41, H10], "Kế hoạch (bản 1)")).answer
+    edoc = await sender.edoc(original["id"])
+    update = (
+        await sender.post_package(sender.build_followup(edoc, BusinessDocType.UPDATE, "Bổ sung"))
+    ).answer
+    assert sorted(update["recipients"]) == [H10, H41]
+    items = [i["id"] for i in (await recipient.inbox())["items"]]
+    assert items == [original["id"], update["id"]]
+    assert {r["state"] for r in await sender.track(original["id"])} == {"queued"}
+    # The recipient agrees to the update (15): the code lands on its delivery of the update.
+    updated = await recipient.edoc(update["id"])
+    await recipient.post_package(recipient.build_status(updated, "15"))
+    codes = {r["to"]: r["status_code"] for r in await sender.track(update["id"])}
+    assert codes == {H41: "15", H10: None}

@@ -70,6 +70,7 @@ def test_the_documented_schedule() -> None:
     assert sum(w / 2 for w in waits) <= DEFAULT.max_age_s
     assert len(waits) > 40
     assert schedule(RetryPolicy(max_attempts=3)) == [2, 4]
+    assert schedule(RetryPolicy(max_age_s=10)) == [2, 4, 8]  # 1 + 2 + 4 s expected, then > 10
 
 
 @given(
