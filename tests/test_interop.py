@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import LiveHub
 from tests.helpers import cli, free_port, serving
 
 SENDER, RECIPIENT = "000.00.00.H29", "000.00.00.H41"
@@ -133,3 +134,16 @@ def test_xmlsec1_signed_package_via_curl(tmp_path: Path) -> None:
             "-w", "\n%{http_code}", f"https://localhost:{port}/v1/packages",
         ).stdout.rsplit("\n", 1)  # fmt: skip
         assert again[1] == "200" and json.loads(again[0]) == answer
+
+
+@needs_tools
+async def test_the_receipt_verifies_with_xmlsec1(hub: LiveHub, tmp_path: Path) -> None:
+    """Anyone holding the hub's certificate (or its CA) can check a receipt with other tools."""
+    answer = (await hub.client("000.00.00.G22").send([RECIPIENT], "Biên nhận")).answer
+    receipt = tmp_path / "receipt.xml"
+    receipt.write_text(answer["receipt"], encoding="utf-8")
+    cli("xmlsec1", "--verify", "--trusted-pem", hub.data.ca_cert, receipt)
+    tampered = tmp_path / "tampered.xml"
+    tampered.write_text(answer["receipt"].replace(answer["sha256"], "0" * 64), encoding="utf-8")
+    assert cli("xmlsec1", "--verify", "--trusted-pem", hub.data.ca_cert, tampered,
+               check=False).returncode != 0  # fmt: skip
