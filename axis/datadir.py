@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -148,6 +149,8 @@ def new_agency(
     """
     if not is_organ_id(organ_id):
         raise DataDirError(f"{organ_id!r} is not an OrganId (ddd.dd.dd.Xdd)")
+    if endpoint is not None:
+        check_endpoint(endpoint)
     profile = data.profile(organ_id)
     if (profile / "cert.pem").exists():
         raise DataDirError(f"a profile for {organ_id} already exists at {profile}")
@@ -182,10 +185,28 @@ def new_agency(
     )
 
 
+def check_endpoint(endpoint: str) -> None:
+    """Raises DataDirError unless ``endpoint`` is an https URL the hub can push to."""
+    try:
+        url = urlsplit(endpoint)
+        port = url.port
+        host = url.hostname or ""
+        host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise DataDirError(f"the push endpoint {endpoint!r} is not a usable URL: {exc}") from exc
+    if url.scheme != "https" or not host:
+        raise DataDirError(f"the push endpoint must be an https:// URL with a host: {endpoint!r}")
+    if port == 0:
+        raise DataDirError(f"the push endpoint needs a real port: {endpoint!r}")
+
+
 def _outside_cert(data: DataDir, organ_id: str, cert_pem: bytes) -> x509.Certificate:
     cert = pki.load_cert(cert_pem)
     named = pki.organ_id_of(cert)
-    if named is not None and named != organ_id:
+    if named is None:
+        # Agencies find the sender of a pushed package by the OrganId in its certificate.
+        raise DataDirError("that certificate names no OrganId in its subject (CN or O)")
+    if named != organ_id:
         raise DataDirError(f"that certificate belongs to {named}, not {organ_id}")
     try:
         data.trust_store().check(cert, datetime.now(UTC))

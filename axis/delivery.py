@@ -15,20 +15,23 @@ does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from axis.config import Settings
+from axis.core.lifecycle import DeliveryState
 from axis.core.retry import GiveUp, RetryPolicy, next_attempt
-from axis.errors import AxisError
 from axis.store.base import Agency, PushJob, Store
 
 log = logging.getLogger("axis.delivery")
 
 IDLE_POLL_S = 1.0  # how often an idle worker looks for retries that came due
+PER_RECIPIENT = 2  # pushes in flight to one agency at once: a dead endpoint holds no more
 
 
 class PushError(Exception):
@@ -67,44 +70,82 @@ class DeliveryWorker:
         self.wake = wake or asyncio.Event()
         self.clock = clock
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
-        self._slots = asyncio.Semaphore(settings.push_workers)
+        self._running: dict[asyncio.Task[None], PushJob] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and push until ``stop`` is set. Errors in one round do not end the loop."""
-        while not stop.is_set():
-            try:
-                pushed = await self.run_once()
-            except AxisError as exc:  # the store is unavailable for a moment
-                log.warning("delivery round failed: %s", exc.detail)
-                pushed = 0
-            if pushed == 0:
-                await self._idle(stop)
+        """Push until ``stop`` is set, keeping up to ``push_workers`` pushes in flight.
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        self.wake.clear()
+        A slot is refilled as soon as a push ends, so one slow endpoint holds one slot (at
+        most PER_RECIPIENT), never a whole round. Nothing but cancellation ends the loop; on
+        the way out the worker gives its leases back so a restart pushes them at once.
+        """
+        try:
+            while not stop.is_set():
+                self.wake.clear()  # before claiming: a wake-up during the claim is kept
+                try:
+                    await self._fill()
+                except Exception:  # the store is unavailable for a moment, or a bug
+                    log.exception("claiming pushes failed; trying again shortly")
+                await self._wait(stop)
+        finally:
+            for task in self._running:
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release_leases(self.owner))
+
+    async def _fill(self) -> None:
+        free = self.settings.push_workers - len(self._running)
+        if free <= 0:
+            return
+        in_flight = Counter(job.recipient for job in self._running.values())
+        busy = tuple(r for r, n in in_flight.items() if n >= PER_RECIPIENT)
+        jobs = await self.store.claim_pushes(
+            self.owner, self.clock(), self.settings.lease_s, free, busy, PER_RECIPIENT
+        )
+        for job in jobs:
+            task = asyncio.create_task(self._push(job), name=f"push-{job.package_id}")
+            self._running[task] = job
+            task.add_done_callback(self._running.pop)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        """Until a push ends, new work is committed, the poll interval passes, or stop."""
         waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
         try:
-            await asyncio.wait(waiters, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [*waiters, *self._running],
+                timeout=IDLE_POLL_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             for waiter in waiters:
                 waiter.cancel()
 
     async def run_once(self) -> int:
-        """One round: claim what is due and push it, at most ``push_workers`` at a time."""
+        """Claim what is due and push it all (tests and tools; ``run`` is the service loop)."""
         jobs = await self.store.claim_pushes(
-            self.owner, self.clock(), self.settings.lease_s, self.settings.push_workers * 2
+            self.owner, self.clock(), self.settings.lease_s, self.settings.push_workers
         )
         await asyncio.gather(*(self._push(job) for job in jobs))
         return len(jobs)
 
     async def _push(self, job: PushJob) -> None:
-        async with self._slots:
-            try:
-                await self._deliver(job)
-            except PushError as exc:
-                await self._failed(job, str(exc))
-            except AxisError as exc:
-                log.warning("push %s → %s: %s", job.package_id, job.recipient, exc.detail)
+        """One push and its bookkeeping; never raises (a worker must outlive any one push)."""
+        try:
+            await self._deliver(job)
+        except PushError as exc:
+            await self._record_failure(job, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("push %s → %s failed unexpectedly", job.package_id, job.recipient)
+            await self._record_failure(job, f"{type(exc).__name__}: {exc}")
+
+    async def _record_failure(self, job: PushJob, error: str) -> None:
+        try:
+            await self._failed(job, error)
+        except Exception:  # the lease expires and the push is tried again
+            log.exception("could not record the failed push %s → %s", job.package_id, job.recipient)
 
     async def _deliver(self, job: PushJob) -> None:
         agency = await self.store.get_agency(job.recipient)
@@ -115,6 +156,9 @@ class DeliveryWorker:
         if found is None:
             await self._give_up(job, "the package is gone")
             return
+        current = await self.store.delivery(job.package_id, job.recipient)
+        if current is None or current.state is not DeliveryState.QUEUED:
+            return  # fetched or recalled since the claim: nothing to push any more
         await self._with_timeout(agency, job, found[1])
         await self.store.push_delivered(job, self.clock())
         log.info("pushed %s → %s", job.package_id, job.recipient)

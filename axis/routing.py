@@ -5,8 +5,9 @@
   ``Bussiness/DocumentId`` and goes to that document's recipients that are still active; a
   recall also takes back the deliveries nobody has fetched yet.
 - A status goes back to the sender of the document it answers, and only a recipient of that
-  document may send one. The code lands on that recipient's delivery of the newest package
-  with that DocumentId addressed to it (the original, or a recall/update it is answering).
+  document may send one. Follow-ups keep the original's DocumentId, so the code picks the
+  package it answers: 15/16 the newest follow-up, 02/03 an unanswered recall if there is one,
+  every other code the original (see ``_answered_package``).
 - Recipients with a push endpoint get the package pushed; every recipient can pull it.
 """
 
@@ -25,6 +26,9 @@ from axis.errors import (
     UnknownRecipient,
 )
 from axis.store.base import Agency, PackageRecord, StatusUpdate, Store
+
+FOLLOWUP_ANSWERS = frozenset({"15", "16"})  # agrees / refuses a take-back or an update
+RECALL_ANSWERS = frozenset({"02", "03"})  # refuses / agrees to a recall (or the original)
 
 
 @dataclass(frozen=True)
@@ -109,19 +113,10 @@ class Router:
 
     async def _status(self, sender: Agency, notice: StatusNotice) -> Routed:
         answered = notice.response_for
-        candidates = await self.store.find_edocs(answered.organ_id, answered.document_id)
-        if not candidates:
-            raise UnknownDocument(
-                f"no document {answered.document_id!r} from {answered.organ_id} to answer"
-            )
-        for document in candidates:  # newest first: a recall before its original
-            recipients = {d.recipient for d in await self.store.deliveries(document.id)}
-            if sender.organ_id in recipients:
-                break
-        else:
-            raise NotAllowed(f"{sender.organ_id} is not a recipient of {answered.document_id!r}")
+        document = await self._answered_package(sender, notice)
         original_sender = await self.store.get_agency(document.sender)
-        assert original_sender is not None  # it sent the document, so it is registered
+        if original_sender is None or not original_sender.active:
+            raise UnknownRecipient(f"{document.sender}, the sender, has been revoked")
         meaning = formats.STATUS_CODES[notice.status_code]
         return self._routed(
             [original_sender],
@@ -129,6 +124,36 @@ class Router:
             f"Status {notice.status_code} ({meaning}) from {sender.organ_id}",
             status_update=StatusUpdate(document.id, sender.organ_id, notice.status_code),
         )
+
+    async def _answered_package(self, sender: Agency, notice: StatusNotice) -> PackageRecord:
+        """Which package with the answered DocumentId the status is about.
+
+        A recall, update or replacement keeps the original's DocumentId, so the code decides:
+        15/16 answer a take-back or update (the newest follow-up); 02/03 answer a recall when
+        one is still unanswered, else the original; every other code is about the original.
+        """
+        answered = notice.response_for
+        addressed = []
+        for record in await self.store.find_edocs(answered.organ_id, answered.document_id):
+            delivery = await self.store.delivery(record.id, sender.organ_id)
+            if delivery is not None:
+                addressed.append((record, delivery))
+        if not addressed:
+            if not await self.store.find_edocs(answered.organ_id, answered.document_id):
+                raise UnknownDocument(
+                    f"no document {answered.document_id!r} from {answered.organ_id} to answer"
+                )
+            raise NotAllowed(f"{sender.organ_id} is not a recipient of {answered.document_id!r}")
+        followups = [(r, d) for r, d in addressed if r.business_type != 0]
+        originals = [r for r, _ in addressed if r.business_type == 0]
+        code = notice.status_code
+        if code in FOLLOWUP_ANSWERS and followups:
+            return followups[0][0]
+        if code in RECALL_ANSWERS:
+            unanswered = [r for r, d in followups if d.status_code is None]
+            if unanswered:
+                return unanswered[0]
+        return originals[0] if originals else addressed[0][0]
 
     @staticmethod
     def _routed(

@@ -138,6 +138,12 @@ def test_admin_commands_refuse_clearly(tmp_path: Path) -> None:
     assert outsider.returncode != 0 and "does not trust" in outsider.stderr
     assert not (data / "agencies" / H41).exists()
 
+    for endpoint in ("http://127.0.0.1:9/", "https://a..b/", "https:///x", "ftp://h/"):
+        refused = cli("axis", "agency", "add", H10, "--name", "x", "--endpoint", endpoint,
+                      "--data", data, check=False)  # fmt: skip
+        assert refused.returncode != 0 and "push endpoint" in refused.stderr, endpoint
+        assert not (data / "agencies" / H10).exists()
+
     unknown = cli("axis", "agency", "revoke", H41, "--data", data, check=False)
     assert unknown.returncode != 0 and "no agency" in unknown.stderr
     cli("axis", "agency", "revoke", G22, "--data", data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ from axis.core.lifecycle import DeliveryEvent
 from axis.delivery import DeliveryWorker, PushError
 from axis.store.base import Agency, Store
 from tests.helpers import eventually
-from tests.test_store import G22, H10, H41, T0, agency, backend, package, store
+from tests.test_store import G22, H10, H41, T0, T01, agency, backend, package, store
 
 __all__ = ["backend", "store"]  # the fixtures, shared with the store tests
 
@@ -114,3 +116,89 @@ async def test_two_workers_push_each_package_once(store: Store) -> None:
         stop.set()
         await asyncio.gather(*tasks)
     assert len(transport.pushes) == 40 and set(transport.pushes.values()) == {1}
+
+
+class FlakyTransport(MemoryTransport):
+    """Raises an unexpected error for one package, hangs for one recipient."""
+
+    def __init__(self, broken: str = "", hanging: str = "") -> None:
+        super().__init__()
+        self.broken = broken
+        self.hanging = hanging
+
+    async def push(self, recipient: Agency, package_id: str, body: bytes) -> None:
+        if package_id == self.broken:
+            raise UnicodeError("label empty or too long")  # e.g. a mistyped endpoint host
+        if recipient.organ_id == self.hanging:
+            await asyncio.sleep(60)  # cut short by push_timeout_s
+        await super().push(recipient, package_id, body)
+
+
+async def _run_until(worker: DeliveryWorker, check: Callable[[], Awaitable[bool]]) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await eventually(check, timeout=15)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_an_unexpected_error_fails_one_push_not_the_worker(store: Store) -> None:
+    await _pushed_agency(store)
+    now = datetime.now(UTC)
+    for n in (1, 2):
+        await store.insert_package(replace(package(n, at=now), push_recipients=(H41,)))
+    transport = FlakyTransport(broken="pkg-0001")
+    worker = DeliveryWorker(store, transport, FAST)
+
+    async def second_delivered() -> bool:
+        return "pkg-0002" in transport.delivered
+
+    await _run_until(worker, second_delivered)
+    row = await store.delivery("pkg-0001", H41)
+    assert row is not None and row.attempts >= 1
+    assert row.last_error is not None and row.last_error.startswith("UnicodeError")
+
+
+async def test_a_dead_endpoint_does_not_starve_the_others(store: Store) -> None:
+    await _pushed_agency(store)
+    await store.add_agency(replace(agency(T01, 3), endpoint="https://127.0.0.1:9/"))
+    now = datetime.now(UTC)
+    for n in range(20):  # a backlog for the dead endpoint, due first
+        await store.insert_package(
+            replace(package(n, recipients=(T01,), at=now), push_recipients=(T01,))
+        )
+    await store.insert_package(
+        replace(package(99, recipients=(H41,), at=now + timedelta(seconds=1)),
+                push_recipients=(H41,))
+    )  # fmt: skip
+    slow = replace(FAST, push_timeout_s=2.0, push_workers=4)
+    transport = FlakyTransport(hanging=T01)
+    worker = DeliveryWorker(store, transport, slow, clock=lambda: now + timedelta(seconds=2))
+
+    async def healthy_delivered() -> bool:
+        return "pkg-0099" in transport.delivered
+
+    await _run_until(worker, healthy_delivered)  # well before 20 timeouts could pass
+
+
+async def test_a_stopping_worker_gives_its_leases_back(store: Store) -> None:
+    await _pushed_agency(store)
+    now = datetime.now(UTC)
+    await store.insert_package(replace(package(1, at=now), push_recipients=(H41,)))
+    transport = FlakyTransport(hanging=H41)
+    worker = DeliveryWorker(store, transport, replace(FAST, push_timeout_s=30.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def pushing() -> bool:
+        return transport.pushes["pkg-0001"] == 0 and bool(worker._running)
+
+    await eventually(pushing, timeout=10)
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    taken = await store.claim_pushes("next", datetime.now(UTC), 60, 10)
+    assert [j.package_id for j in taken] == ["pkg-0001"]

@@ -128,3 +128,29 @@ async def test_an_update_goes_to_the_earlier_recipients_and_recalls_nothing(
     await recipient.post_package(recipient.build_status(updated, "15"))
     codes = {r["to"]: r["status_code"] for r in await sender.track(update["id"])}
     assert codes == {H41: "15", H10: None}
+
+
+async def test_statuses_after_a_recall_find_the_package_they_answer(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    original = (await sender.send([H41], "Văn bản đã xử lý dở")).answer
+    await recipient.get(original["id"])  # fetched: the recall cannot take it back
+    recall = (await sender.recall(original["id"])).answer
+    await recipient.status(original["id"], "05")  # still handling the original
+    await recipient.status(recall["id"], "02")  # refuses the recall
+    await recipient.status(original["id"], "01")  # and confirms the original
+    by_package = {pid: (await sender.track(pid))[0] for pid in (original["id"], recall["id"])}
+    assert (by_package[original["id"]]["state"], by_package[original["id"]]["status_code"]) == (
+        "acknowledged",
+        "01",
+    )
+    assert by_package[recall["id"]]["status_code"] == "02"
+
+
+async def test_a_status_to_a_revoked_sender_is_refused(hub: LiveHub) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    answer = (await sender.send([H41], "Trước khi G22 bị thu hồi")).answer
+    edoc = await recipient.edoc(answer["id"])
+    await hub.running.hub.store.set_agency_active(G22, False)
+    with pytest.raises(HubError) as exc:
+        await recipient.post_package(recipient.build_status(edoc, "03"))
+    assert_problem(exc, "unknown-recipient", 422)

@@ -185,11 +185,24 @@ class Store(Protocol):
     async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
         """Deliveries in one state, most recently changed first (for operators)."""
 
+    async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
+        """One delivery."""
+
     async def claim_pushes(
-        self, owner: str, now: datetime, lease_s: float, limit: int
+        self,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        busy: tuple[str, ...] = (),
+        per_recipient: int = 1_000_000,
     ) -> list[PushJob]:
         """Lease up to ``limit`` queued deliveries whose push is due and not leased by a live
-        worker (an expired lease is taken over). No delivery is leased to two owners at once."""
+        worker (an expired lease is taken over): at most ``per_recipient`` per agency, oldest
+        due first, none for recipients in ``busy``. No delivery is leased to two owners."""
+
+    async def release_leases(self, owner: str) -> None:
+        """Give back every lease ``owner`` holds (a worker stopping cleanly)."""
 
     async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
         """The push got a 2xx: the delivery is ``delivered`` and its lease released."""

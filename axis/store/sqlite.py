@@ -429,19 +429,38 @@ class SqliteStore:
 
     # -- push delivery ----------------------------------------------------------------------
 
+    async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
+            (package_id, recipient),
+        )
+        return _delivery(rows[0]) if rows else None
+
     async def claim_pushes(
-        self, owner: str, now: datetime, lease_s: float, limit: int
+        self,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        busy: tuple[str, ...] = (),
+        per_recipient: int = 1_000_000,
     ) -> list[PushJob]:
         until = now + timedelta(seconds=lease_s)
+        skip = f" AND d.recipient NOT IN ({', '.join('?' for _ in busy)})" if busy else ""
         async with self._tx() as w:
+            # At most per_recipient due deliveries per agency in one claim, oldest due first,
+            # so a backlog for one dead endpoint cannot fill every slot.
             rows = list(
                 await w.execute_fetchall(
-                    "SELECT d.package_id, d.recipient, d.attempts, p.received_at"
+                    "SELECT package_id, recipient, attempts, received_at FROM ("
+                    " SELECT d.package_id, d.recipient, d.attempts, p.received_at,"
+                    " d.next_attempt_at, ROW_NUMBER() OVER"
+                    " (PARTITION BY d.recipient ORDER BY d.next_attempt_at) AS nth"
                     " FROM deliveries d JOIN packages p ON p.id = d.package_id"
                     " WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?"
                     " AND d.state = ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
-                    " ORDER BY d.next_attempt_at LIMIT ?",
-                    (_ts(now), DeliveryState.QUEUED.value, _ts(now), limit),
+                    f"{skip}) WHERE nth <= ? ORDER BY next_attempt_at LIMIT ?",
+                    (_ts(now), DeliveryState.QUEUED.value, _ts(now), *busy, per_recipient, limit),
                 )
             )
             await w.executemany(
@@ -453,6 +472,14 @@ class SqliteStore:
             PushJob(pid, recipient, attempts, _dt(received), until)
             for pid, recipient, attempts, received in rows
         ]
+
+    async def release_leases(self, owner: str) -> None:
+        async with self._tx() as w:
+            await w.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ?",
+                (owner,),
+            )
 
     async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
         async with self._tx() as w:

@@ -74,12 +74,14 @@ def node_app(hub: Hub, transport: PushTransport | None = None) -> web.Applicatio
         if transport is None or hub.settings.push_workers < 1:
             yield
             return
-        worker = DeliveryWorker(hub.store, transport, hub.settings, wake=hub.push_due)
+        worker = DeliveryWorker(
+            hub.store, transport, hub.settings, wake=hub.push_due, clock=hub.clock
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop), name="axis-delivery")
         yield
         stop.set()
-        # A push in flight is abandoned: its lease expires and it is pushed again later.
+        # Pushes in flight are abandoned and their leases given back: pushed again on restart.
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

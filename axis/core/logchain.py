@@ -1,0 +1,167 @@
+"""The tamper-evident log: a hash chain of every state change, with signed checkpoints.
+
+Theory of operation: entry ``n`` carries ``prev`` (the hash of entry ``n - 1``; entry 1 carries
+:data:`GENESIS`) and ``hash`` = SHA-256 of a canonical JSON encoding of its own fields and
+``prev``. Changing, removing or reordering any entry changes every hash after it, so the head of
+the chain stands for the whole history. Every N entries or T seconds the hub signs a
+:class:`Checkpoint` (the count, the head, the time) with its key; a verifier holding only the
+hub's certificate can then tell a chain the hub wrote from one rewritten afterwards, even by
+someone who recomputed all the hashes.
+
+"received" entries also carry the SHA-256 of the package as it arrived, so a stored package
+that was changed later no longer matches the log.
+
+Everything here is pure: the store appends entries in the same transaction as the change they
+record, and ``axis log verify`` replays them through :func:`verify_chain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from axis.core.pki import PrivateKey
+
+GENESIS = "0" * 64
+
+
+class LogEvent(StrEnum):
+    """What a log entry records (SPEC §7)."""
+
+    RECEIVED = "received"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    STATUS = "status"
+    RECALLED = "recalled"
+    FAILED = "failed"
+    AGENCY_REGISTERED = "agency-registered"
+    AGENCY_REVOKED = "agency-revoked"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One link of the chain. ``at`` is the stored timestamp text, hashed exactly as kept."""
+
+    seq: int
+    at: str
+    event: str
+    organ_id: str | None
+    package_id: str | None
+    detail: str | None
+    sha256: str | None
+    prev: str
+    hash: str
+
+    def fields(self) -> dict[str, object]:
+        """What the hash covers (everything but the hash itself)."""
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "event": self.event,
+            "organ_id": self.organ_id,
+            "package_id": self.package_id,
+            "detail": self.detail,
+            "sha256": self.sha256,
+            "prev": self.prev,
+        }
+
+
+def entry_hash(fields: dict[str, object]) -> str:
+    """SHA-256 of the canonical JSON of ``fields`` (sorted keys, no spaces, UTF-8)."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def link(
+    prev: str,
+    seq: int,
+    at: str,
+    event: str,
+    organ_id: str | None = None,
+    package_id: str | None = None,
+    detail: str | None = None,
+    sha256: str | None = None,
+) -> LogEntry:
+    """The next entry after one whose hash is ``prev``."""
+    draft = LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, "")
+    return LogEntry(
+        seq, at, event, organ_id, package_id, detail, sha256, prev, entry_hash(draft.fields())
+    )
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where verification failed and why."""
+
+    seq: int
+    reason: str
+
+
+def verify_chain(
+    entries: Iterable[LogEntry], prev: str = GENESIS, expected_seq: int = 1
+) -> ChainBreak | None:
+    """Replay ``entries`` in order; the first broken link, or None if all hold.
+
+    ``prev`` and ``expected_seq`` let a caller verify a long chain page by page.
+    """
+    for entry in entries:
+        if entry.seq != expected_seq:
+            return ChainBreak(entry.seq, f"expected entry {expected_seq}, found {entry.seq}")
+        if entry.prev != prev:
+            return ChainBreak(entry.seq, "its prev is not the hash of the entry before it")
+        if entry_hash(entry.fields()) != entry.hash:
+            return ChainBreak(entry.seq, "its content does not match its hash")
+        prev, expected_seq = entry.hash, expected_seq + 1
+    return None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The hub's signed statement that its chain had ``seq`` entries ending in ``head``."""
+
+    seq: int
+    head: str
+    at: str
+    signature: bytes
+
+    def payload(self) -> bytes:
+        return checkpoint_payload(self.seq, self.head, self.at)
+
+
+def checkpoint_payload(seq: int, head: str, at: str) -> bytes:
+    return f"axis-log-checkpoint:1:{seq}:{head}:{at}".encode("ascii")
+
+
+def sign_checkpoint(key: PrivateKey, seq: int, head: str, at: str) -> Checkpoint:
+    """Sign the chain head with the hub's key (RSA PKCS#1 v1.5 or ECDSA, SHA-256)."""
+    payload = checkpoint_payload(seq, head, at)
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    return Checkpoint(seq, head, at, signature)
+
+
+def checkpoint_valid(checkpoint: Checkpoint, hub_cert: x509.Certificate) -> bool:
+    """Whether the hub's key signed this checkpoint."""
+    public = hub_cert.public_key()
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(
+                checkpoint.signature, checkpoint.payload(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(checkpoint.signature, checkpoint.payload(), ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
