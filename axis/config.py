@@ -44,6 +44,10 @@ retry_factor = 2.0
 retry_cap_s = 1800.0            # never more than 30 minutes between tries once backed off
 retry_max_attempts = 100
 retry_max_age_s = 86400.0       # stop pushing a day after the hub took the package (pull remains)
+
+[log]
+checkpoint_every = 1000         # sign the log's head every N entries …
+checkpoint_interval_s = 60.0    # … or every T seconds, whichever comes first
 """
 
 
@@ -72,6 +76,8 @@ class Settings:
     retry_cap_s: float = 1800.0
     retry_max_attempts: int = 100
     retry_max_age_s: float = 86400.0
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 60.0
 
     def retry_policy(self) -> RetryPolicy:
         """The push retry policy these settings describe."""
@@ -110,6 +116,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "retry_max_attempts",
         "retry_max_age_s",
     ),
+    "log": ("checkpoint_every", "checkpoint_interval_s"),
 }
 
 

@@ -62,8 +62,11 @@ class DeliveryWorker:
         settings: Settings,
         wake: asyncio.Event | None = None,
         clock: Callable[[], datetime] = utc_now,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        # Told "delivered", "retry" or "failed" after each outcome is saved (metrics).
+        self.on_event = on_event or (lambda event: None)
         self.transport = transport
         self.settings = settings
         self.policy: RetryPolicy = settings.retry_policy()
@@ -161,6 +164,7 @@ class DeliveryWorker:
             return  # fetched or recalled since the claim: nothing to push any more
         await self._with_timeout(agency, job, found[1])
         await self.store.push_delivered(job, self.clock())
+        self.on_event("delivered")
         log.info("pushed %s → %s", job.package_id, job.recipient)
 
     async def _with_timeout(self, agency: Agency, job: PushJob, body: bytes) -> None:
@@ -179,7 +183,9 @@ class DeliveryWorker:
         log.info("push %s → %s failed (%s); retry at %s", job.package_id, job.recipient,
                  error, when.isoformat(timespec="seconds"))  # fmt: skip
         await self.store.push_failed(job, self.owner, now, error, when)
+        self.on_event("retry")
 
     async def _give_up(self, job: PushJob, reason: str) -> None:
         log.warning("push %s → %s gave up: %s", job.package_id, job.recipient, reason)
         await self.store.push_failed(job, self.owner, self.clock(), reason, None)
+        self.on_event("failed")

@@ -64,7 +64,7 @@ def test_every_template_key_is_a_field_with_its_default_value() -> None:
 
 def test_the_template_sections() -> None:
     sections = {section for section, _ in template_keys().values()}
-    assert sections == {"hub", "limits", "signatures", "delivery"}
+    assert sections == {"hub", "limits", "signatures", "delivery", "log"}
 
 
 def test_a_missing_file_gives_the_defaults(tmp_path: Path) -> None:

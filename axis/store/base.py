@@ -7,11 +7,13 @@ and any status update in one transaction, and that it is durable when the call r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from axis.core.lifecycle import DeliveryEvent, DeliveryState
+from axis.core.logchain import Checkpoint, LogEntry
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raises Unavailable unless the store can take writes now."""
 
+    def observe(self, callback: Callable[[LogEntry], None]) -> None:
+        """Call ``callback`` with every log entry once its transaction has committed
+        (metrics follow the log this way, never a change that was rolled back)."""
+
     async def add_agency(self, agency: Agency) -> None:
         """Register an agency. Raises DuplicateConflict if the OrganId or certificate is taken."""
 
@@ -184,6 +190,39 @@ class Store(Protocol):
 
     async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
         """Deliveries in one state, most recently changed first (for operators)."""
+
+    async def oldest_pending(self, limit: int) -> list[Delivery]:
+        """Queued or delivered (not yet acknowledged) deliveries, oldest package first."""
+
+    async def agency_counts(self) -> tuple[int, int]:
+        """(registered, active) agencies."""
+
+    async def counter_rows(
+        self, day_from: str | None, day_to: str | None
+    ) -> list[tuple[str, str, str, int]]:
+        """The statistics counters (day, metric, key, n) of packages received on days
+        ``day_from``..``day_to`` (YYYY-MM-DD, inclusive; None: unbounded)."""
+
+    async def log_entries(self, after: int, limit: int) -> list[LogEntry]:
+        """Log entries with ``seq > after``, in order."""
+
+    async def log_tail(self, limit: int) -> list[LogEntry]:
+        """The newest ``limit`` log entries, in order."""
+
+    async def log_head(self) -> tuple[int, str | None]:
+        """The last entry's seq and hash ((0, None) for an empty log)."""
+
+    async def received_hashes(self, package_ids: list[str]) -> dict[str, str]:
+        """The SHA-256 the log recorded for each package when it arrived."""
+
+    async def package_page(self, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Stored packages (seq, id, body) with ``seq > after_seq``, in order."""
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint of the log, in order."""
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a signed checkpoint (one per chain length)."""
 
     async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
         """One delivery."""

@@ -2,7 +2,9 @@
 
 One writer connection, guarded by a lock so that the statements of one transaction never
 interleave with another coroutine's; one reader connection, which WAL lets run beside the
-writer. ``synchronous=FULL`` makes every commit durable before the hub answers 201.
+writer. ``synchronous=FULL`` makes every commit durable before the hub answers 201. Every write
+appends its log entry and updates the statistics counters in the same transaction
+(:mod:`axis.store.sqlite_ledger`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,108 +20,26 @@ from typing import Any
 
 import aiosqlite
 
-from axis.core.lifecycle import PENDING, DeliveryEvent, DeliveryState, next_state
+from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
+from axis.core.logchain import Checkpoint, LogEntry, LogEvent
+from axis.core.stats import Metric
 from axis.errors import DuplicateConflict, Unavailable
-from axis.store.base import Agency, Delivery, Hop, NewPackage, PackageRecord, PushJob
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS agencies (
-    organ_id      TEXT PRIMARY KEY,
-    name          TEXT NOT NULL,
-    cert_pem      BLOB NOT NULL,
-    fingerprint   TEXT NOT NULL UNIQUE,
-    endpoint      TEXT,
-    active        INTEGER NOT NULL DEFAULT 1,
-    registered_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS packages (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    kind            TEXT NOT NULL,
-    sender          TEXT NOT NULL,
-    document_id     TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    business_type   INTEGER NOT NULL,
-    sha256          TEXT NOT NULL,
-    subject         TEXT NOT NULL,
-    received_at     TEXT NOT NULL,
-    answer          TEXT NOT NULL,
-    body            BLOB NOT NULL,
-    UNIQUE (sender, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS packages_document ON packages (sender, document_id, business_type);
-CREATE TABLE IF NOT EXISTS deliveries (
-    package_id      TEXT NOT NULL REFERENCES packages (id),
-    recipient       TEXT NOT NULL,
-    seq             INTEGER NOT NULL,
-    state           TEXT NOT NULL,
-    status_code     TEXT,
-    updated_at      TEXT NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,             -- a push is due then (NULL: pull only, or done)
-    lease_owner     TEXT,
-    lease_until     TEXT,
-    last_error      TEXT,
-    PRIMARY KEY (package_id, recipient)
-);
-CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
-    WHERE next_attempt_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS hops (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    package_id TEXT NOT NULL REFERENCES packages (id),
-    organ_id   TEXT NOT NULL,
-    event      TEXT NOT NULL,
-    detail     TEXT,
-    at         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hops_package ON hops (package_id, seq);
-"""
-DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
-
-PACKAGE_COLUMNS = (
-    "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
+from axis.store import sqlite_ledger as ledger
+from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, PushJob
+from axis.store.sqlite_reads import SqliteReads
+from axis.store.sqlite_schema import (
+    AGENCY_COLUMNS,
+    DELIVERY_COLUMNS,
+    PACKAGE_COLUMNS,
+    SCHEMA,
+    delivery_row,
+    dt,
+    package_row,
+    ts,
 )
-PENDING_STATES = tuple(sorted(PENDING))
 
 
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _package(row: Iterable[Any]) -> PackageRecord:
-    pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
-    return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, _dt(received), answer)
-
-
-def _delivery(row: Iterable[Any]) -> Delivery:
-    package_id, recipient, state, code, updated, attempts, error = row
-    return Delivery(
-        package_id, recipient, DeliveryState(state), code, _dt(updated), attempts, error
-    )
-
-
-def _agency(row: Iterable[Any]) -> Agency:
-    organ_id, name, cert_pem, fingerprint, endpoint, active, registered = row
-    return Agency(
-        organ_id=organ_id,
-        name=name,
-        cert_pem=bytes(cert_pem),
-        fingerprint=fingerprint,
-        registered_at=_dt(registered),
-        active=bool(active),
-        endpoint=endpoint,
-    )
-
-
-AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at"
-
-
-class SqliteStore:
+class SqliteStore(SqliteReads):
     """:class:`axis.store.base.Store` on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
@@ -127,6 +47,17 @@ class SqliteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._observers: list[Callable[[LogEntry], None]] = []
+        self._appended: list[LogEntry] = []
+
+    def observe(self, callback: Callable[[LogEntry], None]) -> None:
+        """Call ``callback`` with every log entry once its transaction has committed."""
+        self._observers.append(callback)
+
+    async def _append(self, w: aiosqlite.Connection, *args: Any, **kwargs: Any) -> LogEntry:
+        entry = await ledger.append(w, *args, **kwargs)
+        self._appended.append(entry)  # told to the observers once the transaction commits
+        return entry
 
     async def open(self) -> None:
         try:
@@ -178,10 +109,15 @@ class SqliteStore:
         """
         async with self._lock:
             w = self._w
+            self._appended = []
             try:
                 await w.execute("BEGIN IMMEDIATE")
                 yield w
                 await w.execute("COMMIT")
+                committed, self._appended = self._appended, []
+                for entry in committed:
+                    for observer in self._observers:
+                        observer(entry)
             except sqlite3.Error as exc:
                 await asyncio.shield(self._rollback())
                 raise Unavailable(f"database write failed: {exc}") from exc
@@ -209,53 +145,38 @@ class SqliteStore:
                         agency.fingerprint,
                         agency.endpoint,
                         int(agency.active),
-                        _ts(agency.registered_at),
+                        ts(agency.registered_at),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateConflict(
                     f"agency {agency.organ_id} or its certificate is already registered"
                 ) from exc
-
-    async def get_agency(self, organ_id: str) -> Agency | None:
-        rows = await self._read(
-            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE organ_id = ?", (organ_id,)
-        )
-        return _agency(rows[0]) if rows else None
-
-    async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
-        rows = await self._read(
-            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE fingerprint = ?", (fingerprint,)
-        )
-        return _agency(rows[0]) if rows else None
-
-    async def list_agencies(self) -> list[Agency]:
-        rows = await self._read(f"SELECT {AGENCY_COLUMNS} FROM agencies ORDER BY organ_id")
-        return [_agency(r) for r in rows]
+            await self._append(
+                w,
+                agency.registered_at,
+                LogEvent.AGENCY_REGISTERED,
+                organ_id=agency.organ_id,
+                detail=f"{agency.name}; certificate sha256 {agency.fingerprint}",
+            )
 
     async def set_agency_active(self, organ_id: str, active: bool) -> bool:
         async with self._tx() as w:
             cur = await w.execute(
-                "UPDATE agencies SET active = ? WHERE organ_id = ?", (int(active), organ_id)
+                "UPDATE agencies SET active = ? WHERE organ_id = ? AND active != ?",
+                (int(active), organ_id, int(active)),
             )
-            return cur.rowcount == 1
+            if cur.rowcount == 1:
+                event = LogEvent.AGENCY_REGISTERED if active else LogEvent.AGENCY_REVOKED
+                detail = "reactivated" if active else None
+                await self._append(w, datetime.now(UTC), event, organ_id, None, detail)
+                return True
+            found = await w.execute_fetchall(
+                "SELECT 1 FROM agencies WHERE organ_id = ?", (organ_id,)
+            )
+            return bool(list(found))
 
     # -- packages ---------------------------------------------------------------------------
-
-    async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
-        rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
-            (sender, idempotency_key),
-        )
-        return _package(rows[0]) if rows else None
-
-    async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
-        rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
-            " AND business_type = 0 AND kind = 'edoc'",
-            (sender, document_id),
-        )
-        return _package(rows[0]) if rows else None
 
     async def insert_package(self, p: NewPackage) -> tuple[PackageRecord, bool]:
         async with self._tx() as w:
@@ -267,7 +188,7 @@ class SqliteStore:
                 )
             )
             if rows:
-                first = _package(rows[0])
+                first = package_row(rows[0])
                 if first.sha256 != p.sha256:
                     raise DuplicateConflict(
                         f"{p.document_id!r} was already sent by {p.sender} with other content"
@@ -281,36 +202,35 @@ class SqliteStore:
         )  # fmt: skip
         return record, True
 
-    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
-        rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
-            " AND kind = 'edoc' ORDER BY seq DESC",
-            (sender, document_id),
-        )
-        return [_package(r) for r in rows]
-
     async def _insert_rows(self, w: aiosqlite.Connection, p: NewPackage) -> int:
         cur = await w.execute(
             "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
             " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 p.id, p.kind, p.sender, p.document_id, p.idempotency_key, p.business_type,
-                p.sha256, p.subject, _ts(p.received_at), p.answer, p.body,
+                p.sha256, p.subject, ts(p.received_at), p.answer, p.body,
             ),
         )  # fmt: skip
         seq = cur.lastrowid
         assert seq is not None
-        now = _ts(p.received_at)
+        now = ts(p.received_at)
         pushed = set(p.push_recipients)
         await w.executemany(
-            "INSERT INTO deliveries (package_id, recipient, seq, state, updated_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO deliveries (package_id, recipient, seq, kind, received_at, state,"
+            " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (p.id, r, seq, DeliveryState.QUEUED.value, now, now if r in pushed else None)
+                (p.id, r, seq, p.kind, now, DeliveryState.QUEUED.value, now,
+                 now if r in pushed else None)
                 for r in p.recipients
             ],
+        )  # fmt: skip
+        await self._append(
+            w, p.received_at, LogEvent.RECEIVED, p.received_by or None, p.id, p.sender, p.sha256
         )
-        await self._hop(w, p.id, Hop(p.received_by or "hub", "received", p.received_at, p.sender))
+        if p.kind == "edoc":
+            await ledger.count_new_edoc(w, now, p.sender, p.recipients)
+        else:
+            await ledger.bump(w, now, Metric.STATUSES)
         if p.status_update is not None:
             await self._record_status(w, p)
         if p.recall_of is not None:
@@ -323,11 +243,14 @@ class SqliteStore:
         await w.execute(
             "UPDATE deliveries SET status_code = ?, updated_at = ?"
             " WHERE package_id = ? AND recipient = ?",
-            (u.code, _ts(p.received_at), u.package_id, u.recipient),
+            (u.code, ts(p.received_at), u.package_id, u.recipient),
         )
-        await self._hop(w, u.package_id, Hop(u.recipient, f"status {u.code}", p.received_at))
+        await ledger.bump(w, ts(p.received_at), Metric.STATUS_CODE, u.code)
+        await self._append(w, p.received_at, LogEvent.STATUS, u.recipient, u.package_id, u.code)
         if u.code == "01":  # "đã đến": the recipient has it, which is what an ack says
-            await self._move(w, u.package_id, u.recipient, DeliveryEvent.ACKED, p.received_at)
+            await self._move(
+                w, u.package_id, u.recipient, DeliveryEvent.ACKED, p.received_at, "status 01"
+            )
 
     async def _recall(self, w: aiosqlite.Connection, package_id: str, at: datetime) -> None:
         """Recall the deliveries of ``package_id`` that no recipient has fetched yet."""
@@ -347,16 +270,19 @@ class SqliteStore:
         at: datetime,
         detail: str | None = None,
     ) -> Delivery | None:
-        """Inside a transaction: apply one lifecycle event; a real change gets a hop."""
+        """Inside a transaction: apply one lifecycle event; a real change is logged and
+        counted."""
         rows = list(
             await w.execute_fetchall(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
+                f"SELECT {DELIVERY_COLUMNS}, kind, received_at FROM deliveries"
+                " WHERE package_id = ? AND recipient = ?",
                 (package_id, recipient),
             )
         )
         if not rows:
             return None
-        current = _delivery(rows[0])
+        current = delivery_row(rows[0][:-2])
+        kind, received_at = rows[0][-2:]
         state = next_state(current.state, event)
         if state == current.state:  # a repeat: nothing changes, not even updated_at
             return current
@@ -364,47 +290,12 @@ class SqliteStore:
         await w.execute(
             "UPDATE deliveries SET state = ?, updated_at = ?, next_attempt_at = NULL"
             " WHERE package_id = ? AND recipient = ?",
-            (state.value, _ts(at), package_id, recipient),
+            (state.value, ts(at), package_id, recipient),
         )
-        await self._hop(w, package_id, Hop(recipient, state.value, at, detail or event.value))
+        await self._append(w, at, state.value, recipient, package_id, detail or event.value)
+        if kind == "edoc":
+            await ledger.count_move(w, received_at, recipient, current.state, state, at)
         return replace(current, state=state, updated_at=at)
-
-    @staticmethod
-    async def _hop(w: aiosqlite.Connection, package_id: str, hop: Hop) -> None:
-        await w.execute(
-            "INSERT INTO hops (package_id, organ_id, event, detail, at) VALUES (?, ?, ?, ?, ?)",
-            (package_id, hop.organ_id, hop.event, hop.detail, _ts(hop.at)),
-        )
-
-    async def get_record(self, package_id: str) -> PackageRecord | None:
-        rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id = ?", (package_id,)
-        )
-        return _package(rows[0]) if rows else None
-
-    async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
-        rows = await self._read(
-            f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
-        )
-        return (_package(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
-
-    async def deliveries(self, package_id: str) -> list[Delivery]:
-        rows = await self._read(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? ORDER BY recipient",
-            (package_id,),
-        )
-        return [_delivery(r) for r in rows]
-
-    async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
-        marks = ", ".join("?" for _ in PENDING_STATES)
-        rows = await self._read(
-            f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
-            " FROM deliveries d JOIN packages p ON p.id = d.package_id"
-            f" WHERE d.recipient = ? AND d.state IN ({marks}) AND d.seq > ?"
-            " ORDER BY d.seq LIMIT ?",
-            (recipient, *(s.value for s in PENDING_STATES), after, limit),
-        )
-        return [_package(r) for r in rows]
 
     async def apply_event(
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
@@ -412,29 +303,7 @@ class SqliteStore:
         async with self._tx() as w:
             return await self._move(w, package_id, recipient, event, at)
 
-    async def trace(self, package_id: str) -> list[Hop]:
-        rows = await self._read(
-            "SELECT organ_id, event, at, detail FROM hops WHERE package_id = ? ORDER BY seq",
-            (package_id,),
-        )
-        return [Hop(organ_id, event, _dt(at), detail) for organ_id, event, at, detail in rows]
-
-    async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
-        rows = await self._read(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ?"
-            " ORDER BY updated_at DESC LIMIT ?",
-            (state.value, limit),
-        )
-        return [_delivery(r) for r in rows]
-
     # -- push delivery ----------------------------------------------------------------------
-
-    async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
-        rows = await self._read(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
-            (package_id, recipient),
-        )
-        return _delivery(rows[0]) if rows else None
 
     async def claim_pushes(
         self,
@@ -453,23 +322,23 @@ class SqliteStore:
             rows = list(
                 await w.execute_fetchall(
                     "SELECT package_id, recipient, attempts, received_at FROM ("
-                    " SELECT d.package_id, d.recipient, d.attempts, p.received_at,"
+                    " SELECT d.package_id, d.recipient, d.attempts, d.received_at,"
                     " d.next_attempt_at, ROW_NUMBER() OVER"
                     " (PARTITION BY d.recipient ORDER BY d.next_attempt_at) AS nth"
-                    " FROM deliveries d JOIN packages p ON p.id = d.package_id"
+                    " FROM deliveries d"
                     " WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?"
                     " AND d.state = ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
                     f"{skip}) WHERE nth <= ? ORDER BY next_attempt_at LIMIT ?",
-                    (_ts(now), DeliveryState.QUEUED.value, _ts(now), *busy, per_recipient, limit),
+                    (ts(now), DeliveryState.QUEUED.value, ts(now), *busy, per_recipient, limit),
                 )
             )
             await w.executemany(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ?"
                 " WHERE package_id = ? AND recipient = ?",
-                [(owner, _ts(until), pid, recipient) for pid, recipient, _, _ in rows],
+                [(owner, ts(until), pid, recipient) for pid, recipient, _, _ in rows],
             )
         return [
-            PushJob(pid, recipient, attempts, _dt(received), until)
+            PushJob(pid, recipient, attempts, dt(received), until)
             for pid, recipient, attempts, received in rows
         ]
 
@@ -503,7 +372,7 @@ class SqliteStore:
                 " WHERE package_id = ? AND recipient = ? AND lease_owner = ?",
                 (
                     error[:500],
-                    None if retry_at is None else _ts(retry_at),
+                    None if retry_at is None else ts(retry_at),
                     job.package_id,
                     job.recipient,
                     owner,
@@ -513,3 +382,10 @@ class SqliteStore:
                 await self._move(
                     w, job.package_id, job.recipient, DeliveryEvent.GAVE_UP, at, error[:500]
                 )
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        async with self._tx() as w:
+            await w.execute(
+                "INSERT OR IGNORE INTO checkpoints (seq, head, at, signature) VALUES (?, ?, ?, ?)",
+                (checkpoint.seq, checkpoint.head, checkpoint.at, checkpoint.signature),
+            )

@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from axis.config import Settings
-from axis.core.lifecycle import DeliveryState
+from axis.core import pki
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.datadir import DataDir
 from axis.delivery import DeliveryWorker, PushTransport
-from axis.errors import NotAllowed, SchemaViolation
 from axis.hub import Hub
+from axis.operations import Checkpointer
 from axis.store import open_store
 from axis.web import node_api
-from axis.web.keys import ADMIN_TOKEN, HUB
-from axis.web.problems import problem_middleware
+from axis.web.admin import admin_app
+from axis.web.keys import HUB, METRICS
+from axis.web.metrics import HubMetrics
+from axis.web.problems import access_log, problem_middleware
 from axis.web.push_client import HttpsPushTransport
 
 log = logging.getLogger("axis.serve")
@@ -57,13 +58,22 @@ def server_ssl_context(data: DataDir) -> ssl.SSLContext:
     return ctx
 
 
-def node_app(hub: Hub, transport: PushTransport | None = None) -> web.Application:
-    """The node API application. Its cleanup contexts open and close the store and, given a
-    transport, run the push delivery worker while the application runs."""
+def node_app(
+    hub: Hub,
+    transport: PushTransport | None = None,
+    hub_metrics: HubMetrics | None = None,
+    checkpointer: Checkpointer | None = None,
+) -> web.Application:
+    """The node API application. Its cleanup contexts open and close the store and, given
+    them, run the push delivery worker and the log checkpointer while the application runs."""
+    hub_metrics = hub_metrics or HubMetrics()
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=hub.settings.max_body_bytes + 1
+        middlewares=[hub_metrics.middleware(), access_log, problem_middleware],
+        client_max_size=hub.settings.max_body_bytes + 1,
     )
     app[HUB] = hub
+    app[METRICS] = hub_metrics
+    hub.store.observe(hub_metrics.log_entry)
 
     async def store_lifetime(app: web.Application) -> AsyncIterator[None]:
         await app[HUB].store.open()
@@ -75,58 +85,48 @@ def node_app(hub: Hub, transport: PushTransport | None = None) -> web.Applicatio
             yield
             return
         worker = DeliveryWorker(
-            hub.store, transport, hub.settings, wake=hub.push_due, clock=hub.clock
+            hub.store,
+            transport,
+            hub.settings,
+            wake=hub.push_due,
+            clock=hub.clock,
+            on_event=hub_metrics.delivery_event,
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop), name="axis-delivery")
-        yield
-        stop.set()
-        # Pushes in flight are abandoned and their leases given back: pushed again on restart.
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with _background(worker.run, "axis-delivery"):
+            yield
         await transport.close()
+
+    async def checkpoint_lifetime(app: web.Application) -> AsyncIterator[None]:
+        if checkpointer is None:
+            yield
+            return
+        async with _background(checkpointer.run, "axis-checkpoints"):
+            yield
 
     app.cleanup_ctx.append(store_lifetime)
     app.cleanup_ctx.append(push_lifetime)
+    app.cleanup_ctx.append(checkpoint_lifetime)
     node_api.add_routes(app)
     return app
 
 
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path != "/healthz":
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), request.app[ADMIN_TOKEN].encode()):
-            raise NotAllowed("the operator API needs Authorization: Bearer <DATA/admin.token>")
-    return await handler(request)
-
-
-def admin_app(hub: Hub, token: str) -> web.Application:
-    """The operator API application (plain HTTP, bearer token). It shares the node app's
-    Hub and store; the node app owns their lifetime."""
-    app = web.Application(middlewares=[problem_middleware, admin_auth])
-    app[HUB] = hub
-    app[ADMIN_TOKEN] = token
-    app.router.add_get("/healthz", node_api.healthz)
-    app.router.add_get("/v1/deliveries", operator_deliveries)
-    return app
-
-
-async def operator_deliveries(request: web.Request) -> web.Response:
-    """``GET /v1/deliveries?state=failed&limit=``: deliveries in one state, newest first."""
-    raw = request.query.get("state", DeliveryState.FAILED.value)
+@contextlib.asynccontextmanager
+async def _background(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
+) -> AsyncIterator[None]:
+    """Run ``run(stop)`` as a task while the block runs; on the way out set ``stop``, give it
+    a moment to finish its round (a last checkpoint, leases given back), then cancel it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop), name=name)
     try:
-        state = DeliveryState(raw)
-    except ValueError:
-        raise SchemaViolation(
-            f"state must be one of {', '.join(s.value for s in DeliveryState)}"
-        ) from None
-    limit_raw = request.query.get("limit", "100")
-    if not limit_raw.isdigit():
-        raise SchemaViolation("limit must be a positive integer")
-    found = await request.app[HUB].store.deliveries_in(state, max(1, min(int(limit_raw), 1000)))
-    return web.json_response([node_api.delivery_json(d) for d in found])
+        yield
+    finally:
+        stop.set()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -164,8 +164,19 @@ async def running_hub(
     """Start both listeners, yield while they serve, stop them cleanly."""
     hub = build_hub(data, settings, db_url)
     transport = HttpsPushTransport(data.hub_cert, data.hub_key)
-    node_runner = web.AppRunner(node_app(hub, transport), access_log=None)
-    admin_runner = web.AppRunner(admin_app(hub, data.admin_token.read_text().strip()))
+    hub_metrics = HubMetrics()
+    checkpointer = Checkpointer(
+        hub.store,
+        pki.load_key(data.hub_key.read_bytes()),
+        settings.checkpoint_every,
+        settings.checkpoint_interval_s,
+    )
+    node_runner = web.AppRunner(
+        node_app(hub, transport, hub_metrics, checkpointer), access_log=None
+    )
+    admin_runner = web.AppRunner(
+        admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
+    )
     await node_runner.setup()
     try:
         await admin_runner.setup()

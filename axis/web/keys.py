@@ -5,6 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from axis.hub import Hub
+from axis.web.metrics import HubMetrics
 
 HUB = web.AppKey("hub", Hub)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
+METRICS = web.AppKey("metrics", HubMetrics)
+SESSIONS = web.AppKey("sessions", dict[str, float])  # dashboard session id -> expiry (monotonic)

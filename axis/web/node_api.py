@@ -6,7 +6,8 @@ from aiohttp import web
 
 from axis.errors import SchemaViolation, TooLarge, UnsupportedMediaType
 from axis.store.base import Agency, Delivery
-from axis.web.keys import HUB
+from axis.web.keys import HUB, METRICS
+from axis.web.request_keys import AGENCY, PACKAGE_ID
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 READ_CHUNK = 64 * 1024
@@ -16,7 +17,9 @@ async def current_agency(request: web.Request) -> Agency:
     """The agency behind the TLS client certificate of this request."""
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return await request.app[HUB].authenticate(der)
+    agency = await request.app[HUB].authenticate(der)
+    request[AGENCY] = agency.organ_id
+    return agency
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -47,6 +50,9 @@ async def post_package(request: web.Request) -> web.Response:
     async with hub.intake:
         body = await read_body(request, hub.settings.max_body_bytes)
         accepted = await hub.accept(agency, body)
+    request[PACKAGE_ID] = accepted.answer["id"]
+    if accepted.created:
+        request.app[METRICS].received.labels(accepted.answer["kind"]).inc()
     return web.json_response(accepted.answer, status=201 if accepted.created else 200)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from axis.errors import PROBLEM_PREFIX, AxisError
+from axis.web.request_keys import AGENCY, PACKAGE_ID, PROBLEM
 
 log = logging.getLogger("axis.web")
 
@@ -27,11 +29,13 @@ _HTTP_PROBLEMS = {
 
 def problem_response(status: int, type_uri: str, title: str, detail: str) -> web.Response:
     body = {"type": type_uri, "title": title, "status": status, "detail": detail}
-    return web.Response(
+    response = web.Response(
         status=status,
         text=json.dumps(body, ensure_ascii=False),
         content_type=PROBLEM_JSON,
     )
+    response[PROBLEM] = type_uri.rsplit(":", 1)[-1]
+    return response
 
 
 @web.middleware
@@ -55,3 +59,31 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             500, PROBLEM_PREFIX + "internal", "Internal error", "the hub failed; see its log"
         )
+
+
+access = logging.getLogger("axis.access")
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: who, what, how it ended, how long, and the package id."""
+    started = time.perf_counter()
+    response = await handler(request)
+    agency = request.get(AGENCY)
+    problem = response.get(PROBLEM)
+    access.info(
+        "%s %s %d",
+        request.method,
+        request.path,
+        response.status,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+            "agency": agency,
+            "package_id": request.get(PACKAGE_ID) or request.match_info.get("id"),
+            "problem": problem,
+        },
+    )
+    return response

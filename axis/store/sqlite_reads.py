@@ -1,0 +1,188 @@
+"""The read side of the SQLite store (a mixin of :class:`axis.store.sqlite.SqliteStore`):
+lookups for the hub, and the operator reads — statistics counters, the log, checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from axis.core.lifecycle import DeliveryState
+from axis.core.logchain import Checkpoint, LogEntry
+from axis.store.base import Agency, Delivery, Hop, PackageRecord
+from axis.store.sqlite_schema import (
+    AGENCY_COLUMNS,
+    DELIVERY_COLUMNS,
+    LOG_COLUMNS,
+    PACKAGE_COLUMNS,
+    PENDING_STATES,
+    agency_row,
+    checkpoint_row,
+    delivery_row,
+    dt,
+    log_row,
+    package_row,
+)
+
+
+class SqliteReads:
+    """Queries on the reader connection; ``_read`` comes from the store."""
+
+    # Provided by SqliteStore: one query on the reader connection.
+    _read: Callable[..., Awaitable[list[Any]]]
+
+    # -- agencies ---------------------------------------------------------------------------
+
+    async def get_agency(self, organ_id: str) -> Agency | None:
+        rows = await self._read(
+            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE organ_id = ?", (organ_id,)
+        )
+        return agency_row(rows[0]) if rows else None
+
+    async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
+        rows = await self._read(
+            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE fingerprint = ?", (fingerprint,)
+        )
+        return agency_row(rows[0]) if rows else None
+
+    async def list_agencies(self) -> list[Agency]:
+        rows = await self._read(f"SELECT {AGENCY_COLUMNS} FROM agencies ORDER BY organ_id")
+        return [agency_row(r) for r in rows]
+
+    async def agency_counts(self) -> tuple[int, int]:
+        rows = await self._read("SELECT count(*), coalesce(sum(active), 0) FROM agencies")
+        return int(rows[0][0]), int(rows[0][1])
+
+    # -- packages ---------------------------------------------------------------------------
+
+    async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
+            (sender, idempotency_key),
+        )
+        return package_row(rows[0]) if rows else None
+
+    async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
+            " AND business_type = 0 AND kind = 'edoc'",
+            (sender, document_id),
+        )
+        return package_row(rows[0]) if rows else None
+
+    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
+            " AND kind = 'edoc' ORDER BY seq DESC",
+            (sender, document_id),
+        )
+        return [package_row(r) for r in rows]
+
+    async def get_record(self, package_id: str) -> PackageRecord | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id = ?", (package_id,)
+        )
+        return package_row(rows[0]) if rows else None
+
+    async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
+        rows = await self._read(
+            f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
+        )
+        return (package_row(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
+
+    async def package_page(self, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        rows = await self._read(
+            "SELECT seq, id, body FROM packages WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [(int(seq), pid, bytes(body)) for seq, pid, body in rows]
+
+    # -- deliveries -------------------------------------------------------------------------
+
+    async def deliveries(self, package_id: str) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? ORDER BY recipient",
+            (package_id,),
+        )
+        return [delivery_row(r) for r in rows]
+
+    async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
+            (package_id, recipient),
+        )
+        return delivery_row(rows[0]) if rows else None
+
+    async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
+        marks = ", ".join("?" for _ in PENDING_STATES)
+        rows = await self._read(
+            f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
+            " FROM deliveries d JOIN packages p ON p.id = d.package_id"
+            f" WHERE d.recipient = ? AND d.state IN ({marks}) AND d.seq > ?"
+            " ORDER BY d.seq LIMIT ?",
+            (recipient, *(s.value for s in PENDING_STATES), after, limit),
+        )
+        return [package_row(r) for r in rows]
+
+    async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ?"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (state.value, limit),
+        )
+        return [delivery_row(r) for r in rows]
+
+    async def oldest_pending(self, limit: int) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state IN (?, ?) ORDER BY seq LIMIT ?",
+            (DeliveryState.QUEUED.value, DeliveryState.DELIVERED.value, limit),
+        )
+        return [delivery_row(r) for r in rows]
+
+    # -- the log and the statistics ---------------------------------------------------------
+
+    async def trace(self, package_id: str) -> list[Hop]:
+        rows = await self._read(
+            "SELECT organ_id, event, at, detail FROM log WHERE package_id = ? ORDER BY seq",
+            (package_id,),
+        )
+        return [Hop(organ_id or "", event, dt(at), detail) for organ_id, event, at, detail in rows]
+
+    async def log_entries(self, after: int, limit: int) -> list[LogEntry]:
+        rows = await self._read(
+            f"SELECT {LOG_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [log_row(r) for r in rows]
+
+    async def log_tail(self, limit: int) -> list[LogEntry]:
+        rows = await self._read(
+            f"SELECT {LOG_COLUMNS} FROM log ORDER BY seq DESC LIMIT ?", (limit,)
+        )
+        return [log_row(r) for r in reversed(rows)]
+
+    async def log_head(self) -> tuple[int, str | None]:
+        rows = await self._read("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
+
+    async def received_hashes(self, package_ids: list[str]) -> dict[str, str]:
+        if not package_ids:
+            return {}
+        marks = ", ".join("?" for _ in package_ids)
+        rows = await self._read(
+            f"SELECT package_id, sha256 FROM log WHERE event = 'received'"
+            f" AND package_id IN ({marks})",
+            tuple(package_ids),
+        )
+        return {pid: sha for pid, sha in rows}
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        rows = await self._read("SELECT seq, head, at, signature FROM checkpoints ORDER BY seq")
+        return [checkpoint_row(r) for r in rows]
+
+    async def counter_rows(
+        self, day_from: str | None, day_to: str | None
+    ) -> list[tuple[str, str, str, int]]:
+        rows = await self._read(
+            "SELECT day, metric, key, n FROM daily WHERE day >= ? AND day <= ?",
+            (day_from or "0000-00-00", day_to or "9999-99-99"),
+        )
+        return [(day, metric, key, int(n)) for day, metric, key, n in rows]

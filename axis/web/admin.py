@@ -1,0 +1,185 @@
+"""The operator API (SPEC §6): plain HTTP on loopback, bearer token or a dashboard login.
+
+``/healthz`` is open. Everything else needs ``Authorization: Bearer <DATA/admin.token>``, or
+the session cookie that ``POST /login`` sets after checking the same token (HttpOnly,
+SameSite=Strict, so page scripts cannot read it and other sites cannot send it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from datetime import date
+from importlib import resources
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from axis import operations
+from axis.core.lifecycle import DeliveryState
+from axis.errors import NotAllowed, SchemaViolation
+from axis.hub import Hub
+from axis.web import node_api
+from axis.web.keys import ADMIN_TOKEN, HUB, METRICS, SESSIONS
+from axis.web.metrics import HubMetrics
+from axis.web.problems import problem_middleware
+
+COOKIE = "axis_session"
+SESSION_S = 12 * 3600
+OPEN_PATHS = frozenset({"/healthz", "/login"})
+
+
+def _static(name: str) -> str:
+    return (resources.files("axis.web") / "static" / name).read_text(encoding="utf-8")
+
+
+def _session_valid(request: web.Request) -> bool:
+    sessions = request.app[SESSIONS]
+    expires = sessions.get(request.cookies.get(COOKIE, ""))
+    if expires is None or expires < time.monotonic():
+        return False
+    return True
+
+
+def _bearer_valid(request: web.Request) -> bool:
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bool(given) and hmac.compare_digest(given.encode(), request.app[ADMIN_TOKEN].encode())
+
+
+@web.middleware
+async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS or _bearer_valid(request) or _session_valid(request):
+        return await handler(request)
+    if request.path == "/dashboard" and request.method == "GET":
+        raise web.HTTPSeeOther("/login")
+    raise NotAllowed("the operator API needs Authorization: Bearer <DATA/admin.token>")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return web.Response(text=_static("login.html").replace("{error}", ""), content_type="text/html")
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    if not token or not hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
+        page = _static("login.html").replace("{error}", "That is not this hub's admin token.")
+        return web.Response(status=403, text=page, content_type="text/html")
+    session = secrets.token_urlsafe(32)
+    sessions = request.app[SESSIONS]
+    now = time.monotonic()
+    for stale in [s for s, expires in sessions.items() if expires < now]:
+        del sessions[stale]
+    sessions[session] = now + SESSION_S
+    response = web.HTTPSeeOther("/dashboard")
+    response.set_cookie(
+        COOKIE, session, httponly=True, samesite="Strict", max_age=SESSION_S, path="/"
+    )
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    request.app[SESSIONS].pop(request.cookies.get(COOKIE, ""), None)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    return web.Response(
+        text=_static("dashboard.html"),
+        content_type="text/html",
+        headers={
+            # Everything is inline and same-origin: no outside network, no framing.
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline';"
+            " script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def dashboard_data(request: web.Request) -> web.Response:
+    return web.json_response(await operations.dashboard(request.app[HUB].store))
+
+
+def _day(request: web.Request, name: str) -> date | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SchemaViolation(f"{name} must be a day, YYYY-MM-DD") from None
+
+
+def _count(request: web.Request, name: str, default: int, most: int) -> int:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise SchemaViolation(f"{name} must be a non-negative integer")
+    return min(int(raw), most)
+
+
+async def stats(request: web.Request) -> web.Response:
+    day_from, day_to = _day(request, "from"), _day(request, "to")
+    if day_from and day_to and day_from > day_to:
+        raise SchemaViolation("from must not be after to")
+    return web.json_response(await operations.statistics(request.app[HUB].store, day_from, day_to))
+
+
+async def log_page(request: web.Request) -> web.Response:
+    store = request.app[HUB].store
+    if request.query.get("tail"):
+        entries = await store.log_tail(_count(request, "tail", 50, 1000))
+    else:
+        after = _count(request, "after", 0, 2**62)
+        entries = await store.log_entries(after, max(1, _count(request, "limit", 100, 1000)))
+    return web.json_response(
+        {
+            "entries": [e.fields() | {"hash": e.hash} for e in entries],
+            "next": entries[-1].seq if entries else None,
+        }
+    )
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    """``GET /v1/deliveries?state=failed&limit=``: deliveries in one state, newest first."""
+    raw = request.query.get("state", DeliveryState.FAILED.value)
+    try:
+        state = DeliveryState(raw)
+    except ValueError:
+        raise SchemaViolation(
+            f"state must be one of {', '.join(s.value for s in DeliveryState)}"
+        ) from None
+    found = await request.app[HUB].store.deliveries_in(
+        state, max(1, _count(request, "limit", 100, 1000))
+    )
+    return web.json_response([node_api.delivery_json(d) for d in found])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[METRICS].exposition(request.app[HUB].store)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+def admin_app(hub: Hub, token: str, hub_metrics: HubMetrics) -> web.Application:
+    """The operator application. It shares the node app's Hub and store; the node app owns
+    their lifetime."""
+    app = web.Application(middlewares=[problem_middleware, operator_auth])
+    app[HUB] = hub
+    app[ADMIN_TOKEN] = token
+    app[METRICS] = hub_metrics
+    app[SESSIONS] = {}
+    app.router.add_get("/healthz", node_api.healthz)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/dashboard", dashboard_page)
+    app.router.add_get("/v1/dashboard", dashboard_data)
+    app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/v1/log", log_page)
+    app.router.add_get("/v1/deliveries", deliveries)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,99 @@
+"""Prometheus metrics of one hub (``GET /metrics`` on the operator listener).
+
+Each hub gets its own registry, so several hubs in one process (tests, the simulator) never
+share counters. Queue depth is read from the statistics counters when scraped.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from axis.core.logchain import LogEntry, LogEvent
+from axis.core.stats import Counters, Metric
+from axis.store.base import Store
+from axis.web.request_keys import PROBLEM
+
+
+class HubMetrics:
+    """The hub's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter(
+            "axis_packages_received", "Packages accepted (201)", ["kind"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "axis_packages_rejected",
+            "Requests refused, by problem type",
+            ["problem"],
+            registry=self.registry,
+        )
+        self.delivered = Counter(
+            "axis_deliveries_delivered",
+            "Deliveries that reached their recipient",
+            ["via"],
+            registry=self.registry,
+        )
+        self.failed = Counter("axis_deliveries_failed", "Pushes given up", registry=self.registry)
+        self.push_retries = Counter(
+            "axis_push_retries", "Failed pushes scheduled again", registry=self.registry
+        )
+        self.latency = Histogram(
+            "axis_request_seconds",
+            "Node API request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.queue_depth = Gauge(
+            "axis_queue_depth",
+            "Edoc deliveries not yet acknowledged (in recipients' inboxes)",
+            registry=self.registry,
+        )
+
+    def log_entry(self, entry: LogEntry) -> None:
+        """The store's post-commit hook: count deliveries as the log records them."""
+        if entry.event == LogEvent.DELIVERED:
+            self.delivered.labels("push" if entry.detail == "push" else "pull").inc()
+
+    def delivery_event(self, event: str) -> None:
+        """The delivery worker's hook: ``delivered``, ``retry`` or ``failed`` (deliveries are
+        counted from the log, so only retries and give-ups here)."""
+        if event == "retry":
+            self.push_retries.inc()
+        elif event == "failed":
+            self.failed.inc()
+
+    async def exposition(self, store: Store) -> bytes:
+        """The text format, with the queue depth read now."""
+        counters = Counters.from_rows(await store.counter_rows(None, None))
+        self.queue_depth.set(counters.total(Metric.PENDING))
+        return generate_latest(self.registry)
+
+    def middleware(self) -> Middleware:
+        """Times every node API request (by route pattern, never by raw path) and counts the
+        refusals by problem type (the problem middleware marks them)."""
+
+        @web.middleware
+        async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                problem = response.get(PROBLEM)
+                if problem:
+                    self.rejected.labels(problem).inc()
+                return response
+            finally:
+                route = request.match_info.route.resource
+                name = route.canonical if route is not None else "unmatched"
+                self.latency.labels(request.method, name, str(status)).observe(
+                    time.perf_counter() - started
+                )
+
+        return timed
