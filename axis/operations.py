@@ -100,9 +100,8 @@ async def verify_log(
     checkpoints = {c.seq: c for c in await store.checkpoints()}
     for checkpoint in checkpoints.values():
         if not checkpoint_valid(checkpoint, hub_cert):
-            return VerifyReport(
-                0, len(checkpoints), 0, f"checkpoint {checkpoint.seq}: bad signature"
-            )
+            problem = f"checkpoint {checkpoint.seq}: its signature is not the hub's"
+            return VerifyReport(0, len(checkpoints), 0, problem)
     entries, received, problem = await _verify_entries(store, checkpoints, progress)
     if problem:
         return VerifyReport(entries, len(checkpoints), 0, problem)

@@ -16,6 +16,7 @@ from axis.store.sqlite_schema import (
     PACKAGE_COLUMNS,
     PENDING_STATES,
     agency_row,
+    blob,
     checkpoint_row,
     delivery_row,
     dt,
@@ -87,14 +88,14 @@ class SqliteReads:
         rows = await self._read(
             f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
         )
-        return (package_row(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
+        return (package_row(rows[0][:-1]), blob(rows[0][-1])) if rows else None
 
     async def package_page(self, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
         rows = await self._read(
             "SELECT seq, id, body FROM packages WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [(int(seq), pid, bytes(body)) for seq, pid, body in rows]
+        return [(int(seq), pid, blob(body)) for seq, pid, body in rows]
 
     # -- deliveries -------------------------------------------------------------------------
 

@@ -106,6 +106,14 @@ def day_of(stored: str) -> str:
     return stored[:10]
 
 
+def blob(value: object) -> bytes:
+    """A BLOB column's bytes (a row edited behind the store's back may hold TEXT)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    assert isinstance(value, bytes | bytearray | memoryview)
+    return bytes(value)
+
+
 def package_row(row: Iterable[Any]) -> PackageRecord:
     pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
     return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, dt(received), answer)
@@ -121,7 +129,7 @@ def agency_row(row: Iterable[Any]) -> Agency:
     return Agency(
         organ_id=organ_id,
         name=name,
-        cert_pem=bytes(cert_pem),
+        cert_pem=blob(cert_pem),
         fingerprint=fingerprint,
         registered_at=dt(registered),
         active=bool(active),
@@ -136,4 +144,4 @@ def log_row(row: Iterable[Any]) -> LogEntry:
 
 def checkpoint_row(row: Iterable[Any]) -> Checkpoint:
     seq, head, at, signature = row
-    return Checkpoint(seq, head, at, bytes(signature))
+    return Checkpoint(seq, head, at, blob(signature))

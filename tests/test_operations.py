@@ -1,0 +1,201 @@
+"""Operators' view through a real hub: statistics that add up, the log and its proof,
+metrics, and structured logs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from axis.core import pki
+from axis.core.logchain import link
+from axis.operations import Checkpointer, verify_log
+from tests.conftest import LiveHub
+from tests.helpers import cli
+
+G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
+
+
+async def scripted_exchange(hub: LiveHub) -> dict[str, str]:
+    """Three documents, four deliveries, four statuses, one recall, in known states."""
+    g22, h41, h10 = hub.client(G22), hub.client(H41), hub.client(H10)
+    a = (await g22.send([H41, H10], "Văn bản A")).answer["id"]
+    b = (await g22.send([H41], "Văn bản B")).answer["id"]
+    c = (await h41.send([G22], "Báo cáo C")).answer["id"]
+    await h41.get(a)
+    await h41.ack(a)  # A→H41 acknowledged
+    await h10.status(a, "01")  # A→H10 acknowledged by status 01
+    await h10.status(a, "03")
+    await g22.get(c)  # C→G22 delivered
+    await g22.status(c, "05")
+    recall = (await g22.recall(b)).answer["id"]  # B→H41 recalled (not fetched)
+    await h41.status(recall, "03")  # agrees to the recall
+    return {"a": a, "b": b, "c": c, "recall": recall}
+
+
+async def admin_get(hub: LiveHub, path: str, token: str | None = "") -> aiohttp.ClientResponse:
+    headers = {}
+    token = hub.data.admin_token.read_text().strip() if token == "" else token
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(hub.running.admin_url + path, headers=headers)
+        await response.read()
+        return response
+
+
+async def test_statistics_add_up_exactly(hub: LiveHub) -> None:
+    await scripted_exchange(hub)
+    response = await admin_get(hub, "/v1/stats")
+    assert response.status == 200
+    stats = json.loads(await response.read())
+    assert stats["documents"] == 4  # A, B, C and the recall of B
+    assert stats["statuses"] == 4
+    assert stats["deliveries"] == 5  # A×2, B, C, recall
+    # A→H41 and A→H10 acknowledged; C→G22 and the recall→H41 fetched; B→H41 recalled.
+    assert stats["by_state"] == {"acknowledged": 2, "delivered": 2, "recalled": 1}
+    assert stats["by_status_code"] == {"01": 1, "03": 2, "05": 1}
+    assert stats["agencies"] == {"registered": 3, "active": 3}
+    today = datetime.now(UTC).date().isoformat()
+    assert stats["per_day"] == [{"day": today, "documents": 4, "statuses": 4, "deliveries": 5}]
+    assert stats["top_senders"] == [
+        {"organ_id": G22, "count": 3},
+        {"organ_id": H41, "count": 1},
+    ]
+    assert stats["top_recipients"][0] == {"organ_id": H41, "count": 3}
+    latency = stats["latency_ms"]
+    assert latency["p50"] is not None and latency["p50"] <= latency["p95"] <= latency["p99"]
+
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    later = json.loads(await (await admin_get(hub, f"/v1/stats?from={tomorrow}")).read())
+    assert later["documents"] == 0 and later["per_day"] == []
+    assert (await admin_get(hub, "/v1/stats?from=yesterday")).status == 422
+    assert (await admin_get(hub, "/v1/stats", token=None)).status == 403
+    assert (await admin_get(hub, "/v1/stats", token="wrong")).status == 403
+
+    shown = json.loads(cli("axis", "stats", "--json", "--data", hub.data.root).stdout)
+    assert shown == stats
+    table = cli("axis", "stats", "--data", hub.data.root, "--to", today).stdout
+    assert "acknowledged" in table and today in table
+
+
+async def test_the_log_pages_and_verifies(hub: LiveHub) -> None:
+    ids = await scripted_exchange(hub)
+    first = json.loads(await (await admin_get(hub, "/v1/log?limit=5")).read())
+    assert [e["seq"] for e in first["entries"]] == [1, 2, 3, 4, 5]
+    assert first["entries"][0]["event"] == "agency-registered"
+    rest = json.loads(await (await admin_get(hub, f"/v1/log?after={first['next']}")).read())
+    events = [(e["event"], e["package_id"]) for e in first["entries"] + rest["entries"]]
+    assert ("received", ids["a"]) in events and ("recalled", ids["b"]) in events
+    assert rest["entries"][0]["prev"] == first["entries"][-1]["hash"]
+    trace = await hub.client(G22).trace(ids["a"])
+    assert [(h["event"], h["organ_id"], h["detail"]) for h in trace] == [
+        ("received", "000.00.00.A00", G22),
+        ("delivered", H41, "fetched"),
+        ("acknowledged", H41, "acked"),
+        ("delivered", H10, "fetched"),  # axis-node status reads the document first
+        ("status", H10, "01"),
+        ("acknowledged", H10, "status 01"),
+        ("status", H10, "03"),
+    ]
+
+    store = hub.running.hub.store
+    checkpointer = Checkpointer(store, pki.load_key(hub.data.hub_key.read_bytes()), 1000, 60)
+    seq, head = await store.log_head()
+    assert head is not None
+    await checkpointer.sign(seq, head)
+    report = await verify_log(store, pki.load_cert(hub.data.hub_cert.read_bytes()))
+    assert report.ok and report.entries == seq and report.checkpoints == 1
+    assert report.packages == 8
+    ok = cli("axis", "log", "verify", "--data", hub.data.root)
+    assert "OK" in ok.stdout
+
+
+def _tamper(hub: LiveHub, sql: str, *args: object) -> None:
+    with sqlite3.connect(hub.data.database) as db:
+        db.execute(sql, args)
+
+
+async def test_log_verify_names_a_changed_package(hub: LiveHub) -> None:
+    ids = await scripted_exchange(hub)
+    _tamper(
+        hub,
+        "UPDATE packages SET body = replace(body, 'Văn bản A', 'Văn bản X') WHERE id = ?",
+        ids["a"],
+    )
+    failed = cli("axis", "log", "verify", "--data", hub.data.root, check=False)
+    assert failed.returncode == 1
+    assert f"package {ids['a']}: changed since it arrived" in failed.stderr
+
+
+async def test_log_verify_names_a_changed_entry(hub: LiveHub) -> None:
+    await scripted_exchange(hub)
+    _tamper(hub, "UPDATE log SET detail = '06' WHERE seq = 12")
+    failed = cli("axis", "log", "verify", "--data", hub.data.root, check=False)
+    assert failed.returncode == 1
+    assert "entry 12: its content does not match its hash" in failed.stderr
+
+
+@pytest.mark.parametrize("rewrite", ["rehash", "truncate"])
+async def test_checkpoints_catch_a_rewritten_or_shortened_chain(hub: LiveHub, rewrite: str) -> None:
+    await scripted_exchange(hub)
+    store = hub.running.hub.store
+    key = pki.load_key(hub.data.hub_key.read_bytes())
+    seq, head = await store.log_head()
+    assert head is not None
+    await Checkpointer(store, key, 1000, 60).sign(seq, head)
+    if rewrite == "truncate":
+        _tamper(hub, "DELETE FROM log WHERE seq >= ?", seq - 2)
+        expected = f"entry {seq - 2}: missing"
+    else:
+        # Someone with database access rewrites an entry and recomputes every hash after it:
+        # the chain holds, but it no longer ends where the hub signed it.
+        with sqlite3.connect(hub.data.database) as db:
+            rows = db.execute("SELECT * FROM log ORDER BY seq").fetchall()
+            prev = "0" * 64
+            for row in rows:
+                seq_, at, event, organ_id, package_id, detail, sha, _, _ = row
+                if seq_ == 3:
+                    detail = "forged"
+                entry = link(prev, seq_, at, event, organ_id, package_id, detail, sha)
+                db.execute(
+                    "UPDATE log SET detail = ?, prev = ?, hash = ? WHERE seq = ?",
+                    (entry.detail, entry.prev, entry.hash, seq_),
+                )
+                prev = entry.hash
+        expected = f"entry {seq}: differs from what checkpoint {seq} signed"
+    failed = cli("axis", "log", "verify", "--data", hub.data.root, check=False)
+    assert failed.returncode == 1 and expected in failed.stderr, failed.stderr
+
+
+async def test_a_forged_checkpoint_is_caught(hub: LiveHub) -> None:
+    await scripted_exchange(hub)
+    store = hub.running.hub.store
+    seq, head = await store.log_head()
+    assert head is not None
+    impostor, _ = pki.create_ca("not the hub")
+    await Checkpointer(store, impostor, 1000, 60).sign(seq, head)
+    failed = cli("axis", "log", "verify", "--data", hub.data.root, check=False)
+    assert failed.returncode == 1
+    assert f"checkpoint {seq}: its signature is not the hub's" in failed.stderr
+
+
+async def test_metrics(hub: LiveHub) -> None:
+    await scripted_exchange(hub)
+    sender = hub.client(G22)
+    with pytest.raises(Exception):  # noqa: B017 - any refusal; counted by problem type
+        await sender.send(["000.00.00.Z99"], "Không có")
+    response = await admin_get(hub, "/metrics")
+    assert response.status == 200
+    text = (await response.read()).decode()
+    assert 'axis_packages_received_total{kind="edoc"} 4.0' in text
+    assert 'axis_packages_received_total{kind="status"} 4.0' in text
+    assert 'axis_packages_rejected_total{problem="unknown-recipient"} 1.0' in text
+    # Fetched: A by H41 and H10, C by G22, the recall by H41; still pending: C and the recall.
+    assert 'axis_deliveries_delivered_total{via="pull"} 4.0' in text
+    assert "axis_queue_depth 2.0" in text
+    assert 'axis_request_seconds_count{method="POST",route="/v1/packages",status="201"}' in text
+    assert (await admin_get(hub, "/metrics", token=None)).status == 403
