@@ -100,8 +100,9 @@ async def verify_log(
     checkpoints = {c.seq: c for c in await store.checkpoints()}
     for checkpoint in checkpoints.values():
         if not checkpoint_valid(checkpoint, hub_cert):
-            problem = f"checkpoint {checkpoint.seq}: its signature is not the hub's"
-            return VerifyReport(0, len(checkpoints), 0, problem)
+            forged = f"checkpoint {checkpoint.seq}: its signature is not the hub's"
+            return VerifyReport(0, len(checkpoints), 0, forged)
+    problem: str | None
     entries, received, problem = await _verify_entries(store, checkpoints, progress)
     if problem:
         return VerifyReport(entries, len(checkpoints), 0, problem)
