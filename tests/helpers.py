@@ -115,12 +115,15 @@ def cli(
 
 
 @contextlib.contextmanager
-def serving(data: Path, port: int, admin_port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``axis serve`` as its own process, until the block ends."""
+def serving(
+    data: Path, port: int, admin_port: int, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``axis serve`` as its own process, until the block ends; its output goes to
+    DATA/serve.log."""
     log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [str(BIN / "axis"), "serve", "--data", str(data), "--port", str(port),
-         "--admin-port", str(admin_port)],
+         "--admin-port", str(admin_port), *extra],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -156,3 +156,25 @@ def test_admin_commands_refuse_clearly(tmp_path: Path) -> None:
     assert workers.returncode != 0 and "PostgreSQL" in workers.stderr
     missing = cli("axis", "agency", "list", "--data", tmp_path / "nowhere", check=False)
     assert missing.returncode != 0 and "axis init" in missing.stderr
+
+
+def test_json_logs_follow_one_package(folder: tuple[Path, int, int]) -> None:
+    data, port, admin_port = folder
+    g22, h41 = (str(data / "agencies" / o) for o in (G22, H41))
+    with serving(data, port, admin_port, "--log-format", "json"):
+        sent = json.loads(
+            cli("axis-node", "--profile", g22, "send", "--to", H41, "--subject", "Nhật ký",
+                "--json").stdout
+        )  # fmt: skip
+        cli("axis-node", "--profile", h41, "get", sent["id"], "-o", data / "x.xml")
+        cli("axis-node", "--profile", h41, "ack", sent["id"])
+        cli("axis-node", "--profile", h41, "get", "0" * 32, check=False)
+    lines = [json.loads(line) for line in (data / "serve.log").read_text().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    about = [line for line in lines if line.get("package_id") == sent["id"]]
+    requests = [(x["method"], x["status"]) for x in about if x["logger"] == "axis.access"]
+    assert requests == [("POST", 201), ("GET", 200), ("POST", 204)]
+    changes = [x["event"] for x in about if x["logger"] == "axis.events"]
+    assert changes == ["received", "delivered", "acknowledged"]
+    refused = [x for x in lines if x.get("problem") == "unknown-document"]
+    assert refused and refused[0]["status"] == 404 and refused[0]["agency"] == H41

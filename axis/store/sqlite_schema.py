@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_state_changed ON deliveries (state, updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS log (
