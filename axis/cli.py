@@ -23,7 +23,6 @@ from axis.datadir import DataDir, DataDirError
 from axis.errors import AxisError
 from axis.store import open_store
 from axis.store.base import Agency, Store
-from axis.web.node_api import delivery_json
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -281,7 +280,7 @@ def deliveries(
     data = _data(data_dir)
     found = run_store(data, db, lambda store: store.deliveries_in(DeliveryState(state), limit))
     if as_json:
-        click.echo(json.dumps([delivery_json(d) for d in found], ensure_ascii=False, indent=2))
+        click.echo(json.dumps([d.as_json() for d in found], ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{len(found)} {state} deliveries (newest first)")
     for column in ("Package", "To", "Updated", "Attempts", "Last error"):

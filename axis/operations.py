@@ -27,7 +27,7 @@ from axis.core.logchain import (
     verify_chain,
 )
 from axis.core.pki import PrivateKey
-from axis.store.base import Delivery, Store
+from axis.store.base import Store
 
 log = logging.getLogger("axis.operations")
 
@@ -45,18 +45,6 @@ async def statistics(
     return stats.summarize(stats.Counters.from_rows(rows), registered, active)
 
 
-def _delivery(d: Delivery) -> dict[str, Any]:
-    return {
-        "package_id": d.package_id,
-        "to": d.recipient,
-        "state": d.state.value,
-        "status_code": d.status_code,
-        "updated_at": d.updated_at.isoformat(timespec="seconds"),
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-    }
-
-
 async def dashboard(store: Store) -> dict[str, Any]:
     """Everything the dashboard shows but the log tail, in one document."""
     rows = await store.counter_rows(None, None)
@@ -69,8 +57,8 @@ async def dashboard(store: Store) -> dict[str, Any]:
     return {
         "stats": stats.summarize(counters, registered, active),
         "agencies": agencies,
-        "failing": [_delivery(d) for d in await store.deliveries_in(DeliveryState.FAILED, 20)],
-        "oldest_pending": [_delivery(d) for d in await store.oldest_pending(20)],
+        "failing": [d.as_json() for d in await store.deliveries_in(DeliveryState.FAILED, 20)],
+        "oldest_pending": [d.as_json() for d in await store.oldest_pending(20)],
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

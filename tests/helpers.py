@@ -115,29 +115,27 @@ def cli(
 
 
 @contextlib.contextmanager
-def serving(
-    data: Path, port: int, admin_port: int, *extra: str
+def running_process(
+    command: list[str], log_path: Path, ready: Callable[[], None], what: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``axis serve`` as its own process, until the block ends; its output goes to
-    DATA/serve.log."""
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
+    """Start ``command`` (output to ``log_path``), wait until ``ready()`` stops raising
+    OSError (30 s at most), yield it, then stop it with SIGTERM (SIGKILL after 15 s)."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [str(BIN / "axis"), "serve", "--data", str(data), "--port", str(port),
-         "--admin-port", str(admin_port), *extra],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise AssertionError((data / "serve.log").read_text())
+                raise AssertionError(log_path.read_text())
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/healthz", timeout=1):
-                    break
+                ready()
+                break
             except OSError:
                 time.sleep(0.1)
         else:
-            raise AssertionError("axis serve did not become healthy in 30 s")
+            raise AssertionError(f"{what} was not ready in 30 s")
         yield process
     finally:
         process.send_signal(signal.SIGTERM)
@@ -150,35 +148,34 @@ def serving(
 
 
 @contextlib.contextmanager
+def serving(
+    data: Path, port: int, admin_port: int, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``axis serve`` as its own process, until the block ends; its output goes to
+    DATA/serve.log."""
+
+    def healthy() -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/healthz", timeout=1):
+            pass
+
+    command = [str(BIN / "axis"), "serve", "--data", str(data), "--port", str(port),
+               "--admin-port", str(admin_port), *extra]  # fmt: skip
+    with running_process(command, data / "serve.log", healthy, "axis serve") as process:
+        yield process
+
+
+@contextlib.contextmanager
 def node_listening(profile: Path, port: int, out: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``axis-node listen`` as its own process, until the block ends."""
-    log = open(out.parent / f"listen-{port}.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(BIN / "axis-node"), "--profile", str(profile), "listen", "--port", str(port),
-         "--out", str(out)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError((out.parent / f"listen-{port}.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("axis-node listen did not open its port in 30 s")
+
+    def listening() -> None:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    command = [str(BIN / "axis-node"), "--profile", str(profile), "listen", "--port", str(port),
+               "--out", str(out)]  # fmt: skip
+    log_path = out.parent / f"listen-{port}.log"
+    with running_process(command, log_path, listening, "axis-node listen") as process:
         yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:

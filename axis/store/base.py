@@ -108,6 +108,18 @@ class Delivery:
     attempts: int = 0  # failed pushes so far
     last_error: str | None = None  # why the last push failed
 
+    def as_json(self) -> dict[str, object]:
+        """The delivery as the APIs show it (SPEC §5, plus push attempts and the last error)."""
+        return {
+            "package_id": self.package_id,
+            "to": self.recipient,
+            "state": self.state.value,
+            "status_code": self.status_code,
+            "updated_at": self.updated_at.isoformat(timespec="milliseconds"),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
 
 class Store(Protocol):
     """Persistence for agencies, packages and deliveries.

@@ -113,15 +113,6 @@ def _day(request: web.Request, name: str) -> date | None:
         raise SchemaViolation(f"{name} must be a day, YYYY-MM-DD") from None
 
 
-def _count(request: web.Request, name: str, default: int, most: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 18:
-        raise SchemaViolation(f"{name} must be a non-negative integer")
-    return min(int(raw), most)
-
-
 async def stats(request: web.Request) -> web.Response:
     day_from, day_to = _day(request, "from"), _day(request, "to")
     if day_from and day_to and day_from > day_to:
@@ -132,10 +123,12 @@ async def stats(request: web.Request) -> web.Response:
 async def log_page(request: web.Request) -> web.Response:
     store = request.app[HUB].store
     if request.query.get("tail"):
-        entries = await store.log_tail(_count(request, "tail", 50, 1000))
+        entries = await store.log_tail(node_api.int_param(request, "tail", 50, 1000))
     else:
-        after = _count(request, "after", 0, 2**62)
-        entries = await store.log_entries(after, max(1, _count(request, "limit", 100, 1000)))
+        after = node_api.int_param(request, "after", 0, 2**62)
+        entries = await store.log_entries(
+            after, max(1, node_api.int_param(request, "limit", 100, 1000))
+        )
     return web.json_response(
         {
             "entries": [e.fields() | {"hash": e.hash} for e in entries],
@@ -154,9 +147,9 @@ async def deliveries(request: web.Request) -> web.Response:
             f"state must be one of {', '.join(s.value for s in DeliveryState)}"
         ) from None
     found = await request.app[HUB].store.deliveries_in(
-        state, max(1, _count(request, "limit", 100, 1000))
+        state, max(1, node_api.int_param(request, "limit", 100, 1000))
     )
-    return web.json_response([node_api.delivery_json(d) for d in found])
+    return web.json_response([d.as_json() for d in found])
 
 
 async def metrics(request: web.Request) -> web.Response:

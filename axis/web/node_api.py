@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from axis.errors import SchemaViolation, TooLarge, UnsupportedMediaType
-from axis.store.base import Agency, Delivery
+from axis.store.base import Agency
 from axis.web.keys import HUB, METRICS
 from axis.web.request_keys import AGENCY, PACKAGE_ID
 
@@ -56,20 +56,21 @@ async def post_package(request: web.Request) -> web.Response:
     return web.json_response(accepted.answer, status=201 if accepted.created else 200)
 
 
-def _int_param(request: web.Request, name: str, default: int) -> int:
+def int_param(request: web.Request, name: str, default: int, most: int = 2**62) -> int:
+    """A non-negative integer query parameter, at most ``most``; 422 for anything else."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or len(raw) > 18:
         raise SchemaViolation(f"the query parameter {name} must be a non-negative integer")
-    return int(raw)
+    return min(int(raw), most)
 
 
 async def inbox(request: web.Request) -> web.Response:
     agency = await current_agency(request)
     hub = request.app[HUB]
-    after = _int_param(request, "after", 0)
-    limit = _int_param(request, "limit", hub.settings.inbox_page)
+    after = int_param(request, "after", 0)
+    limit = int_param(request, "limit", hub.settings.inbox_page)
     items, cursor = await hub.inbox(agency, after, limit)
     return web.json_response(
         {
@@ -104,20 +105,7 @@ async def ack(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     agency = await current_agency(request)
     found = await request.app[HUB].deliveries(agency, request.match_info["id"])
-    return web.json_response([delivery_json(d) for d in found])
-
-
-def delivery_json(d: Delivery) -> dict[str, object]:
-    """One delivery as the API shows it (SPEC §5, plus the push attempts and last error)."""
-    return {
-        "package_id": d.package_id,
-        "to": d.recipient,
-        "state": d.state.value,
-        "status_code": d.status_code,
-        "updated_at": d.updated_at.isoformat(timespec="milliseconds"),
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-    }
+    return web.json_response([d.as_json() for d in found])
 
 
 async def trace(request: web.Request) -> web.Response:
