@@ -53,7 +53,7 @@ def percentile(histogram: Mapping[int, int], q: float) -> float | None:
     total = sum(histogram.values())
     if total <= 0:
         return None
-    rank = q * total
+    rank = math.ceil(q * total - 1e-9)  # the smallest count that reaches the quantile
     seen = 0
     for bucket in sorted(histogram):
         seen += histogram[bucket]

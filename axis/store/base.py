@@ -215,6 +215,9 @@ class Store(Protocol):
         """The statistics counters (day, metric, key, n) of packages received on days
         ``day_from``..``day_to`` (YYYY-MM-DD, inclusive; None: unbounded)."""
 
+    async def counter_total(self, metric: str) -> int:
+        """One counter summed over every day and key (e.g. the pending deliveries)."""
+
     async def log_entries(self, after: int, limit: int) -> list[LogEntry]:
         """Log entries with ``seq > after``, in order."""
 

@@ -116,6 +116,7 @@ class SqliteStore(SqliteReads):
                 await w.execute("COMMIT")
                 committed, self._appended = self._appended, []
                 for entry in committed:
+                    ledger.log_line(entry)
                     for observer in self._observers:
                         observer(entry)
             except sqlite3.Error as exc:

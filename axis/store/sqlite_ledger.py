@@ -20,6 +20,23 @@ from axis.store.sqlite_schema import day_of, dt, ts
 events = logging.getLogger("axis.events")
 
 
+def log_line(entry: LogEntry) -> None:
+    """One line per committed state change, with the package id, for operators who follow a
+    package with grep (called after the commit, so the log never shows a change that failed)."""
+    events.info(
+        "%s %s",
+        entry.event,
+        entry.package_id or entry.organ_id or "",
+        extra={
+            "event": entry.event,
+            "package_id": entry.package_id,
+            "organ_id": entry.organ_id,
+            "detail": entry.detail,
+            "log_seq": entry.seq,
+        },
+    )
+
+
 async def append(
     w: aiosqlite.Connection,
     at: datetime,
@@ -41,19 +58,6 @@ async def append(
             entry.sha256, entry.prev, entry.hash,
         ),
     )  # fmt: skip
-    # One line per state change, with the package id, for operators who follow one with grep.
-    events.info(
-        "%s %s",
-        event,
-        package_id or organ_id or "",
-        extra={
-            "event": event,
-            "package_id": package_id,
-            "organ_id": organ_id,
-            "detail": detail,
-            "log_seq": entry.seq,
-        },
-    )
     return entry
 
 

@@ -179,6 +179,10 @@ class SqliteReads:
         rows = await self._read("SELECT seq, head, at, signature FROM checkpoints ORDER BY seq")
         return [checkpoint_row(r) for r in rows]
 
+    async def counter_total(self, metric: str) -> int:
+        rows = await self._read("SELECT coalesce(sum(n), 0) FROM daily WHERE metric = ?", (metric,))
+        return int(rows[0][0])
+
     async def counter_rows(
         self, day_from: str | None, day_to: str | None
     ) -> list[tuple[str, str, str, int]]:

@@ -43,8 +43,10 @@ def _session_valid(request: web.Request) -> bool:
 
 
 def _bearer_valid(request: web.Request) -> bool:
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return bool(given) and hmac.compare_digest(given.encode(), request.app[ADMIN_TOKEN].encode())
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    return hmac.compare_digest(given.strip().encode(), request.app[ADMIN_TOKEN].encode())
 
 
 @web.middleware
@@ -56,16 +58,32 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     raise NotAllowed("the operator API needs Authorization: Bearer <DATA/admin.token>")
 
 
+# Everything is inline and same-origin: no outside network, no framing.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline';"
+    " script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def _page(name: str, status: int = 200, error: str = "") -> web.Response:
+    return web.Response(
+        status=status,
+        text=_static(name).replace("{error}", error),
+        content_type="text/html",
+        headers=PAGE_HEADERS,
+    )
+
+
 async def login_page(request: web.Request) -> web.Response:
-    return web.Response(text=_static("login.html").replace("{error}", ""), content_type="text/html")
+    return _page("login.html")
 
 
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
     token = str(form.get("token", "")).strip()
     if not token or not hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
-        page = _static("login.html").replace("{error}", "That is not this hub's admin token.")
-        return web.Response(status=403, text=page, content_type="text/html")
+        return _page("login.html", 403, "That is not this hub's admin token.")
     session = secrets.token_urlsafe(32)
     sessions = request.app[SESSIONS]
     now = time.monotonic()
@@ -87,16 +105,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def dashboard_page(request: web.Request) -> web.Response:
-    return web.Response(
-        text=_static("dashboard.html"),
-        content_type="text/html",
-        headers={
-            # Everything is inline and same-origin: no outside network, no framing.
-            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline';"
-            " script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            "Cache-Control": "no-store",
-        },
-    )
+    return _page("dashboard.html")
 
 
 async def dashboard_data(request: web.Request) -> web.Response:

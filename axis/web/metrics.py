@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from axis.core.logchain import LogEntry, LogEvent
-from axis.core.stats import Counters, Metric
+from axis.core.stats import Metric
 from axis.store.base import Store
 from axis.web.request_keys import PROBLEM
 
@@ -28,7 +28,7 @@ class HubMetrics:
         )
         self.rejected = Counter(
             "axis_packages_rejected",
-            "Requests refused, by problem type",
+            "Packages refused (POST /v1/packages), by problem type",
             ["problem"],
             registry=self.registry,
         )
@@ -59,19 +59,18 @@ class HubMetrics:
         """The store's post-commit hook: count deliveries as the log records them."""
         if entry.event == LogEvent.DELIVERED:
             self.delivered.labels("push" if entry.detail == "push" else "pull").inc()
+        elif entry.event == LogEvent.FAILED:
+            self.failed.inc()
 
     def delivery_event(self, event: str) -> None:
-        """The delivery worker's hook: ``delivered``, ``retry`` or ``failed`` (deliveries are
-        counted from the log, so only retries and give-ups here)."""
+        """The delivery worker's hook: ``delivered``, ``retry`` or ``failed``. Deliveries and
+        give-ups are counted from the log (only real changes), so only retries here."""
         if event == "retry":
             self.push_retries.inc()
-        elif event == "failed":
-            self.failed.inc()
 
     async def exposition(self, store: Store) -> bytes:
         """The text format, with the queue depth read now."""
-        counters = Counters.from_rows(await store.counter_rows(None, None))
-        self.queue_depth.set(counters.total(Metric.PENDING))
+        self.queue_depth.set(await store.counter_total(Metric.PENDING))
         return generate_latest(self.registry)
 
     def middleware(self) -> Middleware:
@@ -86,7 +85,7 @@ class HubMetrics:
                 response = await handler(request)
                 status = response.status
                 problem = response.get(PROBLEM)
-                if problem:
+                if problem and request.method == "POST" and request.path == "/v1/packages":
                     self.rejected.labels(problem).inc()
                 return response
             finally:
