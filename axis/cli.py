@@ -23,6 +23,7 @@ from axis.datadir import DataDir, DataDirError
 from axis.errors import AxisError
 from axis.store import open_store
 from axis.store.base import Agency, Store
+from axis.verification import Cadence, verify_log
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -392,7 +393,9 @@ def log_verify(data_dir: Path | None, db: str | None) -> None:
                 tasks[what] = bar.add_task(f"checking {what}", total=None)
             bar.advance(tasks[what], n)
 
-        report = run_store(data, db, lambda store: operations.verify_log(store, hub_cert, progress))
+        settings = data.settings()
+        cadence = Cadence(settings.checkpoint_every, settings.checkpoint_interval_s)
+        report = run_store(data, db, lambda store: verify_log(store, hub_cert, progress, cadence))
     summary = (
         f"{report.entries:,} log entries, {report.checkpoints:,} signed checkpoints,"
         f" {report.packages:,} packages"

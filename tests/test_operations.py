@@ -12,7 +12,8 @@ import pytest
 
 from axis.core import pki
 from axis.core.logchain import link
-from axis.operations import Checkpointer, verify_log
+from axis.operations import Checkpointer
+from axis.verification import Cadence, verify_log
 from tests.conftest import LiveHub
 from tests.helpers import cli
 
@@ -93,7 +94,7 @@ async def test_the_log_pages_and_verifies(hub: LiveHub) -> None:
     assert rest["entries"][0]["prev"] == first["entries"][-1]["hash"]
     trace = await hub.client(G22).trace(ids["a"])
     assert [(h["event"], h["organ_id"], h["detail"]) for h in trace] == [
-        ("received", "000.00.00.A00", G22),
+        ("received", "000.00.00.A00", f"from {G22} to {H10},{H41}"),
         ("delivered", H41, "fetched"),
         ("acknowledged", H41, "acked"),
         ("delivered", H10, "fetched"),  # axis-node status reads the document first
@@ -199,3 +200,84 @@ async def test_metrics(hub: LiveHub) -> None:
     assert "axis_queue_depth 2.0" in text
     assert 'axis_request_seconds_count{method="POST",route="/v1/packages",status="201"}' in text
     assert (await admin_get(hub, "/metrics", token=None)).status == 403
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (
+            "UPDATE deliveries SET recipient = '000.00.00.H10' WHERE package_id = :b",
+            "package {b}: its sender or recipients are not what the log recorded",
+        ),
+        (
+            "UPDATE packages SET sender = '000.00.00.H10' WHERE id = :a",
+            "package {a}: its sender or recipients are not what the log recorded",
+        ),
+        (
+            "UPDATE deliveries SET state = 'queued' WHERE package_id = :a"
+            " AND recipient = '000.00.00.H41'",
+            "package {a}: the delivery to 000.00.00.H41 is queued/None, the log says"
+            " acknowledged/None",
+        ),
+        (
+            "UPDATE deliveries SET status_code = '06' WHERE package_id = :c",
+            "package {c}: the delivery to 000.00.00.G22 is delivered/06, the log says delivered/05",
+        ),
+        (
+            "DELETE FROM packages WHERE id = :c",
+            "package {c}: missing (the log recorded its arrival at entry",
+        ),
+        (
+            "UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3)"
+            " WHERE organ_id = '000.00.00.H41'",
+            "agency 000.00.00.H41: its certificate is not the one the log recorded",
+        ),
+        (
+            "UPDATE agencies SET active = 0 WHERE organ_id = '000.00.00.H10'",
+            "agency 000.00.00.H10: revoked, but the log's last word",
+        ),
+        (
+            "UPDATE log SET detail = X'00FF' WHERE seq = 5",
+            "entry 5: its content does not match its hash",
+        ),
+        ("UPDATE packages SET body = 42 WHERE id = :b", "package {b}: changed since it arrived"),
+    ],
+    ids=[
+        "reroute",
+        "sender",
+        "unack",
+        "status",
+        "deleted",
+        "certificate",
+        "revoked",
+        "binary",
+        "body-type",
+    ],  # fmt: skip
+)
+async def test_log_verify_catches_changes_beside_the_log(
+    hub: LiveHub, tamper: str, expected: str
+) -> None:
+    ids = await scripted_exchange(hub)
+    with sqlite3.connect(hub.data.database) as db:
+        db.execute(tamper, ids)
+    failed = cli("axis", "log", "verify", "--data", hub.data.root, check=False)
+    assert failed.returncode == 1
+    assert expected.format(**ids) in failed.stderr, failed.stderr
+
+
+async def test_removing_the_checkpoints_and_rewriting_history_is_caught(hub: LiveHub) -> None:
+    await scripted_exchange(hub)
+    with sqlite3.connect(hub.data.database) as db:
+        db.execute("DELETE FROM checkpoints")
+        rows = db.execute("SELECT * FROM log ORDER BY seq").fetchall()
+        prev = "0" * 64
+        for seq, at, event, organ_id, package_id, detail, sha, _, _ in rows:
+            entry = link(prev, seq, at, event, organ_id, package_id, detail, sha)
+            db.execute("UPDATE log SET prev = ?, hash = ? WHERE seq = ?", (prev, entry.hash, seq))
+            prev = entry.hash
+    store = hub.running.hub.store
+    cert = pki.load_cert(hub.data.hub_cert.read_bytes())
+    report = await verify_log(store, cert, cadence=Cadence(every=3, interval_s=0.0))
+    assert not report.ok and report.problem is not None
+    assert "without a signed checkpoint" in report.problem
+    assert (await verify_log(store, cert)).ok  # with the real cadence, a short history passes

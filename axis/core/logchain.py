@@ -46,6 +46,12 @@ class LogEvent(StrEnum):
     AGENCY_REVOKED = "agency-revoked"
 
 
+def received_detail(sender: str, recipients: Iterable[str]) -> str:
+    """What a "received" entry says of its package, so that rerouting it later shows:
+    ``from SENDER to R1,R2`` (recipients sorted)."""
+    return f"from {sender} to {','.join(sorted(recipients))}"
+
+
 @dataclass(frozen=True)
 class LogEntry:
     """One link of the chain. ``at`` is the stored timestamp text, hashed exactly as kept."""
@@ -117,7 +123,11 @@ def verify_chain(
             return ChainBreak(entry.seq, f"expected entry {expected_seq}, found {entry.seq}")
         if entry.prev != prev:
             return ChainBreak(entry.seq, "its prev is not the hash of the entry before it")
-        if entry_hash(entry.fields()) != entry.hash:
+        try:
+            intact = entry_hash(entry.fields()) == entry.hash
+        except (TypeError, ValueError):  # a field edited to something JSON cannot hold
+            intact = False
+        if not intact:
             return ChainBreak(entry.seq, "its content does not match its hash")
         prev, expected_seq = entry.hash, expected_seq + 1
     return None
@@ -154,12 +164,14 @@ def checkpoint_valid(checkpoint: Checkpoint, hub_cert: x509.Certificate) -> bool
     """Whether the hub's key signed this checkpoint."""
     public = hub_cert.public_key()
     try:
+        payload = checkpoint.payload()
+    except (UnicodeError, ValueError):
+        return False  # a checkpoint row edited to hold what the hub never writes
+    try:
         if isinstance(public, rsa.RSAPublicKey):
-            public.verify(
-                checkpoint.signature, checkpoint.payload(), padding.PKCS1v15(), hashes.SHA256()
-            )
+            public.verify(checkpoint.signature, payload, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(checkpoint.signature, checkpoint.payload(), ec.ECDSA(hashes.SHA256()))
+            public.verify(checkpoint.signature, payload, ec.ECDSA(hashes.SHA256()))
         else:
             return False
     except InvalidSignature:

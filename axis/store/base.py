@@ -8,6 +8,7 @@ and any status update in one transaction, and that it is durable when the call r
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -227,11 +228,30 @@ class Store(Protocol):
     async def log_head(self) -> tuple[int, str | None]:
         """The last entry's seq and hash ((0, None) for an empty log)."""
 
-    async def received_hashes(self, package_ids: list[str]) -> dict[str, str]:
-        """The SHA-256 the log recorded for each package when it arrived."""
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
+        """Reads inside the block see one consistent state of the store (for verification
+        while the hub runs)."""
 
-    async def package_page(self, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Stored packages (seq, id, body) with ``seq > after_seq``, in order."""
+    async def received_entries(self, after: int, upto: int, limit: int) -> list[LogEntry]:
+        """ "received" log entries with ``after < seq <= upto``, in order."""
+
+    async def state_entries(self, package_ids: list[str], upto: int) -> list[LogEntry]:
+        """The delivery and status entries of these packages with ``seq <= upto``, in order."""
+
+    async def package_sizes(self, package_ids: list[str]) -> dict[str, int]:
+        """The stored size of each of these packages that exists."""
+
+    async def package_bodies(self, package_ids: list[str]) -> dict[str, bytes]:
+        """The stored bytes of each of these packages that exists."""
+
+    async def deliveries_of(self, package_ids: list[str]) -> list[Delivery]:
+        """Every delivery of these packages."""
+
+    async def unlogged_package(self) -> str | None:
+        """A stored package that no "received" entry records, if there is one."""
+
+    async def agency_entries(self) -> list[LogEntry]:
+        """Every agency-registered and agency-revoked entry, in order."""
 
     async def checkpoints(self) -> list[Checkpoint]:
         """Every signed checkpoint of the log, in order."""

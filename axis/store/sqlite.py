@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
-from axis.core.logchain import Checkpoint, LogEntry, LogEvent
+from axis.core.logchain import Checkpoint, LogEntry, LogEvent, received_detail
 from axis.core.stats import Metric
 from axis.errors import DuplicateConflict, Unavailable
 from axis.store import sqlite_ledger as ledger
@@ -92,6 +92,15 @@ class SqliteStore(SqliteReads):
         if self._reader is None:
             raise Unavailable("the store is not open")
         return self._reader
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """A read transaction on the reader: WAL keeps its view fixed until the block ends."""
+        await self._read("BEGIN")
+        try:
+            yield
+        finally:
+            await self._read("COMMIT")
 
     async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         try:
@@ -226,7 +235,13 @@ class SqliteStore(SqliteReads):
             ],
         )  # fmt: skip
         await self._append(
-            w, p.received_at, LogEvent.RECEIVED, p.received_by or None, p.id, p.sender, p.sha256
+            w,
+            p.received_at,
+            LogEvent.RECEIVED,
+            p.received_by or None,
+            p.id,
+            received_detail(p.sender, p.recipients),
+            p.sha256,
         )
         if p.kind == "edoc":
             await ledger.count_new_edoc(w, now, p.sender, p.recipients)

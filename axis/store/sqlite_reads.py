@@ -25,6 +25,10 @@ from axis.store.sqlite_schema import (
 )
 
 
+def _marks(values: list[str]) -> str:
+    return ", ".join("?" for _ in values)
+
+
 class SqliteReads:
     """Queries on the reader connection; ``_read`` comes from the store."""
 
@@ -89,13 +93,6 @@ class SqliteReads:
             f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
         )
         return (package_row(rows[0][:-1]), blob(rows[0][-1])) if rows else None
-
-    async def package_page(self, after_seq: int, limit: int) -> list[tuple[int, str, bytes]]:
-        rows = await self._read(
-            "SELECT seq, id, body FROM packages WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        )
-        return [(int(seq), pid, blob(body)) for seq, pid, body in rows]
 
     # -- deliveries -------------------------------------------------------------------------
 
@@ -164,16 +161,65 @@ class SqliteReads:
         rows = await self._read("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
         return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
 
-    async def received_hashes(self, package_ids: list[str]) -> dict[str, str]:
+    async def received_entries(self, after: int, upto: int, limit: int) -> list[LogEntry]:
+        rows = await self._read(
+            f"SELECT {LOG_COLUMNS} FROM log WHERE event = 'received' AND seq > ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?",
+            (after, upto, limit),
+        )
+        return [log_row(r) for r in rows]
+
+    async def state_entries(self, package_ids: list[str], upto: int) -> list[LogEntry]:
+        if not package_ids:
+            return []
+        rows = await self._read(
+            f"SELECT {LOG_COLUMNS} FROM log WHERE package_id IN ({_marks(package_ids)})"
+            " AND event != 'received' AND seq <= ? ORDER BY seq",
+            (*package_ids, upto),
+        )
+        return [log_row(r) for r in rows]
+
+    async def package_sizes(self, package_ids: list[str]) -> dict[str, int]:
         if not package_ids:
             return {}
-        marks = ", ".join("?" for _ in package_ids)
         rows = await self._read(
-            f"SELECT package_id, sha256 FROM log WHERE event = 'received'"
-            f" AND package_id IN ({marks})",
+            f"SELECT id, length(body) FROM packages WHERE id IN ({_marks(package_ids)})",
             tuple(package_ids),
         )
-        return {pid: sha for pid, sha in rows}
+        return {pid: int(size or 0) for pid, size in rows}
+
+    async def package_bodies(self, package_ids: list[str]) -> dict[str, bytes]:
+        if not package_ids:
+            return {}
+        rows = await self._read(
+            f"SELECT id, body FROM packages WHERE id IN ({_marks(package_ids)})",
+            tuple(package_ids),
+        )
+        return {pid: blob(body) for pid, body in rows}
+
+    async def deliveries_of(self, package_ids: list[str]) -> list[Delivery]:
+        if not package_ids:
+            return []
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+            f" WHERE package_id IN ({_marks(package_ids)})",
+            tuple(package_ids),
+        )
+        return [delivery_row(r) for r in rows]
+
+    async def unlogged_package(self) -> str | None:
+        rows = await self._read(
+            "SELECT p.id FROM packages p WHERE NOT EXISTS (SELECT 1 FROM log l"
+            " WHERE l.package_id = p.id AND l.event = 'received') ORDER BY p.seq LIMIT 1"
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def agency_entries(self) -> list[LogEntry]:
+        rows = await self._read(
+            f"SELECT {LOG_COLUMNS} FROM log WHERE event IN ('agency-registered', 'agency-revoked')"
+            " ORDER BY seq"
+        )
+        return [log_row(r) for r in rows]
 
     async def checkpoints(self) -> list[Checkpoint]:
         rows = await self._read("SELECT seq, head, at, signature FROM checkpoints ORDER BY seq")

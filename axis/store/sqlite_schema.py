@@ -109,10 +109,9 @@ def day_of(stored: str) -> str:
 
 def blob(value: object) -> bytes:
     """A BLOB column's bytes (a row edited behind the store's back may hold TEXT)."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    assert isinstance(value, bytes | bytearray | memoryview)
-    return bytes(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8")
 
 
 def package_row(row: Iterable[Any]) -> PackageRecord:
