@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from axis import datadir, logs, operations
@@ -405,3 +412,84 @@ def log_verify(data_dir: Path | None, db: str | None) -> None:
         click.echo(f"checked before the failure: {summary}", err=True)
         sys.exit(1)
     click.echo(f"OK: {summary}: the chain is intact and every package matches the log.")
+
+
+@main.command()
+@click.option(
+    "--scenario", type=click.Choice(["seed-2020"]), default="seed-2020", show_default=True
+)
+@click.option("--agencies", type=click.IntRange(2, 95), default=None, help="Fewer agencies.")
+@click.option(
+    "--documents",
+    type=click.IntRange(1),
+    default=1_260_000,
+    show_default=True,
+    help="How many documents (the published figure by default).",
+)
+@click.option("--seed", type=int, default=2020, show_default=True, help="Same seed, same run.")
+@click.option("--attachment-kb", type=click.FloatRange(0.5), default=20.0, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Write report.json, per_day.csv and report.html there.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON on stdout.")
+def simulate(
+    scenario: str,
+    agencies: int | None,
+    documents: int,
+    seed: int,
+    attachment_kb: float,
+    concurrency: int,
+    report_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run simulated agencies against a hub on loopback and report what they exchanged."""
+    from axis.simulate import simulate as run_simulation
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        sending = bar.add_task("documents sent", total=documents)
+        acking = bar.add_task("deliveries acknowledged", total=None)
+
+        def progress(what: str, n: int) -> None:
+            bar.advance(sending if what == "sent" else acking, n)
+
+        def ready(count: int) -> None:
+            err.print(f"hub up on loopback, {count} agencies registered; sending {documents:,}")
+
+        outcome = asyncio.run(
+            run_simulation(
+                scenario=scenario, documents=documents, agencies=agencies, seed=seed,
+                attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
+                progress=progress, on_ready=ready,
+            )
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(outcome.summary, ensure_ascii=False))
+        return
+    render_summary(outcome, Console())
+
+
+def render_summary(outcome: Any, console: Console) -> None:
+    """The run's summary as a table, with the published comparison and the report's path."""
+    s = outcome.summary
+    table = Table(title="Simulation summary", show_header=False)
+    table.add_column("what")
+    table.add_column("n", justify="right")
+    for key in ("documents_sent", "documents_accepted", "deliveries", "acknowledged", "failed",
+                "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s"):  # fmt: skip
+        value = s[key]
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    latency = s["latency_ms"]
+    table.add_row(
+        "latency p50 / p95 / p99 ms", f"{latency['p50']} / {latency['p95']} / {latency['p99']}"
+    )
+    console.print(table)
+    comparison = outcome.report["comparison"]
+    console.print(f"Published: {comparison['published']}.")
+    console.print(f"This run:  {comparison['this_run']}.")
+    if outcome.html is not None:
+        console.print(f"Report: {outcome.html}")

@@ -110,6 +110,11 @@ def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:
         data.config.write_text(DEFAULT_TOML, encoding="utf-8")
 
 
+def load_issuer(data: DataDir) -> tuple[pki.PrivateKey, x509.Certificate]:
+    """The development CA's key and certificate (load once to register many agencies)."""
+    return pki.load_key(data.ca_key.read_bytes()), pki.load_cert(data.ca_cert.read_bytes())
+
+
 def trust_ca(data: DataDir, pem: bytes) -> x509.Certificate:
     """Add an outside CA to ``ca/trusted``; returns its certificate.
 
@@ -138,10 +143,13 @@ def new_agency(
     hub_url: str,
     endpoint: str | None = None,
     cert_pem: bytes | None = None,
+    key_kind: str = "rsa",
+    issuer: tuple[pki.PrivateKey, x509.Certificate] | None = None,
 ) -> Agency:
     """Issue (or take, with ``cert_pem``) an agency's certificate and write its node profile.
 
-    The returned :class:`Agency` still has to be added to the store.
+    The returned :class:`Agency` still has to be added to the store. ``issuer`` saves
+    loading the development CA for every agency when registering many (:func:`load_issuer`).
 
     Raises:
         DataDirError: a malformed OrganId, an existing profile, or a certificate the hub does
@@ -157,9 +165,8 @@ def new_agency(
     # Everything that can refuse runs before the profile folder exists.
     key: pki.PrivateKey | None = None
     if cert_pem is None:
-        ca_key = pki.load_key(data.ca_key.read_bytes())
-        ca_cert = pki.load_cert(data.ca_cert.read_bytes())
-        key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, name)
+        ca_key, ca_cert = issuer or load_issuer(data)
+        key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, name, pki.new_key(key_kind))
     else:
         cert = _outside_cert(data, organ_id, cert_pem)
     profile.mkdir(parents=True, exist_ok=True)

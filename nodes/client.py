@@ -146,9 +146,13 @@ class NodeClient:
         priority: int = 0,
         content: str | None = None,
         today: date | None = None,
+        attachments: Sequence[Attachment] = (),
+        at: datetime | None = None,
     ) -> bytes:
-        """A signed edoc from this agency, ready to post."""
-        now = datetime.now(VIETNAM)
+        """A signed edoc from this agency, ready to post. ``at`` (Vietnam time) stamps its
+        date and trace instead of now (the simulator's clock); ``attachments`` are added to
+        ``files``."""
+        now = at or datetime.now(VIETNAM)
         day = today or now.date()
         number_text = str(number if number is not None else self.profile.next_number())
         edoc = Edoc(
@@ -166,7 +170,13 @@ class NodeClient:
             content=content,
             priority=priority,
             traces=(Trace(self.profile.organ_id, now.replace(tzinfo=None, microsecond=0)),),
-            attachments=tuple(_attachment(i, path) for i, path in enumerate(files, start=1)),
+            attachments=(
+                *(_attachment(i, path) for i, path in enumerate(files, start=1)),
+                *(
+                    replace(a, content_id=f"cid:{len(files) + i}")
+                    for i, a in enumerate(attachments, start=1)
+                ),
+            ),
         )
         return self.signer.sign(formats.build_edoc(edoc))
 

@@ -1,0 +1,171 @@
+"""The traffic model of the national axis's launch window, pure and seeded.
+
+Documents are spread over the days by weight (working days full, weekends light, public
+holidays and Tết almost empty, the fortnight before Tết busier), over office hours within a day
+(08:00–11:30 and 13:30–17:00, Vietnam time), sent by agencies weighted by how much they write
+(the Government Office most), to mostly one recipient, some to a handful or dozens, and a few
+broadcasts to all 63 provinces. Each recipient's answer (its business status codes) is drawn
+from a hash of the seed, the document and the recipient, so it needs no memory and a run with the
+same seed gives the same documents, recipients and statuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from nodes.sim.country import SimAgency, Tier
+
+WINDOW = (date(2019, 12, 9), date(2020, 2, 10))
+PUBLISHED_DOCUMENTS = 1_260_000
+PUBLISHED_AGENCIES = 95
+TET_HOLIDAY = (date(2020, 1, 23), date(2020, 1, 29))  # Tết Canh Tý: 25 Jan 2020
+NEW_YEAR = date(2020, 1, 1)
+PRE_TET_RUSH = (date(2020, 1, 13), date(2020, 1, 22))
+
+TOPICS = (
+    "chuyển đổi số", "cải cách hành chính", "phòng chống thiên tai", "an toàn thông tin",
+    "tổng kết công tác năm 2019", "kế hoạch năm 2020", "chuẩn bị đón Tết Canh Tý",
+    "phòng chống dịch bệnh", "giải ngân vốn đầu tư công", "quản lý giá dịp Tết",
+    "thực hiện Nghị quyết của Chính phủ", "bảo đảm trật tự an toàn giao thông",
+    "kết nối liên thông văn bản điện tử", "thi đua khen thưởng", "công tác cán bộ",
+)  # fmt: skip
+VERBS = ("V/v triển khai", "V/v báo cáo", "V/v góp ý dự thảo về", "V/v hướng dẫn", "V/v đôn đốc")
+STATUS_PLANS: tuple[tuple[float, tuple[str, ...]], ...] = (
+    (0.10, ("01", "03", "04", "05", "06")),  # the whole business life, reported step by step
+    (0.20, ("01", "03")),
+    (0.20, ("03",)),
+    (0.05, ("02",)),  # refused
+    (0.45, ()),  # acknowledged, the rest handled outside the axis
+)
+
+
+def day_weight(day: date) -> float:
+    """How busy a day is, relative to an ordinary working day."""
+    if TET_HOLIDAY[0] <= day <= TET_HOLIDAY[1] or day == NEW_YEAR:
+        return 0.02
+    if day.weekday() == 6:
+        return 0.04
+    if day.weekday() == 5:
+        return 0.12
+    if PRE_TET_RUSH[0] <= day <= PRE_TET_RUSH[1]:
+        return 1.25
+    if day in (date(2020, 1, 30), date(2020, 1, 31)):
+        return 0.7  # back from Tết, not yet at full speed
+    return 1.0
+
+
+def days(start: date = WINDOW[0], end: date = WINDOW[1]) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def per_day(documents: int, window: Sequence[date]) -> list[int]:
+    """Split ``documents`` over the days by weight (largest remainders, so they add up)."""
+    weights = [day_weight(d) for d in window]
+    total = sum(weights)
+    exact = [documents * w / total for w in weights]
+    counts = [math.floor(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)[
+        : documents - sum(counts)
+    ]:
+        counts[i] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class PlannedDocument:
+    n: int
+    sender: str
+    recipients: tuple[str, ...]
+    sent_at: datetime  # Vietnam time, naive, on the simulated clock
+    priority: int
+    attachment_bytes: int
+    subject: str
+
+
+class TrafficModel:
+    """Plans the documents of one run."""
+
+    def __init__(self, agencies: Sequence[SimAgency], seed: int, attachment_kb: float = 20):
+        self.agencies = tuple(agencies)
+        self.seed = seed
+        self.attachment_kb = attachment_kb
+        self._senders = [a.organ_id for a in self.agencies]
+        self._sender_weights = [_writes(a) for a in self.agencies]
+        self._provinces = [a.organ_id for a in self.agencies if a.tier is Tier.PROVINCE]
+        self._central = [a.organ_id for a in self.agencies if a.tier is not Tier.PROVINCE]
+
+    def documents(
+        self, total: int, window: Sequence[date] | None = None
+    ) -> Iterator[PlannedDocument]:
+        """The run's documents in time order, generated day by day (no list of them all)."""
+        n = 0
+        window = list(window or days())
+        for day, count in zip(window, per_day(total, window), strict=True):
+            rng = random.Random(f"{self.seed}:{day.isoformat()}")
+            stamps = sorted(_office_time(rng) for _ in range(count))
+            for stamp in stamps:
+                n += 1
+                yield self._document(rng, n, datetime.combine(day, stamp))
+
+    def _document(self, rng: random.Random, n: int, sent_at: datetime) -> PlannedDocument:
+        sender = rng.choices(self._senders, self._sender_weights)[0]
+        return PlannedDocument(
+            n=n,
+            sender=sender,
+            recipients=self._recipients(rng, sender),
+            sent_at=sent_at,
+            priority=rng.choices((0, 1, 2, 3), (85, 10, 4, 1))[0],
+            attachment_bytes=self._attachment_size(rng),
+            subject=f"{rng.choice(VERBS)} {rng.choice(TOPICS)}",
+        )
+
+    def _recipients(self, rng: random.Random, sender: str) -> tuple[str, ...]:
+        others = [a for a in self._senders if a != sender]
+        roll = rng.random()
+        central_sender = sender in self._central
+        if roll < 0.01 and central_sender and self._provinces:
+            return tuple(p for p in self._provinces if p != sender)  # to every province
+        fan_out = 1 if roll < 0.80 else rng.randint(2, 5) if roll < 0.95 else rng.randint(6, 20)
+        fan_out = min(fan_out, len(others))
+        upward = 0.7 if not central_sender else 0.4  # provinces mostly write to the centre
+        pool_central = [a for a in self._central if a != sender]
+        pool_provinces = [a for a in self._provinces if a != sender]
+        chosen: set[str] = set()
+        while len(chosen) < fan_out:
+            pool = pool_central if (rng.random() < upward and pool_central) else pool_provinces
+            chosen.add(rng.choice(pool or others))
+        return tuple(sorted(chosen))
+
+    def _attachment_size(self, rng: random.Random) -> int:
+        # Log-normal around the median, as document sizes are: most small, a few large scans.
+        size = self.attachment_kb * 1024 * math.exp(rng.gauss(0, 0.9))
+        return int(min(max(size, 512), 8 * 1024 * 1024))
+
+    def statuses(self, document_id: str, recipient: str) -> tuple[str, ...]:
+        """The business status codes ``recipient`` answers ``document_id`` with."""
+        digest = hashlib.sha256(f"{self.seed}|{document_id}|{recipient}".encode()).digest()
+        roll = int.from_bytes(digest[:8], "big") / 2**64
+        for share, codes in STATUS_PLANS:
+            if roll < share:
+                return codes
+            roll -= share
+        return ()
+
+
+def _writes(agency: SimAgency) -> float:
+    if agency.organ_id.endswith("G22"):
+        return 6.0  # the Government Office
+    return {Tier.PARTY: 3.0, Tier.MINISTRY: 2.0, Tier.PROVINCE: 1.0}[agency.tier]
+
+
+def _office_time(rng: random.Random) -> time:
+    minutes = (
+        rng.uniform(8 * 60, 11.5 * 60) if rng.random() < 0.6 else rng.uniform(13.5 * 60, 17 * 60)
+    )
+    whole = int(minutes)
+    return time(whole // 60, whole % 60, int((minutes - whole) * 60))

@@ -1,0 +1,73 @@
+"""The seed-2020 traffic model, pure: no hub."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+
+from nodes.sim.country import Tier, first, seed_2020
+from nodes.sim.traffic import WINDOW, TrafficModel, day_weight, days, per_day
+
+
+def test_the_country_has_95_agencies_with_organ_ids() -> None:
+    agencies = seed_2020()
+    assert len(agencies) == 95 == len({a.organ_id for a in agencies})
+    tiers = Counter(a.tier for a in agencies)
+    assert tiers == {Tier.PARTY: 1, Tier.MINISTRY: 31, Tier.PROVINCE: 63}
+    by_id = {a.organ_id: a.name for a in agencies}
+    assert by_id["000.00.00.G22"] == "Văn phòng Chính phủ"
+    assert by_id["000.00.00.A01"] == "Văn phòng Trung ương Đảng"
+    assert "UBND thành phố Hà Nội" in by_id.values()
+    assert [a.organ_id for a in first(4)] == [
+        "000.00.00.A01", "000.00.00.G01", "000.00.00.H01", "000.00.00.G02",
+    ]  # fmt: skip
+
+
+def test_documents_stay_in_the_window_and_add_up() -> None:
+    model = TrafficModel(seed_2020(), seed=1)
+    documents = list(model.documents(5000))
+    assert len(documents) == 5000
+    assert all(WINDOW[0] <= d.sent_at.date() <= WINDOW[1] for d in documents)
+    assert all(8 <= d.sent_at.hour < 17 for d in documents)  # office hours
+    assert [d.n for d in documents] == list(range(1, 5001))
+    assert all(d.sender not in d.recipients and d.recipients for d in documents)
+    assert sum(per_day(1_260_000, days())) == 1_260_000
+
+
+def test_tet_carries_clearly_less_traffic() -> None:
+    documents = list(TrafficModel(seed_2020(), seed=2).documents(20_000))
+    by_day = Counter(d.sent_at.date() for d in documents)
+
+    def week(start: date) -> int:
+        return sum(by_day[start + timedelta(days=i)] for i in range(7))
+
+    tet_week, week_before = week(date(2020, 1, 23)), week(date(2020, 1, 16))
+    assert tet_week * 5 < week_before
+    assert by_day[date(2020, 1, 1)] < by_day[date(2020, 1, 2)] / 10  # New Year's Day
+    assert day_weight(date(2019, 12, 14)) < day_weight(date(2019, 12, 13))  # a Saturday
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    a = list(TrafficModel(seed_2020(), seed=7).documents(500))
+    b = list(TrafficModel(seed_2020(), seed=7).documents(500))
+    c = list(TrafficModel(seed_2020(), seed=8).documents(500))
+    assert a == b and a != c
+    model = TrafficModel(seed_2020(), seed=7)
+    answers = [model.statuses(f"doc-{i}", "000.00.00.H01") for i in range(200)]
+    assert answers == [model.statuses(f"doc-{i}", "000.00.00.H01") for i in range(200)]
+    assert {"02"} < {code for codes in answers for code in codes}
+
+
+def test_the_mix() -> None:
+    documents = list(TrafficModel(seed_2020(), seed=3, attachment_kb=20).documents(10_000))
+    fan_out = Counter(len(d.recipients) for d in documents)
+    assert fan_out[1] / len(documents) > 0.7  # mostly one recipient
+    assert max(fan_out) == 63 or max(fan_out) == 62  # a few broadcasts to every province
+    priorities = Counter(d.priority for d in documents)
+    assert priorities[0] > priorities[1] > priorities[2] > priorities[3] > 0
+    sizes = sorted(d.attachment_bytes for d in documents)
+    median = sizes[len(sizes) // 2]
+    assert 15 * 1024 < median < 25 * 1024  # --attachment-kb sets the median
+    assert sizes[-1] > 4 * median  # with a long tail
+    senders = Counter(d.sender for d in documents)
+    assert senders.most_common(1)[0][0] == "000.00.00.G22"
