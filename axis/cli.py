@@ -433,6 +433,18 @@ def log_verify(data_dir: Path | None, db: str | None) -> None:
     "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Write report.json, per_day.csv and report.html there.",
 )  # fmt: skip
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Agencies offline for a while, slow agencies, 2 % broken packages.",
+)
+@click.option(
+    "--hub",
+    "hub_url",
+    default=None,
+    help="Drive a running hub (https://…) whose data folder --data names, instead of one here.",
+)
+@data_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON on stdout.")
 def simulate(
     scenario: str,
@@ -442,9 +454,13 @@ def simulate(
     attachment_kb: float,
     concurrency: int,
     report_dir: Path | None,
+    faults: bool,
+    hub_url: str | None,
+    data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Run simulated agencies against a hub on loopback and report what they exchanged."""
+    data = _data(data_dir) if hub_url else None
     from axis.simulate import simulate as run_simulation
 
     with Progress(
@@ -458,13 +474,14 @@ def simulate(
             bar.advance(sending if what == "sent" else acking, n)
 
         def ready(count: int) -> None:
-            err.print(f"hub up on loopback, {count} agencies registered; sending {documents:,}")
+            where = hub_url or "a hub on loopback"
+            err.print(f"{count} agencies registered at {where}; sending {documents:,} documents")
 
         outcome = asyncio.run(
             run_simulation(
                 scenario=scenario, documents=documents, agencies=agencies, seed=seed,
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
-                progress=progress, on_ready=ready,
+                progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
             )
         )  # fmt: skip
     if as_json:
@@ -491,5 +508,9 @@ def render_summary(outcome: Any, console: Console) -> None:
     comparison = outcome.report["comparison"]
     console.print(f"Published: {comparison['published']}.")
     console.print(f"This run:  {comparison['this_run']}.")
+    refused = outcome.report.get("refused") or {}
+    if refused:
+        listed = ", ".join(f"{n} {problem}" for problem, n in sorted(refused.items()))
+        console.print(f"Refused by the hub: {listed}.")
     if outcome.html is not None:
         console.print(f"Report: {outcome.html}")

@@ -1,31 +1,37 @@
-"""``axis simulate``: a country of simulated agencies against a hub on loopback.
+"""``axis simulate``: a country of simulated agencies against a hub.
 
-It makes a fresh data folder, starts a hub in this process (real TLS on 127.0.0.1), registers
-the scenario's agencies (ECDSA keys: quick to make, quick to sign), runs the traffic model
-through :class:`nodes.sim.runner.Simulation`, and compares its own counts with the hub's
-statistics at the end.
+By default it makes a fresh data folder, starts a hub in this process (real TLS on 127.0.0.1)
+and registers the scenario's agencies (ECDSA keys: quick to make, quick to sign). With
+``hub_url`` it drives a hub that is already running instead: it registers the agencies it needs
+that are missing in that hub's data folder (the hub sees them at once) and uses their profiles.
+Either way the traffic model runs through :class:`nodes.sim.runner.Simulation`, and the hub's
+own statistics are read at the end to set beside the simulator's counts.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from axis import datadir, operations
 from axis.datadir import DataDir
+from axis.store import open_store
+from axis.store.base import Store
 from axis.web.app import running_hub
 from nodes.client import NodeClient
 from nodes.profile import Profile
 from nodes.sim import country, report
 from nodes.sim.country import SimAgency
 from nodes.sim.runner import Progress, Simulation
-from nodes.sim.traffic import WINDOW, TrafficModel
+from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
 
 SCENARIOS = ("seed-2020",)
+CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,49 @@ def agencies_for(scenario: str, count: int | None) -> tuple[SimAgency, ...]:
     return country.first(count) if count else country.seed_2020()
 
 
+@asynccontextmanager
+async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataDir, str, Store]]:
+    """A fresh data folder and a hub in this process, removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
+    try:
+        data = DataDir(work / "data")
+        datadir.init(data)
+        settings = data.settings().with_overrides(port=0, admin_port=0, push_workers=0)
+        async with running_hub(data, settings) as running:
+            await _register(data, running.url, running.hub.store, agencies)
+            yield data, running.url, running.hub.store
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _their_hub(
+    data: DataDir, hub_url: str, agencies: tuple[SimAgency, ...]
+) -> AsyncIterator[tuple[DataDir, str, Store]]:
+    """A hub someone else runs, through its data folder's store."""
+    data.require()
+    store = open_store(data.database_url())
+    await store.open()
+    try:
+        await _register(data, hub_url, store, agencies)
+        yield data, hub_url, store
+    finally:
+        await store.close()
+
+
+async def _register(
+    data: DataDir, hub_url: str, store: Store, agencies: tuple[SimAgency, ...]
+) -> None:
+    issuer = datadir.load_issuer(data)
+    for agency in agencies:
+        if await store.get_agency(agency.organ_id) is not None:
+            continue  # registered by an earlier run: its profile is there
+        registered = datadir.new_agency(
+            data, agency.organ_id, agency.name, hub_url, key_kind="ec", issuer=issuer
+        )
+        await store.add_agency(registered)
+
+
 async def simulate(
     *,
     scenario: str = "seed-2020",
@@ -52,48 +101,48 @@ async def simulate(
     seed: int = 2020,
     attachment_kb: float = 20,
     concurrency: int = 8,
+    faults: bool = False,
+    hub_url: str | None = None,
+    data: DataDir | None = None,
     report_dir: Path | None = None,
     progress: Progress | None = None,
     on_ready: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run one simulation end to end (see the module doc)."""
     chosen = agencies_for(scenario, agencies)
-    work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
-    try:
-        data = DataDir(work / "data")
-        datadir.init(data)
-        settings = data.settings().with_overrides(port=0, admin_port=0, push_workers=0)
-        async with running_hub(data, settings) as running:
-            issuer = datadir.load_issuer(data)
-            for agency in chosen:
-                registered = datadir.new_agency(
-                    data, agency.organ_id, agency.name, running.url, key_kind="ec", issuer=issuer
-                )
-                await running.hub.store.add_agency(registered)
-            if on_ready:
-                on_ready(len(chosen))
-            clients = {
-                a.organ_id: NodeClient(Profile.load(data.profile(a.organ_id))) for a in chosen
-            }
-            try:
-                model = TrafficModel(chosen, seed, attachment_kb)
-                run = Simulation(clients, model, documents, concurrency, progress=progress)
-                tally = await run.run()
-            finally:
-                for client in clients.values():
-                    await client.close()
-            hub_stats = await operations.statistics(running.hub.store)
-        summary = run.summary(failed=hub_stats["by_state"].get("failed", 0))
-        names = {a.organ_id: a.name for a in chosen}
-        built = report.build(
-            summary,
-            dict(tally.per_day),
-            [(o, names[o], tally.sent_by[o], tally.received_by[o]) for o in names],
-            hub_stats,
-            {"name": scenario, "seed": seed, "documents": documents, "start": WINDOW[0],
-             "end": WINDOW[1], "refused": dict(tally.refused)},
-        )  # fmt: skip
-        html = report.write(built, report_dir) if report_dir else None
-        return Outcome(summary, hub_stats, built, html)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if hub_url is not None and data is None:
+        raise ValueError("--hub needs --data: the data folder of the hub it drives")
+    hub = _their_hub(data, hub_url, chosen) if hub_url and data else _own_hub(chosen)
+    async with hub as (folder, url, store):
+        if on_ready:
+            on_ready(len(chosen))
+        clients = {
+            a.organ_id: NodeClient(
+                Profile.load(folder.profile(a.organ_id)), hub_url=url, retries=CLIENT_RETRIES
+            )
+            for a in chosen
+        }
+        try:
+            model = TrafficModel(chosen, seed, attachment_kb)
+            fault_plan = plan_faults(chosen, seed) if faults else None
+            run = Simulation(
+                clients, model, documents, concurrency, progress=progress, faults=fault_plan
+            )
+            tally = await run.run()
+        finally:
+            for client in clients.values():
+                await client.close()
+        hub_stats = await operations.statistics(store)
+    summary = run.summary(failed=hub_stats["by_state"].get("failed", 0))
+    names = {a.organ_id: a.name for a in chosen}
+    built = report.build(
+        summary,
+        dict(tally.per_day),
+        [(o, names[o], tally.sent_by[o], tally.received_by[o]) for o in names],
+        hub_stats,
+        {"name": scenario, "seed": seed, "documents": documents, "start": WINDOW[0],
+         "end": WINDOW[1], "faults": faults, "hub": hub_url or "in-process"},
+    )  # fmt: skip
+    built["refused"] = dict(tally.refused)
+    html = report.write(built, report_dir) if report_dir else None
+    return Outcome(summary, hub_stats, built, html)

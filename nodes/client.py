@@ -126,7 +126,7 @@ class NodeClient:
                 if attempt == self.retries:
                     raise HubUnreachable(f"cannot reach the hub at {self.hub_url}: {exc}") from exc
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 2.0)  # a restarting hub is back within seconds
         raise AssertionError("unreachable")
 
     async def _json(self, method: str, path: str) -> Any:

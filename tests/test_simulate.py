@@ -4,10 +4,14 @@ the hub's own statistics."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from axis.simulate import simulate
-from tests.helpers import cli
+from tests.helpers import BIN, cli, free_port, serving
 
 
 async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
@@ -61,3 +65,56 @@ def test_the_command_prints_only_json_with_json() -> None:
         "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s", "latency_ms",
     }  # fmt: skip
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0
+
+
+def _hub_stats(admin_port: int, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin_port}/v1/stats", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        stats: dict[str, Any] = json.loads(response.read())
+        return stats
+
+
+def test_a_hub_killed_in_the_middle_of_a_run_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    cli("axis", "init", "--data", data)
+    toml = data / "axis.toml"
+    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    token = (data / "admin.token").read_text().strip()
+    command = [
+        str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}", "--data", str(data),
+        "--documents", "150", "--agencies", "6", "--seed", "5", "--json",
+    ]  # fmt: skip
+    with serving(data, port, admin_port) as first_hub:
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while _hub_stats(admin_port, token)["documents"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = _hub_stats(admin_port, token)["documents"]
+        first_hub.kill()  # SIGKILL, mid-run
+        first_hub.wait()
+    try:
+        with serving(data, port, admin_port):
+            out, _ = run.communicate(timeout=180)
+            stats = _hub_stats(admin_port, token)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    summary = json.loads(out)
+    assert 30 <= before < 150  # it really died in the middle
+    assert summary["documents_sent"] == summary["documents_accepted"] == 150
+    assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert summary["acknowledged"] == summary["deliveries"]
+    assert stats["documents"] == 150 and stats["deliveries"] == summary["deliveries"]
+    cli("axis", "log", "verify", "--data", data)
+
+
+async def test_faults_are_refused_and_counted_and_nothing_is_lost() -> None:
+    outcome = await simulate(documents=250, agencies=20, seed=2020, faults=True)
+    s, refused = outcome.summary, outcome.report["refused"]
+    assert set(refused) == {"invalid-signature", "unknown-recipient"}
+    assert s["documents_sent"] == s["documents_accepted"] + sum(refused.values())
+    assert s["lost"] == 0 and s["duplicates"] == 0  # offline and slow agencies caught up
+    assert outcome.hub_stats["documents"] == s["documents_accepted"]

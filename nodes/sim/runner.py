@@ -23,9 +23,10 @@ from typing import Any
 from axis.core import formats
 from axis.core.formats import Attachment, Edoc
 from nodes.client import HubError, HubUnreachable, NodeClient
-from nodes.sim.traffic import PlannedDocument, TrafficModel
+from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 
 Progress = Callable[[str, int], None]
+UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra recipient
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
 
 
@@ -76,8 +77,10 @@ class Simulation:
         concurrency: int = 8,
         drain_timeout_s: float = 120.0,
         progress: Progress | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.clients = clients
+        self.faults = faults or Faults()
         self.model = model
         self.documents = documents
         self.concurrency = concurrency
@@ -128,9 +131,13 @@ class Simulation:
             "cid:1", f"van-ban-{planned.n}.pdf", "application/pdf",
             b"%PDF-1.4\n" + rng.randbytes(planned.attachment_bytes),
         )  # fmt: skip
+        broken = self.faults.broken(self.model.seed, planned.n)
+        recipients = planned.recipients
+        if broken == "unknown-recipient":
+            recipients = (*recipients, UNKNOWN_AGENCY)
         package = await asyncio.to_thread(
             client.build_edoc,
-            planned.recipients,
+            recipients,
             planned.subject,
             number=planned.n,
             notation="SIM",
@@ -138,6 +145,9 @@ class Simulation:
             attachments=(attachment,),
             at=planned.sent_at,
         )
+        if broken == "bad-signature":  # changed after signing, as a faulty relay would
+            subject = planned.subject.encode()
+            package = package.replace(subject, subject + b" [!]", 1)
         self.tally.sent += 1
         try:
             sent = await client.post_package(package)
@@ -161,10 +171,19 @@ class Simulation:
 
     # -- receiving --------------------------------------------------------------------------
 
+    def _offline(self, organ_id: str) -> bool:
+        if organ_id not in self.faults.offline:
+            return False
+        done = self.tally.sent / max(1, self.documents)
+        return self.faults.offline_from <= done < self.faults.offline_until
+
     async def _receive(self, organ_id: str) -> None:
         client = self.clients[organ_id]
         wake = self._wake[organ_id]
         while True:
+            if self._offline(organ_id):
+                await asyncio.sleep(0.2)  # its software is down: nobody reads the inbox
+                continue
             wake.clear()
             try:
                 items = (await client.inbox(limit=100))["items"]
@@ -187,9 +206,15 @@ class Simulation:
     async def _handle(self, client: NodeClient, organ_id: str, item: dict[str, Any]) -> None:
         key = f"{item['id']}|{organ_id}"
         t = self.tally
-        if key in t.done:
-            t.duplicates += 1
+        if organ_id in self.faults.slow:
+            await asyncio.sleep(self.faults.slow_s)
         try:
+            if key in t.done:
+                # The hub confirmed this ack (204, or 201 for status 01), yet hands the package
+                # out again as new work: that is a duplicate. Ack again; do not redo the work.
+                t.duplicates += 1
+                await client.ack(item["id"])
+                return
             body = await client.get(item["id"])
             if item["kind"] == "status":
                 await client.ack(item["id"])

@@ -169,3 +169,41 @@ def _office_time(rng: random.Random) -> time:
     )
     whole = int(minutes)
     return time(whole // 60, whole % 60, int((minutes - whole) * 60))
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What goes wrong in a run with ``--faults``: agencies whose software is offline for a
+    stretch of the run, agencies that handle their inbox slowly, and a share of broken
+    packages (half with a bad signature, half to an unknown recipient)."""
+
+    offline: frozenset[str] = frozenset()
+    offline_from: float = 0.2  # share of the documents sent when they go offline …
+    offline_until: float = 0.5  # … and when they come back
+    slow: frozenset[str] = frozenset()
+    slow_s: float = 0.2  # extra time a slow agency takes per package
+    broken_share: float = 0.0
+
+    def broken(self, seed: int, n: int) -> str | None:
+        """ "bad-signature", "unknown-recipient" or None for planned document ``n``."""
+        if self.broken_share <= 0:
+            return None
+        digest = hashlib.sha256(f"{seed}|broken|{n}".encode()).digest()
+        roll = int.from_bytes(digest[:8], "big") / 2**64
+        if roll >= self.broken_share:
+            return None
+        return "bad-signature" if digest[31] % 2 == 0 else "unknown-recipient"
+
+
+def plan_faults(agencies: Sequence[SimAgency], seed: int) -> Faults:
+    """The default fault plan: about 5 % of agencies offline for a while, 5 % slow, 2 % of
+    packages broken."""
+    rng = random.Random(f"{seed}:faults")
+    ids = [a.organ_id for a in agencies]
+    share = max(1, round(len(ids) * 0.05))
+    chosen = rng.sample(ids, min(len(ids), 2 * share))
+    return Faults(
+        offline=frozenset(chosen[:share]),
+        slow=frozenset(chosen[share:]),
+        broken_share=0.02,
+    )
