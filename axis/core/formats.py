@@ -125,6 +125,9 @@ def package_kind(root: etree._Element) -> PackageKind:
 
 _SCHEMA_FILES = {PackageKind.EDOC: "edoc.xsd", PackageKind.STATUS: "status.xsd"}
 _schema_cache = threading.local()  # lxml validators keep an error log: one set per thread
+# Building a schema (parsing the XSDs and their includes) is not safe in two threads at once:
+# libxml2 can fail to load an include then. Validating with a built one, per thread, is.
+_schema_build_lock = threading.Lock()
 
 
 def _schema_dir() -> Path:
@@ -140,7 +143,8 @@ def _schema(kind: PackageKind) -> etree.XMLSchema:
     if kind not in cache:
         path = _schema_dir() / _SCHEMA_FILES[kind]
         try:
-            cache[kind] = etree.XMLSchema(etree.parse(str(path)))
+            with _schema_build_lock:
+                cache[kind] = etree.XMLSchema(etree.parse(str(path)))
         except (etree.LxmlError, OSError) as exc:
             raise AxisError(f"cannot load {path}: {exc}") from exc
     return cache[kind]
