@@ -10,10 +10,12 @@ own statistics are read at the end to set beside the simulator's counts.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from axis.store import open_store
 from axis.store.base import Store
 from axis.web.app import running_hub
 from nodes.client import NodeClient
+from nodes.listen import listening
 from nodes.profile import Profile
 from nodes.sim import country, report
 from nodes.sim.country import SimAgency
@@ -50,19 +53,36 @@ def agencies_for(scenario: str, count: int | None) -> tuple[SimAgency, ...]:
     return country.first(count) if count else country.seed_2020()
 
 
+def listens(agency: SimAgency) -> bool:
+    """About one agency in ten runs a push endpoint (``axis-node listen``) instead of only
+    pulling; it still acknowledges through the API once it has handled the package."""
+    return int(hashlib.sha256(agency.organ_id.encode()).hexdigest(), 16) % 10 == 3
+
+
 @asynccontextmanager
 async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataDir, str, Store]]:
-    """A fresh data folder and a hub in this process, removed afterwards."""
+    """A fresh data folder, a hub in this process and the listening agencies' push endpoints,
+    removed afterwards."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
         datadir.init(data)
-        settings = data.settings().with_overrides(port=0, admin_port=0, push_workers=0)
-        async with running_hub(data, settings) as running:
-            await _register(data, running.url, running.hub.store, agencies)
+        settings = data.settings().with_overrides(port=0, admin_port=0)
+        async with running_hub(data, settings) as running, AsyncExitStack() as endpoints:
+            ports = {a.organ_id: _free_port() for a in agencies if listens(a)}
+            await _register(data, running.url, running.hub.store, agencies, ports)
+            for organ_id, port in ports.items():
+                profile = Profile.load(data.profile(organ_id))
+                await endpoints.enter_async_context(listening(profile, port, profile.received))
             yield data, running.url, running.hub.store
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
@@ -81,14 +101,25 @@ async def _their_hub(
 
 
 async def _register(
-    data: DataDir, hub_url: str, store: Store, agencies: tuple[SimAgency, ...]
+    data: DataDir,
+    hub_url: str,
+    store: Store,
+    agencies: tuple[SimAgency, ...],
+    push_ports: dict[str, int] | None = None,
 ) -> None:
     issuer = datadir.load_issuer(data)
     for agency in agencies:
         if await store.get_agency(agency.organ_id) is not None:
             continue  # registered by an earlier run: its profile is there
+        port = (push_ports or {}).get(agency.organ_id)
         registered = datadir.new_agency(
-            data, agency.organ_id, agency.name, hub_url, key_kind="ec", issuer=issuer
+            data,
+            agency.organ_id,
+            agency.name,
+            hub_url,
+            endpoint=f"https://127.0.0.1:{port}/" if port else None,
+            key_kind="ec",
+            issuer=issuer,
         )
         await store.add_agency(registered)
 

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +94,8 @@ class PushReceiver:
 
 
 RECEIVER = web.AppKey("receiver", PushReceiver)
+Announce = Callable[[Stored], None]
+ANNOUNCE: web.AppKey[Announce] = web.AppKey("announce")
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -102,11 +104,7 @@ async def receive(request: web.Request) -> web.Response:
     body = await read_body(request, MAX_BODY)
     package_id = request.headers.get("Axis-Package-Id", "")
     stored = await asyncio.to_thread(request.app[RECEIVER].store, package_id, body)
-    print(
-        f"received {stored.package.kind.value} {stored.package_id} from"
-        f" {stored.package.sender.organ_id} -> {stored.path}",
-        flush=True,
-    )
+    request.app[ANNOUNCE](stored)
     return web.json_response({"id": stored.package_id, "stored": str(stored.path)})
 
 
@@ -114,9 +112,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def listen_app(receiver: PushReceiver) -> web.Application:
+def listen_app(
+    receiver: PushReceiver, announce: Callable[[Stored], None] | None = None
+) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY + 1)
     app[RECEIVER] = receiver
+    app[ANNOUNCE] = announce or (lambda stored: None)
     app.router.add_post("/", receive)
     app.router.add_get("/healthz", healthz)
     return app
@@ -137,10 +138,16 @@ def listen_ssl_context(profile: Profile) -> ssl.SSLContext:
 
 @contextlib.asynccontextmanager
 async def listening(
-    profile: Profile, port: int, out: Path, allow_sha1: bool = False
+    profile: Profile,
+    port: int,
+    out: Path,
+    allow_sha1: bool = False,
+    announce: Callable[[Stored], None] | None = None,
 ) -> AsyncIterator[int]:
-    """Serve the push endpoint on 127.0.0.1:port (0: a free port, yielded)."""
-    runner = web.AppRunner(listen_app(PushReceiver(profile, out, allow_sha1)), access_log=None)
+    """Serve the push endpoint on 127.0.0.1:port (0: a free port, yielded); ``announce`` is
+    told of every package once it is on disk."""
+    app = listen_app(PushReceiver(profile, out, allow_sha1), announce)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         sock = bind("127.0.0.1", port)
@@ -156,7 +163,15 @@ async def listen_forever(profile: Profile, port: int, out: Path, allow_sha1: boo
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with listening(profile, port, out, allow_sha1) as bound:
+
+    def announce(stored: Stored) -> None:
+        print(
+            f"received {stored.package.kind.value} {stored.package_id} from"
+            f" {stored.package.sender.organ_id} -> {stored.path}",
+            flush=True,
+        )
+
+    async with listening(profile, port, out, allow_sha1, announce) as bound:
         print(
             f"{profile.organ_id} listening on https://127.0.0.1:{bound}/, writing to {out}",
             flush=True,

@@ -86,6 +86,7 @@ def test_a_hub_killed_in_the_middle_of_a_run_loses_nothing(tmp_path: Path) -> No
     command = [
         str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}", "--data", str(data),
         "--documents", "150", "--agencies", "6", "--seed", "5", "--json",
+        "--report", str(tmp_path / "report"),
     ]  # fmt: skip
     with serving(data, port, admin_port) as first_hub:
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -103,8 +104,9 @@ def test_a_hub_killed_in_the_middle_of_a_run_loses_nothing(tmp_path: Path) -> No
         if run.poll() is None:
             run.kill()
     summary = json.loads(out)
+    refused = json.loads((tmp_path / "report" / "report.json").read_text())["refused"]
     assert 30 <= before < 150  # it really died in the middle
-    assert summary["documents_sent"] == summary["documents_accepted"] == 150
+    assert summary["documents_sent"] == summary["documents_accepted"] == 150, refused
     assert summary["lost"] == 0 and summary["duplicates"] == 0
     assert summary["acknowledged"] == summary["deliveries"]
     assert stats["documents"] == 150 and stats["deliveries"] == summary["deliveries"]
