@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,7 +23,7 @@ from axis import datadir, operations
 from axis.datadir import DataDir
 from axis.store import open_store
 from axis.store.base import Store
-from axis.web.app import running_hub
+from axis.web.app import free_port, running_hub
 from nodes.client import NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
@@ -69,7 +68,7 @@ async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataD
         datadir.init(data)
         settings = data.settings().with_overrides(port=0, admin_port=0)
         async with running_hub(data, settings) as running, AsyncExitStack() as endpoints:
-            ports = {a.organ_id: _free_port() for a in agencies if listens(a)}
+            ports = {a.organ_id: free_port() for a in agencies if listens(a)}
             await _register(data, running.url, running.hub.store, agencies, ports)
             for organ_id, port in ports.items():
                 profile = Profile.load(data.profile(organ_id))
@@ -77,12 +76,6 @@ async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataD
             yield data, running.url, running.hub.store
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

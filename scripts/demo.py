@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from axis import datadir
 from axis.core import formats, pki
 from axis.core.receipt import verify_receipt
 from axis.datadir import DataDir
-from axis.web.app import running_hub
+from axis.web.app import free_port, running_hub
 from nodes.client import HubError, NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
@@ -64,12 +63,6 @@ async def main(root: Path) -> int:
         finally:
             for node in nodes.values():
                 await node.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_for(path: Path, timeout_s: float = 10.0) -> bool:

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from axis.core import pki
 from axis.datadir import DataDir
+from axis.web.app import free_port as free_port  # re-exported for the tests
 from nodes.client import HubError
 
 
@@ -94,10 +95,12 @@ SAMPLES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def init_data(data: Path, port: int) -> Path:
+    """``axis init`` a data folder whose node API port is ``port`` (so profiles point there)."""
+    cli("axis", "init", "--data", data)
+    toml = data / "axis.toml"
+    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    return data
 
 
 def cli(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, free_port, serving
+from tests.helpers import cli, free_port, init_data, serving
 
 G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
 
@@ -19,9 +19,7 @@ G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
 def folder(tmp_path: Path) -> tuple[Path, int, int]:
     data = tmp_path / "data"
     port, admin_port = free_port(), free_port()
-    cli("axis", "init", "--data", data)
-    toml = data / "axis.toml"
-    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    init_data(data, port)
     for organ_id, name in ((G22, "Văn phòng Chính phủ"), (H41, "UBND tỉnh Nghệ An"), (H10, "X")):
         cli("axis", "agency", "add", organ_id, "--name", name, "--data", data)
     return data, port, admin_port

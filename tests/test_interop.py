@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveHub
-from tests.helpers import cli, free_port, serving
+from tests.helpers import cli, free_port, init_data, serving
 
 SENDER, RECIPIENT = "000.00.00.H29", "000.00.00.H41"
 PROFILE = Path(__file__).resolve().parents[1] / "certs" / "agency-ext.cnf"
@@ -96,9 +96,7 @@ def outside_ca(tmp: Path) -> tuple[Path, Path, Path]:
 def test_xmlsec1_signed_package_via_curl(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port, admin_port = free_port(), free_port()
-    cli("axis", "init", "--data", data)
-    toml = data / "axis.toml"
-    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    init_data(data, port)
     ca_cert, key, cert = outside_ca(tmp_path)
     cli("axis", "ca", "trust", ca_cert, "--data", data)
     cli("axis", "agency", "add", SENDER, "--name", "UBND thành phố Hà Nội",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from axis.simulate import simulate
-from tests.helpers import BIN, cli, free_port, serving
+from tests.helpers import BIN, cli, free_port, init_data, serving
 
 
 async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
@@ -79,9 +79,7 @@ def _hub_stats(admin_port: int, token: str) -> dict[str, Any]:
 def test_a_hub_killed_in_the_middle_of_a_run_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port, admin_port = free_port(), free_port()
-    cli("axis", "init", "--data", data)
-    toml = data / "axis.toml"
-    toml.write_text(toml.read_text().replace("port = 8443", f"port = {port}"))
+    init_data(data, port)
     token = (data / "admin.token").read_text().strip()
     command = [
         str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}", "--data", str(data),

@@ -140,6 +140,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for a server that must know its port before it starts
+    (an agency's push endpoint is registered before it listens)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class Running:
     """A hub that is listening: where, and its Hub."""
