@@ -1,16 +1,16 @@
 """What every write of the SQLite store appends beside the change, in the same transaction:
 the hash-chained log entry (SPEC §7) and the daily statistics counters (SPEC §6).
 
-The functions take the writer connection of an open transaction: they are called only from
-inside :meth:`SqliteStore._tx`, so the entry and the counters commit or vanish with the change.
+The functions take the writer connection of an open transaction: they run only inside the
+group writer's transactions (:mod:`axis.store.sqlite_thread`), so the entry and the counters
+commit or vanish with the change.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import datetime
-
-import aiosqlite
 
 from axis.core.lifecycle import PENDING, DeliveryState
 from axis.core.logchain import GENESIS, LogEntry, link
@@ -37,8 +37,8 @@ def log_line(entry: LogEntry) -> None:
     )
 
 
-async def append(
-    w: aiosqlite.Connection,
+def append(
+    w: sqlite3.Connection,
     at: datetime,
     event: str,
     organ_id: str | None = None,
@@ -47,10 +47,10 @@ async def append(
     sha256: str | None = None,
 ) -> LogEntry:
     """Append one entry to the chain (the writer lock serializes the head)."""
-    rows = list(await w.execute_fetchall("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1"))
+    rows = w.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchall()
     seq, prev = (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
     entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256)
-    await w.execute(
+    w.execute(
         "INSERT INTO log (seq, at, event, organ_id, package_id, detail, sha256, prev, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -61,31 +61,29 @@ async def append(
     return entry
 
 
-async def bump(
-    w: aiosqlite.Connection, received_at: str, metric: str, key: str = "", n: int = 1
-) -> None:
+def bump(w: sqlite3.Connection, received_at: str, metric: str, key: str = "", n: int = 1) -> None:
     """Add ``n`` to a counter of the day the package was received."""
-    await w.execute(
+    w.execute(
         "INSERT INTO daily (day, metric, key, n) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (day, metric, key) DO UPDATE SET n = n + excluded.n",
         (day_of(received_at), metric, key, n),
     )
 
 
-async def count_new_edoc(
-    w: aiosqlite.Connection, received_at: str, sender: str, recipients: tuple[str, ...]
+def count_new_edoc(
+    w: sqlite3.Connection, received_at: str, sender: str, recipients: tuple[str, ...]
 ) -> None:
-    await bump(w, received_at, Metric.DOCUMENTS)
-    await bump(w, received_at, Metric.SENT, sender)
-    await bump(w, received_at, Metric.DELIVERIES, n=len(recipients))
-    await bump(w, received_at, Metric.STATE, DeliveryState.QUEUED.value, len(recipients))
+    bump(w, received_at, Metric.DOCUMENTS)
+    bump(w, received_at, Metric.SENT, sender)
+    bump(w, received_at, Metric.DELIVERIES, n=len(recipients))
+    bump(w, received_at, Metric.STATE, DeliveryState.QUEUED.value, len(recipients))
     for recipient in recipients:
-        await bump(w, received_at, Metric.RECEIVED, recipient)
-        await bump(w, received_at, Metric.PENDING, recipient)
+        bump(w, received_at, Metric.RECEIVED, recipient)
+        bump(w, received_at, Metric.PENDING, recipient)
 
 
-async def count_move(
-    w: aiosqlite.Connection,
+def count_move(
+    w: sqlite3.Connection,
     received_at: str,
     recipient: str,
     before: DeliveryState,
@@ -93,13 +91,13 @@ async def count_move(
     at: datetime,
 ) -> None:
     """Keep the counters of an edoc delivery in step with its move from ``before``."""
-    await bump(w, received_at, Metric.STATE, before.value, -1)
-    await bump(w, received_at, Metric.STATE, after.value, 1)
+    bump(w, received_at, Metric.STATE, before.value, -1)
+    bump(w, received_at, Metric.STATE, after.value, 1)
     if (before in PENDING) != (after in PENDING):
-        await bump(w, received_at, Metric.PENDING, recipient, 1 if after in PENDING else -1)
+        bump(w, received_at, Metric.PENDING, recipient, 1 if after in PENDING else -1)
     if (before is DeliveryState.FAILED) != (after is DeliveryState.FAILED):
         failed = after is DeliveryState.FAILED
-        await bump(w, received_at, Metric.FAILED, recipient, 1 if failed else -1)
+        bump(w, received_at, Metric.FAILED, recipient, 1 if failed else -1)
     if after is DeliveryState.ACKNOWLEDGED:
         latency_ms = (at - dt(received_at)).total_seconds() * 1000
-        await bump(w, received_at, Metric.LATENCY, str(latency_bucket(latency_ms)))
+        bump(w, received_at, Metric.LATENCY, str(latency_bucket(latency_ms)))

@@ -1,0 +1,251 @@
+"""SQLite connections that live on their own threads, and the group-commit writer.
+
+sqlite3 blocks, so each connection belongs to one thread and coroutines hand it whole units of
+work: a read is one function, a write transaction is one function. That costs one hop between
+the event loop and the thread per unit, where a driver that awaits each statement (aiosqlite)
+pays one per statement: an accepted package writes about fifteen statements.
+
+The writer commits in groups. Transactions queued while it was busy run back to back inside
+one ``BEGIN IMMEDIATE … COMMIT``, each under its own SAVEPOINT, so one that fails is rolled
+back alone and the others still commit. Every caller is answered only after the COMMIT that
+holds its work has returned, so "201 once it is durable" still holds; the group pays for one
+commit (and one fsync) instead of one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from axis.core.logchain import LogEntry
+from axis.errors import Unavailable
+
+T = TypeVar("T")
+
+MAX_GROUP = 64  # transactions in one commit: bounds how long one group holds the writer
+
+
+@dataclass
+class WriteTx:
+    """What a write function gets: the connection, inside an open transaction, and the list
+    its log entries go to (told to the observers once the commit has returned)."""
+
+    conn: sqlite3.Connection
+    appended: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass
+class _Job(Generic[T]):
+    fn: Callable[[Any], T]
+    future: asyncio.Future[T]
+    transaction: bool
+    tx: WriteTx | None = None
+    result: Any = None
+    error: BaseException | None = None
+
+
+class SqliteThread:
+    """One sqlite3 connection on one thread. ``call(fn)`` runs ``fn(conn)`` there."""
+
+    def __init__(self, path: Path, setup: Callable[[sqlite3.Connection], None], name: str):
+        self.path = path
+        self._setup = setup
+        self._name = name
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        """Open the connection on a new thread.
+
+        Raises:
+            Unavailable: the database cannot be opened.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+        self._thread.start()
+        await self._submit(self._open, transaction=False)
+
+    def _open(self, _: sqlite3.Connection | None) -> None:
+        # check_same_thread stays on: only this thread ever touches the connection.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def stop(self) -> None:
+        """Finish the queued work, close the connection and end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the connection's thread, outside any transaction of ours.
+
+        Raises:
+            Unavailable: the store is not open, or sqlite3 failed.
+        """
+        return await self._submit(fn, transaction=False)
+
+    async def _submit(self, fn: Callable[[Any], T], transaction: bool) -> T:
+        if self._thread is None or self._loop is None:
+            raise Unavailable("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Job(fn, future, transaction))
+        return await future
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            while (job := self._queue.get()) is not None:
+                self._run([job])
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _run(self, jobs: list[_Job[Any]]) -> None:
+        for job in jobs:
+            try:
+                job.result = job.fn(self._conn)
+            except sqlite3.Error as exc:
+                job.error = Unavailable(f"database error: {exc}")
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                job.error = exc
+        self._answer(jobs)
+
+    def _answer(self, jobs: list[_Job[Any]]) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._settle, jobs)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _settle(self, jobs: list[_Job[Any]]) -> None:
+        """On the event loop: answer each caller (a cancelled one is simply not told)."""
+        for job in jobs:
+            if job.future.cancelled():
+                continue
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)
+
+
+class GroupWriter(SqliteThread):
+    """The one writing connection: ``transact(fn)`` runs ``fn(tx)`` in a committed
+    transaction, grouped with whatever else is queued (see the module doc)."""
+
+    def __init__(
+        self,
+        path: Path,
+        setup: Callable[[sqlite3.Connection], None],
+        on_commit: Callable[[list[LogEntry]], None],
+    ) -> None:
+        super().__init__(path, setup, "axis-sqlite-writer")
+        self._on_commit = on_commit
+        self.groups = 0  # commits made, and transactions in them: the grouping ratio
+        self.transactions = 0
+
+    async def transact(self, fn: Callable[[WriteTx], T]) -> T:
+        """Run ``fn`` in a transaction; return once it is committed.
+
+        Raises:
+            Unavailable: the store is closed or the database failed (nothing was written);
+            anything ``fn`` raises (its work alone is rolled back).
+        """
+        return await self._submit(fn, transaction=True)
+
+    def _serve(self) -> None:
+        try:
+            stopping = False
+            while not stopping and (job := self._queue.get()) is not None:
+                group = [job]
+                while len(group) < MAX_GROUP:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stopping = True
+                        break
+                    group.append(more)
+                self._dispatch(group)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _dispatch(self, group: list[_Job[Any]]) -> None:
+        """Run plain calls one by one and consecutive transactions as one commit."""
+        run: list[_Job[Any]] = []
+        for job in group:
+            if job.transaction:
+                run.append(job)
+                continue
+            if run:
+                self._commit_group(run)
+                run = []
+            self._run([job])
+        if run:
+            self._commit_group(run)
+
+    def _commit_group(self, jobs: list[_Job[Any]]) -> None:
+        conn = self._conn
+        if conn is None:
+            for job in jobs:
+                job.error = Unavailable("the store is not open")
+            self._answer(jobs)
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                self._in_savepoint(conn, job)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # The group could not commit: nothing of it was written, and everyone is told so.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                job.error = Unavailable(f"database write failed: {exc}")
+        else:
+            self.groups += 1
+            self.transactions += len(jobs)
+        self._answer(jobs)
+
+    @staticmethod
+    def _in_savepoint(conn: sqlite3.Connection, job: _Job[Any]) -> None:
+        """One transaction of the group; raises sqlite3.Error only if the group must go."""
+        conn.execute("SAVEPOINT job")
+        job.tx = WriteTx(conn)
+        try:
+            job.result = job.fn(job.tx)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            job.error = (
+                Unavailable(f"database write failed: {exc}")
+                if isinstance(exc, sqlite3.Error)
+                else exc
+            )
+            conn.execute("ROLLBACK TO job")  # undoes this job's work only
+        conn.execute("RELEASE job")
+
+    def _settle(self, jobs: list[_Job[Any]]) -> None:
+        committed = [e for job in jobs if job.error is None and job.tx for e in job.tx.appended]
+        try:
+            if committed:
+                self._on_commit(committed)
+        finally:  # an observer's failure must not leave a caller waiting for ever
+            super()._settle(jobs)

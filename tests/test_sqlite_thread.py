@@ -1,0 +1,140 @@
+"""The group-commit writer: transactions that queue together commit together, each one still
+all or nothing, and nobody is answered before the commit that holds its work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from axis.core.logchain import GENESIS, LogEntry, link
+from axis.errors import Unavailable
+from axis.store.sqlite_thread import MAX_GROUP, GroupWriter, SqliteThread, WriteTx
+
+
+def setup(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER)")
+
+
+def committed_rows(path: Path) -> dict[str, int]:
+    """What another connection sees: only committed work."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return dict(db.execute("SELECT k, v FROM t").fetchall())
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[GroupWriter]:
+    told: list[LogEntry] = []
+    w = GroupWriter(tmp_path / "g.db", setup, told.extend)
+    w.told = told  # type: ignore[attr-defined]
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+def insert(k: str, v: int) -> object:
+    def fn(tx: WriteTx) -> str:
+        tx.conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (k, v))
+        tx.appended.append(link(GENESIS, v, datetime.now(UTC).isoformat(), "received", k))
+        return k
+
+    return fn
+
+
+async def test_queued_transactions_commit_in_groups(writer: GroupWriter) -> None:
+    keys = await asyncio.gather(*(writer.transact(insert(f"k{n}", n)) for n in range(200)))
+    assert keys == [f"k{n}" for n in range(200)]
+    assert committed_rows(writer.path) == {f"k{n}": n for n in range(200)}
+    assert writer.transactions == 200
+    # All 200 were queued before the thread took the first: they need far fewer commits.
+    assert writer.groups <= 200 // MAX_GROUP + 2
+
+
+async def test_a_failing_transaction_is_rolled_back_alone(writer: GroupWriter) -> None:
+    def half_then_fail(tx: WriteTx) -> None:
+        tx.conn.execute("INSERT INTO t (k, v) VALUES ('bad', 1)")
+        tx.appended.append(link(GENESIS, 99, "x", "received"))
+        raise ValueError("refused by the caller's rules")
+
+    results = await asyncio.gather(
+        writer.transact(insert("a", 1)),
+        writer.transact(half_then_fail),
+        writer.transact(insert("b", 2)),
+        return_exceptions=True,
+    )
+    assert results[0] == "a" and results[2] == "b"
+    assert isinstance(results[1], ValueError)  # the caller's own error, as it was
+    assert committed_rows(writer.path) == {"a": 1, "b": 2}
+    told = writer.told  # type: ignore[attr-defined]
+    assert [e.seq for e in told] == [1, 2], "only committed entries reach the observers"
+
+
+async def test_a_database_error_in_one_transaction_is_unavailable_for_it_only(
+    writer: GroupWriter,
+) -> None:
+    await writer.transact(insert("a", 1))
+    results = await asyncio.gather(
+        writer.transact(insert("a", 5)),  # primary key taken
+        writer.transact(insert("c", 3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], Unavailable)
+    assert results[1] == "c"
+    assert committed_rows(writer.path) == {"a": 1, "c": 3}
+
+
+async def test_a_group_that_cannot_commit_tells_every_caller(writer: GroupWriter) -> None:
+    # Another connection holds the write lock past the busy timeout: BEGIN IMMEDIATE fails.
+    await writer.call(lambda conn: conn.execute("PRAGMA busy_timeout=50"))
+    with contextlib.closing(sqlite3.connect(writer.path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        results = await asyncio.gather(
+            *(writer.transact(insert(f"k{n}", n)) for n in range(3)), return_exceptions=True
+        )
+        other.execute("ROLLBACK")
+    assert all(isinstance(r, Unavailable) for r in results)
+    assert committed_rows(writer.path) == {}
+    assert await writer.transact(insert("later", 1)) == "later"  # the writer goes on
+
+
+async def test_a_failing_observer_does_not_leave_callers_waiting(tmp_path: Path) -> None:
+    def broken(entries: list[LogEntry]) -> None:
+        raise RuntimeError("observer bug")
+
+    w = GroupWriter(tmp_path / "g.db", setup, broken)
+    await w.start()
+    try:
+        loop = asyncio.get_running_loop()
+        errors: list[object] = []
+        loop.set_exception_handler(lambda _, ctx: errors.append(ctx.get("exception")))
+        assert await asyncio.wait_for(w.transact(insert("a", 1)), 5) == "a"
+        assert errors and isinstance(errors[0], RuntimeError)
+    finally:
+        await w.stop()
+
+
+async def test_closed_threads_refuse_work(tmp_path: Path) -> None:
+    reader = SqliteThread(tmp_path / "r.db", setup, "reader")
+    with pytest.raises(Unavailable):
+        await reader.call(lambda conn: conn.execute("SELECT 1").fetchall())
+    await reader.start()
+    assert await reader.call(lambda conn: conn.execute("SELECT 1").fetchall()) == [(1,)]
+    await reader.stop()
+    with pytest.raises(Unavailable):
+        await reader.call(lambda conn: conn.execute("SELECT 1").fetchall())
+
+
+async def test_a_database_that_cannot_open_is_unavailable(tmp_path: Path) -> None:
+    w = GroupWriter(tmp_path / "missing" / "g.db", setup, lambda entries: None)
+    with pytest.raises(Unavailable):
+        await w.start()
+    await w.stop()
