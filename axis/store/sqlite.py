@@ -1,11 +1,13 @@
 """The embedded store: one SQLite file in WAL mode.
 
 One writer connection and one reader connection, each on its own thread
-(:mod:`axis.store.sqlite_thread`). A write is one function run there inside a transaction, and
-the writer commits the transactions that queue up behind each other together (group commit);
-WAL lets the reader run beside it. ``synchronous=FULL`` makes every commit durable before the
-hub answers 201. Every write appends its log entry and updates the statistics counters in the
-same transaction (:mod:`axis.store.sqlite_ledger`).
+(:mod:`axis.store.sqlite_thread`), and a third, read-only, on the event loop for the point
+lookups of each request (:mod:`axis.store.sqlite_reads`). A write is one function run on the
+writer's thread inside a transaction, and the writer commits the transactions that queue up
+behind each other together (group commit); WAL lets the readers run beside it.
+``synchronous=FULL`` makes every commit durable before the hub answers 201. Every write appends
+its log entry and updates the statistics counters in the same transaction
+(:mod:`axis.store.sqlite_ledger`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class SqliteStore(SqliteReads):
         self.path = path
         self._writer: GroupWriter | None = None
         self._reader: SqliteThread | None = None
+        self._inline: sqlite3.Connection | None = None
         self._observers: list[Callable[[LogEntry], None]] = []
 
     def observe(self, callback: Callable[[LogEntry], None]) -> None:
@@ -80,16 +83,23 @@ class SqliteStore(SqliteReads):
         writer = GroupWriter(self.path, _setup_writer, self._committed)
         reader = SqliteThread(self.path, _setup_reader, "axis-sqlite-reader")
         try:
-            await writer.start()
+            await writer.start()  # first: it creates the schema
             await reader.start()
+            inline = sqlite3.connect(self.path, isolation_level=None)
+            inline.execute("PRAGMA query_only=1")
+            # WAL readers wait only in rare recovery cases; never hold the loop long for one.
+            inline.execute("PRAGMA busy_timeout=1000")
         except (Unavailable, sqlite3.Error) as exc:
             await writer.stop()
             await reader.stop()
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
-        self._writer, self._reader = writer, reader
+        self._writer, self._reader, self._inline = writer, reader, inline
 
     async def close(self) -> None:
         writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for thread in (reader, writer):
             if thread is not None:
                 await thread.stop()
@@ -127,6 +137,14 @@ class SqliteStore(SqliteReads):
 
     async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return await self._r.call(lambda conn: conn.execute(sql, args).fetchall())
+
+    async def _lookup(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if self._inline is None:
+            raise Unavailable("the store is not open")
+        try:
+            return self._inline.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"database read failed: {exc}") from exc
 
     async def _tx(self, fn: Callable[[WriteTx], T]) -> T:
         """Run ``fn`` in one committed write transaction (grouped with others).

@@ -1,5 +1,12 @@
 """The read side of the SQLite store (a mixin of :class:`axis.store.sqlite.SqliteStore`):
-lookups for the hub, and the operator reads — statistics counters, the log, checkpoints."""
+lookups for the hub, and the operator reads — statistics counters, the log, checkpoints.
+
+Two paths. ``_lookup`` runs on the event loop's own connection: it serves the point lookups
+of every request (an indexed row or a page of the inbox), which take microseconds, far less
+than handing work to a thread and back costs. ``_read`` goes to the reader thread: scans
+and anything run under :meth:`snapshot` (statistics, the log, verification), which may take
+long enough that the loop must not wait for them.
+"""
 
 from __future__ import annotations
 
@@ -32,19 +39,20 @@ def _marks(values: list[str]) -> str:
 class SqliteReads:
     """Queries on the reader connection; ``_read`` comes from the store."""
 
-    # Provided by SqliteStore: one query on the reader connection.
+    # Provided by SqliteStore: one query on the reader thread, or inline on the loop.
     _read: Callable[..., Awaitable[list[Any]]]
+    _lookup: Callable[..., Awaitable[list[Any]]]
 
     # -- agencies ---------------------------------------------------------------------------
 
     async def get_agency(self, organ_id: str) -> Agency | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE organ_id = ?", (organ_id,)
         )
         return agency_row(rows[0]) if rows else None
 
     async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE fingerprint = ?", (fingerprint,)
         )
         return agency_row(rows[0]) if rows else None
@@ -60,14 +68,14 @@ class SqliteReads:
     # -- packages ---------------------------------------------------------------------------
 
     async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
             (sender, idempotency_key),
         )
         return package_row(rows[0]) if rows else None
 
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
             " AND business_type = 0 AND kind = 'edoc'",
             (sender, document_id),
@@ -75,7 +83,7 @@ class SqliteReads:
         return package_row(rows[0]) if rows else None
 
     async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
             " AND kind = 'edoc' ORDER BY seq DESC",
             (sender, document_id),
@@ -83,13 +91,13 @@ class SqliteReads:
         return [package_row(r) for r in rows]
 
     async def get_record(self, package_id: str) -> PackageRecord | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id = ?", (package_id,)
         )
         return package_row(rows[0]) if rows else None
 
     async def get_package(self, package_id: str) -> tuple[PackageRecord, bytes] | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS}, body FROM packages WHERE id = ?", (package_id,)
         )
         return (package_row(rows[0][:-1]), blob(rows[0][-1])) if rows else None
@@ -97,14 +105,14 @@ class SqliteReads:
     # -- deliveries -------------------------------------------------------------------------
 
     async def deliveries(self, package_id: str) -> list[Delivery]:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? ORDER BY recipient",
             (package_id,),
         )
         return [delivery_row(r) for r in rows]
 
     async def delivery(self, package_id: str, recipient: str) -> Delivery | None:
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id = ? AND recipient = ?",
             (package_id, recipient),
         )
@@ -112,7 +120,7 @@ class SqliteReads:
 
     async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
         marks = ", ".join("?" for _ in PENDING_STATES)
-        rows = await self._read(
+        rows = await self._lookup(
             f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
             " FROM deliveries d JOIN packages p ON p.id = d.package_id"
             f" WHERE d.recipient = ? AND d.state IN ({marks}) AND d.seq > ?"
