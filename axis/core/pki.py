@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -286,15 +286,21 @@ def _key_usage_of(cert: x509.Certificate) -> x509.KeyUsage | None:
         return None
 
 
-def _check_validity(cert: x509.Certificate, at: dt.datetime, what: str) -> None:
+def _check_validity(cert: x509.Certificate, at: dt.datetime, role: str = "certificate") -> None:
     if at < cert.not_valid_before_utc:
-        raise UntrustedCertificate(f"{what} is not valid yet (from {cert.not_valid_before_utc})")
+        raise UntrustedCertificate(
+            f"{role} {_subject(cert)} is not valid yet (from {cert.not_valid_before_utc})"
+        )
     if at > cert.not_valid_after_utc:
-        raise UntrustedCertificate(f"{what} expired on {cert.not_valid_after_utc}")
+        raise UntrustedCertificate(f"{role} {_subject(cert)} expired on {cert.not_valid_after_utc}")
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return repr(cert.subject.rfc4514_string())
 
 
 def _describe(cert: x509.Certificate) -> str:
-    return f"certificate {cert.subject.rfc4514_string()!r}"
+    return f"certificate {_subject(cert)}"
 
 
 @dataclass(frozen=True)
@@ -302,6 +308,10 @@ class TrustStore:
     """The CAs the hub trusts. A certificate is trusted when one of them issued it directly."""
 
     cas: tuple[x509.Certificate, ...]
+    # certificate fingerprint -> the trusted CA that issued it (the CAs never change)
+    _issuers: dict[bytes, x509.Certificate] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_pem_files(cls, paths: Iterable[Path]) -> TrustStore:
@@ -315,8 +325,17 @@ class TrustStore:
         """Raise UntrustedCertificate unless ``cert`` is an end-entity certificate valid at
         ``at`` (naive means UTC), directly issued by a trusted CA that is valid at ``at``."""
         at = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+        _check_validity(cert, at)
+        # The rest depends only on the certificate and the CAs: worked out once per
+        # certificate (the hub checks the same registered certificates all day long).
+        key = cert.fingerprint(hashes.SHA256())
+        issuer = self._issuers.get(key)
+        if issuer is None:
+            issuer = self._issuers[key] = self._trusted_issuer(cert)
+        _check_validity(issuer, at, "its issuing CA")
+
+    def _trusted_issuer(self, cert: x509.Certificate) -> x509.Certificate:
         what = _describe(cert)
-        _check_validity(cert, at, what)
         if _is_ca(cert):
             raise UntrustedCertificate(f"{what} is a CA certificate, not an agency's")
         if cert.issuer == cert.subject:
@@ -324,8 +343,7 @@ class TrustStore:
         usage = _key_usage_of(cert)
         if usage is not None and not (usage.digital_signature or usage.content_commitment):
             raise UntrustedCertificate(f"{what} is not allowed to sign (KeyUsage)")
-        issuer = self._issuer_of(cert)
-        _check_validity(issuer, at, f"its issuing CA {issuer.subject.rfc4514_string()!r}")
+        return self._issuer_of(cert)
 
     def _issuer_of(self, cert: x509.Certificate) -> x509.Certificate:
         for ca in self.cas:

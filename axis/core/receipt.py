@@ -56,7 +56,7 @@ class ReceiptSigner:
 
     def __init__(self, key_pem: bytes, cert_pem: bytes) -> None:
         self._key = pki.load_key(key_pem)
-        self._cert_pem = cert_pem.decode("ascii")
+        self._cert = pki.load_cert(cert_pem)  # parsed once: signxml re-parses PEM per call
         self._signer = XMLSigner(
             signature_algorithm=SignatureMethod.RSA_SHA256
             if isinstance(self._key, rsa.RSAPrivateKey)
@@ -67,7 +67,7 @@ class ReceiptSigner:
 
     def sign(self, receipt: Receipt) -> str:
         """The signed receipt as a UTF-8 XML string."""
-        signed = self._signer.sign(receipt_tree(receipt), key=self._key, cert=self._cert_pem)
+        signed = self._signer.sign(receipt_tree(receipt), key=self._key, cert=[self._cert])
         return etree.tostring(signed, encoding="unicode")
 
 

@@ -148,7 +148,6 @@ class Signer:
             raise ValueError(f"unsupported digest {digest!r} (sha256, sha384 or sha512)")
         self._key = load_key(key_pem)
         self.cert = load_cert(cert_pem)
-        self._cert_pem = self.cert.public_bytes(Encoding.PEM).decode("ascii")
         self._method = _signature_method_for(self._key, digest)
         self._digest = DigestAlgorithm[digest.upper()]
 
@@ -172,7 +171,8 @@ class Signer:
             digest_algorithm=self._digest,
             c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
         )
-        signed = signer.sign(doc, key=self._key, cert=[self._cert_pem])
+        # The parsed certificate, not PEM: signxml would re-parse PEM on every call.
+        signed = signer.sign(doc, key=self._key, cert=[self.cert])
         return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 

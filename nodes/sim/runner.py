@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,18 @@ from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 Progress = Callable[[str, int], None]
 UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra recipient
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
+INBOX_PAGE = 100
+
+
+DONE_WINDOW = 500_000  # acknowledgements remembered to recognise a package handed out again
 
 
 @dataclass
 class Tally:
-    """Everything the run counts."""
+    """Everything the run counts. Its size stays bounded however long the run: a document
+    leaves ``open`` once every recipient acknowledged it, and ``done`` keeps the latest
+    DONE_WINDOW acknowledgements (a hub that handed a package out again would do it at the
+    next look at the inbox, not after half a million others)."""
 
     sent: int = 0
     accepted: int = 0
@@ -45,17 +53,43 @@ class Tally:
     per_day: Counter[str] = field(default_factory=Counter)
     sent_by: Counter[str] = field(default_factory=Counter)
     received_by: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: array[float] = field(default_factory=lambda: array("d"))
     # package id -> (recipients still to acknowledge, when the hub took it)
     open: dict[str, tuple[set[str], float]] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)  # "package|recipient" acknowledged
+    waiting: Counter[str] = field(default_factory=Counter)  # open deliveries per recipient
+    done: dict[str, None] = field(default_factory=dict)  # "package|recipient", oldest first
 
     @property
     def lost(self) -> int:
-        return sum(1 for waiting, _ in self.open.values() if waiting)
+        return len(self.open)
+
+    def opened(self, package_id: str, recipients: tuple[str, ...]) -> None:
+        if package_id in self.open:
+            return  # a resend the hub answered with 200: the same package
+        self.open[package_id] = (set(recipients), time.perf_counter())
+        self.waiting.update(recipients)
+
+    def acknowledged_by(self, package_id: str, recipient: str) -> bool:
+        """A recipient's confirmed acknowledgement of an edoc: True the first time."""
+        entry = self.open.get(package_id)
+        if entry is None or recipient not in entry[0]:
+            return False
+        entry[0].discard(recipient)
+        self.waiting[recipient] -= 1
+        if not entry[0]:
+            del self.open[package_id]
+        self.acknowledged += 1
+        self.latencies_ms.append((time.perf_counter() - entry[1]) * 1000)
+        return True
+
+    def confirm(self, key: str) -> None:
+        """Remember that the hub confirmed this acknowledgement."""
+        self.done[key] = None
+        if len(self.done) > DONE_WINDOW:
+            del self.done[next(iter(self.done))]
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None}
     ordered = sorted(values)
@@ -163,9 +197,7 @@ class Simulation:
         t.sent_by[planned.sender] += 1
         for recipient in planned.recipients:
             t.received_by[recipient] += 1
-        pid = sent.answer["id"]
-        if pid not in t.open:
-            t.open[pid] = (set(planned.recipients), time.perf_counter())
+        t.opened(sent.answer["id"], planned.recipients)
         for recipient in planned.recipients:
             self._wake[recipient].set()
         self.progress("sent", 1)
@@ -187,13 +219,13 @@ class Simulation:
                 continue
             wake.clear()
             try:
-                items = (await client.inbox(limit=100))["items"]
+                items = (await client.inbox(limit=INBOX_PAGE))["items"]
             except (HubError, HubUnreachable):
                 items = []
             for item in items:
                 await self._handle(client, organ_id, item)
-            if items:
-                continue
+            if len(items) == INBOX_PAGE:
+                continue  # a full page: there is probably more
             if self._sending_done.is_set() and not self._waiting_on(organ_id):
                 return
             try:
@@ -202,7 +234,7 @@ class Simulation:
                 pass
 
     def _waiting_on(self, organ_id: str) -> bool:
-        return any(organ_id in waiting for waiting, _ in self.tally.open.values())
+        return self.tally.waiting[organ_id] > 0
 
     async def _handle(self, client: NodeClient, organ_id: str, item: dict[str, Any]) -> None:
         key = f"{item['id']}|{organ_id}"
@@ -219,7 +251,7 @@ class Simulation:
             body = await client.get(item["id"])
             if item["kind"] == "status":
                 await client.ack(item["id"])
-                t.done.add(key)
+                t.confirm(key)
                 return
             edoc = formats.parse_package(formats.load_xml(body))
             assert isinstance(edoc, Edoc)
@@ -229,8 +261,9 @@ class Simulation:
                 codes = codes[1:]
             else:
                 await client.ack(item["id"])
-            self._acknowledged(item["id"], organ_id)
-            t.done.add(key)
+            if t.acknowledged_by(item["id"], organ_id):
+                self.progress("acknowledged", 1)
+            t.confirm(key)
             for code in codes:
                 await self._status(client, edoc, code)
         except (HubError, HubUnreachable):
@@ -242,15 +275,6 @@ class Simulation:
         self._wake[edoc.sender.organ_id].set()
         self.tally.statuses += 1
         self.tally.status_codes[code] += 1
-
-    def _acknowledged(self, package_id: str, organ_id: str) -> None:
-        entry = self.tally.open.get(package_id)
-        if entry is None or organ_id not in entry[0]:
-            return
-        entry[0].discard(organ_id)
-        self.tally.acknowledged += 1
-        self.tally.latencies_ms.append((time.perf_counter() - entry[1]) * 1000)
-        self.progress("acknowledged", 1)
 
     # -- the summary ------------------------------------------------------------------------
 

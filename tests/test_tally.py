@@ -1,0 +1,32 @@
+"""The simulator's bookkeeping stays bounded however long the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodes.sim import runner
+from nodes.sim.runner import Tally
+
+
+def test_a_document_leaves_the_open_set_once_every_recipient_acknowledged() -> None:
+    t = Tally()
+    t.opened("p1", ("A", "B"))
+    t.opened("p1", ("A", "B"))  # a resend answered 200: still one document
+    assert t.lost == 1 and t.waiting["A"] == 1
+    assert t.acknowledged_by("p1", "A")
+    assert not t.acknowledged_by("p1", "A"), "a second ack of the same delivery counts once"
+    assert t.lost == 1 and t.waiting["A"] == 0 and t.waiting["B"] == 1
+    assert t.acknowledged_by("p1", "B")
+    assert t.open == {} and t.lost == 0
+    assert t.acknowledged == 2 and len(t.latencies_ms) == 2
+    assert not t.acknowledged_by("p9", "A"), "a package the run never sent is not counted"
+
+
+def test_confirmed_acknowledgements_are_remembered_in_a_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "DONE_WINDOW", 3)
+    t = Tally()
+    for n in range(5):
+        t.confirm(f"p{n}|A")
+    assert list(t.done) == ["p2|A", "p3|A", "p4|A"], "the oldest are forgotten first"
