@@ -1,7 +1,9 @@
 """``axis simulate``: a country of simulated agencies against a hub.
 
-By default it makes a fresh data folder, starts a hub in this process (real TLS on 127.0.0.1)
-and registers the scenario's agencies (ECDSA keys: quick to make, quick to sign). With
+By default it makes a fresh data folder, registers the scenario's agencies there (ECDSA keys:
+quick to make, quick to sign) and starts ``axis serve`` on it as a child process on 127.0.0.1:
+the same hub operators run, on a core of its own while the simulated agencies use this
+process (the two sides cost about the same, and one process would hold both to one core). With
 ``hub_url`` it drives a hub that is already running instead: it registers the agencies it needs
 that are missing in that hub's data folder (the hub sees them at once) and uses their profiles.
 Either way the traffic model runs through :class:`nodes.sim.runner.Simulation`, and the hub's
@@ -10,8 +12,10 @@ own statistics are read at the end to set beside the simulator's counts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from axis import datadir, operations
 from axis.datadir import DataDir
 from axis.store import open_store
 from axis.store.base import Store
-from axis.web.app import free_port, running_hub
+from axis.web.app import free_port
 from nodes.client import NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
@@ -34,6 +40,8 @@ from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
 
 SCENARIOS = ("seed-2020",)
 CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
+HUB_START_S = 60.0
+HUB_STOP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,22 +68,72 @@ def listens(agency: SimAgency) -> bool:
 
 @asynccontextmanager
 async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataDir, str, Store]]:
-    """A fresh data folder, a hub in this process and the listening agencies' push endpoints,
-    removed afterwards."""
+    """A fresh data folder, ``axis serve`` on it, and the listening agencies' push endpoints;
+    all of it stopped and removed afterwards (the hub's output is in DATA/serve.log)."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
         datadir.init(data)
-        settings = data.settings().with_overrides(port=0, admin_port=0)
-        async with running_hub(data, settings) as running, AsyncExitStack() as endpoints:
-            ports = {a.organ_id: free_port() for a in agencies if listens(a)}
-            await _register(data, running.url, running.hub.store, agencies, ports)
-            for organ_id, port in ports.items():
-                profile = Profile.load(data.profile(organ_id))
-                await endpoints.enter_async_context(listening(profile, port, profile.received))
-            yield data, running.url, running.hub.store
+        port, admin_port = free_port(), free_port()
+        url = f"https://127.0.0.1:{port}"
+        push_ports = {a.organ_id: free_port() for a in agencies if listens(a)}
+        store = open_store(data.database_url())
+        await store.open()
+        try:
+            await _register(data, url, store, agencies, push_ports)
+            async with _serving(data, port, admin_port), AsyncExitStack() as endpoints:
+                for organ_id, push_port in push_ports.items():
+                    profile = Profile.load(data.profile(organ_id))
+                    await endpoints.enter_async_context(
+                        listening(profile, push_port, profile.received)
+                    )
+                yield data, url, store
+        finally:
+            await store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _serving(data: DataDir, port: int, admin_port: int) -> AsyncIterator[None]:
+    """``axis serve`` as a child process until the block ends, then SIGTERM (it finishes
+    what it holds and exits); SIGKILL if it has not gone within HUB_STOP_S."""
+    log = (data.root / "serve.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "axis", "serve", "--data", str(data.root),
+        "--port", str(port), "--admin-port", str(admin_port),
+        stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await _until_healthy(process, admin_port, data.root / "serve.log")
+        yield
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), HUB_STOP_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
+
+
+async def _until_healthy(process: asyncio.subprocess.Process, admin_port: int, log: Path) -> None:
+    deadline = asyncio.get_running_loop().time() + HUB_START_S
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if process.returncode is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the hub exited with status {process.returncode}:\n{tail}")
+            try:
+                async with http.get(f"http://127.0.0.1:{admin_port}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the hub did not answer within {HUB_START_S:.0f} s; see {log}")
+            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager
