@@ -35,6 +35,12 @@ from axis.core.signing import Signer
 from nodes.profile import Profile
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
+# Kept-alive TLS connections one agency holds to the hub; more requests than this wait for a
+# free one. Without a bound an agency keeps as many as it ever had requests in flight: aiohttp
+# reuses its oldest idle connection first, so under steady traffic none idles long enough to
+# be closed, and each costs the hub (and the client) about 300 KiB (asyncio's TLS read buffer
+# alone is 256 KiB).
+MAX_CONNECTIONS = 2
 
 
 class HubError(Exception):
@@ -70,8 +76,10 @@ class NodeClient:
         hub_url: str | None = None,
         retries: int = 3,
         timeout_s: float = 60.0,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.profile = profile
+        self.max_connections = max_connections
         self.hub_url = (hub_url or profile.hub_url).rstrip("/")
         self.retries = retries
         self.signer = Signer(profile.key.read_bytes(), profile.cert.read_bytes())
@@ -99,7 +107,8 @@ class NodeClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl), timeout=self._timeout
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self.max_connections),
+                timeout=self._timeout,
             )
         return self._session
 
