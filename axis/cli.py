@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
@@ -23,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from axis import datadir, logs, operations
+from axis import datadir, logs, operations, runtime
 from axis.core import pki
 from axis.core.lifecycle import DeliveryState
 from axis.datadir import DataDir, DataDirError
@@ -54,7 +53,7 @@ def run_store(data: DataDir, db: str | None, work: Callable[[Store], Awaitable[T
             await store.close()
 
     try:
-        return asyncio.run(go())
+        return runtime.run(go())
     except (AxisError, DataDirError, ValueError) as exc:
         fail(str(exc))
         raise  # unreachable: fail() exits
@@ -264,7 +263,7 @@ def serve(
         settings = data.settings().with_overrides(
             host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1
         )
-        asyncio.run(serve_forever(data, settings, db))
+        runtime.run(serve_forever(data, settings, db))
     except (AxisError, DataDirError, ValueError, OSError) as exc:
         fail(str(exc))
 
@@ -468,16 +467,19 @@ def simulate(
         TimeElapsedColumn(), console=err, transient=as_json,
     ) as bar:  # fmt: skip
         sending = bar.add_task("documents sent", total=documents)
-        acking = bar.add_task("deliveries acknowledged", total=None)
+        acking = bar.add_task("deliveries acknowledged", total=0)
 
         def progress(what: str, n: int) -> None:
-            bar.advance(sending if what == "sent" else acking, n)
+            if what == "deliveries":  # the hub accepted a document: its deliveries are due
+                bar.update(acking, total=(bar.tasks[acking].total or 0) + n)
+            else:
+                bar.advance(sending if what == "sent" else acking, n)
 
         def ready(count: int) -> None:
             where = hub_url or "a hub on loopback"
             err.print(f"{count} agencies registered at {where}; sending {documents:,} documents")
 
-        outcome = asyncio.run(
+        outcome = runtime.run(
             run_simulation(
                 scenario=scenario, documents=documents, agencies=agencies, seed=seed,
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,

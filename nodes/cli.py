@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from axis import runtime
 from axis.core.formats import STATUS_CODES
 from axis.errors import AxisError
 from nodes.client import HubError, HubUnreachable, NodeClient
@@ -31,7 +31,7 @@ def run(ctx: click.Context, work: Callable[[NodeClient], Awaitable[T]]) -> T:
             return await work(node)
 
     try:
-        return asyncio.run(go())
+        return runtime.run(go())
     except HubError as exc:
         click.echo(f"axis-node: the hub refused: {exc}", err=True)
         sys.exit(2)
@@ -233,7 +233,7 @@ def listen(ctx: click.Context, port: int, out: Path | None, allow_sha1: bool) ->
     `axis agency add ORGAN_ID --endpoint https://127.0.0.1:PORT/`."""
     try:
         profile = resolve(ctx.obj["profile"])
-        asyncio.run(listen_forever(profile, port, out or profile.received, allow_sha1))
+        runtime.run(listen_forever(profile, port, out or profile.received, allow_sha1))
     except (ProfileError, OSError, ValueError) as exc:
         click.echo(f"axis-node: {exc}", err=True)
         sys.exit(1)

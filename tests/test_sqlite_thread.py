@@ -138,3 +138,13 @@ async def test_a_database_that_cannot_open_is_unavailable(tmp_path: Path) -> Non
     with pytest.raises(Unavailable):
         await w.start()
     await w.stop()
+
+
+async def test_work_queued_before_stop_still_commits(writer: GroupWriter) -> None:
+    pending = [asyncio.create_task(writer.transact(insert(f"k{n}", n))) for n in range(20)]
+    await asyncio.sleep(0)  # queued, not yet necessarily run
+    await writer.stop()
+    assert [await task for task in pending] == [f"k{n}" for n in range(20)]
+    assert len(committed_rows(writer.path)) == 20
+    with pytest.raises(Unavailable):
+        await writer.transact(insert("late", 1))

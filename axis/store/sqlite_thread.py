@@ -85,11 +85,11 @@ class SqliteThread:
 
     async def stop(self) -> None:
         """Finish the queued work, close the connection and end the thread."""
-        if self._thread is None:
+        thread, self._thread = self._thread, None  # from now on new work is refused
+        if thread is None:
             return
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        self._queue.put(None)  # behind everything already queued, which still runs
+        await asyncio.to_thread(thread.join)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the connection's thread, outside any transaction of ours.

@@ -26,6 +26,8 @@ from axis.core.formats import Attachment, Edoc
 from nodes.client import HubError, HubUnreachable, NodeClient
 from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 
+# progress(what, n): "sent" documents, "deliveries" now due (a document was accepted),
+# "acknowledged" deliveries.
 Progress = Callable[[str, int], None]
 UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra recipient
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
@@ -198,6 +200,7 @@ class Simulation:
         for recipient in planned.recipients:
             t.received_by[recipient] += 1
         t.opened(sent.answer["id"], planned.recipients)
+        self.progress("deliveries", len(planned.recipients))
         for recipient in planned.recipients:
             self._wake[recipient].set()
         self.progress("sent", 1)

@@ -1,0 +1,68 @@
+"""Running the event loop: uvloop where it is installed, asyncio's own loop otherwise.
+
+uvloop matters most for the hub's TLS: its SSL transport is written in Cython, where asyncio's
+(Python 3.11) is pure Python, keeps a 256 KiB read buffer per connection and, before 3.11.8,
+could keep a closed connection's protocol and buffers alive (CPython issue 109534). Set
+``AXIS_LOOP=asyncio`` to run on the stdlib loop anyway (to compare, or to debug).
+
+:func:`run` also tunes glibc's allocator (:func:`tune_malloc`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory, or None for asyncio's default loop."""
+    if os.environ.get("AXIS_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+# mallopt(3) parameters
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc() -> bool:
+    """Keep glibc from holding on to freed memory; True if it applied (glibc only).
+
+    The hub allocates and frees a package body (tens of KiB) and TLS buffers (up to 256 KiB)
+    per request. glibc raises its mmap threshold each time such a block is freed, after which
+    they all come from the main heap, which only shrinks from the top: measured, a hub's RSS
+    grew 170 -> 257 MB over 1,200 simulated documents with 0.3 MB of live Python objects more
+    (malloc_trim gave it back: 83 MB). A fixed threshold keeps big blocks in their own
+    mappings, returned on free: 89 -> 119 MB over the same run.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (musl has no mallopt)
+    ok = mallopt(M_MMAP_THRESHOLD, 64 * 1024) and mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+    return bool(ok)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc`."""
+    tune_malloc()
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
