@@ -78,7 +78,7 @@ class Router:
 
     async def _new_recipients(self, organ_ids: tuple[str, ...]) -> list[Agency]:
         if len(set(organ_ids)) != len(organ_ids):
-            raise UnknownRecipient("a recipient is listed more than once")
+            raise SchemaViolation("a recipient is listed more than once")
         if len(organ_ids) > self.settings.max_recipients:
             raise SchemaViolation(
                 f"{len(organ_ids)} recipients; at most {self.settings.max_recipients}"

@@ -8,18 +8,29 @@ no inbox touched, and the hub still healthy afterwards. The fixed cases are file
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import sqlite3
+import ssl
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
+from axis.core import formats, pki
+from axis.core.signing import Signer
 from nodes.client import HubError
 from tests.conftest import AGENCIES, LiveHub
+from tests.helpers import foreign_identity, self_signed_identity
+from tests.test_signing import signxml_sign
 
 CORPUS = Path(__file__).parent / "data" / "attacks"
 SENDER = "000.00.00.G22"
@@ -93,3 +104,287 @@ def test_every_corpus_file_is_a_case() -> None:
     listed = {c["file"] for c in fixed_cases()}
     on_disk = {p.name for p in CORPUS.iterdir() if p.name != "cases.toml"}
     assert on_disk == listed
+
+
+# -- generated cases: they need this run's keys -----------------------------------------------
+
+H41, H10 = "000.00.00.H41", "000.00.00.H10"
+DS = f"{{{formats.DS_NS}}}"
+
+
+def signed_tree(hub: LiveHub, subject: str = "Công văn thật") -> etree._Element:
+    return formats.load_xml(hub.client(SENDER).build_edoc([H41], subject))
+
+
+def serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def signature_of(root: etree._Element) -> etree._Element:
+    found = next(root.iter(f"{DS}Signature"))
+    return found
+
+
+def unsigned(root: etree._Element) -> etree._Element:
+    signature = signature_of(root)
+    parent = signature.getparent()
+    assert parent is not None
+    parent.remove(signature)
+    return root
+
+
+def own_pair(hub: LiveHub, organ_id: str = SENDER) -> tuple[pki.PrivateKey, x509.Certificate]:
+    profile = hub.client(organ_id).profile
+    return pki.load_key(profile.key.read_bytes()), pki.load_cert(profile.cert.read_bytes())
+
+
+def wrapping_in_object(hub: LiveHub, tmp: Path) -> bytes:
+    """Unsigned content inside the Signature (ds:Object), the signed part left intact."""
+    root = signed_tree(hub)
+    forged = etree.SubElement(signature_of(root), f"{DS}Object")
+    forged.append(unsigned(signed_tree(hub, "Công văn giả")))
+    return serialize(root)
+
+
+def wrapping_beside(hub: LiveHub, tmp: Path) -> bytes:
+    """A second, unsigned edXMLEnvelope beside the signed one."""
+    root = signed_tree(hub)
+    fake = unsigned(signed_tree(hub, "Công văn giả")).find(f"{{{formats.NS}}}edXMLEnvelope")
+    assert fake is not None
+    root.insert(0, fake)
+    return serialize(root)
+
+
+def two_signatures(hub: LiveHub, tmp: Path) -> bytes:
+    root = signed_tree(hub)
+    signature = signature_of(root)
+    parent = signature.getparent()
+    assert parent is not None
+    parent.append(copy.deepcopy(signature))
+    return serialize(root)
+
+
+def reference_to_a_part(hub: LiveHub, tmp: Path) -> bytes:
+    root = signed_tree(hub)
+    reference = signature_of(root).find(f"{DS}SignedInfo/{DS}Reference")
+    assert reference is not None
+    reference.set("URI", "#header")
+    return serialize(root)
+
+
+def empty_signature_value(hub: LiveHub, tmp: Path) -> bytes:
+    root = signed_tree(hub)
+    value = signature_of(root).find(f"{DS}SignatureValue")
+    assert value is not None
+    value.text = ""
+    return serialize(root)
+
+
+def key_not_matching_key_info(hub: LiveHub, tmp: Path) -> bytes:
+    """Signed by another key, with the registered certificate in KeyInfo."""
+    _, cert = own_pair(hub)
+    other = pki.new_key("ec")
+    root = unsigned(signed_tree(hub))
+    return signxml_sign((other, cert), root, signature_algorithm=SignatureMethod.ECDSA_SHA256)
+
+
+def self_signed(hub: LiveHub, tmp: Path) -> bytes:
+    key, cert = self_signed_identity(SENDER, tmp)
+    return Signer(key.read_bytes(), cert.read_bytes()).sign(unsigned(signed_tree(hub)))
+
+
+def foreign_ca(hub: LiveHub, tmp: Path) -> bytes:
+    key, cert = foreign_identity(SENDER, tmp)
+    return Signer(key.read_bytes(), cert.read_bytes()).sign(unsigned(signed_tree(hub)))
+
+
+def sha1(hub: LiveHub, tmp: Path) -> bytes:
+    key, cert = own_pair(hub)
+    algorithm = (
+        SignatureMethod.RSA_SHA1
+        if isinstance(key, rsa.RSAPrivateKey)
+        else SignatureMethod.ECDSA_SHA1
+    )
+    root = unsigned(signed_tree(hub))
+    return signxml_sign(
+        (key, cert), root, signature_algorithm=algorithm, digest_algorithm=DigestAlgorithm.SHA1
+    )
+
+
+def from_someone_else(hub: LiveHub, tmp: Path) -> bytes:
+    """Signed by H41 with its own key, posted over G22's TLS connection."""
+    return hub.client(H41).build_edoc([H10], "Giả danh")
+
+
+def unknown_recipient(hub: LiveHub, tmp: Path) -> bytes:
+    return hub.client(SENDER).build_edoc([H41, "000.00.00.Z99"], "Gửi nhầm")
+
+
+def resigned(hub: LiveHub, path: str, text: str) -> bytes:
+    """A good package with one element's text changed, then signed properly: our own client
+    refuses to build such packages, other software need not."""
+    root = unsigned(signed_tree(hub))
+    element = root.find(path, {"e": formats.NS})
+    assert element is not None, path
+    element.text = text
+    key, cert = own_pair(hub)
+    return Signer(pki.key_to_pem(key), pki.cert_to_pem(cert)).sign(root)
+
+
+def malformed_organ_id(hub: LiveHub, tmp: Path) -> bytes:
+    return resigned(hub, ".//e:To/e:OrganId", "000.00.00.h41")
+
+
+def overlong_subject(hub: LiveHub, tmp: Path) -> bytes:
+    return resigned(hub, ".//e:Subject", "Trích yếu " * 100)
+
+
+def duplicate_recipients(hub: LiveHub, tmp: Path) -> bytes:
+    root = unsigned(signed_tree(hub))
+    to = root.find(".//e:To", {"e": formats.NS})
+    assert to is not None
+    to.addnext(copy.deepcopy(to))
+    key, cert = own_pair(hub)
+    return Signer(pki.key_to_pem(key), pki.cert_to_pem(cert)).sign(root)
+
+
+SIGNED_ATTACKS: dict[str, tuple[Callable[[LiveHub, Path], bytes], str, int]] = {
+    "wrapping-in-ds-object": (wrapping_in_object, "invalid-signature", 422),
+    "wrapping-beside-the-signed-part": (wrapping_beside, "schema-violation", 422),
+    "two-signatures": (two_signatures, "schema-violation", 422),
+    "reference-to-a-part": (reference_to_a_part, "invalid-signature", 422),
+    "empty-signature-value": (empty_signature_value, "invalid-signature", 422),
+    "key-not-matching-key-info": (key_not_matching_key_info, "invalid-signature", 422),
+    "self-signed-certificate": (self_signed, "untrusted-certificate", 403),
+    "foreign-ca-certificate": (foreign_ca, "untrusted-certificate", 403),
+    "sha1": (sha1, "invalid-signature", 422),
+    "from-is-not-the-tls-identity": (from_someone_else, "sender-mismatch", 403),
+    "unknown-recipient": (unknown_recipient, "unknown-recipient", 422),
+    "duplicate-recipients": (duplicate_recipients, "schema-violation", 422),
+    "malformed-organ-id": (malformed_organ_id, "schema-violation", 422),
+    "over-long-subject": (overlong_subject, "schema-violation", 422),
+}
+
+
+@pytest.mark.parametrize("name", SIGNED_ATTACKS)
+async def test_generated_package(hub: LiveHub, tmp_path: Path, name: str) -> None:
+    make, problem, status = SIGNED_ATTACKS[name]
+    body = make(hub, tmp_path)
+    await refused(hub, lambda: hub.client(SENDER).post_package(body), problem, status)
+
+
+# -- identity, access and meaning: attacks on a hub that already holds a package -------------
+
+
+async def sent_edoc(hub: LiveHub) -> tuple[str, formats.Edoc]:
+    """G22 sends H41 a document; its package id and the parsed edoc."""
+    sent = await hub.client(SENDER).send([H41], "Công văn gửi Nghệ An")
+    edoc = formats.parse_package(formats.load_xml(await hub.client(H41).get(sent.answer["id"])))
+    assert isinstance(edoc, formats.Edoc)
+    return sent.answer["id"], edoc
+
+
+def status_with_code(hub: LiveHub, organ_id: str, edoc: formats.Edoc, code: str) -> bytes:
+    """A status package with any code (our client only builds known ones)."""
+    root = formats.load_xml(hub.client(organ_id).build_status(edoc, "03"))
+    unsigned(root)
+    element = root.find(".//e:StatusCode", {"e": formats.NS})
+    assert element is not None
+    element.text = code
+    key, cert = own_pair(hub, organ_id)
+    return Signer(pki.key_to_pem(key), pki.cert_to_pem(cert)).sign(root)
+
+
+def about_another_document(edoc: formats.Edoc) -> formats.Edoc:
+    return dataclasses.replace(
+        edoc, document_id=edoc.document_id + "9", code_number=edoc.code_number + "9"
+    )
+
+
+async def test_no_client_certificate(hub: LiveHub) -> None:
+    ca = ssl.create_default_context(cafile=str(hub.client(SENDER).profile.ca))
+    body = hub.client(SENDER).build_edoc([H41], "Không có chứng thư")
+
+    async def anonymous_post() -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as http:
+            headers = {"Content-Type": "application/xml"}
+            async with http.post(hub.running.url + "/v1/packages", data=body, headers=headers) as r:
+                raise HubError(r.status, await r.json(content_type=None))
+
+    await refused(hub, anonymous_post, "untrusted-certificate", 403)
+
+
+async def test_a_revoked_agency(hub: LiveHub) -> None:
+    body = hub.client(H10).build_edoc([H41], "Sau khi bị thu hồi")
+    await hub.running.hub.store.set_agency_active(H10, False)
+    hub.clients.remove(hub.client(H10))  # its inbox is not readable any more
+    before = AGENCIES.pop(H10)
+    try:
+        await refused(hub, lambda: hub.client(H10).post_package(body), "not-allowed", 403)
+    finally:
+        AGENCIES[H10] = before
+
+
+ACCESS = {
+    "read-another-agencys-package": (H10, "GET", "{id}", "not-allowed", 403),
+    "ack-another-agencys-package": (H10, "POST", "{id}/ack", "not-allowed", 403),
+    "track-as-a-recipient": (H41, "GET", "{id}/deliveries", "not-allowed", 403),
+    "trace-as-a-stranger": (H10, "GET", "{id}/trace", "not-allowed", 403),
+    "dot-dot-in-the-id": (SENDER, "GET", "..%2F..%2Fetc%2Fpasswd", "unknown-document", 404),
+    "dot-dot-ack": (SENDER, "POST", "%2e%2e%2finbox/ack", "unknown-document", 404),
+    "nul-in-the-id": (SENDER, "GET", "{id}%00", "unknown-document", 404),
+    "over-long-id": (SENDER, "GET", "a" * 4000, "unknown-document", 404),
+}
+
+
+@pytest.mark.parametrize("name", ACCESS)
+async def test_access(hub: LiveHub, name: str) -> None:
+    who, method, path, problem, status = ACCESS[name]
+    package_id, _ = await sent_edoc(hub)
+    url = "/v1/packages/" + path.format(id=package_id)
+    await refused(hub, lambda: hub.client(who)._request(method, url), problem, status)
+
+
+async def test_a_status_from_a_non_recipient(hub: LiveHub) -> None:
+    _, edoc = await sent_edoc(hub)
+    body = hub.client(H10).build_status(edoc, "03")
+    await refused(hub, lambda: hub.client(H10).post_package(body), "not-allowed", 403)
+
+
+async def test_an_unknown_status_code(hub: LiveHub) -> None:
+    _, edoc = await sent_edoc(hub)
+    body = status_with_code(hub, H41, edoc, "99")
+    await refused(hub, lambda: hub.client(H41).post_package(body), "schema-violation", 422)
+
+
+async def test_a_status_for_an_unknown_document(hub: LiveHub) -> None:
+    _, edoc = await sent_edoc(hub)
+    body = hub.client(H41).build_status(about_another_document(edoc), "03")
+    await refused(hub, lambda: hub.client(H41).post_package(body), "unknown-document", 404)
+
+
+async def test_a_recall_of_someone_elses_document(hub: LiveHub) -> None:
+    """H10 recalls G22's document: the recall names G22 as its sender, over H10's TLS."""
+    _, edoc = await sent_edoc(hub)
+    body = hub.client(H10).build_followup(edoc, formats.BusinessDocType.RECALL, "Thu hồi hộ")
+    await refused(hub, lambda: hub.client(H10).post_package(body), "sender-mismatch", 403)
+
+
+async def test_a_body_over_the_limit_is_refused_while_reading(data_small_limit: LiveHub) -> None:
+    hub = data_small_limit
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(100):  # 1.6 MB in all, no Content-Length: the hub must stop reading
+            yield b"<a>" + b"x" * 16_000 + b"</a>"
+
+    sender = hub.client(SENDER)
+    declared = b"<a>" + b"x" * 300_000 + b"</a>"
+    for body in (declared, stream()):
+        await refused(
+            hub,
+            lambda body=body: sender._request(  # type: ignore[misc]
+                "POST", "/v1/packages", data=body, headers={"Content-Type": "application/xml"}
+            ),
+            "too-large",
+            413,
+        )

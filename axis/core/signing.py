@@ -59,6 +59,7 @@ _SIGNXML_FAILURES: tuple[type[BaseException], ...] = (
     etree.LxmlError,
     ValueError,
     KeyError,
+    TypeError,  # e.g. b64decode(None) on an empty element signxml expects text in
 )
 
 
@@ -245,6 +246,9 @@ def _the_signature(root: etree._Element) -> etree._Element:
         local = etree.QName(child).localname if isinstance(child.tag, str) else None
         if child.tag != f"{_DS}{local}" or local not in _ALLOWED_SIGNATURE_CHILDREN:
             raise InvalidSignature(f"unexpected element {child.tag!r} in ds:Signature")
+    value = signature.find(f"{_DS}SignatureValue")
+    if value is None or not (value.text or "").strip():
+        raise InvalidSignature("the ds:SignatureValue is missing or empty")
     return signature
 
 
