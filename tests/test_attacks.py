@@ -7,9 +7,11 @@ no inbox touched, and the hub still healthy afterwards. The fixed cases are file
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
+import logging
 import sqlite3
 import ssl
 import tomllib
@@ -29,7 +31,7 @@ from axis.core import formats, pki
 from axis.core.signing import Signer
 from nodes.client import HubError
 from tests.conftest import AGENCIES, LiveHub
-from tests.helpers import foreign_identity, self_signed_identity
+from tests.helpers import eventually, foreign_identity, self_signed_identity
 from tests.test_signing import signxml_sign
 
 CORPUS = Path(__file__).parent / "data" / "attacks"
@@ -388,3 +390,34 @@ async def test_a_body_over_the_limit_is_refused_while_reading(data_small_limit: 
             "too-large",
             413,
         )
+
+
+async def test_a_client_that_hangs_up_mid_upload(
+    hub: LiveHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Half a body, then the connection closes: logged as a cut-off body, not an internal
+    error; nothing stored; the hub serves on."""
+    caplog.set_level(logging.INFO)
+    profile = hub.client(SENDER).profile
+    ctx = ssl.create_default_context(cafile=str(profile.ca))
+    ctx.load_cert_chain(profile.cert, profile.key)
+    before = await state_of(hub)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", hub.running.node_port, ssl=ctx, server_hostname="localhost"
+    )
+    writer.write(
+        b"POST /v1/packages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/xml\r\n"
+        b"Content-Length: 100000\r\n\r\n" + b"<edXML>" + b"x" * 20_000
+    )
+    await writer.drain()
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await writer.wait_closed()
+
+    async def logged() -> bool:
+        return any(getattr(r, "problem", None) == "malformed-xml" for r in caplog.records)
+
+    await eventually(logged, timeout=10)
+    assert not [r for r in caplog.records if "unhandled" in r.getMessage()]
+    assert await state_of(hub) == before
+    await healthy(hub)

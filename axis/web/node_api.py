@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from axis.errors import SchemaViolation, TooLarge, UnsupportedMediaType
+from axis.errors import MalformedXml, SchemaViolation, TooLarge, UnsupportedMediaType
 from axis.store.base import Agency
 from axis.web.keys import HUB, METRICS
 from axis.web.request_keys import AGENCY, PACKAGE_ID
@@ -32,11 +32,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise TooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the body passed the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the body passed the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ConnectionResetError as exc:
+        # The client went away mid-upload: nobody will read the answer, but the log should
+        # say what happened rather than report an internal error.
+        raise MalformedXml(f"the body ended after {size} bytes: the connection was lost") from exc
     return b"".join(chunks)
 
 
