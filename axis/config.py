@@ -31,6 +31,8 @@ max_attachments = 100
 max_xml_depth = 64
 max_concurrent_uploads = 8      # packages read and verified at once; the rest wait their turn
 inbox_page = 100                # the largest page /v1/inbox returns
+rate_per_s = 50.0               # requests a second one agency may make on average (0 = no limit)
+rate_burst = 200                # … and at once; beyond: 429 rate-limited with Retry-After
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -67,6 +69,8 @@ class Settings:
     max_xml_depth: int = 64
     max_concurrent_uploads: int = 8
     inbox_page: int = 100
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
     allow_sha1: bool = False
     push_workers: int = 4
     push_timeout_s: float = 30.0
@@ -104,6 +108,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_xml_depth",
         "max_concurrent_uploads",
         "inbox_page",
+        "rate_per_s",
+        "rate_burst",
     ),
     "signatures": ("allow_sha1",),
     "delivery": (

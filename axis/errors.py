@@ -135,6 +135,10 @@ class RateLimited(InputError):
     status = 429
     title = "Too many requests"
 
+    def __init__(self, detail: str = "", retry_after_s: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s  # sent as Retry-After (whole seconds, at least 1)
+
 
 class Unavailable(AxisError):
     problem = "unavailable"

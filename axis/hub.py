@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from axis.config import Settings
 from axis.core import formats, pki
 from axis.core.formats import Edoc, Package
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
+from axis.core.ratelimit import RateLimit, RateLimiter
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
 from axis.errors import (
     DuplicateConflict,
     NotAllowed,
+    RateLimited,
     SenderMismatch,
     UnknownDocument,
     UntrustedCertificate,
@@ -64,6 +67,7 @@ class Hub:
         receipts: ReceiptSigner,
         settings: Settings,
         clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.router = Router(store, settings)
@@ -71,6 +75,9 @@ class Hub:
         self.receipts = receipts
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
+        # One token bucket per agency, so that one noisy agency cannot starve the others.
+        self.limiter = RateLimiter(RateLimit(settings.rate_per_s, settings.rate_burst))
         # Parsed registered certificates by fingerprint: a certificate never changes under
         # its fingerprint, so the cache needs no invalidation (revocation is checked per request).
         self._certs: dict[str, x509.Certificate] = {}
@@ -86,11 +93,13 @@ class Hub:
     # -- identity ---------------------------------------------------------------------------
 
     async def authenticate(self, peer_der: bytes | None) -> Agency:
-        """The active agency whose registered certificate opened the TLS connection.
+        """The active agency whose registered certificate opened the TLS connection, within
+        its request rate.
 
         Raises:
             UntrustedCertificate: no client certificate, or one no agency registered.
             NotAllowed: the agency was revoked.
+            RateLimited: the agency is over ``rate_per_s`` (after a burst of ``rate_burst``).
         """
         if not peer_der:
             raise UntrustedCertificate("a client certificate is required on the node API")
@@ -99,6 +108,13 @@ class Hub:
             raise UntrustedCertificate("this client certificate is not registered to any agency")
         if not agency.active:
             raise NotAllowed(f"agency {agency.organ_id} has been revoked")
+        wait = self.limiter.take(agency.organ_id, self.monotonic())
+        if wait > 0:
+            raise RateLimited(
+                f"agency {agency.organ_id} is over its limit of {self.settings.rate_per_s:g}"
+                f" requests a second; try again in {wait:.1f} s",
+                retry_after_s=wait,
+            )
         return agency
 
     # -- sending ----------------------------------------------------------------------------

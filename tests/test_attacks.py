@@ -29,8 +29,9 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
 from axis.core import formats, pki
 from axis.core.signing import Signer
+from axis.datadir import DataDir
 from nodes.client import HubError
-from tests.conftest import AGENCIES, LiveHub
+from tests.conftest import AGENCIES, LiveHub, live_hub
 from tests.helpers import eventually, foreign_identity, self_signed_identity
 from tests.test_signing import signxml_sign
 
@@ -421,3 +422,36 @@ async def test_a_client_that_hangs_up_mid_upload(
     assert not [r for r in caplog.records if "unhandled" in r.getMessage()]
     assert await state_of(hub) == before
     await healthy(hub)
+
+
+# -- limits and fairness ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def slow_lane(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that lets each agency make 3 requests at once, then 0.5 a second."""
+    text = data.config.read_text()
+    text = text.replace("rate_per_s = 50.0", "rate_per_s = 0.5").replace(
+        "rate_burst = 200", "rate_burst = 3"
+    )
+    data.config.write_text(text)
+    async with live_hub(data) as live:
+        yield live
+
+
+async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: LiveHub) -> None:
+    hub, noisy = slow_lane, slow_lane.client(SENDER)
+    for _ in range(3):
+        await noisy.inbox()
+    body = noisy.build_edoc([H41], "Lần thứ tư trong một giây")
+    with pytest.raises(HubError) as caught:
+        await noisy.post_package(body)
+    assert (caught.value.status, caught.value.type) == (429, PROBLEM + "rate-limited")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=noisy._ssl)) as http:
+        async with http.get(hub.running.url + "/v1/inbox") as answer:
+            assert answer.status == 429
+            assert 1 <= int(answer.headers["Retry-After"]) <= 2
+    assert (await hub.client(H41).inbox())["items"] == [], "the refused package went nowhere"
+    with contextlib.closing(sqlite3.connect(hub.data.database)) as db:
+        assert db.execute("SELECT count(*) FROM packages").fetchone() == (0,)
+    await hub.client(H10).inbox()  # another agency's bucket is its own

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from axis.errors import PROBLEM_PREFIX, AxisError
+from axis.errors import PROBLEM_PREFIX, AxisError, RateLimited
 from axis.web.request_keys import AGENCY, PACKAGE_ID, PROBLEM
 
 log = logging.getLogger("axis.web")
@@ -47,7 +48,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.error("%s %s: %s", request.method, request.path, exc.detail)
         else:
             log.info("refused %s %s: %s %s", request.method, request.path, exc.problem, exc.detail)
-        return problem_response(exc.status, exc.type_uri, exc.title, exc.detail)
+        response = problem_response(exc.status, exc.type_uri, exc.title, exc.detail)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
