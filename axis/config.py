@@ -33,6 +33,7 @@ max_concurrent_uploads = 8      # packages read and verified at once; the rest w
 inbox_page = 100                # the largest page /v1/inbox returns
 rate_per_s = 50.0               # requests a second one agency may make on average (0 = no limit)
 rate_burst = 200                # … and at once; beyond: 429 rate-limited with Retry-After
+shutdown_timeout_s = 30.0       # on SIGTERM, how long requests in hand may take to finish
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -71,6 +72,7 @@ class Settings:
     inbox_page: int = 100
     rate_per_s: float = 50.0
     rate_burst: int = 200
+    shutdown_timeout_s: float = 30.0
     allow_sha1: bool = False
     push_workers: int = 4
     push_timeout_s: float = 30.0
@@ -110,6 +112,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "inbox_page",
         "rate_per_s",
         "rate_burst",
+        "shutdown_timeout_s",
     ),
     "signatures": ("allow_sha1",),
     "delivery": (

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from axis.config import Settings
 from axis.core import pki
@@ -63,12 +64,19 @@ def node_app(
     transport: PushTransport | None = None,
     hub_metrics: HubMetrics | None = None,
     checkpointer: Checkpointer | None = None,
+    in_flight: InFlight | None = None,
 ) -> web.Application:
     """The node API application. Its cleanup contexts open and close the store and, given
     them, run the push delivery worker and the log checkpointer while the application runs."""
     hub_metrics = hub_metrics or HubMetrics()
+    in_flight = in_flight or InFlight()
     app = web.Application(
-        middlewares=[hub_metrics.middleware(), access_log, problem_middleware],
+        middlewares=[
+            in_flight.middleware,
+            hub_metrics.middleware(),
+            access_log,
+            problem_middleware,
+        ],
         client_max_size=hub.settings.max_body_bytes + 1,
     )
     app[HUB] = hub
@@ -148,6 +156,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class InFlight:
+    """Counts the node API requests being handled, so that a stopping hub can wait for them.
+
+    aiohttp's own shutdown stops reading from connections at once (its RequestHandler drops
+    data once it is closing), so an upload that is still arriving would be cut off: the hub
+    first stops listening and lets what it holds finish (:meth:`Running.drain`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def idle(self, timeout_s: float) -> bool:
+        """Wait until no request is being handled; False if ``timeout_s`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class Running:
     """A hub that is listening: where, and its Hub."""
@@ -155,6 +195,15 @@ class Running:
     hub: Hub
     node_port: int
     admin_port: int
+    sites: tuple[web.BaseSite, ...] = ()
+    in_flight: InFlight | None = None
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop listening (new connections are refused), then wait up to ``timeout_s`` for
+        the requests being handled to finish. False if some were still running."""
+        for site in self.sites:
+            await site.stop()
+        return await self.in_flight.idle(timeout_s) if self.in_flight else True
 
     @property
     def url(self) -> str:
@@ -179,8 +228,9 @@ async def running_hub(
         settings.checkpoint_every,
         settings.checkpoint_interval_s,
     )
+    in_flight = InFlight()
     node_runner = web.AppRunner(
-        node_app(hub, transport, hub_metrics, checkpointer), access_log=None
+        node_app(hub, transport, hub_metrics, checkpointer, in_flight), access_log=None
     )
     admin_runner = web.AppRunner(
         admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
@@ -190,9 +240,17 @@ async def running_hub(
         await admin_runner.setup()
         node_sock = bind(settings.host, settings.port)
         admin_sock = bind(settings.admin_host, settings.admin_port)
-        await web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data)).start()
-        await web.SockSite(admin_runner, admin_sock).start()
-        yield Running(hub, node_sock.getsockname()[1], admin_sock.getsockname()[1])
+        node_site = web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data))
+        admin_site = web.SockSite(admin_runner, admin_sock)
+        await node_site.start()
+        await admin_site.start()
+        yield Running(
+            hub,
+            node_sock.getsockname()[1],
+            admin_sock.getsockname()[1],
+            (node_site, admin_site),
+            in_flight,
+        )
     finally:
         await admin_runner.cleanup()
         await node_runner.cleanup()
@@ -216,4 +274,9 @@ async def serve_forever(data: DataDir, settings: Settings, db_url: str | None = 
             flush=True,
         )
         await stop.wait()
+        log.info("stopping: no new connections; finishing the requests in hand")
+        if not await running.drain(settings.shutdown_timeout_s):
+            log.warning(
+                "requests still running after %.0f s are cut off", settings.shutdown_timeout_s
+            )
     print("Axis hub stopped.", flush=True)
