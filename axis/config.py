@@ -34,6 +34,9 @@ inbox_page = 100                # the largest page /v1/inbox returns
 rate_per_s = 50.0               # requests a second one agency may make on average (0 = no limit)
 rate_burst = 200                # … and at once; beyond: 429 rate-limited with Retry-After
 shutdown_timeout_s = 30.0       # on SIGTERM, how long requests in hand may take to finish
+idle_timeout_s = 60.0           # a connection that sends no (complete) request for this long
+body_idle_timeout_s = 30.0      # a body that stops arriving for this long is cut off (400) …
+body_timeout_s = 900.0          # … and so is one that takes longer than this in all
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -73,6 +76,9 @@ class Settings:
     rate_per_s: float = 50.0
     rate_burst: int = 200
     shutdown_timeout_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    body_idle_timeout_s: float = 30.0
+    body_timeout_s: float = 900.0
     allow_sha1: bool = False
     push_workers: int = 4
     push_timeout_s: float = 30.0
@@ -113,6 +119,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "rate_per_s",
         "rate_burst",
         "shutdown_timeout_s",
+        "idle_timeout_s",
+        "body_idle_timeout_s",
+        "body_timeout_s",
     ),
     "signatures": ("allow_sha1",),
     "delivery": (

@@ -455,3 +455,53 @@ async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: 
     with contextlib.closing(sqlite3.connect(hub.data.database)) as db:
         assert db.execute("SELECT count(*) FROM packages").fetchone() == (0,)
     await hub.client(H10).inbox()  # another agency's bucket is its own
+
+
+@pytest.fixture
+async def impatient(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that waits 1 s for a request to complete and 1 s for a stalled body."""
+    text = data.config.read_text()
+    text = text.replace("idle_timeout_s = 60.0", "idle_timeout_s = 1.0").replace(
+        "body_idle_timeout_s = 30.0", "body_idle_timeout_s = 1.0"
+    )
+    data.config.write_text(text)
+    async with live_hub(data) as live:
+        yield live
+
+
+async def raw_tls(hub: LiveHub) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    profile = hub.client(SENDER).profile
+    ctx = ssl.create_default_context(cafile=str(profile.ca))
+    ctx.load_cert_chain(profile.cert, profile.key)
+    return await asyncio.open_connection(
+        "127.0.0.1", hub.running.node_port, ssl=ctx, server_hostname="localhost"
+    )
+
+
+async def test_slow_headers_do_not_hold_a_connection(impatient: LiveHub) -> None:
+    reader, writer = await raw_tls(impatient)
+    writer.write(b"POST /v1/packages HTTP/1.1\r\nHost: localhost\r\nContent-Ty")  # and stall
+    await writer.drain()
+    closed_by_hub = await asyncio.wait_for(reader.read(), 10)  # EOF once the hub hangs up
+    assert closed_by_hub == b""
+    writer.close()
+    await healthy(impatient)
+
+
+async def test_a_stalled_body_is_cut_off(impatient: LiveHub) -> None:
+    hub = impatient
+    before = await state_of(hub)
+    reader, writer = await raw_tls(hub)
+    writer.write(
+        b"POST /v1/packages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/xml\r\n"
+        b"Content-Length: 50000\r\n\r\n<edXML>"
+    )  # and then nothing more
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    answer = head + await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"urn:axis:problem:malformed-xml" in answer and b"too slow" in answer
+    assert await state_of(hub) == before
+    await healthy(hub)

@@ -229,8 +229,12 @@ async def running_hub(
         settings.checkpoint_interval_s,
     )
     in_flight = InFlight()
+    # keepalive_timeout also closes a connection that never completes a request (aiohttp
+    # starts the timer when it connects): slow or half-sent headers do not hold a slot.
     node_runner = web.AppRunner(
-        node_app(hub, transport, hub_metrics, checkpointer, in_flight), access_log=None
+        node_app(hub, transport, hub_metrics, checkpointer, in_flight),
+        access_log=None,
+        keepalive_timeout=settings.idle_timeout_s,
     )
     admin_runner = web.AppRunner(
         admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
