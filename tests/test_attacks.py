@@ -505,3 +505,31 @@ async def test_a_stalled_body_is_cut_off(impatient: LiveHub) -> None:
     assert b"urn:axis:problem:malformed-xml" in answer and b"too slow" in answer
     assert await state_of(hub) == before
     await healthy(hub)
+
+
+@pytest.fixture
+async def tight(data: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that takes at most 2 recipients and 2 attachments per document."""
+    text = data.config.read_text()
+    text = text.replace("max_recipients = 200", "max_recipients = 2").replace(
+        "max_attachments = 100", "max_attachments = 2"
+    )
+    data.config.write_text(text)
+    async with live_hub(data) as live:
+        yield live
+
+
+async def test_too_many_recipients(tight: LiveHub) -> None:
+    body = tight.client(SENDER).build_edoc([H41, H10, SENDER], "Ba nơi nhận")
+    await refused(tight, lambda: tight.client(SENDER).post_package(body), "schema-violation", 422)
+
+
+async def test_too_many_attachments(tight: LiveHub) -> None:
+    files = tuple(
+        formats.Attachment(f"cid:{n}", f"phu-luc-{n}.pdf", "application/pdf", b"%PDF-1.4 " * n)
+        for n in range(1, 4)
+    )
+    body = tight.client(SENDER).build_edoc([H41], "Ba phụ lục", attachments=files)
+    await refused(tight, lambda: tight.client(SENDER).post_package(body), "schema-violation", 422)
+    # At the limit it goes through.
+    await tight.client(SENDER).send([H41], "Hai phụ lục", attachments=files[:2])
