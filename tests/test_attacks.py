@@ -11,25 +11,31 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import logging
 import sqlite3
 import ssl
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
+from axis import datadir
 from axis.core import formats, pki
 from axis.core.signing import Signer
 from axis.datadir import DataDir
+from axis.store.base import Agency
 from nodes.client import HubError
 from tests.conftest import AGENCIES, LiveHub, live_hub
 from tests.helpers import eventually, foreign_identity, self_signed_identity
@@ -533,3 +539,48 @@ async def test_too_many_attachments(tight: LiveHub) -> None:
     await refused(tight, lambda: tight.client(SENDER).post_package(body), "schema-violation", 422)
     # At the limit it goes through.
     await tight.client(SENDER).send([H41], "Hai phụ lục", attachments=files[:2])
+
+
+async def test_an_expired_certificate_is_refused_at_the_handshake(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """A registered agency whose certificate has expired cannot even open TLS: the hub
+    verifies client certificates in the handshake, so there is no HTTP answer to give."""
+    ca_key, ca_cert = datadir.load_issuer(hub.data)
+    key = pki.new_key("ec")
+    now = datetime.now(UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "000.00.00.H01")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=400))
+        .not_valid_after(now - timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = pki.cert_to_pem(expired)
+    await hub.running.hub.store.add_agency(
+        Agency(
+            "000.00.00.H01",
+            "Hết hạn",
+            pem,
+            hashlib.sha256(expired.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            now,
+        )  # fmt: skip
+    )
+    (tmp_path / "key.pem").write_bytes(pki.key_to_pem(key))
+    (tmp_path / "cert.pem").write_bytes(pem)
+    ctx = ssl.create_default_context(cafile=str(hub.data.ca_cert))
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    before = await state_of(hub)
+    body = hub.client(SENDER).build_edoc([H41], "Chứng thư hết hạn")
+    with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            headers = {"Content-Type": "application/xml"}
+            async with http.post(hub.running.url + "/v1/packages", data=body, headers=headers):
+                pass
+    assert await state_of(hub) == before
+    await healthy(hub)
