@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +80,22 @@ async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
         yield live
 
 
+def configure(data: DataDir, **values: float) -> None:
+    """Set keys of DATA/axis.toml (each must be there, as ``key = default``), and check that
+    the settings now say so: a key renamed in DEFAULT_TOML must not leave a test untested."""
+    text = data.config.read_text()
+    for key, value in values.items():
+        text, found = re.subn(rf"(?m)^{key} = \S+", f"{key} = {value!r}", text)
+        assert found == 1, f"no {key} in axis.toml"
+    data.config.write_text(text)
+    settings = data.settings()
+    assert all(getattr(settings, key) == value for key, value in values.items())
+
+
 @pytest.fixture
 async def data_small_limit(data: DataDir) -> AsyncIterator[LiveHub]:
     """A running hub whose axis.toml caps a body at 200 kB."""
-    text = data.config.read_text().replace("max_body_bytes = 52428800", "max_body_bytes = 200000")
-    data.config.write_text(text)
-    assert data.settings().max_body_bytes == 200000
+    configure(data, max_body_bytes=200000)
     async with live_hub(data) as live:
         yield live
 

@@ -37,7 +37,7 @@ from axis.core.signing import Signer
 from axis.datadir import DataDir
 from axis.store.base import Agency
 from nodes.client import HubError
-from tests.conftest import AGENCIES, LiveHub, live_hub
+from tests.conftest import AGENCIES, LiveHub, configure, live_hub
 from tests.helpers import eventually, foreign_identity, self_signed_identity
 from tests.test_signing import signxml_sign
 
@@ -436,11 +436,7 @@ async def test_a_client_that_hangs_up_mid_upload(
 @pytest.fixture
 async def slow_lane(data: DataDir) -> AsyncIterator[LiveHub]:
     """A hub that lets each agency make 3 requests at once, then 0.5 a second."""
-    text = data.config.read_text()
-    text = text.replace("rate_per_s = 50.0", "rate_per_s = 0.5").replace(
-        "rate_burst = 200", "rate_burst = 3"
-    )
-    data.config.write_text(text)
+    configure(data, rate_per_s=0.5, rate_burst=3)
     async with live_hub(data) as live:
         yield live
 
@@ -466,11 +462,7 @@ async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: 
 @pytest.fixture
 async def impatient(data: DataDir) -> AsyncIterator[LiveHub]:
     """A hub that waits 1 s for a request to complete and 1 s for a stalled body."""
-    text = data.config.read_text()
-    text = text.replace("idle_timeout_s = 60.0", "idle_timeout_s = 1.0").replace(
-        "body_idle_timeout_s = 30.0", "body_idle_timeout_s = 1.0"
-    )
-    data.config.write_text(text)
+    configure(data, idle_timeout_s=1.0, body_idle_timeout_s=1.0)
     async with live_hub(data) as live:
         yield live
 
@@ -516,11 +508,7 @@ async def test_a_stalled_body_is_cut_off(impatient: LiveHub) -> None:
 @pytest.fixture
 async def tight(data: DataDir) -> AsyncIterator[LiveHub]:
     """A hub that takes at most 2 recipients and 2 attachments per document."""
-    text = data.config.read_text()
-    text = text.replace("max_recipients = 200", "max_recipients = 2").replace(
-        "max_attachments = 100", "max_attachments = 2"
-    )
-    data.config.write_text(text)
+    configure(data, max_recipients=2, max_attachments=2)
     async with live_hub(data) as live:
         yield live
 

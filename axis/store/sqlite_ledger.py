@@ -46,7 +46,7 @@ def append(
     detail: str | None = None,
     sha256: str | None = None,
 ) -> LogEntry:
-    """Append one entry to the chain (the writer lock serializes the head)."""
+    """Append one entry to the chain (the one writer thread serializes the head)."""
     rows = w.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchall()
     seq, prev = (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
     entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256)
