@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,8 +69,39 @@ class DataDir:
     def database(self) -> Path:
         return self.root / "axis.db"
 
+    @property
+    def serve_lock_file(self) -> Path:
+        return self.root / "serve.lock"
+
     def profile(self, organ_id: str) -> Path:
         return self.root / "agencies" / organ_id
+
+    @contextlib.contextmanager
+    def serving_lock(self) -> Iterator[None]:
+        """Hold ``DATA/serve.lock`` while a hub serves this folder: one hub per folder.
+
+        Two hubs on one SQLite database would each push the same deliveries, and a hub that
+        starts could not tell a dead predecessor's leases from a live neighbour's. The lock is
+        an flock, so the kernel lets go of it when the process dies, SIGKILL included.
+
+        Raises:
+            DataDirError: another process serves this folder.
+        """
+        fd = os.open(self.serve_lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                raise DataDirError(
+                    f"another axis serve (pid {holder}) is serving {self.root};"
+                    " one hub per data folder"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
     def settings(self) -> Settings:
         """The folder's ``axis.toml``, read now."""

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from nodes.client import HubError
-from nodes.listen import listening
-from tests.conftest import LiveHub
-from tests.helpers import assert_problem, cli, eventually, free_port, node_listening
+from axis.datadir import DataDir
+from axis.web.app import bind
+from nodes.client import HubError, NodeClient
+from nodes.listen import PushReceiver, listen_ssl_context, listening
+from nodes.profile import Profile
+from tests.conftest import LiveHub, configure
+from tests.helpers import (
+    assert_problem,
+    cli,
+    eventually,
+    free_port,
+    init_data,
+    node_listening,
+    serving,
+)
 
 G22, H41, H58 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H58"
 
@@ -168,3 +182,89 @@ def _client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
 
 def _headers(package_id: str) -> dict[str, str]:
     return {"Content-Type": "application/xml", "Axis-Package-Id": package_id}
+
+
+async def test_a_push_in_flight_when_the_hub_is_killed_is_resumed_at_restart(
+    tmp_path: Path,
+) -> None:
+    """The worst moment: the endpoint has stored the package but the hub dies (SIGKILL)
+    before it hears the 2xx. The restarted hub finds the dead one's lease and pushes again at
+    once (not after lease_s); the endpoint stores the same file again, so the package is new
+    work once; the log verifies."""
+    data = tmp_path / "data"
+    port, admin_port, push_port = free_port(), free_port(), free_port()
+    init_data(data, port)
+    configure(DataDir(data), lease_s=600.0)  # only a resumed lease can push within the test
+    cli("axis", "agency", "add", G22, "--name", "Văn phòng Chính phủ", "--data", data)
+    endpoint = f"https://127.0.0.1:{push_port}/"
+    cli("axis", "agency", "add", H58, "--name", "UBND TP HCM", "--endpoint", endpoint,
+        "--data", data)  # fmt: skip
+    folder = DataDir(data)
+    profile = Profile.load(folder.profile(H58))
+    receiver = PushReceiver(profile, tmp_path / "received")
+    arrivals: list[str] = []
+    first_stored, hub_gone = asyncio.Event(), asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        stored = receiver.store(request.headers["Axis-Package-Id"], body)
+        arrivals.append(stored.package_id)
+        if len(arrivals) == 1:
+            first_stored.set()
+            await hub_gone.wait()  # the 2xx goes to a hub that is no longer there
+        return web.json_response({"id": stored.package_id})
+
+    app = web.Application()
+    app.router.add_post("/", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(
+        runner, bind("127.0.0.1", push_port), ssl_context=listen_ssl_context(profile)
+    ).start()
+    sender = NodeClient(Profile.load(folder.profile(G22)), hub_url=f"https://localhost:{port}")
+    try:
+        with serving(data, port, admin_port) as hub:
+            answer = (await sender.send([H58], "Đẩy lúc máy chủ sập")).answer
+            await asyncio.wait_for(first_stored.wait(), 20)
+            hub.kill()
+            await asyncio.to_thread(hub.wait)
+        hub_gone.set()
+        restarted = time.monotonic()
+        with serving(data, port, admin_port):
+
+            async def delivered() -> bool:
+                rows = await sender.track(answer["id"])
+                return rows[0]["state"] == "delivered"
+
+            await eventually(delivered, timeout=30)
+            assert time.monotonic() - restarted < 60  # well inside the 600 s lease
+            assert "resuming 1 pushes" in (data / "serve.log").read_text()
+            recipient = NodeClient(profile, hub_url=f"https://localhost:{port}")
+            try:
+                assert [i["id"] for i in (await recipient.inbox())["items"]] == [answer["id"]]
+                await recipient.ack(answer["id"])
+            finally:
+                await recipient.close()
+    finally:
+        await sender.close()
+        await runner.cleanup()
+    assert arrivals == [answer["id"], answer["id"]]  # pushed twice: at least once, by design
+    assert [p.name for p in (tmp_path / "received").iterdir()] == [f"{answer['id']}.xml"]
+    cli("axis", "log", "verify", "--data", data)
+
+
+def test_a_second_hub_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    init_data(data, port)
+    with serving(data, port, admin_port) as first:
+        second = cli("axis", "serve", "--data", data, "--port", str(free_port()),
+                     "--admin-port", str(free_port()), check=False)  # fmt: skip
+        assert second.returncode != 0
+        assert f"another axis serve (pid {first.pid}) is serving" in second.stderr
+    # The lock goes with the process, SIGKILL included: the next hub starts.
+    with serving(data, port, admin_port) as hub:
+        hub.kill()
+        hub.wait()
+    with serving(data, port, admin_port):
+        pass

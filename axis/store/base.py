@@ -278,6 +278,13 @@ class Store(Protocol):
     async def release_leases(self, owner: str) -> None:
         """Give back every lease ``owner`` holds (a worker stopping cleanly)."""
 
+    async def release_all_leases(self) -> int:
+        """Give back every lease, whoever holds it, and say how many there were.
+
+        Only for a hub that knows it is the store's one pusher (it holds the data folder's
+        serve lock): any lease it finds on starting was left by a predecessor that died, and
+        its pushes are resumed now instead of after the lease runs out."""
+
     async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
         """The push got a 2xx: the delivery is ``delivered`` and its lease released."""
 

@@ -381,6 +381,15 @@ class SqliteStore(SqliteReads):
             )
         )
 
+    async def release_all_leases(self) -> int:
+        def release(tx: WriteTx) -> int:
+            return tx.conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner IS NOT NULL"
+            ).rowcount
+
+        return await self._tx(release)
+
     async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
         def delivered(tx: WriteTx) -> Delivery | None:
             delivery = self._move(

@@ -57,6 +57,9 @@ CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
 CREATE INDEX IF NOT EXISTS deliveries_state_changed ON deliveries (state, updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
+-- Few rows hold a lease at a time: giving them back (on stop, on start) reads only those.
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_owner)
+    WHERE lease_owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS log (
     seq        INTEGER PRIMARY KEY,
     at         TEXT NOT NULL,

@@ -65,9 +65,14 @@ def node_app(
     hub_metrics: HubMetrics | None = None,
     checkpointer: Checkpointer | None = None,
     in_flight: InFlight | None = None,
+    sole_pusher: bool = False,
 ) -> web.Application:
     """The node API application. Its cleanup contexts open and close the store and, given
-    them, run the push delivery worker and the log checkpointer while the application runs."""
+    them, run the push delivery worker and the log checkpointer while the application runs.
+
+    ``sole_pusher``: no other process pushes from this store (the caller holds the data
+    folder's serve lock), so leases found at start are a dead hub's and are resumed at once.
+    """
     hub_metrics = hub_metrics or HubMetrics()
     in_flight = in_flight or InFlight()
     app = web.Application(
@@ -92,6 +97,8 @@ def node_app(
         if transport is None or hub.settings.push_workers < 1:
             yield
             return
+        if sole_pusher and (resumed := await hub.store.release_all_leases()):
+            log.warning("resuming %d pushes a stopped hub left in flight", resumed)
         worker = DeliveryWorker(
             hub.store,
             transport,
@@ -218,7 +225,20 @@ class Running:
 async def running_hub(
     data: DataDir, settings: Settings, db_url: str | None = None
 ) -> AsyncIterator[Running]:
-    """Start both listeners, yield while they serve, stop them cleanly."""
+    """Start both listeners, yield while they serve, stop them cleanly.
+
+    Raises:
+        DataDirError: another hub serves this data folder.
+    """
+    with data.serving_lock():
+        async with _running_hub(data, settings, db_url) as running:
+            yield running
+
+
+@contextlib.asynccontextmanager
+async def _running_hub(
+    data: DataDir, settings: Settings, db_url: str | None
+) -> AsyncIterator[Running]:
     hub = build_hub(data, settings, db_url)
     transport = HttpsPushTransport(data.hub_cert, data.hub_key)
     hub_metrics = HubMetrics()
@@ -232,7 +252,7 @@ async def running_hub(
     # keepalive_timeout also closes a connection that never completes a request (aiohttp
     # starts the timer when it connects): slow or half-sent headers do not hold a slot.
     node_runner = web.AppRunner(
-        node_app(hub, transport, hub_metrics, checkpointer, in_flight),
+        node_app(hub, transport, hub_metrics, checkpointer, in_flight, sole_pusher=True),
         access_log=None,
         keepalive_timeout=settings.idle_timeout_s,
     )
