@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -37,6 +39,8 @@ from nodes.sim import country, report
 from nodes.sim.country import SimAgency
 from nodes.sim.runner import Progress, Simulation
 from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
+
+log = logging.getLogger("axis.simulate")
 
 SCENARIOS = ("seed-2020",)
 CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
@@ -76,22 +80,37 @@ async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataD
         datadir.init(data)
         port, admin_port = free_port(), free_port()
         url = f"https://127.0.0.1:{port}"
-        push_ports = {a.organ_id: free_port() for a in agencies if listens(a)}
         store = open_store(data.database_url())
         await store.open()
         try:
-            await _register(data, url, store, agencies, push_ports)
-            async with _serving(data, port, admin_port), AsyncExitStack() as endpoints:
-                for organ_id, push_port in push_ports.items():
-                    profile = Profile.load(data.profile(organ_id))
-                    await endpoints.enter_async_context(
-                        listening(profile, push_port, profile.received)
-                    )
+            await _register(data, url, store, agencies)
+            async with _serving(data, port, admin_port), _push_endpoints(data, store, agencies):
                 yield data, url, store
         finally:
             await store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _push_endpoints(
+    data: DataDir, store: Store, agencies: tuple[SimAgency, ...]
+) -> AsyncIterator[None]:
+    """The push endpoint (``axis-node listen``) of every listening agency, on the port its
+    registration names, while the block runs. An agency registered by an earlier run whose
+    port is taken now goes without: the hub retries its pushes, and it pulls meanwhile."""
+    async with AsyncExitStack() as endpoints:
+        for agency in filter(listens, agencies):
+            registered = await store.get_agency(agency.organ_id)
+            if registered is None or not registered.endpoint:
+                continue
+            port = urlsplit(registered.endpoint).port or 443
+            profile = Profile.load(data.profile(agency.organ_id))
+            try:
+                await endpoints.enter_async_context(listening(profile, port, profile.received))
+            except OSError as exc:
+                log.warning("%s's push endpoint cannot listen: %s", agency.organ_id, exc)
+        yield
 
 
 @asynccontextmanager
@@ -140,13 +159,15 @@ async def _until_healthy(process: asyncio.subprocess.Process, admin_port: int, l
 async def _their_hub(
     data: DataDir, hub_url: str, agencies: tuple[SimAgency, ...]
 ) -> AsyncIterator[tuple[DataDir, str, Store]]:
-    """A hub someone else runs, through its data folder's store."""
+    """A hub someone else runs, through its data folder's store; the listening agencies'
+    push endpoints run here, so the hub pushes to this process."""
     data.require()
     store = open_store(data.database_url())
     await store.open()
     try:
         await _register(data, hub_url, store, agencies)
-        yield data, hub_url, store
+        async with _push_endpoints(data, store, agencies):
+            yield data, hub_url, store
     finally:
         await store.close()
 
@@ -156,13 +177,14 @@ async def _register(
     hub_url: str,
     store: Store,
     agencies: tuple[SimAgency, ...],
-    push_ports: dict[str, int] | None = None,
 ) -> None:
+    """Register the agencies the hub does not know yet (a listening one with a push endpoint
+    on a free port); those registered by an earlier run keep their profile and endpoint."""
     issuer = datadir.load_issuer(data)
     for agency in agencies:
         if await store.get_agency(agency.organ_id) is not None:
             continue  # registered by an earlier run: its profile is there
-        port = (push_ports or {}).get(agency.organ_id)
+        port = free_port() if listens(agency) else None
         registered = datadir.new_agency(
             data,
             agency.organ_id,

@@ -10,7 +10,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from axis.simulate import simulate
+from axis.datadir import DataDir
+from axis.simulate import agencies_for, listens, simulate
+from nodes.profile import Profile
 from tests.helpers import BIN, cli, free_port, init_data, serving
 
 
@@ -79,7 +81,8 @@ def _hub_stats(admin_port: int, token: str) -> dict[str, Any]:
 def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> None:
     """SIGKILL the hub three times while simulated agencies send (each time after a few more
     documents), restart it, let the run drain: everything accepted is stored and reaches
-    every recipient, nobody handles a package twice, and the log verifies."""
+    every recipient, nobody handles a package twice, and the log verifies. One of the 14
+    agencies (G07) listens for pushes, so pushes are in flight at the kills too."""
     data = tmp_path / "data"
     port, admin_port = free_port(), free_port()
     init_data(data, port)
@@ -87,7 +90,7 @@ def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> 
     documents, kills = 200, (30, 80, 130)
     command = [
         str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}", "--data", str(data),
-        "--documents", str(documents), "--agencies", "6", "--seed", "5", "--json",
+        "--documents", str(documents), "--agencies", "14", "--seed", "5", "--json",
         "--report", str(tmp_path / "report"),
     ]  # fmt: skip
     run: subprocess.Popen[bytes] | None = None
@@ -123,6 +126,9 @@ def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> 
     assert summary["acknowledged"] == summary["deliveries"]
     assert stats["documents"] == documents and stats["deliveries"] == summary["deliveries"]
     assert stats["by_state"] == {"acknowledged": summary["deliveries"]}
+    (listener,) = [a.organ_id for a in agencies_for("seed-2020", 14) if listens(a)]
+    pushed = list(Profile.load(DataDir(data).profile(listener)).received.glob("*.xml"))
+    assert pushed, "the listening agency got no pushes"
     cli("axis", "log", "verify", "--data", data)
 
 
