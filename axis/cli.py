@@ -516,3 +516,85 @@ def render_summary(outcome: Any, console: Console) -> None:
         console.print(f"Refused by the hub: {listed}.")
     if outcome.html is not None:
         console.print(f"Report: {outcome.html}")
+
+
+@main.command()
+@click.option(
+    "--documents",
+    type=click.IntRange(1),
+    default=2_000,
+    show_default=True,
+    help="How many packages: the floor signs, verifies and stores this many, and the hub "
+    "exchanges as many at full rate.",
+)
+@click.option("--attachment-kb", type=click.FloatRange(0.5), default=20.0, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
+def bench(documents: int, attachment_kb: float, concurrency: int, as_json: bool) -> None:
+    """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
+    through a real hub on loopback; print both, their ratio, send latency and peak RSS."""
+    from axis.bench import bench as run_bench
+
+    stages = {
+        "sign": "floor: sign",
+        "verify": "floor: verify",
+        "store": "floor: store",
+        "e2e": "hub: full rate",
+        "paced": "hub: half rate",
+    }
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stages[stage], total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = runtime.run(
+            run_bench(
+                documents, attachment_kb=attachment_kb, concurrency=concurrency, progress=progress
+            )
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    else:
+        render_bench(result, Console())
+    if result.lost:
+        fail(f"{result.lost} accepted documents were never acknowledged: the run is not valid")
+
+
+def render_bench(result: Any, console: Console) -> None:
+    """The benchmark's figures as a table, with how each was measured."""
+    f = result.floor
+    stage = f.per_package_ms()
+    table = Table(title=f"axis bench: {result.documents:,} documents", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_column("how", style="dim")
+    table.add_row(
+        "floor", f"{f.per_s:,.0f} packages/s",
+        f"one process: sign {stage['sign']} ms + verify {stage['verify']} ms"
+        f" + store {stage['store']} ms per package",
+    )  # fmt: skip
+    table.add_row(
+        "end to end", f"{result.e2e_per_s:,.1f} documents/s",
+        f"through axis serve over TLS: send, fetch, ack ({result.e2e_s:.1f} s)",
+    )  # fmt: skip
+    table.add_row("ratio", f"{result.ratio:.3f}", "end to end / floor (target ≥ 0.40)")
+    send = result.send_ms
+    table.add_row(
+        "send latency p50 / p99", f"{send['p50']} / {send['p99']} ms",
+        f"POST → 201 at half rate ({result.paced_per_s:.1f}/s, {result.paced_documents:,}"
+        " documents; target p99 ≤ 50 ms)",
+    )  # fmt: skip
+    full = result.saturated_send_ms
+    table.add_row("… at full rate", f"{full['p50']} / {full['p99']} ms", "the senders saturate")
+    hub_mb, own_mb = result.hub_peak_rss_mb, result.bench_peak_rss_mb
+    table.add_row(
+        "peak RSS", f"{max(hub_mb, own_mb):.0f} MB",
+        f"hub {hub_mb:.0f} MB, agencies and floor {own_mb:.0f} MB",
+    )  # fmt: skip
+    console.print(table)

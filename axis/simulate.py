@@ -70,10 +70,22 @@ def listens(agency: SimAgency) -> bool:
     return int(hashlib.sha256(agency.organ_id.encode()).hexdigest(), 16) % 10 == 3
 
 
+@dataclass(frozen=True)
+class Site:
+    """The hub a run drives: its data folder, node API URL, store, and (when this run
+    started it) its process id."""
+
+    data: DataDir
+    url: str
+    store: Store
+    pid: int | None = None
+
+
 @asynccontextmanager
-async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataDir, str, Store]]:
-    """A fresh data folder, ``axis serve`` on it, and the listening agencies' push endpoints;
-    all of it stopped and removed afterwards (the hub's output is in DATA/serve.log)."""
+async def own_hub(agencies: tuple[SimAgency, ...], push: bool = True) -> AsyncIterator[Site]:
+    """A fresh data folder, ``axis serve`` on it, and (with ``push``) the listening agencies'
+    push endpoints; all of it stopped and removed afterwards (the hub's output is in
+    DATA/serve.log)."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
@@ -83,9 +95,10 @@ async def _own_hub(agencies: tuple[SimAgency, ...]) -> AsyncIterator[tuple[DataD
         store = open_store(data.database_url())
         await store.open()
         try:
-            await _register(data, url, store, agencies)
-            async with _serving(data, port, admin_port), _push_endpoints(data, store, agencies):
-                yield data, url, store
+            await _register(data, url, store, agencies, push)
+            async with _serving(data, port, admin_port) as pid:
+                async with _push_endpoints(data, store, agencies):
+                    yield Site(data, url, store, pid)
         finally:
             await store.close()
     finally:
@@ -114,7 +127,7 @@ async def _push_endpoints(
 
 
 @asynccontextmanager
-async def _serving(data: DataDir, port: int, admin_port: int) -> AsyncIterator[None]:
+async def _serving(data: DataDir, port: int, admin_port: int) -> AsyncIterator[int]:
     """``axis serve`` as a child process until the block ends, then SIGTERM (it finishes
     what it holds and exits); SIGKILL if it has not gone within HUB_STOP_S."""
     log = (data.root / "serve.log").open("wb")
@@ -125,7 +138,7 @@ async def _serving(data: DataDir, port: int, admin_port: int) -> AsyncIterator[N
     )  # fmt: skip
     try:
         await _until_healthy(process, admin_port, data.root / "serve.log")
-        yield
+        yield process.pid
     finally:
         if process.returncode is None:
             process.terminate()
@@ -158,7 +171,7 @@ async def _until_healthy(process: asyncio.subprocess.Process, admin_port: int, l
 @asynccontextmanager
 async def _their_hub(
     data: DataDir, hub_url: str, agencies: tuple[SimAgency, ...]
-) -> AsyncIterator[tuple[DataDir, str, Store]]:
+) -> AsyncIterator[Site]:
     """A hub someone else runs, through its data folder's store; the listening agencies'
     push endpoints run here, so the hub pushes to this process."""
     data.require()
@@ -167,7 +180,7 @@ async def _their_hub(
     try:
         await _register(data, hub_url, store, agencies)
         async with _push_endpoints(data, store, agencies):
-            yield data, hub_url, store
+            yield Site(data, hub_url, store)
     finally:
         await store.close()
 
@@ -177,14 +190,16 @@ async def _register(
     hub_url: str,
     store: Store,
     agencies: tuple[SimAgency, ...],
+    push: bool = True,
 ) -> None:
-    """Register the agencies the hub does not know yet (a listening one with a push endpoint
-    on a free port); those registered by an earlier run keep their profile and endpoint."""
+    """Register the agencies the hub does not know yet (with ``push``, a listening one with a
+    push endpoint on a free port); those registered by an earlier run keep their profile and
+    endpoint."""
     issuer = datadir.load_issuer(data)
     for agency in agencies:
         if await store.get_agency(agency.organ_id) is not None:
             continue  # registered by an earlier run: its profile is there
-        port = free_port() if listens(agency) else None
+        port = free_port() if push and listens(agency) else None
         registered = datadir.new_agency(
             data,
             agency.organ_id,
@@ -216,8 +231,9 @@ async def simulate(
     chosen = agencies_for(scenario, agencies)
     if hub_url is not None and data is None:
         raise ValueError("--hub needs --data: the data folder of the hub it drives")
-    hub = _their_hub(data, hub_url, chosen) if hub_url and data else _own_hub(chosen)
-    async with hub as (folder, url, store):
+    hub = _their_hub(data, hub_url, chosen) if hub_url and data else own_hub(chosen)
+    async with hub as site:
+        folder, url, store = site.data, site.url, site.store
         if on_ready:
             on_ready(len(chosen))
         clients = {

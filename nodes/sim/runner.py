@@ -56,6 +56,7 @@ class Tally:
     sent_by: Counter[str] = field(default_factory=Counter)
     received_by: Counter[str] = field(default_factory=Counter)
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    send_ms: array[float] = field(default_factory=lambda: array("d"))  # POST to its answer
     # package id -> (recipients still to acknowledge, when the hub took it)
     open: dict[str, tuple[set[str], float]] = field(default_factory=dict)
     waiting: Counter[str] = field(default_factory=Counter)  # open deliveries per recipient
@@ -114,8 +115,13 @@ class Simulation:
         drain_timeout_s: float = 120.0,
         progress: Progress | None = None,
         faults: Faults | None = None,
+        pace_per_s: float | None = None,
     ) -> None:
+        """``pace_per_s``: hand documents to the senders at this steady rate instead of as
+        fast as ``concurrency`` senders can post them (a latency measurement below the
+        maximum rate)."""
         self.clients = clients
+        self.pace_per_s = pace_per_s
         self.faults = faults or Faults()
         self.model = model
         self.documents = documents
@@ -154,7 +160,11 @@ class Simulation:
                 await self._send(planned)
 
         workers = [asyncio.create_task(sender()) for _ in range(self.concurrency)]
-        for planned in self.model.documents(self.documents):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, planned in enumerate(self.model.documents(self.documents)):
+            if self.pace_per_s:
+                await asyncio.sleep(max(0.0, start + i / self.pace_per_s - loop.time()))
             await queue.put(planned)
         for _ in workers:
             await queue.put(None)
@@ -186,6 +196,7 @@ class Simulation:
             subject = planned.subject.encode()
             package = package.replace(subject, subject + b" [!]", 1)
         self.tally.sent += 1
+        posted = time.perf_counter()
         try:
             sent = await client.post_package(package)
         except HubError as exc:
@@ -193,6 +204,7 @@ class Simulation:
             self.progress("sent", 1)
             return
         t = self.tally
+        t.send_ms.append((time.perf_counter() - posted) * 1000)
         t.accepted += 1
         t.deliveries += len(planned.recipients)
         t.per_day[planned.sent_at.date().isoformat()] += 1

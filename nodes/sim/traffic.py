@@ -15,7 +15,7 @@ import hashlib
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 from nodes.sim.country import SimAgency, Tier
@@ -154,6 +154,39 @@ class TrafficModel:
             if roll < share:
                 return codes
             roll -= share
+        return ()
+
+
+class PointToPoint(TrafficModel):
+    """The benchmark's exchange (``axis bench``): each document goes to one other agency with
+    one attachment of exactly ``attachment_kb``, and its recipient acknowledges it with no
+    business status. So every document is the pipeline and nothing more: sign, send, verify,
+    store, route, fetch, ack. ``first_number`` keeps a second run's DocumentIds apart from
+    the first's (the same number on the same day would be the same document)."""
+
+    def __init__(
+        self,
+        agencies: Sequence[SimAgency],
+        seed: int,
+        attachment_kb: float = 20,
+        first_number: int = 1,
+    ) -> None:
+        super().__init__(agencies, seed, attachment_kb)
+        self.first_number = first_number
+
+    def documents(
+        self, total: int, window: Sequence[date] | None = None
+    ) -> Iterator[PlannedDocument]:
+        for planned in super().documents(total, window):
+            yield replace(planned, n=planned.n + self.first_number - 1)
+
+    def _recipients(self, rng: random.Random, sender: str) -> tuple[str, ...]:
+        return (rng.choice([a for a in self._senders if a != sender]),)
+
+    def _attachment_size(self, rng: random.Random) -> int:
+        return int(self.attachment_kb * 1024)
+
+    def statuses(self, document_id: str, recipient: str) -> tuple[str, ...]:
         return ()
 
 

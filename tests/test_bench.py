@@ -1,0 +1,74 @@
+"""``axis bench``: the floor does the real work (its signatures verify with the hub's own
+verifier, tampering is caught), and the command runs end to end. Timings are never asserted:
+this machine is shared and noisy; the benchmark's numbers are for people to watch."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from axis import bench
+from axis.core import formats, pki
+from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
+from tests.helpers import cli
+
+G22, H41 = "000.00.00.G22", "000.00.00.H41"
+
+
+def _signed() -> tuple[bytes, ec.EllipticCurvePrivateKey, pki.TrustStore]:
+    key = pki.new_key("ec")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    ca_key, ca = pki.create_ca("Bench CA")
+    _, cert = pki.issue_agency_cert(ca_key, ca, G22, "Văn phòng Chính phủ", key=key)
+    edoc = bench._edoc(7, G22, H41, b"%PDF-1.4 " * 2000, date(2020, 1, 6))
+    body = bench.floor_sign(formats.build_edoc(edoc), key, cert.public_bytes(Encoding.DER))
+    return body, key, pki.TrustStore((ca,))
+
+
+def test_the_floors_signature_is_a_real_one() -> None:
+    """What the floor signs, signxml verifies under the hub's policy: the floor skips no
+    work that a real signature needs."""
+    body, key, trust = _signed()
+    cert = signing_cert_of(formats.load_xml(body))
+    assert cert is not None
+    signed_tree = Verifier(VerificationPolicy(), trust).verify(body, cert)
+    parsed = formats.parse_package(signed_tree)
+    assert parsed.sender.organ_id == G22
+    bench.floor_verify(body, key.public_key())
+
+
+def test_the_floors_verifier_catches_tampering() -> None:
+    body, key, _ = _signed()
+    with pytest.raises(ValueError, match="digest"):
+        tampered = body.replace("Đo hiệu năng 7".encode(), "Đo hiệu năng 8".encode(), 1)
+        assert tampered != body
+        bench.floor_verify(tampered, key.public_key())
+    other = pki.new_key("ec")
+    assert isinstance(other, ec.EllipticCurvePrivateKey)
+    with pytest.raises(InvalidSignature):
+        bench.floor_verify(body, other.public_key())
+
+
+def test_the_floor_counts_every_stage() -> None:
+    seen: dict[str, int] = {}
+    measured = bench.floor(30, progress=lambda stage, done, total: seen.__setitem__(stage, done))
+    assert seen == {"sign": 30, "verify": 30, "store": 30}
+    assert measured.packages == 30 and min(measured.sign_s, measured.verify_s) > 0
+    assert measured.per_s == pytest.approx(30 / measured.seconds)
+
+
+def test_the_command_prints_the_figures_as_json() -> None:
+    done = cli("axis", "bench", "--documents", "40", "--json")
+    figures = json.loads(done.stdout)
+    assert set(figures) == {"floor_per_s", "e2e_per_s", "ratio", "p50_ms", "p99_ms", "peak_rss_mb"}
+    assert figures["floor_per_s"] > 0 and figures["e2e_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(
+        figures["e2e_per_s"] / figures["floor_per_s"], rel=0.01, abs=0.001
+    )
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert figures["peak_rss_mb"] > 10
