@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from axis import datadir, logs, operations, runtime
+from axis.config import VERIFIERS
 from axis.core import pki
 from axis.core.lifecycle import DeliveryState
 from axis.datadir import DataDir, DataDirError
@@ -529,8 +530,17 @@ def render_summary(outcome: Any, console: Console) -> None:
 )
 @click.option("--attachment-kb", type=click.FloatRange(0.5), default=20.0, show_default=True)
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--verifier",
+    type=click.Choice(VERIFIERS),
+    default="xmlsec",
+    show_default=True,
+    help="The hub's signature engine (to compare them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
-def bench(documents: int, attachment_kb: float, concurrency: int, as_json: bool) -> None:
+def bench(
+    documents: int, attachment_kb: float, concurrency: int, verifier: str, as_json: bool
+) -> None:
     """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
     through a real hub on loopback; print both, their ratio, send latency and peak RSS."""
     from axis.bench import bench as run_bench
@@ -555,7 +565,11 @@ def bench(documents: int, attachment_kb: float, concurrency: int, as_json: bool)
 
         result = runtime.run(
             run_bench(
-                documents, attachment_kb=attachment_kb, concurrency=concurrency, progress=progress
+                documents,
+                attachment_kb=attachment_kb,
+                concurrency=concurrency,
+                verifier=verifier,
+                progress=progress,
             )
         )
     if as_json:

@@ -13,6 +13,8 @@ from typing import Any
 
 from axis.core.retry import RetryPolicy
 
+VERIFIERS = ("xmlsec", "signxml")  # axis.core.signing.Verifier's engines
+
 DEFAULT_TOML = """\
 # Axis hub settings. Every key is optional; the values below are the defaults.
 
@@ -40,6 +42,7 @@ body_timeout_s = 900.0          # … and so is one that takes longer than this 
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
+verifier = "xmlsec"             # the XMLDSig library that checks signatures: xmlsec or signxml
 
 [delivery]
 push_workers = 4                # concurrent pushes to agencies registered with --endpoint
@@ -80,6 +83,7 @@ class Settings:
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 900.0
     allow_sha1: bool = False
+    verifier: str = "xmlsec"
     push_workers: int = 4
     push_timeout_s: float = 30.0
     lease_s: float = 120.0
@@ -123,7 +127,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "body_idle_timeout_s",
         "body_timeout_s",
     ),
-    "signatures": ("allow_sha1",),
+    "signatures": ("allow_sha1", "verifier"),
     "delivery": (
         "push_workers",
         "push_timeout_s",
@@ -173,4 +177,9 @@ def load_settings(path: Path) -> Settings:
                     f"{path}: [{section}] {key} must be {_TYPE_NAMES[expected]}, not {value!r}"
                 )
             values[key] = value
+    if values.get("verifier", defaults.verifier) not in VERIFIERS:
+        raise ValueError(
+            f"{path}: [signatures] verifier must be one of {', '.join(VERIFIERS)},"
+            f" not {values['verifier']!r}"
+        )
     return Settings(**values)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +123,26 @@ class DataDir:
         """The development CA plus every CA added with ``axis ca trust``."""
         paths = [self.ca_cert, *sorted(self.trusted_dir.glob("*.pem"))]
         return pki.TrustStore.from_pem_files(paths)
+
+
+def set_setting(data: DataDir, key: str, value: str | bool | int | float) -> None:
+    """Change one key of ``DATA/axis.toml`` in place, keeping the file's comments.
+
+    Raises:
+        DataDirError: the file has no such ``key = …`` line.
+        ValueError: the new value is not valid for the key (the file is left as it was).
+    """
+    text = data.config.read_text(encoding="utf-8")
+    literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+    changed, found = re.subn(rf"(?m)^{re.escape(key)} = \S+", f"{key} = {literal}", text)
+    if found != 1:
+        raise DataDirError(f"{data.config} has no {key} line")
+    data.config.write_text(changed, encoding="utf-8")
+    try:
+        data.settings()
+    except ValueError:
+        data.config.write_text(text, encoding="utf-8")
+        raise
 
 
 def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:

@@ -151,7 +151,8 @@ class Hub:
             raise SenderMismatch(
                 f"From/OrganId is {claimed} but the TLS client is {agency.organ_id}"
             )
-        signed = self.verifier.verify(body, self._certificate(agency), self.clock())
+        # The tree load_xml built is verified in place: the bytes are parsed once.
+        signed = self.verifier.verify_tree(root, self._certificate(agency), self.clock())
         package = formats.parse_package(signed)  # only the signed tree from here on
         if package.sender.organ_id != agency.organ_id:
             raise SenderMismatch("the signed From/OrganId is not the TLS client")

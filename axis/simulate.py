@@ -82,14 +82,18 @@ class Site:
 
 
 @asynccontextmanager
-async def own_hub(agencies: tuple[SimAgency, ...], push: bool = True) -> AsyncIterator[Site]:
+async def own_hub(
+    agencies: tuple[SimAgency, ...], push: bool = True, **settings: str
+) -> AsyncIterator[Site]:
     """A fresh data folder, ``axis serve`` on it, and (with ``push``) the listening agencies'
     push endpoints; all of it stopped and removed afterwards (the hub's output is in
-    DATA/serve.log)."""
+    DATA/serve.log). ``settings`` are axis.toml keys to set first."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
         datadir.init(data)
+        for key, value in settings.items():
+            datadir.set_setting(data, key, value)
         port, admin_port = free_port(), free_port()
         url = f"https://127.0.0.1:{port}"
         store = open_store(data.database_url())

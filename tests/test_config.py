@@ -223,3 +223,13 @@ def test_an_integer_may_stand_for_a_number_of_seconds(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert settings.retry_base_s == 1.0 and isinstance(settings.retry_base_s, float)
     assert settings.retry_policy().ceiling(5) == 8.0
+
+
+def test_the_verifier_is_one_of_the_engines(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, '[signatures]\nverifier = "signxml"\n')).verifier == (
+        "signxml"
+    )
+    path = write(tmp_path, '[signatures]\nverifier = "hand-rolled"\n')
+    with pytest.raises(ValueError, match="verifier must be one of xmlsec, signxml") as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)

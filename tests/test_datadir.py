@@ -77,3 +77,18 @@ def test_good_endpoints(endpoint: str) -> None:
 def test_bad_endpoints(endpoint: str) -> None:
     with pytest.raises(DataDirError, match="push endpoint"):
         datadir.check_endpoint(endpoint)
+
+
+def test_set_setting_changes_one_key_and_keeps_the_comments(data: DataDir) -> None:
+    datadir.set_setting(data, "verifier", "signxml")
+    datadir.set_setting(data, "lease_s", 30.5)
+    datadir.set_setting(data, "allow_sha1", True)
+    settings = data.settings()
+    assert (settings.verifier, settings.lease_s, settings.allow_sha1) == ("signxml", 30.5, True)
+    assert "# the XMLDSig library that checks signatures" in data.config.read_text()
+    before = data.config.read_text()
+    with pytest.raises(DataDirError, match="no no_such_key line"):
+        datadir.set_setting(data, "no_such_key", 1)
+    with pytest.raises(ValueError, match="verifier must be one of"):
+        datadir.set_setting(data, "verifier", "hand-rolled")
+    assert data.config.read_text() == before  # a refused value leaves the file as it was

@@ -15,7 +15,7 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
-from axis.core import pki
+from axis.core import formats, pki
 from axis.core.signing import DS_NS, Signer, VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
 from tests.helpers import SAMPLES, self_signed_cert
@@ -65,15 +65,21 @@ def ec_agency(ca: Pair) -> Pair:
     return pki.issue_agency_cert(*ca, "000.00.00.H41", "UBND Nghệ An", key=pki.new_key("ec"))
 
 
-@pytest.fixture(scope="module")
-def verifier(ca: Pair) -> Verifier:
-    return Verifier(VerificationPolicy(), pki.TrustStore((ca[1],)))
+@pytest.fixture(scope="module", params=["xmlsec", "signxml"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every signature test runs against both XMLDSig engines behind Verifier."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def outside_verifier() -> Verifier:
+def verifier(ca: Pair, engine: str) -> Verifier:
+    return Verifier(VerificationPolicy(), pki.TrustStore((ca[1],)), engine)
+
+
+@pytest.fixture(scope="module")
+def outside_verifier(engine: str) -> Verifier:
     return Verifier(
-        VerificationPolicy(), pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"])
+        VerificationPolicy(), pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"]), engine
     )
 
 
@@ -290,7 +296,9 @@ def test_expired_cert(verifier: Verifier, ca: Pair) -> None:
 # --- algorithms and key strength ---------------------------------------------------------
 
 
-def test_sha1_refused_by_default_and_allowed_on_request(ca: Pair, rsa_agency: Pair) -> None:
+def test_sha1_refused_by_default_and_allowed_on_request(
+    ca: Pair, rsa_agency: Pair, engine: str
+) -> None:
     data = signxml_sign(
         rsa_agency,
         unsigned_edoc(),
@@ -300,8 +308,10 @@ def test_sha1_refused_by_default_and_allowed_on_request(ca: Pair, rsa_agency: Pa
     )
     trust = pki.TrustStore((ca[1],))
     with pytest.raises(InvalidSignature, match="rsa-sha1"):
-        Verifier(VerificationPolicy(), trust).verify(data, rsa_agency[1])
-    signed = Verifier(VerificationPolicy(allow_sha1=True), trust).verify(data, rsa_agency[1])
+        Verifier(VerificationPolicy(), trust, engine).verify(data, rsa_agency[1])
+    signed = Verifier(VerificationPolicy(allow_sha1=True), trust, engine).verify(
+        data, rsa_agency[1]
+    )
     assert signed.tag == f"{ED}edXML"
 
 
@@ -489,3 +499,28 @@ def test_attachment_over_libxml2_text_limit(verifier: Verifier, ec_agency: Pair)
     blob.text = "QUJD" * 2_700_000
     signed = verifier.verify(sign(ec_agency, root), ec_agency[1])
     assert len(signed.findtext(f".//{ED}ContentTransferEncoded") or "") == 10_800_000
+
+
+def test_a_comment_inside_signed_text_is_not_signed_and_does_not_cut_it(
+    verifier: Verifier, ec_agency: Pair
+) -> None:
+    """C14N of ``URI=""`` drops comments, so a comment put into a signed text keeps the
+    signature valid; the signed tree must then read the text whole ("AB", not "A" as lxml's
+    ``.text`` would before the comment: the SAML comment-truncation attack)."""
+    root = unsigned_edoc()
+    subject = root.find(f".//{ED}Subject")
+    assert subject is not None and subject.text
+    whole = subject.text
+    data = sign(ec_agency, root)
+    cut = len(whole) // 2
+    commented = data.replace(
+        whole.encode(), (whole[:cut] + "<!-- chen vao -->" + whole[cut:]).encode(), 1
+    )
+    assert commented != data
+    signed = verifier.verify(commented, ec_agency[1])
+    assert formats.parse_package(signed).subject == whole
+
+
+def test_an_unknown_engine_is_refused(ca: Pair) -> None:
+    with pytest.raises(ValueError, match="unknown verifier engine"):
+        Verifier(VerificationPolicy(), pki.TrustStore((ca[1],)), "hand-rolled")

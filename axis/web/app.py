@@ -42,7 +42,9 @@ log = logging.getLogger("axis.serve")
 def build_hub(data: DataDir, settings: Settings, db_url: str | None = None) -> Hub:
     """A Hub for a data folder: its store, trust, keys and policy, loaded once."""
     data.require()
-    verifier = Verifier(VerificationPolicy(allow_sha1=settings.allow_sha1), data.trust_store())
+    verifier = Verifier(
+        VerificationPolicy(allow_sha1=settings.allow_sha1), data.trust_store(), settings.verifier
+    )
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
     store = open_store(data.database_url(db_url))
     return Hub(store, verifier, receipts, settings)
