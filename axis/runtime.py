@@ -61,6 +61,37 @@ def tune_malloc() -> bool:
     return bool(ok)
 
 
+TRIM_EVERY_S = 60.0
+
+
+def malloc_trimmer() -> Callable[[], int] | None:
+    """``malloc_trim(0)`` of glibc, or None elsewhere: it hands the heap's free pages back."""
+    if not sys.platform.startswith("linux") or (name := ctypes.util.find_library("c")) is None:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return lambda: int(trim(0))
+
+
+async def trim_memory(stop: asyncio.Event, every_s: float = TRIM_EVERY_S) -> None:
+    """Until ``stop``: every ``every_s`` seconds give glibc's free heap pages back.
+
+    Even with :func:`tune_malloc`, a hub under long load crept up (300 MB after 100,000
+    documents, +4 MB per 10 minutes at the end) while its live Python objects did not: free
+    chunks in the middle of the heap, which glibc returns only from the top. malloc_trim
+    releases free pages anywhere in the heap; once a minute it costs milliseconds.
+    """
+    trim = malloc_trimmer()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            if trim is not None:
+                trim()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc`."""
     tune_malloc()

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from axis import runtime
 from axis.config import Settings
 from axis.core import pki
 from axis.core.receipt import ReceiptSigner
@@ -270,13 +271,14 @@ async def _running_hub(
         admin_site = web.SockSite(admin_runner, admin_sock)
         await node_site.start()
         await admin_site.start()
-        yield Running(
-            hub,
-            node_sock.getsockname()[1],
-            admin_sock.getsockname()[1],
-            (node_site, admin_site),
-            in_flight,
-        )
+        async with _background(runtime.trim_memory, "axis-malloc-trim"):
+            yield Running(
+                hub,
+                node_sock.getsockname()[1],
+                admin_sock.getsockname()[1],
+                (node_site, admin_site),
+                in_flight,
+            )
     finally:
         await admin_runner.cleanup()
         await node_runner.cleanup()
