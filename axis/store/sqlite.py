@@ -24,19 +24,20 @@ from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
 from axis.core.logchain import Checkpoint, LogEntry, LogEvent, received_detail
 from axis.core.stats import Metric
 from axis.errors import DuplicateConflict, Unavailable
+from axis.store import counters
 from axis.store import sqlite_ledger as ledger
 from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, PushJob
-from axis.store.sqlite_reads import SqliteReads
-from axis.store.sqlite_schema import (
+from axis.store.rows import (
     AGENCY_COLUMNS,
     DELIVERY_COLUMNS,
     PACKAGE_COLUMNS,
-    SCHEMA,
     delivery_row,
     dt,
     package_row,
     ts,
 )
+from axis.store.sqlite_reads import SqliteReads
+from axis.store.sqlite_schema import SCHEMA
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class SqliteStore(SqliteReads):
 
     def _committed(self, entries: list[LogEntry]) -> None:
         for entry in entries:
-            ledger.log_line(entry)
+            counters.log_line(entry)
             for observer in self._observers:
                 observer(entry)
 
@@ -259,9 +260,9 @@ class SqliteStore(SqliteReads):
             p.sha256,
         )
         if p.kind == "edoc":
-            ledger.count_new_edoc(w, now, p.sender, p.recipients)
+            ledger.bump_all(w, counters.new_edoc(now, p.sender, p.recipients))
         else:
-            ledger.bump(w, now, Metric.STATUSES)
+            ledger.bump_all(w, [counters.one(now, Metric.STATUSES)])
         if p.status_update is not None:
             self._record_status(tx, p)
         if p.recall_of is not None:
@@ -276,7 +277,7 @@ class SqliteStore(SqliteReads):
             " WHERE package_id = ? AND recipient = ?",
             (u.code, ts(p.received_at), u.package_id, u.recipient),
         )
-        ledger.bump(tx.conn, ts(p.received_at), Metric.STATUS_CODE, u.code)
+        ledger.bump_all(tx.conn, [counters.one(ts(p.received_at), Metric.STATUS_CODE, u.code)])
         self._append(tx, p.received_at, LogEvent.STATUS, u.recipient, u.package_id, u.code)
         if u.code == "01":  # "đã đến": the recipient has it, which is what an ack says
             self._move(
@@ -323,7 +324,9 @@ class SqliteStore(SqliteReads):
         )
         self._append(tx, at, state.value, recipient, package_id, detail or event.value)
         if kind == "edoc":
-            ledger.count_move(tx.conn, received_at, recipient, current.state, state, at)
+            ledger.bump_all(
+                tx.conn, counters.move(received_at, recipient, current.state, state, at)
+            )
         return replace(current, state=state, updated_at=at)
 
     async def apply_event(

@@ -16,7 +16,7 @@ from typing import Any
 from axis.core.lifecycle import DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
 from axis.store.base import Agency, Delivery, Hop, PackageRecord
-from axis.store.sqlite_schema import (
+from axis.store.rows import (
     AGENCY_COLUMNS,
     DELIVERY_COLUMNS,
     LOG_COLUMNS,

@@ -1,0 +1,78 @@
+"""Rows and records: the columns every store selects, how timestamps are stored, and the
+conversions from a row (an sqlite3 tuple or an asyncpg Record) to the store's records.
+
+Both stores keep timestamps as ISO 8601 text in UTC with microseconds, which sorts as time
+does, so the same conversions serve both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from axis.core.lifecycle import PENDING, DeliveryState
+from axis.core.logchain import Checkpoint, LogEntry
+from axis.store.base import Agency, Delivery, PackageRecord
+
+AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at"
+PACKAGE_COLUMNS = (
+    "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
+)
+DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
+LOG_COLUMNS = "seq, at, event, organ_id, package_id, detail, sha256, prev, hash"
+PENDING_STATES = tuple(sorted(PENDING))
+
+
+def ts(value: datetime) -> str:
+    """A timestamp as stored: UTC, microseconds, ISO 8601 (sorts as text)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def day_of(stored: str) -> str:
+    """The UTC day of a stored timestamp."""
+    return stored[:10]
+
+
+def blob(value: object) -> bytes:
+    """A BLOB column's bytes (a row edited behind the store's back may hold TEXT)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8")
+
+
+def package_row(row: Iterable[Any]) -> PackageRecord:
+    pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
+    return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, dt(received), answer)
+
+
+def delivery_row(row: Iterable[Any]) -> Delivery:
+    package_id, recipient, state, code, updated, attempts, error = row
+    return Delivery(package_id, recipient, DeliveryState(state), code, dt(updated), attempts, error)
+
+
+def agency_row(row: Iterable[Any]) -> Agency:
+    organ_id, name, cert_pem, fingerprint, endpoint, active, registered = row
+    return Agency(
+        organ_id=organ_id,
+        name=name,
+        cert_pem=blob(cert_pem),
+        fingerprint=fingerprint,
+        registered_at=dt(registered),
+        active=bool(active),
+        endpoint=endpoint,
+    )
+
+
+def log_row(row: Iterable[Any]) -> LogEntry:
+    seq, at, event, organ_id, package_id, detail, sha256, prev, hash_ = row
+    return LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, hash_)
+
+
+def checkpoint_row(row: Iterable[Any]) -> Checkpoint:
+    seq, head, at, signature = row
+    return Checkpoint(seq, head, at, blob(signature))
