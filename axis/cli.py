@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
@@ -73,6 +74,15 @@ db_option = click.option(
 )
 
 
+def _without_password(url: str) -> str:
+    """A database URL fit to print: a password in it becomes ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _data(data_dir: Path | None, need_init: bool = True) -> DataDir:
     data = datadir.resolve(data_dir)
     if need_init:
@@ -91,18 +101,22 @@ def main() -> None:
 
 @main.command()
 @data_option
-def init(data_dir: Path | None) -> None:
-    """Create a data folder: development CA, hub certificate, admin token, axis.toml."""
+@db_option
+def init(data_dir: Path | None, db: str | None) -> None:
+    """Create a data folder (development CA, hub certificate, admin token, axis.toml) and
+    bring its database's schema up to date."""
     data = _data(data_dir, need_init=False)
     try:
         datadir.init(data)
     except DataDirError as exc:
         fail(str(exc))
+    run_store(data, db, lambda store: store.ping())  # opening applies the migrations
     click.echo(f"Initialised {data.root}")
     click.echo(f"  development CA   {data.ca_cert}")
     click.echo(f"  hub certificate  {data.hub_cert}")
     click.echo(f"  admin token      {data.admin_token} (mode 0600)")
     click.echo(f"  settings         {data.config}")
+    click.echo(f"  database         {_without_password(data.database_url(db))}")
     click.echo("Next: axis agency add ORGAN_ID --name NAME, then axis serve.")
 
 

@@ -27,6 +27,7 @@ from axis.errors import DuplicateConflict, Unavailable
 from axis.store import counters
 from axis.store import sqlite_ledger as ledger
 from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, PushJob
+from axis.store.migrations import migrate_sqlite
 from axis.store.rows import (
     AGENCY_COLUMNS,
     DELIVERY_COLUMNS,
@@ -37,7 +38,6 @@ from axis.store.rows import (
     ts,
 )
 from axis.store.sqlite_reads import SqliteReads
-from axis.store.sqlite_schema import SCHEMA
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def _setup_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
-    conn.executescript(SCHEMA)
+    migrate_sqlite(conn)
 
 
 def _setup_reader(conn: sqlite3.Connection) -> None:

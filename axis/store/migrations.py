@@ -1,0 +1,177 @@
+"""The schema, as versioned migrations that both stores apply (``axis init``, ``axis serve``).
+
+Each migration is written once, in SQLite's dialect; :func:`for_postgres` makes the few
+changes PostgreSQL needs (``BYTEA`` for ``BLOB``, 64-bit sequence numbers, ``BIGSERIAL`` for
+SQLite's ``AUTOINCREMENT``). A store records what it applied in ``schema_migrations`` and, on
+opening, applies what is missing, each migration in its own transaction.
+
+Version 1 is the schema as it stood before migrations existed, written with ``IF NOT
+EXISTS`` throughout: a database made by an older Axis takes it as a no-op and is then
+recorded as version 1. Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from axis.errors import Unavailable
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str  # SQLite's dialect
+
+    def postgres(self) -> str:
+        return for_postgres(self.sql)
+
+
+TRACKING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "agencies, packages, deliveries, log, checkpoints, daily counters",
+        """
+CREATE TABLE IF NOT EXISTS agencies (
+    organ_id      TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    cert_pem      BLOB NOT NULL,
+    fingerprint   TEXT NOT NULL UNIQUE,
+    endpoint      TEXT,
+    active        INTEGER NOT NULL DEFAULT 1,
+    registered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS packages (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    document_id     TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    business_type   INTEGER NOT NULL,
+    sha256          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    answer          TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    UNIQUE (sender, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS packages_document ON packages (sender, document_id, business_type);
+CREATE TABLE IF NOT EXISTS deliveries (
+    package_id      TEXT NOT NULL REFERENCES packages (id),
+    recipient       TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    kind            TEXT NOT NULL,    -- the package's kind: statistics count edoc deliveries
+    received_at     TEXT NOT NULL,    -- when the hub took the package (latency, daily counts)
+    state           TEXT NOT NULL,
+    status_code     TEXT,
+    updated_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,             -- a push is due then (NULL: pull only, or done)
+    lease_owner     TEXT,
+    lease_until     TEXT,
+    last_error      TEXT,
+    PRIMARY KEY (package_id, recipient)
+);
+CREATE INDEX IF NOT EXISTS deliveries_inbox ON deliveries (recipient, state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_state_changed ON deliveries (state, updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS log (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    organ_id   TEXT,
+    package_id TEXT,
+    detail     TEXT,
+    sha256     TEXT,
+    prev       TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_package ON log (package_id, seq) WHERE package_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    head      TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily (
+    day    TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (day, metric, key)
+);
+""",
+    ),
+    Migration(
+        2,
+        "an index of the deliveries that hold a push lease",
+        """
+-- Few rows hold a lease at a time: giving them back (on stop, on start) reads only those.
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_owner)
+    WHERE lease_owner IS NOT NULL;
+""",
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def for_postgres(sql: str) -> str:
+    """SQLite's DDL in PostgreSQL's dialect: the only differences our schema has."""
+    sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+    sql = re.sub(r"\bBLOB\b", "BYTEA", sql)
+    # Sequence numbers and counters outgrow 32 bits in a national deployment's lifetime.
+    sql = re.sub(r"^(\s+(?:seq|n)\s+)INTEGER\b", r"\1BIGINT", sql, flags=re.M)
+    return sql
+
+
+def pending(applied: set[int]) -> list[Migration]:
+    """The migrations not yet applied, in order."""
+    return [m for m in MIGRATIONS if m.version not in applied]
+
+
+def check_not_newer(applied: set[int]) -> None:
+    """Raises Unavailable if a newer Axis has migrated this database past what we know."""
+    if applied and max(applied) > LATEST:
+        raise Unavailable(
+            f"the database is at schema version {max(applied)}, newer than this Axis knows"
+            f" ({LATEST}): upgrade Axis"
+        )
+
+
+def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
+    """Apply the missing migrations to an SQLite connection (autocommit mode); each in its
+    own transaction. Returns the versions applied now."""
+    conn.execute(TRACKING)
+    applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+    check_not_newer(applied)
+    done = []
+    for migration in pending(applied):
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        name = migration.name.replace("'", "''")
+        try:
+            # executescript runs the DDL as written (several statements) inside our BEGIN.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql}\nINSERT INTO schema_migrations"
+                f" VALUES ({migration.version}, '{name}', '{now}');\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        done.append(migration.version)
+    return done
