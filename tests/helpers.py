@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sqlite3
@@ -11,7 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -189,3 +191,32 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"not true within {timeout} s")
+
+
+PG_URL = os.environ.get("AXIS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+# CI sets this: there a PostgreSQL test that cannot reach its database fails, never skips.
+REQUIRE_PG = os.environ.get("AXIS_REQUIRE_POSTGRES") == "1"
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A database URL whose tables live in a fresh schema, dropped afterwards: each test gets
+    an empty database. Skips when PostgreSQL is unreachable (fails under
+    AXIS_REQUIRE_POSTGRES=1)."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        reason = f"no PostgreSQL at {PG_URL} ({exc})"
+        if REQUIRE_PG:
+            pytest.fail(f"{reason}, and AXIS_REQUIRE_POSTGRES=1 says it must be there")
+        pytest.skip(f"{reason}; set AXIS_TEST_POSTGRES to run these tests")
+    schema = f"axis_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        # asyncpg passes query parameters it does not know to the server as settings.
+        yield f"{PG_URL}?search_path={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()

@@ -3,6 +3,7 @@ existed takes them without losing a row, and a database from a newer Axis is ref
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from axis.errors import Unavailable
 from axis.store.migrations import LATEST, MIGRATIONS, for_postgres, migrate_sqlite
 from axis.store.sqlite import SqliteStore
+from tests.helpers import postgres_schema
 
 # The schema an Axis before migrations created (CREATE ... IF NOT EXISTS at every start).
 PRE_MIGRATION_TABLES = MIGRATIONS[0].sql
@@ -69,3 +71,23 @@ def test_the_postgres_dialect() -> None:
     assert "BLOB" not in sql and "AUTOINCREMENT" not in sql
     assert "seq             BIGSERIAL PRIMARY KEY" in sql
     assert "n      BIGINT NOT NULL" in sql
+
+
+async def test_postgres_gets_every_migration_once_even_opened_twice_at_once() -> None:
+    """Two workers starting together: one migrates, the other waits for it, then finds
+    nothing to do (the migration lock)."""
+    import asyncpg
+
+    from axis.store.postgres import PostgresStore
+
+    async with postgres_schema() as url:
+        stores = [PostgresStore(url), PostgresStore(url)]
+        await asyncio.gather(*(s.open() for s in stores))
+        for store in stores:
+            await store.close()
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        finally:
+            await conn.close()
+        assert [r[0] for r in rows] == list(range(1, LATEST + 1))

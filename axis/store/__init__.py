@@ -1,7 +1,8 @@
 """Storage behind one protocol: :class:`axis.store.base.Store`.
 
 ``open_store(url)`` picks the implementation from the URL; everything above the store speaks only
-the protocol, so the PostgreSQL store can slot in beside SQLite.
+the protocol: SQLite (:mod:`axis.store.sqlite`) embedded, PostgreSQL (:mod:`axis.store.postgres`)
+shared by several hub workers.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from axis.store.base import Store
 
 
 def open_store(url: str) -> Store:
-    """A store for ``url``: ``sqlite:///path/axis.db`` or a plain path (SQLite).
-
-    Raises:
-        ValueError: a URL scheme this build cannot serve.
-    """
+    """A store for ``url``: ``postgresql://user@host/db`` (PostgreSQL, shared by several
+    workers), or ``sqlite:///path/axis.db`` or a plain path (SQLite, embedded)."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL store is not part of this build yet; use SQLite")
+        from axis.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     from axis.store.sqlite import SqliteStore
 
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url

@@ -129,8 +129,12 @@ class Store(Protocol):
     :class:`axis.errors.Unavailable` when the database cannot be reached.
     """
 
+    # True when only processes on this host, under the data folder's serve lock, use the
+    # store (SQLite): a starting hub may then take every push lease as a dead one's.
+    single_node: bool
+
     async def open(self) -> None:
-        """Connect and create the schema if it is missing."""
+        """Connect, and apply the schema migrations that are missing."""
 
     async def close(self) -> None:
         """Release every connection."""

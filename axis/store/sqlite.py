@@ -2,7 +2,7 @@
 
 One writer connection and one reader connection, each on its own thread
 (:mod:`axis.store.sqlite_thread`), and a third, read-only, on the event loop for the point
-lookups of each request (:mod:`axis.store.sqlite_reads`). A write is one function run on the
+lookups of each request (:mod:`axis.store.sql_reads`). A write is one function run on the
 writer's thread inside a transaction, and the writer commits the transactions that queue up
 behind each other together (group commit); WAL lets the readers run beside it.
 ``synchronous=FULL`` makes every commit durable before the hub answers 201. Every write appends
@@ -37,7 +37,7 @@ from axis.store.rows import (
     package_row,
     ts,
 )
-from axis.store.sqlite_reads import SqliteReads
+from axis.store.sql_reads import SqlReads
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 
 T = TypeVar("T")
@@ -54,8 +54,10 @@ def _setup_reader(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=10000")
 
 
-class SqliteStore(SqliteReads):
+class SqliteStore(SqlReads):
     """:class:`axis.store.base.Store` on one SQLite file."""
+
+    single_node = True  # one hub process (the serve lock) owns the file
 
     def __init__(self, path: Path) -> None:
         self.path = path

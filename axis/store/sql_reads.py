@@ -1,11 +1,13 @@
-"""The read side of the SQLite store (a mixin of :class:`axis.store.sqlite.SqliteStore`):
-lookups for the hub, and the operator reads — statistics counters, the log, checkpoints.
+"""The read side of both stores (a mixin of :class:`axis.store.sqlite.SqliteStore` and
+:class:`axis.store.postgres.PostgresStore`): lookups for the hub, and the operator reads —
+statistics counters, the log, checkpoints. The SQL is written once, with ``?`` placeholders
+(the PostgreSQL store numbers them).
 
-Two paths. ``_lookup`` runs on the event loop's own connection: it serves the point lookups
-of every request (an indexed row or a page of the inbox), which take microseconds, far less
-than handing work to a thread and back costs. ``_read`` goes to the reader thread: scans
-and anything run under :meth:`snapshot` (statistics, the log, verification), which may take
-long enough that the loop must not wait for them.
+Two paths, which each store provides. ``_lookup`` serves the point lookups of every request
+(an indexed row or a page of the inbox); SQLite runs them on the event loop's own connection,
+as they take microseconds, far less than handing work to a thread and back costs. ``_read``
+serves scans and anything run under :meth:`snapshot` (statistics, the log, verification),
+which may take long enough that the loop must not wait for them.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ def _marks(values: list[str]) -> str:
     return ", ".join("?" for _ in values)
 
 
-class SqliteReads:
-    """Queries on the reader connection; ``_read`` comes from the store."""
+class SqlReads:
+    """Queries through ``_read`` and ``_lookup``, which come from the store."""
 
-    # Provided by SqliteStore: one query on the reader thread, or inline on the loop.
+    # Provided by the store: one query, answered with a list of rows (tuples).
     _read: Callable[..., Awaitable[list[Any]]]
     _lookup: Callable[..., Awaitable[list[Any]]]
 
