@@ -280,6 +280,13 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _hub_processes(pid: int) -> list[int]:
+    """The hub's process, or with --workers its workers (the parent serves nothing)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found or [pid]
+
+
 def _own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -304,10 +311,13 @@ async def bench(
     concurrency: int = 8,
     seed: int = 2020,
     verifier: str = "xmlsec",
+    db: str | None = None,
+    workers: int = 1,
     progress: BenchProgress | None = None,
 ) -> Result:
     """The floor, then the exchange through a real hub at full rate and at half of it
-    (``verifier``: the hub's signature engine, to compare them)."""
+    (``verifier``: the hub's signature engine, to compare them; ``db``: an empty PostgreSQL
+    database for the hub instead of SQLite, served by ``workers`` processes)."""
     report = progress or (lambda stage, done, total: None)
     measured_floor = floor(documents, attachment_kb, report)
     chosen = agencies_for("seed-2020", AGENCIES)
@@ -349,7 +359,7 @@ async def bench(
         )
         paced_tally = await paced.run()
         assert site.pid is not None
-        hub_rss = _peak_rss_mb(site.pid)
+        hub_rss = max(_peak_rss_mb(pid) for pid in _hub_processes(site.pid))
     return Result(
         documents=documents,
         floor=measured_floor,

@@ -252,8 +252,9 @@ def agency_revoke(data_dir: Path | None, db: str | None, organ_id: str) -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=1,
-    help="Hub worker processes (more than one needs the PostgreSQL store).",
+    help="Hub worker processes on the same ports (more than one needs PostgreSQL: --db).",
 )
+@click.option("--reuse-port", is_flag=True, hidden=True, help="One of --workers' processes.")
 def serve(
     data_dir: Path | None,
     db: str | None,
@@ -263,22 +264,29 @@ def serve(
     allow_sha1: bool | None,
     log_format: str,
     workers: int,
+    reuse_port: bool,
 ) -> None:
     """Run the hub until interrupted."""
     from axis.web.app import serve_forever
 
     data = _data(data_dir)
-    if workers > 1:
-        fail(
-            f"--workers {workers}: several workers need a shared PostgreSQL store, which this"
-            " build does not have yet; SQLite serves one worker"
-        )
     logs.configure(log_format)
     try:
         settings = data.settings().with_overrides(
             host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1
         )
-        runtime.run(serve_forever(data, settings, db))
+        url = data.database_url(db)
+        if workers > 1:
+            if open_store(url).single_node:
+                fail(
+                    f"--workers {workers}: several workers need a shared PostgreSQL database"
+                    " (--db postgresql://… or $AXIS_DB); SQLite serves one worker"
+                )
+            from axis.workers import supervise
+
+            runtime.run(supervise(data, settings, url, workers))
+            return
+        runtime.run(serve_forever(data, settings, db, reuse_port))
     except (AxisError, DataDirError, ValueError, OSError) as exc:
         fail(str(exc))
 
@@ -551,13 +559,29 @@ def render_summary(outcome: Any, console: Console) -> None:
     show_default=True,
     help="The hub's signature engine (to compare them).",
 )
+@click.option(
+    "--db",
+    default=None,
+    help="An empty PostgreSQL database for the hub (postgresql://…); default SQLite.",
+)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Hub worker processes (more than one needs --db).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
 def bench(
-    documents: int, attachment_kb: float, concurrency: int, verifier: str, as_json: bool
+    documents: int,
+    attachment_kb: float,
+    concurrency: int,
+    verifier: str,
+    db: str | None,
+    workers: int,
+    as_json: bool,
 ) -> None:
     """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
     through a real hub on loopback; print both, their ratio, send latency and peak RSS."""
     from axis.bench import bench as run_bench
+
+    if workers > 1 and not db:
+        fail("--workers above 1 needs --db postgresql://… (SQLite serves one worker)")
 
     stages = {
         "sign": "floor: sign",
@@ -583,6 +607,8 @@ def bench(
                 attachment_kb=attachment_kb,
                 concurrency=concurrency,
                 verifier=verifier,
+                db=db,
+                workers=workers,
                 progress=progress,
             )
         )

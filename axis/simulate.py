@@ -83,11 +83,12 @@ class Site:
 
 @asynccontextmanager
 async def own_hub(
-    agencies: tuple[SimAgency, ...], push: bool = True, **settings: str
+    agencies: tuple[SimAgency, ...], push: bool = True, workers: int = 1, **settings: str
 ) -> AsyncIterator[Site]:
-    """A fresh data folder, ``axis serve`` on it, and (with ``push``) the listening agencies'
-    push endpoints; all of it stopped and removed afterwards (the hub's output is in
-    DATA/serve.log). ``settings`` are axis.toml keys to set first."""
+    """A fresh data folder, ``axis serve`` on it (``--workers``), and (with ``push``) the
+    listening agencies' push endpoints; all of it stopped and removed afterwards (the hub's
+    output is in DATA/serve.log). ``settings`` are axis.toml keys to set first (``database``
+    for a PostgreSQL hub: give it an empty database)."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
@@ -100,7 +101,7 @@ async def own_hub(
         await store.open()
         try:
             await _register(data, url, store, agencies, push)
-            async with _serving(data, port, admin_port) as pid:
+            async with _serving(data, port, admin_port, workers) as pid:
                 async with _push_endpoints(data, store, agencies):
                     yield Site(data, url, store, pid)
         finally:
@@ -131,13 +132,15 @@ async def _push_endpoints(
 
 
 @asynccontextmanager
-async def _serving(data: DataDir, port: int, admin_port: int) -> AsyncIterator[int]:
+async def _serving(
+    data: DataDir, port: int, admin_port: int, workers: int = 1
+) -> AsyncIterator[int]:
     """``axis serve`` as a child process until the block ends, then SIGTERM (it finishes
     what it holds and exits); SIGKILL if it has not gone within HUB_STOP_S."""
     log = (data.root / "serve.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
-        "--port", str(port), "--admin-port", str(admin_port),
+        "--port", str(port), "--admin-port", str(admin_port), "--workers", str(workers),
         stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:

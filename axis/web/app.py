@@ -147,11 +147,15 @@ async def _background(
             await task
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket; port 0 picks a free one (tests read it back)."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; port 0 picks a free one (tests read it back). With
+    ``reuse_port`` several processes listen on the same port (SO_REUSEPORT) and the kernel
+    spreads new connections among them: the workers of ``axis serve --workers N``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(512)
     sock.setblocking(False)
@@ -226,21 +230,22 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_hub(
-    data: DataDir, settings: Settings, db_url: str | None = None
+    data: DataDir, settings: Settings, db_url: str | None = None, reuse_port: bool = False
 ) -> AsyncIterator[Running]:
     """Start both listeners, yield while they serve, stop them cleanly.
 
     Raises:
-        DataDirError: another hub serves this data folder.
+        DataDirError: another hub serves this data folder (SQLite: one hub per folder).
     """
-    with data.serving_lock():
-        async with _running_hub(data, settings, db_url) as running:
+    single_node = open_store(data.database_url(db_url)).single_node
+    with data.serving_lock() if single_node else contextlib.nullcontext():
+        async with _running_hub(data, settings, db_url, reuse_port) as running:
             yield running
 
 
 @contextlib.asynccontextmanager
 async def _running_hub(
-    data: DataDir, settings: Settings, db_url: str | None
+    data: DataDir, settings: Settings, db_url: str | None, reuse_port: bool
 ) -> AsyncIterator[Running]:
     hub = build_hub(data, settings, db_url)
     transport = HttpsPushTransport(data.hub_cert, data.hub_key)
@@ -255,7 +260,9 @@ async def _running_hub(
     # keepalive_timeout also closes a connection that never completes a request (aiohttp
     # starts the timer when it connects): slow or half-sent headers do not hold a slot.
     node_runner = web.AppRunner(
-        node_app(hub, transport, hub_metrics, checkpointer, in_flight, sole_pusher=True),
+        node_app(
+            hub, transport, hub_metrics, checkpointer, in_flight, sole_pusher=hub.store.single_node
+        ),
         access_log=None,
         keepalive_timeout=settings.idle_timeout_s,
     )
@@ -265,8 +272,8 @@ async def _running_hub(
     await node_runner.setup()
     try:
         await admin_runner.setup()
-        node_sock = bind(settings.host, settings.port)
-        admin_sock = bind(settings.admin_host, settings.admin_port)
+        node_sock = bind(settings.host, settings.port, reuse_port)
+        admin_sock = bind(settings.admin_host, settings.admin_port, reuse_port)
         node_site = web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data))
         admin_site = web.SockSite(admin_runner, admin_sock)
         await node_site.start()
@@ -284,13 +291,15 @@ async def _running_hub(
         await node_runner.cleanup()
 
 
-async def serve_forever(data: DataDir, settings: Settings, db_url: str | None = None) -> None:
+async def serve_forever(
+    data: DataDir, settings: Settings, db_url: str | None = None, reuse_port: bool = False
+) -> None:
     """``axis serve``: run until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_hub(data, settings, db_url) as running:
+    async with running_hub(data, settings, db_url, reuse_port) as running:
         log.info(
             "axis hub listening: node API %s, operator API %s",
             running.url,
