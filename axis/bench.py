@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import resource
 import sqlite3
 import tempfile
@@ -111,6 +112,11 @@ class Result:
     hub_peak_rss_mb: float
     bench_peak_rss_mb: float
     lost: int
+    # CPU per document at full rate, of the hub's processes and of the simulated agencies:
+    # steadier than rates on a shared machine, and where the time goes.
+    hub_cpu_ms: float = 0.0
+    agencies_cpu_ms: float = 0.0
+    hub: str = ""  # how the hub ran: its verifier, its database, its workers
 
     @property
     def ratio(self) -> float:
@@ -287,6 +293,17 @@ def _hub_processes(pid: int) -> list[int]:
     return found or [pid]
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        # Fields after the command name (which may hold spaces) start at index 2 (state).
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -321,10 +338,12 @@ async def bench(
     report = progress or (lambda stage, done, total: None)
     measured_floor = floor(documents, attachment_kb, report)
     chosen = agencies_for("seed-2020", AGENCIES)
+    settings = {"verifier": verifier, **({"database": db} if db else {})}
     async with (
-        own_hub(chosen, push=False) as site,
+        own_hub(chosen, push=False, workers=workers, **settings) as site,
         _clients(site, [a.organ_id for a in chosen]) as clients,
     ):
+        hub_settings = site.data.settings()  # what the hub runs with, for the record
         acked = 0
 
         def count(stage: str) -> Callable[[str, int], None]:
@@ -337,6 +356,9 @@ async def bench(
             return on
 
         total = documents
+        assert site.pid is not None
+        hub_pids = _hub_processes(site.pid)
+        cpu_before = _cpu_s(hub_pids), _cpu_s([os.getpid()])
         full = Simulation(
             clients,
             PointToPoint(chosen, seed, attachment_kb),
@@ -346,6 +368,8 @@ async def bench(
         )
         tally = await full.run()
         e2e_s = full.elapsed_s
+        hub_cpu = (_cpu_s(hub_pids) - cpu_before[0]) / max(1, tally.acknowledged) * 1000
+        own_cpu = (_cpu_s([os.getpid()]) - cpu_before[1]) / max(1, tally.acknowledged) * 1000
         rate = tally.acknowledged / e2e_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
         acked, total = 0, paced_n
@@ -358,8 +382,7 @@ async def bench(
             pace_per_s=rate / 2,
         )
         paced_tally = await paced.run()
-        assert site.pid is not None
-        hub_rss = max(_peak_rss_mb(pid) for pid in _hub_processes(site.pid))
+        hub_rss = max(_peak_rss_mb(pid) for pid in hub_pids)
     return Result(
         documents=documents,
         floor=measured_floor,
@@ -372,4 +395,8 @@ async def bench(
         hub_peak_rss_mb=hub_rss,
         bench_peak_rss_mb=_own_peak_rss_mb(),
         lost=tally.lost + paced_tally.lost,
+        hub_cpu_ms=hub_cpu,
+        agencies_cpu_ms=own_cpu,
+        hub=f"{hub_settings.verifier}, {'PostgreSQL' if hub_settings.database else 'SQLite'},"
+        f" {workers} worker{'s' if workers > 1 else ''}",
     )

@@ -635,7 +635,11 @@ def render_bench(result: Any, console: Console) -> None:
     )  # fmt: skip
     table.add_row(
         "end to end", f"{result.e2e_per_s:,.1f} documents/s",
-        f"through axis serve over TLS: send, fetch, ack ({result.e2e_s:.1f} s)",
+        f"through axis serve ({result.hub}) over TLS: send, fetch, ack ({result.e2e_s:.1f} s)",
+    )  # fmt: skip
+    table.add_row(
+        "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
+        f"agencies {result.agencies_cpu_ms:.1f} ms (at full rate; steadier than rates)",
     )  # fmt: skip
     table.add_row("ratio", f"{result.ratio:.3f}", "end to end / floor (target ≥ 0.40)")
     send = result.send_ms

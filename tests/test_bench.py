@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from axis import bench
 from axis.core import formats, pki
 from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
-from tests.helpers import cli
+from tests.helpers import cli, postgres_schema
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 
@@ -72,3 +72,15 @@ def test_the_command_prints_the_figures_as_json() -> None:
     )
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert figures["peak_rss_mb"] > 10
+
+
+async def test_the_hub_runs_as_asked() -> None:
+    """The options reach the hub (an option that silently did nothing once made two runs
+    of the same hub look like a comparison)."""
+    result = await bench.bench(15, verifier="signxml")
+    assert result.hub == "signxml, SQLite, 1 worker"
+    assert result.lost == 0 and result.e2e_per_s > 0
+    async with postgres_schema() as url:
+        result = await bench.bench(15, db=url, workers=2)
+    assert result.hub == "xmlsec, PostgreSQL, 2 workers"
+    assert result.lost == 0
