@@ -282,9 +282,12 @@ def serve(
                     f"--workers {workers}: several workers need a shared PostgreSQL database"
                     " (--db postgresql://… or $AXIS_DB); SQLite serves one worker"
                 )
-            from axis.workers import supervise
+            from axis.workers import WorkersFailed, supervise
 
-            runtime.run(supervise(data, settings, url, workers))
+            try:
+                runtime.run(supervise(data, settings, url, workers, log_format))
+            except WorkersFailed as exc:
+                fail(str(exc))
             return
         runtime.run(serve_forever(data, settings, db, reuse_port))
     except (AxisError, DataDirError, ValueError, OSError) as exc:

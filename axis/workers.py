@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -27,24 +29,50 @@ from axis.datadir import DataDir
 
 log = logging.getLogger("axis.workers")
 
-RESTART_PAUSE_S = 1.0  # between a worker's death and its replacement
-GRACE_S = 5.0  # beyond shutdown_timeout_s, before a worker that will not stop is killed
+RESTART_PAUSE_S = 1.0  # the first pause between a worker's death and its replacement …
+RESTART_MAX_S = 30.0  # … doubling while it keeps dying young, up to this
+YOUNG_S = 10.0  # a worker that dies sooner than this after its start "died young"
+GIVE_UP_YOUNG = 3  # a slot whose worker dies young this many times in a row: stop, exit 1
+# Beyond shutdown_timeout_s, before a worker that will not stop is killed: after draining,
+# a worker still gives its background tasks up to 5 s each and hands its leases back.
+GRACE_S = 15.0
+PR_SET_PDEATHSIG = 1
 
 
-def worker_command(data: DataDir, settings: Settings) -> list[str]:
+class WorkersFailed(RuntimeError):
+    """The workers keep dying as soon as they start: a setting, the database, a busy port."""
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: SIGTERM when the parent dies, however it dies (Linux), so
+    no orphan keeps serving on the shared ports beside a new supervisor's workers."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def worker_command(data: DataDir, settings: Settings, log_format: str = "text") -> list[str]:
     """How one worker is started: the settings the parent resolved, on the shared ports."""
     command = [
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
         "--host", settings.host, "--port", str(settings.port),
-        "--admin-port", str(settings.admin_port), "--reuse-port",
+        "--admin-port", str(settings.admin_port), "--log-format", log_format, "--reuse-port",
     ]  # fmt: skip
     if settings.allow_sha1:
         command.append("--allow-sha1")
     return command
 
 
-async def supervise(data: DataDir, settings: Settings, db_url: str, workers: int) -> None:
-    """Run ``workers`` hub processes until SIGTERM or SIGINT, replacing any that dies."""
+async def supervise(
+    data: DataDir, settings: Settings, db_url: str, workers: int, log_format: str = "text"
+) -> None:
+    """Run ``workers`` hub processes until SIGTERM or SIGINT, replacing any that dies (with
+    a growing pause while it keeps dying young).
+
+    Raises:
+        WorkersFailed: a worker died young GIVE_UP_YOUNG times in a row (the others are
+            stopped first); the reason is in its output.
+    """
     if 0 in (settings.port, settings.admin_port):
         raise ValueError("--workers needs fixed ports: every worker listens on the same ones")
     stop = asyncio.Event()
@@ -53,22 +81,30 @@ async def supervise(data: DataDir, settings: Settings, db_url: str, workers: int
         loop.add_signal_handler(sig, stop.set)
     # The database URL goes by environment, not argv: a password would show in `ps`.
     env = {**os.environ, "AXIS_DB": db_url}
-    command = worker_command(data, settings)
+    command = worker_command(data, settings, log_format)
+    started: dict[int, float] = {}
+    young: dict[int, int] = {}
+    running: dict[int, asyncio.subprocess.Process] = {}
 
     async def start(n: int) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            *command, env={**env, "AXIS_WORKER": str(n)}, stdin=asyncio.subprocess.DEVNULL
+            *command,
+            env={**env, "AXIS_WORKER": str(n)},
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
+        started[n] = time.monotonic()
         log.info("worker %d started (pid %d)", n, process.pid)
         return process
 
-    running = {n: await start(n) for n in range(1, workers + 1)}
     print(
-        f"Axis hub: {workers} workers on https://{settings.host}:{settings.port} (node API)"
-        f" and http://{settings.admin_host}:{settings.admin_port} (operator API)",
+        f"Axis hub: starting {workers} workers on https://{settings.host}:{settings.port}"
+        f" (node API) and http://{settings.admin_host}:{settings.admin_port} (operator API)",
         flush=True,
     )
     try:
+        for n in range(1, workers + 1):
+            running[n] = await start(n)
         while not stop.is_set():
             exits = {asyncio.ensure_future(p.wait()): n for n, p in running.items()}
             stopping = asyncio.ensure_future(stop.wait())
@@ -80,11 +116,21 @@ async def supervise(data: DataDir, settings: Settings, db_url: str, workers: int
                 if future is stopping:
                     continue
                 n = exits[future]
+                lived = time.monotonic() - started[n]
+                young[n] = young.get(n, 0) + 1 if lived < YOUNG_S else 0
+                if young[n] >= GIVE_UP_YOUNG:
+                    raise WorkersFailed(
+                        f"worker {n} exited with status {future.result()} within"
+                        f" {YOUNG_S:.0f} s of starting, {young[n]} times in a row: see its"
+                        " output above; stopping"
+                    )
+                pause = min(RESTART_MAX_S, RESTART_PAUSE_S * 2 ** max(0, young[n] - 1))
                 log.warning(
-                    "worker %d (pid %d) exited with status %s; starting another",
-                    n, running[n].pid, future.result(),
+                    "worker %d (pid %d) exited with status %s; starting another in %.0f s",
+                    n, running[n].pid, future.result(), pause,
                 )  # fmt: skip
-                await asyncio.sleep(RESTART_PAUSE_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
                 if not stop.is_set():
                     running[n] = await start(n)
     finally:

@@ -693,3 +693,21 @@ async def test_two_workers_never_claim_the_same_push(store: Store, backend: Back
         assert len(taken_over) == 30
     finally:
         await other.close()
+
+
+async def test_the_per_agency_push_cap_holds_across_workers(store: Store, backend: Backend) -> None:
+    """Two pushes in flight to one agency, however many workers claim: a dead endpoint holds
+    no more (the live leases of every worker count)."""
+    if backend.name != "postgres":
+        pytest.skip("one SQLite file has one writer process by design (the serve lock)")
+    for n in range(1, 11):
+        await store.insert_package(replace(package(n, recipients=(H41,)), push_recipients=(H41,)))
+    other = backend.open()
+    await other.open()
+    try:
+        now = T0 + timedelta(hours=1)
+        first = await store.claim_pushes("a", now, 60, 10, per_recipient=2)
+        second = await other.claim_pushes("b", now, 60, 10, per_recipient=2)
+        assert (len(first), len(second)) == (2, 0)
+    finally:
+        await other.close()

@@ -82,3 +82,13 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
         log = (data / "serve.log").read_text()
         assert "exited with status -9; starting another" in log
         cli("axis", "log", "verify", "--data", data)
+
+
+def test_workers_that_cannot_start_stop_the_hub_with_the_reason(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init_data(data, free_port())
+    done = cli("axis", "serve", "--data", data, "--admin-port", str(free_port()),
+               "--db", "postgresql://postgres@127.0.0.1:1/nowhere", "--workers", "2",
+               check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert "times in a row" in done.stderr and "cannot open the database" in done.stderr

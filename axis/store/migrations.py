@@ -134,6 +134,8 @@ def for_postgres(sql: str) -> str:
     """SQLite's DDL in PostgreSQL's dialect: the only differences our schema has."""
     sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
     sql = re.sub(r"\bBLOB\b", "BYTEA", sql)
+    # Byte order, as SQLite compares: ORDER BY organ_id must not depend on the locale.
+    sql = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql)
     # Sequence numbers and counters outgrow 32 bits in a national deployment's lifetime.
     sql = re.sub(r"^(\s+(?:seq|n)\s+)INTEGER\b", r"\1BIGINT", sql, flags=re.M)
     return sql

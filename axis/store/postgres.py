@@ -51,6 +51,16 @@ T = TypeVar("T")
 WRITE_LOCK = 0x4158_4953  # "AXIS": the advisory lock that serializes log appends
 MIGRATE_LOCK = 0x4158_4953_4D  # held while one worker migrates; the others wait
 POOL_SIZE = 10
+# A worker that hangs (or loses its network) inside a transaction must not hold the write
+# lock for long: the server ends such a session, and a wait for a lock gives up, after 30 s;
+# keepalives find a vanished client in about a minute instead of two hours.
+SESSION_SETTINGS = {
+    "idle_in_transaction_session_timeout": "30s",
+    "lock_timeout": "30s",
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
 
 # What a database that is down, restarting or unreachable raises through asyncpg.
 _DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -122,7 +132,11 @@ class PostgresStore(SqlReads):
     async def open(self) -> None:
         try:
             pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.pool_size, command_timeout=60
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                command_timeout=60,
+                server_settings=SESSION_SETTINGS,
             )
         except _DB_ERRORS + (ValueError,) as exc:
             raise Unavailable(f"cannot open the database: {exc}") from exc
@@ -424,12 +438,15 @@ class PostgresStore(SqlReads):
         skip = f" AND recipient NOT IN ({', '.join('?' for _ in busy)})" if busy else ""
 
         async def claim(tx: PgTx) -> list[Any]:
-            # At most per_recipient due deliveries per agency, oldest due first (a window in
-            # the CTE, which locks nothing); only the rows taken are locked, FOR UPDATE SKIP
+            # At most per_recipient pushes per agency in flight across every worker (its live
+            # leases count), oldest due first (a window in the CTE, which locks nothing); only
+            # the rows taken are locked, FOR UPDATE SKIP
             # LOCKED: another worker's claim in flight skips them and fills its LIMIT with
             # the next ones. A row leased meanwhile fails the re-checked WHERE.
             rows = await tx.fetch(
-                "WITH due AS (SELECT package_id, recipient, next_attempt_at, ROW_NUMBER() OVER"
+                "WITH leased AS (SELECT recipient, count(*) AS n FROM deliveries"
+                " WHERE lease_owner IS NOT NULL AND lease_until >= ? GROUP BY recipient),"
+                " due AS (SELECT package_id, recipient, next_attempt_at, ROW_NUMBER() OVER"
                 " (PARTITION BY recipient ORDER BY next_attempt_at) AS nth FROM deliveries"
                 " WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
                 " AND state = ? AND (lease_until IS NULL OR lease_until < ?)"
@@ -437,10 +454,11 @@ class PostgresStore(SqlReads):
                 " SELECT d.package_id, d.recipient, d.attempts, d.received_at"
                 " FROM deliveries d JOIN due"
                 " ON due.package_id = d.package_id AND due.recipient = d.recipient"
-                " WHERE due.nth <= ? AND d.state = ?"
+                " LEFT JOIN leased ON leased.recipient = d.recipient"
+                " WHERE due.nth + coalesce(leased.n, 0) <= ? AND d.state = ?"
                 " AND (d.lease_until IS NULL OR d.lease_until < ?)"
                 " ORDER BY due.next_attempt_at LIMIT ? FOR UPDATE OF d SKIP LOCKED",
-                ts(now), DeliveryState.QUEUED.value, ts(now), *busy, per_recipient,
+                ts(now), ts(now), DeliveryState.QUEUED.value, ts(now), *busy, per_recipient,
                 DeliveryState.QUEUED.value, ts(now), limit,
             )  # fmt: skip
             taken = [tuple(row) for row in rows]

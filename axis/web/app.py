@@ -269,11 +269,16 @@ async def _running_hub(
     admin_runner = web.AppRunner(
         admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
     )
+    # Ports first: a hub that cannot listen must fail before its push worker claims anything.
+    node_sock = bind(settings.host, settings.port, reuse_port)
+    try:
+        admin_sock = bind(settings.admin_host, settings.admin_port, reuse_port)
+    except OSError:
+        node_sock.close()
+        raise
     await node_runner.setup()
     try:
         await admin_runner.setup()
-        node_sock = bind(settings.host, settings.port, reuse_port)
-        admin_sock = bind(settings.admin_host, settings.admin_port, reuse_port)
         node_site = web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data))
         admin_site = web.SockSite(admin_runner, admin_sock)
         await node_site.start()
