@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +82,8 @@ async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
 def configure(data: DataDir, **values: float) -> None:
     """Set keys of DATA/axis.toml (each must be there, as ``key = default``), and check that
     the settings now say so: a key renamed in DEFAULT_TOML must not leave a test untested."""
-    text = data.config.read_text()
     for key, value in values.items():
-        text, found = re.subn(rf"(?m)^{key} = \S+", f"{key} = {value!r}", text)
-        assert found == 1, f"no {key} in axis.toml"
-    data.config.write_text(text)
+        datadir.set_setting(data, key, value)
     settings = data.settings()
     assert all(getattr(settings, key) == value for key, value in values.items())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -220,3 +222,13 @@ async def postgres_schema() -> AsyncIterator[str]:
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+def hub_stats(admin_port: int, token: str) -> dict[str, Any]:
+    """The hub's ``GET /v1/stats``, as the operator sees it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin_port}/v1/stats", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        stats: dict[str, Any] = json.loads(response.read())
+        return stats

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from axis.datadir import DataDir
 from axis.simulate import agencies_for, listens, simulate
 from nodes.profile import Profile
-from tests.helpers import BIN, cli, free_port, init_data, serving
+from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
 
 
 async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
@@ -69,15 +67,6 @@ def test_the_command_prints_only_json_with_json() -> None:
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0
 
 
-def _hub_stats(admin_port: int, token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{admin_port}/v1/stats", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        stats: dict[str, Any] = json.loads(response.read())
-        return stats
-
-
 def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> None:
     """SIGKILL the hub three times while simulated agencies send (each time after a few more
     documents), restart it, let the run drain: everything accepted is stored and reaches
@@ -104,17 +93,17 @@ def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> 
                     )
                 deadline = time.monotonic() + 90
                 while (
-                    _hub_stats(admin_port, token)["documents"] < threshold
+                    hub_stats(admin_port, token)["documents"] < threshold
                     and time.monotonic() < deadline
                 ):
                     time.sleep(0.2)
-                killed_at.append(_hub_stats(admin_port, token)["documents"])
+                killed_at.append(hub_stats(admin_port, token)["documents"])
                 hub.kill()  # SIGKILL, mid-run
                 hub.wait()
         with serving(data, port, admin_port):
             assert run is not None
             out, _ = run.communicate(timeout=240)
-            stats = _hub_stats(admin_port, token)
+            stats = hub_stats(admin_port, token)
     finally:
         if run is not None and run.poll() is None:
             run.kill()

@@ -9,22 +9,11 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from axis import datadir
 from axis.datadir import DataDir
-from tests.helpers import BIN, cli, free_port, init_data, postgres_schema, serving
-
-
-def _stats(admin_port: int, token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{admin_port}/v1/stats", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        stats: dict[str, Any] = json.loads(response.read())
-        return stats
+from tests.helpers import BIN, cli, free_port, hub_stats, init_data, postgres_schema, serving
 
 
 def _children(pid: int) -> list[int]:
@@ -62,7 +51,7 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
             run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             try:
                 deadline = time.monotonic() + 90
-                while _stats(admin_port, token)["documents"] < 50:
+                while hub_stats(admin_port, token)["documents"] < 50:
                     assert time.monotonic() < deadline, "the run did not get going"
                     time.sleep(0.2)
                 os.kill(workers[0], signal.SIGKILL)  # mid-run
@@ -72,7 +61,7 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
                     run.kill()
             # The parent started another in its place.
             assert len(_children(parent.pid)) == 2
-            stats = _stats(admin_port, token)
+            stats = hub_stats(admin_port, token)
         summary = json.loads(out)
         assert summary["documents_sent"] == summary["documents_accepted"] == documents
         assert summary["lost"] == 0 and summary["duplicates"] == 0

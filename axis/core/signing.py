@@ -209,6 +209,9 @@ class Verifier:
         self.engine = engine
         # Certificate DER -> the xmlsec key made from it (the context copies it on use).
         self._xmlsec_keys: dict[bytes, xmlsec.Key] = {}
+        # The transforms the policy allows, worked out once rather than per package.
+        self._reference_transforms = _xmlsec_transforms(policy, reference=True)
+        self._signature_transforms = _xmlsec_transforms(policy, reference=False)
 
     def verify(
         self, data: bytes, expected_cert: x509.Certificate, at: dt.datetime | None = None
@@ -255,9 +258,9 @@ class Verifier:
         as "AB", but lxml's ``.text`` would read "A"."""
         context = xmlsec.SignatureContext()
         context.key = self._xmlsec_key(cert)
-        for transform in _xmlsec_transforms(self.policy, reference=True):
+        for transform in self._reference_transforms:
             context.enable_reference_transform(transform)
-        for transform in _xmlsec_transforms(self.policy, reference=False):
+        for transform in self._signature_transforms:
             context.enable_signature_transform(transform)
         try:
             context.verify(signature)

@@ -38,13 +38,16 @@ from axis.store.migrations import TRACKING, check_not_newer, pending
 from axis.store.rows import (
     AGENCY_COLUMNS,
     DELIVERY_COLUMNS,
+    LOG_HEAD,
+    LOG_INSERT,
     PACKAGE_COLUMNS,
+    UPSERT_DAILY,
     delivery_row,
+    log_values,
     package_row,
     ts,
 )
 from axis.store.sql_reads import SqlReads
-from axis.store.sqlite_ledger import UPSERT_DAILY
 
 T = TypeVar("T")
 
@@ -237,15 +240,10 @@ class PostgresStore(SqlReads):
         sha256: str | None = None,
     ) -> LogEntry:
         """Append one entry to the chain (the write lock serializes the head)."""
-        head = await tx.fetchrow("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+        head = await tx.fetchrow(LOG_HEAD)
         seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
         entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256)
-        await tx.execute(
-            "INSERT INTO log (seq, at, event, organ_id, package_id, detail, sha256, prev, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            entry.seq, entry.at, entry.event, entry.organ_id, entry.package_id, entry.detail,
-            entry.sha256, entry.prev, entry.hash,
-        )  # fmt: skip
+        await tx.execute(LOG_INSERT, *log_values(entry))
         tx.appended.append(entry)
         return entry
 

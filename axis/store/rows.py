@@ -21,6 +21,15 @@ PACKAGE_COLUMNS = (
 )
 DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
 LOG_COLUMNS = "seq, at, event, organ_id, package_id, detail, sha256, prev, hash"
+
+# The statements both stores write with (``?`` placeholders; PostgreSQL's store numbers them).
+LOG_HEAD = "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1"
+LOG_INSERT = f"INSERT INTO log ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# daily.n, not n: PostgreSQL needs the target's column named (SQLite takes either).
+UPSERT_DAILY = (
+    "INSERT INTO daily (day, metric, key, n) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (day, metric, key) DO UPDATE SET n = daily.n + excluded.n"
+)
 PENDING_STATES = tuple(sorted(PENDING))
 
 
@@ -66,6 +75,14 @@ def agency_row(row: Iterable[Any]) -> Agency:
         active=bool(active),
         endpoint=endpoint,
     )
+
+
+def log_values(entry: LogEntry) -> tuple[Any, ...]:
+    """An entry as LOG_INSERT's parameters."""
+    return (
+        entry.seq, entry.at, entry.event, entry.organ_id, entry.package_id, entry.detail,
+        entry.sha256, entry.prev, entry.hash,
+    )  # fmt: skip
 
 
 def log_row(row: Iterable[Any]) -> LogEntry:

@@ -22,6 +22,7 @@ from axis.store.rows import (
     AGENCY_COLUMNS,
     DELIVERY_COLUMNS,
     LOG_COLUMNS,
+    LOG_HEAD,
     PACKAGE_COLUMNS,
     PENDING_STATES,
     agency_row,
@@ -168,7 +169,7 @@ class SqlReads:
         return [log_row(r) for r in reversed(rows)]
 
     async def log_head(self) -> tuple[int, str | None]:
-        rows = await self._read("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+        rows = await self._read(LOG_HEAD)
         return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
 
     async def received_entries(self, after: int, upto: int, limit: int) -> list[LogEntry]:

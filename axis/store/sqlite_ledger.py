@@ -14,7 +14,7 @@ from datetime import datetime
 
 from axis.core.logchain import GENESIS, LogEntry, link
 from axis.store import counters
-from axis.store.rows import ts
+from axis.store.rows import LOG_HEAD, LOG_INSERT, UPSERT_DAILY, log_values, ts
 
 
 def append(
@@ -27,25 +27,11 @@ def append(
     sha256: str | None = None,
 ) -> LogEntry:
     """Append one entry to the chain (the one writer thread serializes the head)."""
-    rows = w.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchall()
+    rows = w.execute(LOG_HEAD).fetchall()
     seq, prev = (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
     entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256)
-    w.execute(
-        "INSERT INTO log (seq, at, event, organ_id, package_id, detail, sha256, prev, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.seq, entry.at, entry.event, entry.organ_id, entry.package_id, entry.detail,
-            entry.sha256, entry.prev, entry.hash,
-        ),
-    )  # fmt: skip
+    w.execute(LOG_INSERT, log_values(entry))
     return entry
-
-
-# daily.n, not n: PostgreSQL needs the target's column named (SQLite takes either).
-UPSERT_DAILY = (
-    "INSERT INTO daily (day, metric, key, n) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (day, metric, key) DO UPDATE SET n = daily.n + excluded.n"
-)
 
 
 def bump_all(w: sqlite3.Connection, bumps: list[counters.Bump]) -> None:

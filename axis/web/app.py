@@ -237,17 +237,16 @@ async def running_hub(
     Raises:
         DataDirError: another hub serves this data folder (SQLite: one hub per folder).
     """
-    single_node = open_store(data.database_url(db_url)).single_node
-    with data.serving_lock() if single_node else contextlib.nullcontext():
-        async with _running_hub(data, settings, db_url, reuse_port) as running:
+    hub = build_hub(data, settings, db_url)  # opens nothing yet: the lock comes first
+    with data.serving_lock() if hub.store.single_node else contextlib.nullcontext():
+        async with _running_hub(data, settings, hub, reuse_port) as running:
             yield running
 
 
 @contextlib.asynccontextmanager
 async def _running_hub(
-    data: DataDir, settings: Settings, db_url: str | None, reuse_port: bool
+    data: DataDir, settings: Settings, hub: Hub, reuse_port: bool
 ) -> AsyncIterator[Running]:
-    hub = build_hub(data, settings, db_url)
     transport = HttpsPushTransport(data.hub_cert, data.hub_key)
     hub_metrics = HubMetrics()
     checkpointer = Checkpointer(
