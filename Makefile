@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo walkthrough test check system-deps clean
+.PHONY: demo walkthrough test check wheel-check system-deps clean
 
 # The main job: a scaled-down seed-2020 (the launch window of the national axis, 95 agencies)
 # through a real hub, with a progress bar, a summary and an HTML report in demo-report/.
@@ -38,5 +38,9 @@ check: $(STAMP)
 	$(BIN)/ruff format --check axis nodes tests scripts
 	$(BIN)/mypy
 
+# Axis installed from a wheel into a fresh venv (as users install it), its commands run there.
+wheel-check: $(STAMP)
+	PYTHON=$(BIN)/python scripts/wheel-check.sh
+
 clean:
-	rm -rf $(VENV) demo-data demo-report .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .coverage demo-data demo-report .pytest_cache .mypy_cache .ruff_cache .hypothesis
