@@ -12,9 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from axis import runtime
 from axis.core.formats import STATUS_CODES
 from axis.errors import AxisError
+from axis.host import runtime
 from nodes.client import HubError, HubUnreachable, NodeClient
 from nodes.listen import listen_forever
 from nodes.profile import ProfileError, resolve

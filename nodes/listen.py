@@ -26,9 +26,9 @@ from axis.core import formats, pki
 from axis.core.formats import Package
 from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import SchemaViolation, SenderMismatch, UnsupportedMediaType, UntrustedCertificate
-from axis.web.app import bind
-from axis.web.node_api import XML_TYPES, read_body
-from axis.web.problems import problem_middleware
+from axis.http.body import XML_TYPES, read_body
+from axis.http.problems import problem_middleware
+from axis.http.sockets import bind
 from nodes.profile import Profile
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -17,11 +17,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from axis import datadir
 from axis.core import formats, pki
 from axis.core.receipt import verify_receipt
-from axis.datadir import DataDir
-from axis.web.app import free_port, running_hub
+from axis.host import datadir
+from axis.host.datadir import DataDir
+from axis.http.sockets import free_port
+from axis.usecases import registration
+from axis.web.app import running_hub
 from nodes.client import HubError, NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
@@ -48,8 +50,8 @@ async def main(root: Path) -> int:
         console.print(f"Hub listening on {running.url} (TLS, client certificates)")
         for organ_id, name in AGENCIES.items():
             endpoint = f"https://127.0.0.1:{push_port}/" if organ_id == PUSHED else None
-            await running.hub.store.add_agency(
-                datadir.new_agency(data, organ_id, name, running.url, endpoint=endpoint)
+            await registration.register(
+                data, running.hub.store, organ_id, name, hub_url=running.url, endpoint=endpoint
             )
         console.print(
             f"Registered {len(AGENCIES)} agencies, each with its own certificate;"

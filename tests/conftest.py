@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from axis import datadir
-from axis.datadir import DataDir
+from axis.host import datadir
+from axis.host.datadir import DataDir
+from axis.usecases import registration
 from axis.web.app import Running, running_hub
 from nodes.client import NodeClient
 from nodes.profile import Profile
@@ -41,14 +42,14 @@ class LiveHub:
     async def register(
         self, organ_id: str, name: str | None = None, endpoint: str | None = None
     ) -> Profile:
-        agency = datadir.new_agency(
+        await registration.register(
             self.data,
+            self.running.hub.store,
             organ_id,
             name or AGENCIES.get(organ_id, organ_id),
-            self.running.url,
+            hub_url=self.running.url,
             endpoint=endpoint,
         )
-        await self.running.hub.store.add_agency(agency)
         return Profile.load(self.data.profile(organ_id))
 
     def client(self, organ_id: str) -> NodeClient:

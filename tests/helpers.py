@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from axis.core import pki
-from axis.datadir import DataDir
-from axis.web.app import free_port as free_port  # re-exported for the tests
+from axis.host.datadir import DataDir
+from axis.http.sockets import free_port as free_port  # re-exported for the tests
 from nodes.client import HubError
 
 

@@ -31,10 +31,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
-from axis import datadir
 from axis.core import formats, pki
 from axis.core.signing import Signer
-from axis.datadir import DataDir
+from axis.host import datadir
+from axis.host.datadir import DataDir
 from axis.store.base import Agency
 from nodes.client import HubError
 from tests.conftest import AGENCIES, LiveHub, configure, live_hub

@@ -12,9 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from axis import bench
 from axis.core import formats, pki
 from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
+from nodes.sim import bench
 from tests.helpers import cli, postgres_schema
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"

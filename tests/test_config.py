@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from axis.config import DEFAULT_TOML, Settings, load_settings
+from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 

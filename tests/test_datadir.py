@@ -1,7 +1,8 @@
-"""The data folder's rules for registering agencies (no server)."""
+"""The data folder and the registration of agencies into it (no server)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,9 +10,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from axis import datadir
 from axis.core import pki
-from axis.datadir import DataDir, DataDirError
+from axis.errors import DuplicateConflict
+from axis.host import datadir
+from axis.host.datadir import DataDir, DataDirError
+from axis.store.sqlite import SqliteStore
+from axis.usecases import registration
 
 
 def _outside_cert(ca_key: pki.PrivateKey, ca_cert: x509.Certificate, cn: str) -> bytes:
@@ -36,11 +40,11 @@ def test_an_outside_certificate_must_name_its_organ_id(data: DataDir) -> None:
     datadir.trust_ca(data, pki.cert_to_pem(ca_cert))
     hub = "https://localhost:8443"
     with pytest.raises(DataDirError, match="names no OrganId"):
-        datadir.new_agency(
+        datadir.write_profile(
             data, "000.00.00.H29", "Hà Nội", hub, cert_pem=_outside_cert(ca_key, ca_cert, "Ng A")
         )
     with pytest.raises(DataDirError, match="belongs to 000.00.00.H41"):
-        datadir.new_agency(
+        datadir.write_profile(
             data,
             "000.00.00.H29",
             "Hà Nội",
@@ -48,18 +52,54 @@ def test_an_outside_certificate_must_name_its_organ_id(data: DataDir) -> None:
             cert_pem=_outside_cert(ca_key, ca_cert, "000.00.00.H41"),
         )
     assert not data.profile("000.00.00.H29").exists()
-    agency = datadir.new_agency(
+    cert = datadir.write_profile(
         data,
         "000.00.00.H29",
         "Hà Nội",
         hub,
         cert_pem=_outside_cert(ca_key, ca_cert, "000.00.00.H29"),
     )
-    assert agency.organ_id == "000.00.00.H29"
+    assert pki.organ_id_of(cert) == "000.00.00.H29"
     profile = data.profile("000.00.00.H29")
     assert (profile / "hub.pem").read_bytes() == data.hub_cert.read_bytes()
     assert len(pki.load_certs((profile / "ca.pem").read_bytes())) == 2  # dev CA + outside CA
     assert not (profile / "key.pem").exists()  # the hub never sees that agency's key
+
+
+async def test_registration_is_all_or_nothing(data: DataDir) -> None:
+    """A registered agency has its profile and its row; a refused one leaves neither."""
+    store = SqliteStore(data.database)
+    await store.open()
+    try:
+        hub = "https://localhost:8443"
+        first = await registration.register(data, store, "000.00.00.G22", "VPCP", hub_url=hub)
+        assert await store.get_agency("000.00.00.G22") == first
+        assert (data.profile("000.00.00.G22") / "key.pem").exists()
+        with pytest.raises(DuplicateConflict, match="already registered"):
+            await registration.register(data, store, "000.00.00.G22", "Lần hai", hub_url=hub)
+        # The store refuses (here: the certificate is another row's already), so the
+        # profile written for it goes too.
+        ca_key, ca_cert = pki.create_ca("Government CA (test)")
+        datadir.trust_ca(data, pki.cert_to_pem(ca_cert))
+        pem = _outside_cert(ca_key, ca_cert, "000.00.00.H41")
+        fingerprint = pki.fingerprint(pki.load_cert(pem))
+        await store.add_agency(replace(first, organ_id="000.00.00.H42", fingerprint=fingerprint))
+        with pytest.raises(DuplicateConflict, match="its certificate is already registered"):
+            await registration.register(
+                data, store, "000.00.00.H41", "Nghệ An", hub_url=hub, cert_pem=pem
+            )
+        assert not data.profile("000.00.00.H41").exists()
+        with pytest.raises(DataDirError, match="push endpoint"):
+            await registration.register(
+                data, store, "000.00.00.H41", "Nghệ An", hub_url=hub, endpoint="http://x/"
+            )
+        assert not data.profile("000.00.00.H41").exists()
+        assert [a.organ_id for a in await store.list_agencies()] == [
+            "000.00.00.G22",
+            "000.00.00.H42",
+        ]
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
@@ -67,7 +107,7 @@ def test_an_outside_certificate_must_name_its_organ_id(data: DataDir) -> None:
     ["https://127.0.0.1:9443/", "https://localhost/push", "https://[::1]:8443/"],
 )
 def test_good_endpoints(endpoint: str) -> None:
-    datadir.check_endpoint(endpoint)
+    registration.check_endpoint(endpoint)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +116,7 @@ def test_good_endpoints(endpoint: str) -> None:
 )
 def test_bad_endpoints(endpoint: str) -> None:
     with pytest.raises(DataDirError, match="push endpoint"):
-        datadir.check_endpoint(endpoint)
+        registration.check_endpoint(endpoint)
 
 
 def test_set_setting_changes_one_key_and_keeps_the_comments(data: DataDir) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from axis.config import Settings
 from axis.core.lifecycle import DeliveryEvent
-from axis.delivery import DeliveryWorker, PushError
+from axis.host.config import Settings
 from axis.store.base import Agency, Store
+from axis.usecases.delivery import DeliveryWorker, PushError
 from tests.helpers import eventually
 from tests.test_store import G22, H10, H41, T0, T01, agency, backend, package, store
 

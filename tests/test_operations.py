@@ -12,8 +12,8 @@ import pytest
 
 from axis.core import pki
 from axis.core.logchain import link
-from axis.operations import Checkpointer
-from axis.verification import Cadence, verify_log
+from axis.usecases.operations import Checkpointer
+from axis.usecases.verification import Cadence, verify_log
 from tests.conftest import LiveHub
 from tests.helpers import cli
 

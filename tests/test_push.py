@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from axis.datadir import DataDir
-from axis.web.app import bind
+from axis.host.datadir import DataDir
+from axis.http.sockets import bind
 from nodes.client import HubError, NodeClient
 from nodes.listen import PushReceiver, listen_ssl_context, listening
 from nodes.profile import Profile

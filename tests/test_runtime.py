@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from axis import runtime
+from axis.host import runtime
 
 
 def test_uvloop_is_used_where_installed_unless_told_otherwise(

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from axis.datadir import DataDir
+from axis.host.datadir import DataDir
 from nodes.client import NodeClient
 from nodes.profile import Profile
 from tests.helpers import cli, free_port, init_data, serving

@@ -8,9 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from axis.datadir import DataDir
-from axis.simulate import agencies_for, listens, simulate
+from axis.host.datadir import DataDir
 from nodes.profile import Profile
+from nodes.sim.simulate import agencies_for, listens, simulate
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
 
 

@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from axis import datadir
-from axis.datadir import DataDir
+from axis.host import datadir
+from axis.host.datadir import DataDir
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, postgres_schema, serving
 
 

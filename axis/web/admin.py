@@ -16,14 +16,14 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from axis import operations
 from axis.core.lifecycle import DeliveryState
 from axis.errors import NotAllowed, SchemaViolation
-from axis.hub import Hub
+from axis.http.problems import problem_middleware
+from axis.usecases import operations
+from axis.usecases.hub import Hub
 from axis.web import node_api
 from axis.web.keys import ADMIN_TOKEN, HUB, METRICS, SESSIONS
 from axis.web.metrics import HubMetrics
-from axis.web.problems import problem_middleware
 
 COOKIE = "axis_session"
 SESSION_S = 12 * 3600

@@ -1,4 +1,4 @@
-"""Building and running the hub: two aiohttp applications over one :class:`~axis.hub.Hub`.
+"""Building and running the hub: two aiohttp applications over one :class:`~axis.usecases.hub.Hub`.
 
 The node application listens with TLS and asks for client certificates (optional at the TLS
 layer so that ``/healthz`` answers without one; every other route demands one). The operator
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -20,21 +19,22 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from axis import runtime
-from axis.config import Settings
 from axis.core import pki
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
-from axis.datadir import DataDir
-from axis.delivery import DeliveryWorker, PushTransport
-from axis.hub import Hub
-from axis.operations import Checkpointer
+from axis.host import runtime
+from axis.host.config import Settings
+from axis.host.datadir import DataDir
+from axis.http.problems import access_log, problem_middleware
+from axis.http.sockets import bind
 from axis.store import open_store
+from axis.usecases.delivery import DeliveryWorker, PushTransport
+from axis.usecases.hub import Hub
+from axis.usecases.operations import Checkpointer
 from axis.web import node_api
 from axis.web.admin import admin_app
 from axis.web.keys import HUB, METRICS
 from axis.web.metrics import HubMetrics
-from axis.web.problems import access_log, problem_middleware
 from axis.web.push_client import HttpsPushTransport
 
 log = logging.getLogger("axis.serve")
@@ -145,29 +145,6 @@ async def _background(
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A listening socket; port 0 picks a free one (tests read it back). With
-    ``reuse_port`` several processes listen on the same port (SO_REUSEPORT) and the kernel
-    spreads new connections among them: the workers of ``axis serve --workers N``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now, for a server that must know its port before it starts
-    (an agency's push endpoint is registered before it listens)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class InFlight:

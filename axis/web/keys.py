@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from axis.hub import Hub
+from axis.usecases.hub import Hub
 from axis.web.metrics import HubMetrics
 
 HUB = web.AppKey("hub", Hub)

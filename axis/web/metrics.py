@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from axis.core.logchain import LogEntry, LogEvent
 from axis.core.stats import Metric
+from axis.http.keys import PROBLEM
 from axis.store.base import Store
-from axis.web.request_keys import PROBLEM
 
 
 class HubMetrics:

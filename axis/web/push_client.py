@@ -13,12 +13,12 @@ from pathlib import Path
 
 import aiohttp
 
-from axis.delivery import PushError
 from axis.store.base import Agency
+from axis.usecases.delivery import PushError
 
 
 class HttpsPushTransport:
-    """:class:`axis.delivery.PushTransport` over HTTPS with client certificates."""
+    """:class:`axis.usecases.delivery.PushTransport` over HTTPS with client certificates."""
 
     def __init__(self, hub_cert: Path, hub_key: Path) -> None:
         self._hub_cert = hub_cert

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from axis.config import Settings
 from axis.core.lifecycle import DeliveryState
 from axis.core.retry import GiveUp, RetryPolicy, next_attempt
+from axis.host.config import Settings
 from axis.store.base import Agency, PushJob, Store
 
-log = logging.getLogger("axis.delivery")
+log = logging.getLogger("axis.usecases.delivery")
 
 IDLE_POLL_S = 1.0  # how often an idle worker looks for retries that came due
 PER_RECIPIENT = 2  # pushes in flight to one agency at once: a dead endpoint holds no more

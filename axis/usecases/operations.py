@@ -1,7 +1,7 @@
 """What operators ask of the hub (SPEC §6, §7): statistics, the dashboard's figures, and the
-checkpointer that signs the log's head as it grows (the proof is :mod:`axis.verification`).
+checkpointer that signs the log's head as it grows (the proof is :mod:`axis.usecases.verification`).
 
-Like :mod:`axis.hub`, this layer knows no aiohttp and no SQL: it reads through the Store
+Like :mod:`axis.usecases.hub`, this layer knows no aiohttp and no SQL: it reads through the Store
 protocol and leaves hashing, signing and counting rules to the pure core.
 """
 
@@ -21,7 +21,7 @@ from axis.core.logchain import (
 from axis.core.pki import PrivateKey
 from axis.store.base import Store
 
-log = logging.getLogger("axis.operations")
+log = logging.getLogger("axis.usecases.operations")
 
 PAGE = 5000
 

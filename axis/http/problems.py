@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from axis.errors import PROBLEM_PREFIX, AxisError, RateLimited
-from axis.web.request_keys import AGENCY, PACKAGE_ID, PROBLEM
+from axis.http.keys import AGENCY, PACKAGE_ID, PROBLEM
 
 log = logging.getLogger("axis.web")
 

@@ -18,15 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from axis.config import DEFAULT_TOML, Settings, load_settings
 from axis.core import pki
 from axis.core.formats import is_organ_id
 from axis.errors import UntrustedCertificate
-from axis.store.base import Agency
+from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
 
 class DataDirError(Exception):
@@ -192,29 +190,26 @@ def trust_ca(data: DataDir, pem: bytes) -> x509.Certificate:
     return cert
 
 
-def new_agency(
+def write_profile(
     data: DataDir,
     organ_id: str,
     name: str,
     hub_url: str,
-    endpoint: str | None = None,
     cert_pem: bytes | None = None,
     key_kind: str = "rsa",
     issuer: tuple[pki.PrivateKey, x509.Certificate] | None = None,
-) -> Agency:
-    """Issue (or take, with ``cert_pem``) an agency's certificate and write its node profile.
-
-    The returned :class:`Agency` still has to be added to the store. ``issuer`` saves
+) -> x509.Certificate:
+    """Issue (or take, with ``cert_pem``) an agency's certificate and write its node profile
+    under ``DATA/agencies/ORGAN_ID``; returns the certificate. Registering the agency is
+    :func:`axis.usecases.registration.register`'s job, which calls this. ``issuer`` saves
     loading the development CA for every agency when registering many (:func:`load_issuer`).
 
     Raises:
         DataDirError: a malformed OrganId, an existing profile, or a certificate the hub does
-            not trust or that names another agency.
+            not trust or that names another agency. Nothing is written then.
     """
     if not is_organ_id(organ_id):
         raise DataDirError(f"{organ_id!r} is not an OrganId (ddd.dd.dd.Xdd)")
-    if endpoint is not None:
-        check_endpoint(endpoint)
     profile = data.profile(organ_id)
     if (profile / "cert.pem").exists():
         raise DataDirError(f"a profile for {organ_id} already exists at {profile}")
@@ -238,29 +233,7 @@ def new_agency(
         f'hub = "{hub_url}"\norgan_id = "{organ_id}"\nname = "{_toml_escape(name)}"\n',
         encoding="utf-8",
     )
-    return Agency(
-        organ_id=organ_id,
-        name=name,
-        cert_pem=pki.cert_to_pem(cert),
-        fingerprint=pki.fingerprint(cert),
-        registered_at=datetime.now(UTC),
-        endpoint=endpoint,
-    )
-
-
-def check_endpoint(endpoint: str) -> None:
-    """Raises DataDirError unless ``endpoint`` is an https URL the hub can push to."""
-    try:
-        url = urlsplit(endpoint)
-        port = url.port
-        host = url.hostname or ""
-        host.encode("idna")
-    except (ValueError, UnicodeError) as exc:
-        raise DataDirError(f"the push endpoint {endpoint!r} is not a usable URL: {exc}") from exc
-    if url.scheme != "https" or not host:
-        raise DataDirError(f"the push endpoint must be an https:// URL with a host: {endpoint!r}")
-    if port == 0:
-        raise DataDirError(f"the push endpoint needs a real port: {endpoint!r}")
+    return cert
 
 
 def _outside_cert(data: DataDir, organ_id: str, cert_pem: bytes) -> x509.Certificate:

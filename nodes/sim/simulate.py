@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from axis import datadir, operations
-from axis.datadir import DataDir
+from axis.host import datadir
+from axis.host.datadir import DataDir
+from axis.http.sockets import free_port
 from axis.store import open_store
 from axis.store.base import Store
-from axis.web.app import free_port
+from axis.usecases import operations, registration
 from nodes.client import NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
@@ -40,7 +41,7 @@ from nodes.sim.country import SimAgency
 from nodes.sim.runner import Progress, Simulation
 from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
 
-log = logging.getLogger("axis.simulate")
+log = logging.getLogger("nodes.sim.simulate")
 
 SCENARIOS = ("seed-2020",)
 CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
@@ -207,16 +208,16 @@ async def _register(
         if await store.get_agency(agency.organ_id) is not None:
             continue  # registered by an earlier run: its profile is there
         port = free_port() if push and listens(agency) else None
-        registered = datadir.new_agency(
+        await registration.register(
             data,
+            store,
             agency.organ_id,
             agency.name,
-            hub_url,
+            hub_url=hub_url,
             endpoint=f"https://127.0.0.1:{port}/" if port else None,
             key_kind="ec",
             issuer=issuer,
         )
-        await store.add_agency(registered)
 
 
 async def simulate(

@@ -24,10 +24,10 @@ import signal
 import sys
 import time
 
-from axis.config import Settings
-from axis.datadir import DataDir
+from axis.host.config import Settings
+from axis.host.datadir import DataDir
 
-log = logging.getLogger("axis.workers")
+log = logging.getLogger("axis.host.workers")
 
 RESTART_PAUSE_S = 1.0  # the first pause between a worker's death and its replacement …
 RESTART_MAX_S = 30.0  # … doubling while it keeps dying young, up to this

@@ -20,7 +20,6 @@ from typing import Any
 
 from cryptography import x509
 
-from axis.config import Settings
 from axis.core import formats, pki
 from axis.core.formats import Edoc, Package
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
@@ -35,8 +34,9 @@ from axis.errors import (
     UnknownDocument,
     UntrustedCertificate,
 )
-from axis.routing import Routed, Router
+from axis.host.config import Settings
 from axis.store.base import Agency, Delivery, Hop, NewPackage, PackageRecord, Store
+from axis.usecases.routing import Routed, Router
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Packages up to this size are verified on the event loop: that takes about a millisecond,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from axis.config import Settings
 from axis.core import formats
 from axis.core.formats import BusinessDocType, Edoc, Package, StatusNotice
 from axis.errors import (
@@ -25,6 +24,7 @@ from axis.errors import (
     UnknownDocument,
     UnknownRecipient,
 )
+from axis.host.config import Settings
 from axis.store.base import Agency, PackageRecord, StatusUpdate, Store
 
 FOLLOWUP_ANSWERS = frozenset({"15", "16"})  # agrees / refuses a take-back or an update

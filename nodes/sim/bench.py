@@ -47,10 +47,10 @@ from lxml import etree
 from axis.core import formats, pki
 from axis.core.formats import Attachment, Edoc, Organ, Trace
 from axis.core.signing import DS_NS, EDXML_NS, hardened_parser
-from axis.simulate import Site, agencies_for, own_hub
 from nodes.client import NodeClient
 from nodes.profile import Profile
 from nodes.sim.runner import Simulation, percentiles
+from nodes.sim.simulate import Site, agencies_for, own_hub
 from nodes.sim.traffic import PointToPoint
 
 # progress(stage, done, total): "sign", "verify", "store", "e2e", "paced"

@@ -1,0 +1,239 @@
+"""``axis simulate`` and ``axis bench``: a country of simulated agencies against a hub, and the
+benchmark. Both live beside the simulated agencies (:mod:`nodes.sim`), loaded only when run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from axis.cli.common import data_folder, data_option, err, fail
+from axis.host import runtime
+from axis.host.config import VERIFIERS
+
+
+@click.command()
+@click.option(
+    "--scenario", type=click.Choice(["seed-2020"]), default="seed-2020", show_default=True
+)
+@click.option("--agencies", type=click.IntRange(2, 95), default=None, help="Fewer agencies.")
+@click.option(
+    "--documents",
+    type=click.IntRange(1),
+    default=1_260_000,
+    show_default=True,
+    help="How many documents (the published figure by default).",
+)
+@click.option("--seed", type=int, default=2020, show_default=True, help="Same seed, same run.")
+@click.option("--attachment-kb", type=click.FloatRange(0.5), default=20.0, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Write report.json, per_day.csv and report.html there.",
+)  # fmt: skip
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Agencies offline for a while, slow agencies, 2 % broken packages.",
+)
+@click.option(
+    "--hub",
+    "hub_url",
+    default=None,
+    help="Drive a running hub (https://…) whose data folder --data names, instead of one here.",
+)
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON on stdout.")
+def simulate(
+    scenario: str,
+    agencies: int | None,
+    documents: int,
+    seed: int,
+    attachment_kb: float,
+    concurrency: int,
+    report_dir: Path | None,
+    faults: bool,
+    hub_url: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run simulated agencies against a hub on loopback and report what they exchanged."""
+    data = data_folder(data_dir) if hub_url else None
+    from nodes.sim.simulate import simulate as run_simulation
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        sending = bar.add_task("documents sent", total=documents)
+        acking = bar.add_task("deliveries acknowledged", total=0)
+
+        def progress(what: str, n: int) -> None:
+            if what == "deliveries":  # the hub accepted a document: its deliveries are due
+                bar.update(acking, total=(bar.tasks[acking].total or 0) + n)
+            else:
+                bar.advance(sending if what == "sent" else acking, n)
+
+        def ready(count: int) -> None:
+            where = hub_url or "a hub on loopback"
+            err.print(f"{count} agencies registered at {where}; sending {documents:,} documents")
+
+        outcome = runtime.run(
+            run_simulation(
+                scenario=scenario, documents=documents, agencies=agencies, seed=seed,
+                attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
+                progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
+            )
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(outcome.summary, ensure_ascii=False))
+        return
+    render_summary(outcome, Console())
+
+
+def render_summary(outcome: Any, console: Console) -> None:
+    """The run's summary as a table, with the published comparison and the report's path."""
+    s = outcome.summary
+    table = Table(title="Simulation summary", show_header=False)
+    table.add_column("what")
+    table.add_column("n", justify="right")
+    for key in ("documents_sent", "documents_accepted", "deliveries", "acknowledged", "failed",
+                "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s"):  # fmt: skip
+        value = s[key]
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    latency = s["latency_ms"]
+    table.add_row(
+        "latency p50 / p95 / p99 ms", f"{latency['p50']} / {latency['p95']} / {latency['p99']}"
+    )
+    console.print(table)
+    comparison = outcome.report["comparison"]
+    console.print(f"Published: {comparison['published']}.")
+    console.print(f"This run:  {comparison['this_run']}.")
+    refused = outcome.report.get("refused") or {}
+    if refused:
+        listed = ", ".join(f"{n} {problem}" for problem, n in sorted(refused.items()))
+        console.print(f"Refused by the hub: {listed}.")
+    if outcome.html is not None:
+        console.print(f"Report: {outcome.html}")
+
+
+@click.command()
+@click.option(
+    "--documents",
+    type=click.IntRange(1),
+    default=2_000,
+    show_default=True,
+    help="How many packages: the floor signs, verifies and stores this many, and the hub "
+    "exchanges as many at full rate.",
+)
+@click.option("--attachment-kb", type=click.FloatRange(0.5), default=20.0, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--verifier",
+    type=click.Choice(VERIFIERS),
+    default="xmlsec",
+    show_default=True,
+    help="The hub's signature engine (to compare them).",
+)
+@click.option(
+    "--db",
+    default=None,
+    help="An empty PostgreSQL database for the hub (postgresql://…); default SQLite.",
+)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Hub worker processes (more than one needs --db).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
+def bench(
+    documents: int,
+    attachment_kb: float,
+    concurrency: int,
+    verifier: str,
+    db: str | None,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
+    through a real hub on loopback; print both, their ratio, send latency and peak RSS."""
+    from nodes.sim.bench import bench as run_bench
+
+    if workers > 1 and not db:
+        fail("--workers above 1 needs --db postgresql://… (SQLite serves one worker)")
+
+    stages = {
+        "sign": "floor: sign",
+        "verify": "floor: verify",
+        "store": "floor: store",
+        "e2e": "hub: full rate",
+        "paced": "hub: half rate",
+    }
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stages[stage], total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = runtime.run(
+            run_bench(
+                documents,
+                attachment_kb=attachment_kb,
+                concurrency=concurrency,
+                verifier=verifier,
+                db=db,
+                workers=workers,
+                progress=progress,
+            )
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    else:
+        render_bench(result, Console())
+    if result.lost:
+        fail(f"{result.lost} accepted documents were never acknowledged: the run is not valid")
+
+
+def render_bench(result: Any, console: Console) -> None:
+    """The benchmark's figures as a table, with how each was measured."""
+    f = result.floor
+    stage = f.per_package_ms()
+    table = Table(title=f"axis bench: {result.documents:,} documents", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_column("how", style="dim")
+    table.add_row(
+        "floor", f"{f.per_s:,.0f} packages/s",
+        f"one process: sign {stage['sign']} ms + verify {stage['verify']} ms"
+        f" + store {stage['store']} ms per package",
+    )  # fmt: skip
+    table.add_row(
+        "end to end", f"{result.e2e_per_s:,.1f} documents/s",
+        f"through axis serve ({result.hub}) over TLS: send, fetch, ack ({result.e2e_s:.1f} s)",
+    )  # fmt: skip
+    table.add_row(
+        "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
+        f"agencies {result.agencies_cpu_ms:.1f} ms (at full rate; steadier than rates)",
+    )  # fmt: skip
+    table.add_row("ratio", f"{result.ratio:.3f}", "end to end / floor (target ≥ 0.40)")
+    send = result.send_ms
+    table.add_row(
+        "send latency p50 / p99", f"{send['p50']} / {send['p99']} ms",
+        f"POST → 201 at half rate ({result.paced_per_s:.1f}/s, {result.paced_documents:,}"
+        " documents; target p99 ≤ 50 ms)",
+    )  # fmt: skip
+    full = result.saturated_send_ms
+    table.add_row("… at full rate", f"{full['p50']} / {full['p99']} ms", "the senders saturate")
+    hub_mb, own_mb = result.hub_peak_rss_mb, result.bench_peak_rss_mb
+    table.add_row(
+        "peak RSS", f"{max(hub_mb, own_mb):.0f} MB",
+        f"hub {hub_mb:.0f} MB, agencies and floor {own_mb:.0f} MB",
+    )  # fmt: skip
+    console.print(table)

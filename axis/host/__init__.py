@@ -1,0 +1,1 @@
+"""Host concerns: the settings file, the data folder, the event loop, logs, worker processes."""
