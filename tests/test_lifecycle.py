@@ -10,11 +10,15 @@ from hypothesis import strategies as st
 
 from axis.core.lifecycle import (
     PENDING,
+    PUSHED_STATE,
+    RECALLABLE,
     TRANSITIONS,
     DeliveryEvent,
     DeliveryState,
     InvalidTransition,
+    ends_pushing,
     next_state,
+    status_event,
 )
 
 S, E = DeliveryState, DeliveryEvent
@@ -208,3 +212,21 @@ def test_acknowledged_is_never_left(start: DeliveryState, events: list[DeliveryE
 
 def test_a_failed_delivery_can_be_recalled() -> None:
     assert next_state(S.FAILED, E.RECALLED) is S.RECALLED
+
+
+def test_a_recall_takes_back_exactly_what_the_table_recalls() -> None:
+    recalled_by_the_table = {
+        s for s in DeliveryState if s is not S.RECALLED and next_state_or_none(s, E.RECALLED)
+    }
+    assert RECALLABLE == recalled_by_the_table == {S.QUEUED, S.FAILED}
+
+
+def test_only_a_queued_delivery_is_pushed_and_no_move_comes_back_to_queued() -> None:
+    assert [s for s in DeliveryState if not ends_pushing(s)] == [PUSHED_STATE] == [S.QUEUED]
+    assert S.QUEUED not in TRANSITIONS.values()
+
+
+def test_status_01_is_an_acknowledgement_and_no_other_code_moves_a_delivery() -> None:
+    assert status_event("01") is E.ACKED
+    for code in ("02", "03", "04", "05", "06", "13", "15", "16", "99"):
+        assert status_event(code) is None

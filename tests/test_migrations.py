@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from axis.core import pki
+from axis.core.logchain import GENESIS, link
 from axis.errors import Unavailable
+from axis.store.base import Agency
 from axis.store.migrations import LATEST, MIGRATIONS, for_postgres, migrate_sqlite
 from axis.store.sqlite import SqliteStore
+from axis.usecases.verification import verify_log
 from tests.helpers import postgres_schema
 
 # The schema an Axis before migrations created (CREATE ... IF NOT EXISTS at every start).
@@ -91,3 +96,43 @@ async def test_postgres_gets_every_migration_once_even_opened_twice_at_once() ->
         finally:
             await conn.close()
         assert [r[0] for r in rows] == list(range(1, LATEST + 1))
+
+
+async def test_a_log_written_before_schema_3_still_proves_the_certificates(
+    tmp_path: Path,
+) -> None:
+    """Before schema 3 an agency-registered entry carried the certificate's fingerprint at the
+    end of its detail; the chain is never rewritten, so such entries must still verify and
+    still catch a certificate swapped in the agencies table."""
+    path = tmp_path / "axis.db"
+    ca_key, ca_cert = pki.create_ca("Axis development CA")
+    _, hub_cert = pki.issue_hub_cert(ca_key, ca_cert)
+    _, cert = pki.issue_agency_cert(ca_key, ca_cert, "000.00.00.G22", "VPCP", pki.new_key("ec"))
+    fingerprint = pki.fingerprint(cert)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.add_agency(
+            Agency("000.00.00.G22", "VPCP", pki.cert_to_pem(cert), fingerprint, datetime.now(UTC))
+        )
+        (entry,) = await store.log_entries(0, 10)
+        assert (entry.detail, entry.cert_sha256) == ("VPCP", fingerprint)
+        # The entry as a hub before schema 3 wrote it.
+        legacy = link(
+            GENESIS, 1, entry.at, entry.event, entry.organ_id, None,
+            f"VPCP; certificate sha256 {fingerprint}",
+        )  # fmt: skip
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute(
+                "UPDATE log SET detail = ?, cert_sha256 = NULL, hash = ? WHERE seq = 1",
+                (legacy.detail, legacy.hash),
+            )
+        assert (await verify_log(store, hub_cert)).ok
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3)")
+        report = await verify_log(store, hub_cert)
+        assert report.problem == (
+            "agency 000.00.00.G22: its certificate is not the one the log recorded"
+        )
+    finally:
+        await store.close()

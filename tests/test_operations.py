@@ -160,10 +160,10 @@ async def test_checkpoints_catch_a_rewritten_or_shortened_chain(hub: LiveHub, re
             rows = db.execute("SELECT * FROM log ORDER BY seq").fetchall()
             prev = "0" * 64
             for row in rows:
-                seq_, at, event, organ_id, package_id, detail, sha, _, _ = row
+                seq_, at, event, organ_id, package_id, detail, sha, _, _, cert = row
                 if seq_ == 3:
                     detail = "forged"
-                entry = link(prev, seq_, at, event, organ_id, package_id, detail, sha)
+                entry = link(prev, seq_, at, event, organ_id, package_id, detail, sha, cert)
                 db.execute(
                     "UPDATE log SET detail = ?, prev = ?, hash = ? WHERE seq = ?",
                     (entry.detail, entry.prev, entry.hash, seq_),
@@ -273,8 +273,8 @@ async def test_removing_the_checkpoints_and_rewriting_history_is_caught(hub: Liv
         db.execute("DELETE FROM checkpoints")
         rows = db.execute("SELECT * FROM log ORDER BY seq").fetchall()
         prev = "0" * 64
-        for seq, at, event, organ_id, package_id, detail, sha, _, _ in rows:
-            entry = link(prev, seq, at, event, organ_id, package_id, detail, sha)
+        for seq, at, event, organ_id, package_id, detail, sha, _, _, cert in rows:
+            entry = link(prev, seq, at, event, organ_id, package_id, detail, sha, cert)
             db.execute("UPDATE log SET prev = ?, hash = ? WHERE seq = ?", (prev, entry.hash, seq))
             prev = entry.hash
     store = hub.running.hub.store

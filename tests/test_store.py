@@ -711,3 +711,18 @@ async def test_the_per_agency_push_cap_holds_across_workers(store: Store, backen
         assert (len(first), len(second)) == (2, 0)
     finally:
         await other.close()
+
+
+async def test_the_push_cap_counts_the_leases_a_worker_holds_already(store: Store) -> None:
+    """One store's contract on SQLite and PostgreSQL alike: a second claim by the same owner
+    takes nothing for an agency that has ``per_recipient`` pushes in flight, and a delivery
+    that leaves queued (fetched while its push was out) frees its place."""
+    for n in range(1, 11):
+        await store.insert_package(replace(package(n, recipients=(H41,)), push_recipients=(H41,)))
+    now = T0 + timedelta(hours=1)
+    first = await store.claim_pushes("a", now, 60, 10, per_recipient=2)
+    assert len(first) == 2
+    assert await store.claim_pushes("a", now, 60, 10, per_recipient=2) == []
+    await store.apply_event(first[0].package_id, H41, DeliveryEvent.FETCHED, now)
+    again = await store.claim_pushes("a", now, 60, 10, per_recipient=2)
+    assert len(again) == 1 and again[0].package_id not in {j.package_id for j in first}

@@ -9,12 +9,19 @@ is one row of :data:`TRANSITIONS`; anything else raises :class:`InvalidTransitio
 a move that already happened (a second ack, a second fetch) is legal and changes nothing, which
 is what makes acks and retries idempotent for clients.
 
+Three more rules of the lifecycle live here, beside the table, so that no store writes them
+again: a status code can be a lifecycle event (01, "đã đến", acknowledges: :func:`status_event`);
+a recall takes back only what nobody fetched (:data:`RECALLABLE`); only a queued delivery is
+pushed, and leaving queued ends the pushing (:func:`ends_pushing`).
+
 This module knows no I/O: stores ask it what the next state is and persist the answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class DeliveryState(StrEnum):
@@ -77,6 +84,30 @@ TRANSITIONS: dict[tuple[DeliveryState, DeliveryEvent], DeliveryState] = {
 
 #: States in which the package is still in the recipient's inbox.
 PENDING: frozenset[DeliveryState] = frozenset({S.QUEUED, S.DELIVERED, S.FAILED})
+
+
+#: States a recall still takes back: nobody has fetched the package (a push that gave up has
+#: not delivered it either). From the others the recipient has it, and answers 02 or 03.
+RECALLABLE: frozenset[DeliveryState] = frozenset({S.QUEUED, S.FAILED})
+
+#: The one state in which a delivery is pushed (when its recipient has an endpoint).
+PUSHED_STATE = S.QUEUED
+
+#: Business status codes that are also lifecycle events: 01 "đã đến" says the recipient has
+#: the package, which is what an acknowledgement says.
+STATUS_EVENTS: Mapping[str, DeliveryEvent] = MappingProxyType({"01": E.ACKED})
+
+
+def status_event(code: str) -> DeliveryEvent | None:
+    """The lifecycle event a recipient's status ``code`` also is, if any."""
+    return STATUS_EVENTS.get(code)
+
+
+def ends_pushing(state: DeliveryState) -> bool:
+    """Whether a delivery that moves into ``state`` is pushed no more (no next try, no lease):
+    every state but queued, since a fetch, a push, an ack, a give-up or a recall all settle
+    what a push was for."""
+    return state is not PUSHED_STATE
 
 
 def next_state(state: DeliveryState, event: DeliveryEvent) -> DeliveryState:

@@ -9,7 +9,9 @@ hub's certificate can then tell a chain the hub wrote from one rewritten afterwa
 someone who recomputed all the hashes.
 
 "received" entries also carry the SHA-256 of the package as it arrived, so a stored package
-that was changed later no longer matches the log.
+that was changed later no longer matches the log, and "agency-registered" entries the SHA-256
+fingerprint of the agency's certificate (``cert_sha256``), so a certificate swapped in the
+agencies table behind the hub's back shows.
 
 Everything here is pure: the store appends entries in the same transaction as the change they
 record, and ``axis log verify`` replays them through :func:`verify_chain`.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from cryptography import x509
@@ -28,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from axis.core.lifecycle import DeliveryState
 from axis.core.pki import PrivateKey
 
 GENESIS = "0" * 64
@@ -44,6 +47,21 @@ class LogEvent(StrEnum):
     FAILED = "failed"
     AGENCY_REGISTERED = "agency-registered"
     AGENCY_REVOKED = "agency-revoked"
+
+    @classmethod
+    def of_state(cls, state: DeliveryState) -> LogEvent:
+        """The entry a delivery's move into ``state`` writes (every state but queued, which
+        no move enters)."""
+        return cls(state.value)
+
+    def state(self) -> DeliveryState | None:
+        """The delivery state this entry records a move into, if it records one."""
+        return DeliveryState(self.value) if self in _STATE_EVENTS else None
+
+
+_STATE_EVENTS = frozenset(
+    {LogEvent.DELIVERED, LogEvent.ACKNOWLEDGED, LogEvent.RECALLED, LogEvent.FAILED}
+)
 
 
 def received_detail(sender: str, recipients: Iterable[str]) -> str:
@@ -65,10 +83,13 @@ class LogEntry:
     sha256: str | None
     prev: str
     hash: str
+    cert_sha256: str | None = None
 
     def fields(self) -> dict[str, object]:
-        """What the hash covers (everything but the hash itself)."""
-        return {
+        """What the hash covers (everything but the hash itself). ``cert_sha256`` only when
+        the entry has one: entries from before it existed (schema version 3) hash as they
+        always did."""
+        fields: dict[str, object] = {
             "seq": self.seq,
             "at": self.at,
             "event": self.event,
@@ -78,6 +99,22 @@ class LogEntry:
             "sha256": self.sha256,
             "prev": self.prev,
         }
+        if self.cert_sha256 is not None:
+            fields["cert_sha256"] = self.cert_sha256
+        return fields
+
+    def certificate(self) -> str | None:
+        """The fingerprint of the certificate an agency-registered entry names. Entries
+        written before schema version 3 had it at the end of their detail (``NAME;
+        certificate sha256 HEX``); the chain never rewrites them, so they are read so."""
+        if self.cert_sha256 is not None:
+            return self.cert_sha256
+        if self.detail and _LEGACY_CERTIFICATE in self.detail:
+            return self.detail.rsplit(_LEGACY_CERTIFICATE, 1)[1]
+        return None
+
+
+_LEGACY_CERTIFICATE = "; certificate sha256 "
 
 
 def entry_hash(fields: dict[str, object]) -> str:
@@ -95,12 +132,11 @@ def link(
     package_id: str | None = None,
     detail: str | None = None,
     sha256: str | None = None,
+    cert_sha256: str | None = None,
 ) -> LogEntry:
     """The next entry after one whose hash is ``prev``."""
-    draft = LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, "")
-    return LogEntry(
-        seq, at, event, organ_id, package_id, detail, sha256, prev, entry_hash(draft.fields())
-    )
+    draft = LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, "", cert_sha256)
+    return replace(draft, hash=entry_hash(draft.fields()))
 
 
 @dataclass(frozen=True)

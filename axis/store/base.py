@@ -272,12 +272,14 @@ class Store(Protocol):
         now: datetime,
         lease_s: float,
         limit: int,
-        busy: tuple[str, ...] = (),
         per_recipient: int = 1_000_000,
     ) -> list[PushJob]:
-        """Lease up to ``limit`` queued deliveries whose push is due and not leased by a live
-        worker (an expired lease is taken over): at most ``per_recipient`` per agency, oldest
-        due first, none for recipients in ``busy``. No delivery is leased to two owners."""
+        """Lease to ``owner`` until ``now + lease_s`` up to ``limit`` queued deliveries whose
+        push is due and that no live lease holds (an expired lease is taken over), oldest due
+        first. No delivery is leased to two owners, and no recipient ends up with more than
+        ``per_recipient`` live leases: the leases it has already count, whoever holds them,
+        ``owner`` included, so a dead endpoint holds that many pushes at most across every
+        worker."""
 
     async def release_leases(self, owner: str) -> None:
         """Give back every lease ``owner`` holds (a worker stopping cleanly)."""
@@ -290,7 +292,8 @@ class Store(Protocol):
         its pushes are resumed now instead of after the lease runs out."""
 
     async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
-        """The push got a 2xx: the delivery is ``delivered`` and its lease released."""
+        """The push got a 2xx: the delivery is ``delivered`` and its lease released. (A
+        delivery that leaves ``queued`` any other way loses its lease and next try too.)"""
 
     async def push_failed(
         self, job: PushJob, owner: str, at: datetime, error: str, retry_at: datetime | None

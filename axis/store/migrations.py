@@ -125,6 +125,15 @@ CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_owner)
     WHERE lease_owner IS NOT NULL;
 """,
     ),
+    Migration(
+        3,
+        "the certificate an agency-registered log entry names, in its own column",
+        """
+-- Before, it was the end of the entry's free-text detail. Older entries keep it there: the
+-- chain is never rewritten, and their hash does not cover this column (LogEntry.fields).
+ALTER TABLE log ADD COLUMN cert_sha256 TEXT;
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -20,11 +20,11 @@ PACKAGE_COLUMNS = (
     "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
 )
 DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
-LOG_COLUMNS = "seq, at, event, organ_id, package_id, detail, sha256, prev, hash"
+LOG_COLUMNS = "seq, at, event, organ_id, package_id, detail, sha256, prev, hash, cert_sha256"
 
-# The statements both stores write with (``?`` placeholders; PostgreSQL's store numbers them).
+# The statements the writes share (``?`` placeholders; PostgreSQL's store numbers them).
 LOG_HEAD = "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1"
-LOG_INSERT = f"INSERT INTO log ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+LOG_INSERT = f"INSERT INTO log ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # daily.n, not n: PostgreSQL needs the target's column named (SQLite takes either).
 UPSERT_DAILY = (
     "INSERT INTO daily (day, metric, key, n) VALUES (?, ?, ?, ?)"
@@ -81,13 +81,18 @@ def log_values(entry: LogEntry) -> tuple[Any, ...]:
     """An entry as LOG_INSERT's parameters."""
     return (
         entry.seq, entry.at, entry.event, entry.organ_id, entry.package_id, entry.detail,
-        entry.sha256, entry.prev, entry.hash,
+        entry.sha256, entry.prev, entry.hash, entry.cert_sha256,
     )  # fmt: skip
 
 
 def log_row(row: Iterable[Any]) -> LogEntry:
-    seq, at, event, organ_id, package_id, detail, sha256, prev, hash_ = row
-    return LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, hash_)
+    seq, at, event, organ_id, package_id, detail, sha256, prev, hash_, cert_sha256 = row
+    return LogEntry(seq, at, event, organ_id, package_id, detail, sha256, prev, hash_, cert_sha256)
+
+
+def marks(values: Iterable[object]) -> str:
+    """``?, ?, ?``: one placeholder for each of ``values``."""
+    return ", ".join("?" for _ in values)
 
 
 def checkpoint_row(row: Iterable[Any]) -> Checkpoint:

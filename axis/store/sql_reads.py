@@ -31,12 +31,9 @@ from axis.store.rows import (
     delivery_row,
     dt,
     log_row,
+    marks,
     package_row,
 )
-
-
-def _marks(values: list[str]) -> str:
-    return ", ".join("?" for _ in values)
 
 
 class SqlReads:
@@ -122,11 +119,10 @@ class SqlReads:
         return delivery_row(rows[0]) if rows else None
 
     async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
-        marks = ", ".join("?" for _ in PENDING_STATES)
         rows = await self._lookup(
             f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
             " FROM deliveries d JOIN packages p ON p.id = d.package_id"
-            f" WHERE d.recipient = ? AND d.state IN ({marks}) AND d.seq > ?"
+            f" WHERE d.recipient = ? AND d.state IN ({marks(PENDING_STATES)}) AND d.seq > ?"
             " ORDER BY d.seq LIMIT ?",
             (recipient, *(s.value for s in PENDING_STATES), after, limit),
         )
@@ -184,7 +180,7 @@ class SqlReads:
         if not package_ids:
             return []
         rows = await self._read(
-            f"SELECT {LOG_COLUMNS} FROM log WHERE package_id IN ({_marks(package_ids)})"
+            f"SELECT {LOG_COLUMNS} FROM log WHERE package_id IN ({marks(package_ids)})"
             " AND event != 'received' AND seq <= ? ORDER BY seq",
             (*package_ids, upto),
         )
@@ -194,7 +190,7 @@ class SqlReads:
         if not package_ids:
             return {}
         rows = await self._read(
-            f"SELECT id, length(body) FROM packages WHERE id IN ({_marks(package_ids)})",
+            f"SELECT id, length(body) FROM packages WHERE id IN ({marks(package_ids)})",
             tuple(package_ids),
         )
         return {pid: int(size or 0) for pid, size in rows}
@@ -203,7 +199,7 @@ class SqlReads:
         if not package_ids:
             return {}
         rows = await self._read(
-            f"SELECT id, body FROM packages WHERE id IN ({_marks(package_ids)})",
+            f"SELECT id, body FROM packages WHERE id IN ({marks(package_ids)})",
             tuple(package_ids),
         )
         return {pid: blob(body) for pid, body in rows}
@@ -212,8 +208,7 @@ class SqlReads:
         if not package_ids:
             return []
         rows = await self._read(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
-            f" WHERE package_id IN ({_marks(package_ids)})",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id IN ({marks(package_ids)})",
             tuple(package_ids),
         )
         return [delivery_row(r) for r in rows]

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -101,10 +100,9 @@ class DeliveryWorker:
         free = self.settings.push_workers - len(self._running)
         if free <= 0:
             return
-        in_flight = Counter(job.recipient for job in self._running.values())
-        busy = tuple(r for r, n in in_flight.items() if n >= PER_RECIPIENT)
+        # The pushes in flight hold live leases, which the claim counts against PER_RECIPIENT.
         jobs = await self.store.claim_pushes(
-            self.owner, self.clock(), self.settings.lease_s, free, busy, PER_RECIPIENT
+            self.owner, self.clock(), self.settings.lease_s, free, PER_RECIPIENT
         )
         for job in jobs:
             task = asyncio.create_task(self._push(job), name=f"push-{job.package_id}")

@@ -39,9 +39,6 @@ from axis.store.base import Delivery, Store
 PAGE = 5000
 RECEIVED_PAGE = 200
 BODY_BATCH_BYTES = 64 * 1024 * 1024
-STATE_EVENTS = frozenset(
-    {LogEvent.DELIVERED, LogEvent.ACKNOWLEDGED, LogEvent.RECALLED, LogEvent.FAILED}
-)
 
 Progress = Callable[[str, int], None]
 
@@ -248,9 +245,14 @@ def _replay(entries: list[LogEntry]) -> dict[tuple[str, str], tuple[DeliveryStat
     for entry in entries:
         key = (entry.package_id or "", entry.organ_id or "")
         state, code = states.get(key, (DeliveryState.QUEUED, None))
-        if entry.event in STATE_EVENTS:
-            state = DeliveryState(entry.event)
-        elif entry.event == LogEvent.STATUS:
+        try:
+            event = LogEvent(entry.event)
+        except ValueError:
+            raise Broken(f"entry {entry.seq}: {entry.event!r} is no event the hub logs") from None
+        moved_to = event.state()
+        if moved_to is not None:
+            state = moved_to
+        elif event is LogEvent.STATUS:
             code = entry.detail
         states[key] = (state, code)
     return states
@@ -262,8 +264,9 @@ async def _verify_agencies(store: Store) -> None:
     for logged in await store.agency_entries():
         organ_id = logged.organ_id or ""
         latest[organ_id] = logged
-        if logged.detail and "certificate sha256 " in logged.detail:
-            fingerprints[organ_id] = logged.detail.rsplit("certificate sha256 ", 1)[1]
+        certificate = logged.certificate()
+        if certificate is not None:  # a reactivation logged before schema 3 named none
+            fingerprints[organ_id] = certificate
     for agency in await store.list_agencies():
         entry = latest.get(agency.organ_id)
         if entry is None:

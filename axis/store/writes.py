@@ -1,0 +1,528 @@
+"""The write side of both stores, written once: every write the hub makes, as a *step*.
+
+Theory of operation: a step is a generator. It yields what it needs from the database and is
+sent each answer back:
+
+- :class:`Query`: the rows of a statement (a list of tuples);
+- :class:`Command`: how many rows a statement changed;
+- :class:`CommandMany`: one statement for many rows (no answer);
+- :data:`SERIALIZE`: yielded first by every write that appends to the log. On PostgreSQL the
+  driver takes the one transaction-scoped advisory lock that keeps the chain in one order and
+  hands out package sequence numbers in commit order; SQLite's one writer thread serializes
+  every write already;
+- :class:`Logged`: an entry the step appended, told to the store's observers once the
+  transaction has committed;
+
+and it returns the write's result. So the rules of a write (what it checks, what it changes,
+what it logs and counts, and in which order) exist once, here, with no driver in sight: the
+SQLite store runs a step with :func:`drive` on its writer thread inside its group commit, the
+PostgreSQL store with :func:`drive_async` on an asyncpg connection, each in one transaction
+that a raised error rolls back. The SQL is what both databases take (``?`` placeholders, which
+the PostgreSQL store numbers; ``RETURNING``; ``ON CONFLICT``; window functions); the one thing
+only PostgreSQL needs, locking the rows it reads for a change, is a field of :class:`Query`
+that SQLite's driver leaves out.
+
+The lifecycle's rules come from :mod:`axis.core.lifecycle` (which moves are legal, which status
+code acknowledges, what a recall takes back, when pushing ends); the counters each write moves
+from :mod:`axis.store.counters`; the chain's links from :mod:`axis.core.logchain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from axis.core import lifecycle
+from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
+from axis.core.logchain import GENESIS, Checkpoint, LogEntry, LogEvent, link, received_detail
+from axis.core.stats import Metric
+from axis.errors import DuplicateConflict
+from axis.store import counters
+from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, PushJob
+from axis.store.rows import (
+    AGENCY_COLUMNS,
+    DELIVERY_COLUMNS,
+    LOG_HEAD,
+    LOG_INSERT,
+    PACKAGE_COLUMNS,
+    UPSERT_DAILY,
+    delivery_row,
+    log_values,
+    marks,
+    package_row,
+    ts,
+)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A statement whose rows the step wants. ``pg_lock`` (e.g. ``FOR UPDATE``) is appended
+    on PostgreSQL only, where other transactions may change the rows meanwhile."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+    pg_lock: str = ""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A statement whose row count the step wants."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommandMany:
+    """One statement run for each of ``rows``."""
+
+    sql: str
+    rows: Sequence[Row]
+
+
+@dataclass(frozen=True)
+class Serialize:
+    """Take the write lock: the first thing a write that appends to the log does."""
+
+
+SERIALIZE = Serialize()
+
+
+@dataclass(frozen=True)
+class Logged:
+    """An entry the step appended to the chain."""
+
+    entry: LogEntry
+
+
+Op = Query | Command | CommandMany | Serialize | Logged
+Step = Generator[Op, Any, T]
+
+
+def drive(step: Step[T], execute: Callable[[Op], Any]) -> T:
+    """Run ``step`` to its end, ``execute`` answering each of its operations."""
+    answer: Any = None
+    while True:
+        try:
+            op = step.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        answer = execute(op)
+
+
+async def drive_async(step: Step[T], execute: Callable[[Op], Awaitable[Any]]) -> T:
+    """:func:`drive` for a driver that awaits each operation."""
+    answer: Any = None
+    while True:
+        try:
+            op = step.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        answer = await execute(op)
+
+
+# -- the operations, as steps of their own (so that ``yield from`` gives a typed answer) -------
+
+
+def _rows(sql: str, *args: Any, pg_lock: str = "") -> Generator[Op, Any, list[Row]]:
+    rows: list[Row] = yield Query(sql, args, pg_lock)
+    return rows
+
+
+def _count(sql: str, *args: Any) -> Generator[Op, Any, int]:
+    changed: int = yield Command(sql, args)
+    return changed
+
+
+def _many(sql: str, rows: Sequence[Row]) -> Generator[Op, Any, None]:
+    if rows:
+        yield CommandMany(sql, rows)
+
+
+def _append(
+    at: datetime,
+    event: LogEvent,
+    organ_id: str | None = None,
+    package_id: str | None = None,
+    detail: str | None = None,
+    sha256: str | None = None,
+    cert_sha256: str | None = None,
+) -> Step[LogEntry]:
+    """Append one entry to the chain (the write lock, or the one writer, holds its head)."""
+    head = yield from _rows(LOG_HEAD)
+    seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+    entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256, cert_sha256)
+    yield from _count(LOG_INSERT, *log_values(entry))
+    yield Logged(entry)
+    return entry
+
+
+def _bump(bumps: list[counters.Bump]) -> Step[None]:
+    """Move the statistics counters, in the same transaction as the change they count."""
+    yield from _many(UPSERT_DAILY, bumps)
+
+
+# -- agencies -------------------------------------------------------------------------------
+
+
+def add_agency(agency: Agency) -> Step[None]:
+    """Register an agency, logging its certificate's fingerprint.
+
+    Raises DuplicateConflict if the OrganId or the certificate is taken."""
+    yield SERIALIZE
+    taken = yield from _rows(
+        "SELECT organ_id FROM agencies WHERE organ_id = ? OR fingerprint = ?",
+        agency.organ_id,
+        agency.fingerprint,
+    )
+    if taken:
+        raise DuplicateConflict(
+            f"agency {agency.organ_id} or its certificate is already registered"
+        )
+    yield from _count(
+        f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        agency.organ_id, agency.name, agency.cert_pem, agency.fingerprint, agency.endpoint,
+        int(agency.active), ts(agency.registered_at),
+    )  # fmt: skip
+    yield from _append(
+        agency.registered_at,
+        LogEvent.AGENCY_REGISTERED,
+        organ_id=agency.organ_id,
+        detail=agency.name,
+        cert_sha256=agency.fingerprint,
+    )
+
+
+def set_agency_active(organ_id: str, active: bool, at: datetime) -> Step[bool]:
+    """Revoke or reactivate an agency; False if there is no such agency. A reactivation's
+    entry names the certificate again, as a registration's does."""
+    yield SERIALIZE
+    found = yield from _rows(
+        "SELECT active, fingerprint FROM agencies WHERE organ_id = ?", organ_id
+    )
+    if not found:
+        return False
+    was_active, fingerprint = bool(found[0][0]), str(found[0][1])
+    if was_active == active:
+        return True
+    yield from _count("UPDATE agencies SET active = ? WHERE organ_id = ?", int(active), organ_id)
+    if active:
+        yield from _append(
+            at, LogEvent.AGENCY_REGISTERED, organ_id, detail="reactivated", cert_sha256=fingerprint
+        )
+    else:
+        yield from _append(at, LogEvent.AGENCY_REVOKED, organ_id)
+    return True
+
+
+# -- packages and their deliveries ----------------------------------------------------------
+
+
+def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
+    """Commit a package, its deliveries, its log entry and counters, and what it does to an
+    earlier package (a status recorded, a recall). The same sender, key and bytes again give
+    the first record and False.
+
+    Raises DuplicateConflict: the key was committed before with other bytes."""
+    yield SERIALIZE
+    rows = yield from _rows(
+        f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
+        p.sender,
+        p.idempotency_key,
+    )
+    if rows:
+        first = package_row(rows[0])
+        if first.sha256 != p.sha256:
+            raise DuplicateConflict(
+                f"{p.document_id!r} was already sent by {p.sender} with other content"
+                f" (package {first.id})"
+            )
+        return first, False
+    seq = yield from _insert_rows(p)
+    record = PackageRecord(
+        p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
+        p.received_at, p.answer,
+    )  # fmt: skip
+    return record, True
+
+
+def _insert_rows(p: NewPackage) -> Step[int]:
+    inserted = yield from _rows(
+        "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
+        " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING seq",
+        p.id, p.kind, p.sender, p.document_id, p.idempotency_key, p.business_type,
+        p.sha256, p.subject, ts(p.received_at), p.answer, p.body,
+    )  # fmt: skip
+    seq = int(inserted[0][0])
+    now = ts(p.received_at)
+    pushed = set(p.push_recipients)
+    queued = DeliveryState.QUEUED.value
+    yield from _many(
+        "INSERT INTO deliveries (package_id, recipient, seq, kind, received_at, state,"
+        " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(p.id, r, seq, p.kind, now, queued, now, now if r in pushed else None)
+         for r in p.recipients],
+    )  # fmt: skip
+    yield from _append(
+        p.received_at,
+        LogEvent.RECEIVED,
+        p.received_by or None,
+        p.id,
+        received_detail(p.sender, p.recipients),
+        p.sha256,
+    )
+    if p.kind == "edoc":
+        yield from _bump(counters.new_edoc(now, p.sender, p.recipients))
+    else:
+        yield from _bump([counters.one(now, Metric.STATUSES)])
+    if p.status_update is not None:
+        yield from _record_status(p)
+    if p.recall_of is not None:
+        yield from _recall(p.recall_of, p.received_at)
+    return seq
+
+
+def _record_status(p: NewPackage) -> Step[None]:
+    """A status package's code goes on the delivery it answers; a code that is also a
+    lifecycle event (01 acknowledges) moves that delivery."""
+    u = p.status_update
+    assert u is not None
+    at = ts(p.received_at)
+    yield from _count(
+        "UPDATE deliveries SET status_code = ?, updated_at = ?"
+        " WHERE package_id = ? AND recipient = ?",
+        u.code, at, u.package_id, u.recipient,
+    )  # fmt: skip
+    yield from _bump([counters.one(at, Metric.STATUS_CODE, u.code)])
+    yield from _append(p.received_at, LogEvent.STATUS, u.recipient, u.package_id, u.code)
+    event = lifecycle.status_event(u.code)
+    if event is not None:
+        yield from _move(u.package_id, u.recipient, event, p.received_at, f"status {u.code}")
+
+
+def _recall(package_id: str, at: datetime) -> Step[None]:
+    """Take back the deliveries of ``package_id`` that a recall still reaches (by recipient,
+    so that every store logs them in one order)."""
+    states = sorted(s.value for s in lifecycle.RECALLABLE)
+    rows = yield from _rows(
+        "SELECT recipient FROM deliveries"
+        f" WHERE package_id = ? AND state IN ({marks(states)}) ORDER BY recipient",
+        package_id,
+        *states,
+    )
+    for (recipient,) in rows:
+        yield from _move(package_id, recipient, DeliveryEvent.RECALLED, at)
+
+
+def _move(
+    package_id: str,
+    recipient: str,
+    event: DeliveryEvent,
+    at: datetime,
+    detail: str | None = None,
+) -> Step[Delivery | None]:
+    """Apply one lifecycle event to one delivery; a real change is logged and counted, a
+    repeat changes nothing (not even updated_at). None if there is no such delivery.
+
+    Raises InvalidTransition: the table has no such move."""
+    rows = yield from _rows(
+        f"SELECT {DELIVERY_COLUMNS}, kind, received_at FROM deliveries"
+        " WHERE package_id = ? AND recipient = ?",
+        package_id,
+        recipient,
+        pg_lock="FOR UPDATE",
+    )
+    if not rows:
+        return None
+    current = delivery_row(rows[0][:-2])
+    kind, received_at = rows[0][-2:]
+    state = next_state(current.state, event)
+    if state == current.state:
+        return current
+    # A delivery that is no longer pushed keeps no next try and no lease.
+    ends_pushing = lifecycle.ends_pushing(state)
+    yield from _count(
+        "UPDATE deliveries SET state = ?, updated_at = ?"
+        + (
+            ", next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
+            if ends_pushing
+            else ""
+        )
+        + " WHERE package_id = ? AND recipient = ?",
+        state.value,
+        ts(at),
+        package_id,
+        recipient,
+    )
+    yield from _append(at, LogEvent.of_state(state), recipient, package_id, detail or event.value)
+    if kind == "edoc":
+        yield from _bump(counters.move(received_at, recipient, current.state, state, at))
+    return replace(current, state=state, updated_at=at)
+
+
+def apply_event(
+    package_id: str, recipient: str, event: DeliveryEvent, at: datetime
+) -> Step[Delivery | None]:
+    """One lifecycle event on one delivery (a fetch, an ack), as its own write."""
+    yield SERIALIZE
+    return (yield from _move(package_id, recipient, event, at))
+
+
+# -- push delivery --------------------------------------------------------------------------
+
+# Due deliveries, at most ``per_recipient`` leased per recipient counting the live leases it
+# has already (any owner's), oldest due first. The window and the count lock nothing; on
+# PostgreSQL only the rows taken are locked, SKIP LOCKED, so two workers claiming at once take
+# different rows, and a row leased meanwhile fails the WHERE checked again on the outer query.
+_CLAIM = (
+    "WITH leased AS (SELECT recipient, count(*) AS n FROM deliveries"
+    " WHERE lease_owner IS NOT NULL AND lease_until >= ? GROUP BY recipient),"
+    " due AS (SELECT package_id, recipient, next_attempt_at, ROW_NUMBER() OVER"
+    " (PARTITION BY recipient ORDER BY next_attempt_at) AS nth FROM deliveries"
+    " WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
+    " AND state = ? AND (lease_until IS NULL OR lease_until < ?))"
+    " SELECT d.package_id, d.recipient, d.attempts, d.received_at"
+    " FROM deliveries d JOIN due"
+    " ON due.package_id = d.package_id AND due.recipient = d.recipient"
+    " LEFT JOIN leased ON leased.recipient = d.recipient"
+    " WHERE due.nth + coalesce(leased.n, 0) <= ? AND d.state = ?"
+    " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+    " ORDER BY due.next_attempt_at LIMIT ?"
+)
+
+
+def claim_pushes(
+    owner: str, now: datetime, lease_s: float, limit: int, per_recipient: int
+) -> Step[list[PushJob]]:
+    """Lease up to ``limit`` due pushes to ``owner`` until ``now + lease_s``."""
+    until = now + timedelta(seconds=lease_s)
+    pushed = lifecycle.PUSHED_STATE.value
+    rows = yield from _rows(
+        _CLAIM,
+        ts(now), ts(now), pushed, ts(now), per_recipient, pushed, ts(now), limit,
+        pg_lock="FOR UPDATE OF d SKIP LOCKED",
+    )  # fmt: skip
+    yield from _many(
+        "UPDATE deliveries SET lease_owner = ?, lease_until = ?"
+        " WHERE package_id = ? AND recipient = ?",
+        [(owner, ts(until), pid, recipient) for pid, recipient, _, _ in rows],
+    )
+    return [
+        PushJob(pid, recipient, attempts, datetime.fromisoformat(received), until)
+        for pid, recipient, attempts, received in rows
+    ]
+
+
+def release_leases(owner: str | None) -> Step[int]:
+    """Give back ``owner``'s leases (None: everybody's); how many there were."""
+    clear = "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL"
+    if owner is None:
+        return (yield from _count(clear + " WHERE lease_owner IS NOT NULL"))
+    return (yield from _count(clear + " WHERE lease_owner = ?", owner))
+
+
+def push_delivered(job: PushJob, at: datetime) -> Step[Delivery | None]:
+    """The push got a 2xx: the delivery is ``delivered``, its lease and next try gone."""
+    yield SERIALIZE
+    delivery = yield from _move(job.package_id, job.recipient, DeliveryEvent.PUSHED, at, "push")
+    yield from _count(
+        "UPDATE deliveries SET next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
+        " WHERE package_id = ? AND recipient = ?",
+        job.package_id,
+        job.recipient,
+    )
+    return delivery
+
+
+def push_failed(
+    job: PushJob, owner: str, at: datetime, error: str, retry_at: datetime | None
+) -> Step[None]:
+    """Count a failed push and schedule the next, or give up (``failed``) when ``retry_at`` is
+    None; nothing at all if ``owner`` lost the lease meanwhile."""
+    yield SERIALIZE
+    changed = yield from _count(
+        "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+        " lease_owner = NULL, lease_until = NULL"
+        " WHERE package_id = ? AND recipient = ? AND lease_owner = ?",
+        error[:500], None if retry_at is None else ts(retry_at), job.package_id,
+        job.recipient, owner,
+    )  # fmt: skip
+    if changed == 1 and retry_at is None:
+        yield from _move(job.package_id, job.recipient, DeliveryEvent.GAVE_UP, at, error[:500])
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def add_checkpoint(checkpoint: Checkpoint) -> Step[None]:
+    """Keep a signed checkpoint; the first one for a chain length wins."""
+    yield from _count(
+        "INSERT INTO checkpoints (seq, head, at, signature) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (seq) DO NOTHING",
+        checkpoint.seq, checkpoint.head, checkpoint.at, checkpoint.signature,
+    )  # fmt: skip
+
+
+class SqlWrites:
+    """The write half of :class:`axis.store.base.Store`, for a store that can run a step in one
+    committed transaction (``_write``) and then calls :meth:`_committed` with the entries it
+    logged."""
+
+    _observers: list[Callable[[LogEntry], None]]
+
+    async def _write(self, step: Step[T]) -> T:
+        raise NotImplementedError  # each store's own
+
+    def observe(self, callback: Callable[[LogEntry], None]) -> None:
+        """Call ``callback`` with every log entry once its transaction has committed."""
+        self._observers.append(callback)
+
+    def _committed(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            counters.log_line(entry)
+            for observer in self._observers:
+                observer(entry)
+
+    async def add_agency(self, agency: Agency) -> None:
+        await self._write(add_agency(agency))
+
+    async def set_agency_active(self, organ_id: str, active: bool) -> bool:
+        return await self._write(set_agency_active(organ_id, active, datetime.now(UTC)))
+
+    async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
+        return await self._write(insert_package(package))
+
+    async def apply_event(
+        self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
+    ) -> Delivery | None:
+        return await self._write(apply_event(package_id, recipient, event, at))
+
+    async def claim_pushes(
+        self, owner: str, now: datetime, lease_s: float, limit: int, per_recipient: int = 1_000_000
+    ) -> list[PushJob]:
+        return await self._write(claim_pushes(owner, now, lease_s, limit, per_recipient))
+
+    async def release_leases(self, owner: str) -> None:
+        await self._write(release_leases(owner))
+
+    async def release_all_leases(self) -> int:
+        return await self._write(release_leases(None))
+
+    async def push_delivered(self, job: PushJob, at: datetime) -> Delivery | None:
+        return await self._write(push_delivered(job, at))
+
+    async def push_failed(
+        self, job: PushJob, owner: str, at: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        await self._write(push_failed(job, owner, at, error, retry_at))
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._write(add_checkpoint(checkpoint))
