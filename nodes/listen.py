@@ -22,10 +22,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from axis.core import formats, pki
+from axis.core import pki
 from axis.core.formats import Package
-from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
-from axis.errors import SchemaViolation, SenderMismatch, UnsupportedMediaType, UntrustedCertificate
+from axis.core.intake import IntakePolicy, key_info_signer, read_package
+from axis.core.signing import VerificationPolicy, Verifier
+from axis.core.xmlsafe import ParseLimits
+from axis.errors import SchemaViolation, UnsupportedMediaType
 from axis.http.body import XML_TYPES, read_body
 from axis.http.problems import problem_middleware
 from axis.http.sockets import bind
@@ -51,26 +53,18 @@ class PushReceiver:
         self.profile = profile
         self.out = out
         trust = pki.TrustStore(tuple(pki.load_certs(profile.ca.read_bytes())))
-        self.verifier = Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust)
+        verifier = Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust)
+        self.policy = IntakePolicy(verifier, ParseLimits(max_bytes=MAX_BODY))
 
     def check(self, body: bytes) -> Package:
-        """The package, if its signature is intact and its signer is the agency it names.
+        """The package, if its signature is intact and its signer is the agency it names
+        (the one intake path, with the certificate in KeyInfo, which one of the CAs the hub
+        trusts must have issued).
 
         Raises:
             InputError: malformed, not edXML, bad signature, untrusted or mismatched signer.
         """
-        root = formats.load_xml(body)
-        formats.validate(root)
-        claimed = formats.peek_sender(root)
-        cert = signing_cert_of(root)
-        if cert is None:
-            raise UntrustedCertificate("the package carries no signing certificate")
-        if pki.organ_id_of(cert) != claimed:
-            raise SenderMismatch(f"the signing certificate does not belong to {claimed}")
-        package = formats.parse_package(self.verifier.verify(body, cert, datetime.now(UTC)))
-        if package.sender.organ_id != claimed:
-            raise SenderMismatch("the signed From/OrganId is not the certificate's agency")
-        return package
+        return read_package(body, self.policy, key_info_signer, datetime.now(UTC))
 
     def store(self, package_id: str, body: bytes) -> Stored:
         """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir)."""

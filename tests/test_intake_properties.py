@@ -1,7 +1,8 @@
-"""Property tests over the hub's whole intake (parse, schema, signature, read): a signed
-package changed in any way hypothesis finds is either accepted or refused with one of the
-project's own input errors, never another exception. (An empty ds:SignatureValue once got
-through the schema to signxml and came out as a 500.)"""
+"""Property tests over the one intake path (axis.core.intake: parse, schema, signature, read),
+which the hub and an agency's push endpoint both use: a signed package changed in any way
+hypothesis finds is either accepted or refused with one of the project's own input errors,
+never another exception. (An empty ds:SignatureValue once got through the schema to signxml
+and came out as a 500.)"""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from axis.core import formats, pki
+from axis.core.intake import IntakePolicy, key_info_signer, read_package, registered_signer
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.errors import InputError
 from tests.helpers import SAMPLES
 
-VERIFIER = Verifier(
-    VerificationPolicy(), pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"])
+POLICY = IntakePolicy(
+    Verifier(VerificationPolicy(), pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"]))
 )
 SIGNED = {
     "edoc-signed.xml": "000.00.00.G22",
@@ -26,12 +28,11 @@ SIGNED = {
 
 
 def intake(data: bytes, organ_id: str) -> None:
-    """What the hub does with a body before it routes it (Hub._verify)."""
-    root = formats.load_xml(data)
-    formats.validate(root)
+    """The hub's intake of a body from ``organ_id``, with its registered certificate; then
+    the push endpoint's, which takes the certificate from KeyInfo."""
     cert = pki.load_cert((SAMPLES / f"{organ_id}.pem").read_bytes())
-    signed = VERIFIER.verify(data, cert)
-    formats.parse_package(signed)
+    read_package(data, POLICY, registered_signer(organ_id, cert))
+    read_package(data, POLICY, key_info_signer)
 
 
 # Text lxml can hold (no NUL or control characters); bytes that are not XML are the other

@@ -24,6 +24,7 @@ and comments), which the checks above make the same thing.
 from __future__ import annotations
 
 import binascii
+import copy
 import datetime as dt
 from base64 import b64decode
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,7 @@ from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from axis.core.pki import PrivateKey, TrustStore, load_cert, load_key
+from axis.core.xmlsafe import load_xml
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -110,13 +112,12 @@ class VerificationPolicy:
         return self._config
 
 
-def hardened_parser() -> etree.XMLParser:
-    """An lxml parser that resolves no entity, loads no DTD and touches no network.
-
-    ``huge_tree`` lifts libxml2's 10 MB limit on one text node: a scanned PDF attachment is
-    one base64 text node and often bigger. Total size is bounded before parsing (TooLarge).
-    A new parser per use: lxml parsers must not be shared between threads.
-    """
+def _reparser() -> etree.XMLParser:
+    """The parser signxml re-parses with: only ever bytes of a tree that Axis built itself or
+    that :func:`axis.core.xmlsafe.load_xml` parsed already (bytes from outside go through
+    that, with its limits, and nowhere else). No entity, no DTD, no network; ``huge_tree``
+    because a scanned attachment is one base64 text node, often over libxml2's 10 MB.
+    A new parser per use: lxml parsers must not be shared between threads."""
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -126,18 +127,7 @@ class _XMLSigner(XMLSigner):
 
     @property
     def parser(self) -> etree.XMLParser:
-        return hardened_parser()
-
-
-def _parse(data: bytes) -> etree._Element:
-    try:
-        root = etree.fromstring(data, parser=hardened_parser())
-    except etree.XMLSyntaxError as exc:
-        raise MalformedXml(f"not well-formed XML: {exc}") from exc
-    # lxml reports any DOCTYPE (internal subset or not) as an internalDTD.
-    if root.getroottree().docinfo.internalDTD is not None:
-        raise MalformedXml("a DOCTYPE is not allowed in a package")
-    return root
+        return _reparser()
 
 
 def _signature_method_for(key: PrivateKey, digest: str) -> SignatureMethod:
@@ -164,7 +154,7 @@ class Signer:
         Returns the signed document, UTF-8 with an XML declaration. Raises SchemaViolation if
         there is no ``edXMLEnvelope/edXMLHeader``, InvalidSignature if it is already signed.
         """
-        doc = etree.fromstring(etree.tostring(root), parser=hardened_parser())
+        doc = copy.deepcopy(root)
         header = doc.find(_HEADER_PATH)
         if header is None:
             raise SchemaViolation("no edXMLEnvelope/edXMLHeader to hold the signature")
@@ -218,19 +208,23 @@ class Verifier:
     ) -> etree._Element:
         """Verify ``data``, signed by the holder of ``expected_cert``, at time ``at`` (now).
 
+        ``data`` is parsed by :func:`axis.core.xmlsafe.load_xml` with its default limits; to
+        read a package with a policy's own limits, use :func:`axis.core.intake.read_package`.
+
         Returns the signed tree (without the signature): the only tree to use afterwards.
-        Raises MalformedXml, InvalidSignature (shape, algorithm, key strength, digest or
-        signature value) or UntrustedCertificate (not the registered certificate, not trusted,
-        not valid at ``at``).
+        Raises MalformedXml or TooLarge (the parser refused it), InvalidSignature (shape,
+        algorithm, key strength, digest or signature value) or UntrustedCertificate (not the
+        registered certificate, not trusted, not valid at ``at``).
         """
-        return self.verify_tree(_parse(data), expected_cert, at)
+        return self.verify_tree(load_xml(data), expected_cert, at)
 
     def verify_tree(
         self, root: etree._Element, expected_cert: x509.Certificate, at: dt.datetime | None = None
     ) -> etree._Element:
-        """:meth:`verify` for a document the caller has parsed already (with a hardened
-        parser), so that the bytes are parsed once. ``root`` is consumed: use only the tree
-        returned."""
+        """:meth:`verify` for a document the caller has parsed already (with
+        :func:`axis.core.xmlsafe.load_xml`), so that the bytes are parsed once. ``root`` is
+        consumed: use only the tree returned. The checks here do not rely on that parser:
+        a DOCTYPE is refused, and comments are left out of the signed tree."""
         at = at if at is not None else dt.datetime.now(dt.UTC)
         if root.getroottree().docinfo.internalDTD is not None:
             raise MalformedXml("a DOCTYPE is not allowed in a package")
@@ -289,7 +283,7 @@ class Verifier:
         config = replace(self.policy.signature_config(), verification_time=at)
         try:
             result = XMLVerifier().verify(
-                root, x509_cert=cert, expect_config=config, parser=hardened_parser()
+                root, x509_cert=cert, expect_config=config, parser=_reparser()
             )
         except InvalidCertificate as exc:
             raise UntrustedCertificate(f"signing certificate refused: {exc}") from exc

@@ -20,17 +20,18 @@ from typing import Any
 
 from cryptography import x509
 
-from axis.core import formats, pki
+from axis.core import intake, pki
 from axis.core.formats import Edoc, Package
+from axis.core.intake import IntakePolicy
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
 from axis.core.ratelimit import RateLimit, RateLimiter
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
+from axis.core.xmlsafe import ParseLimits
 from axis.errors import (
     DuplicateConflict,
     NotAllowed,
     RateLimited,
-    SenderMismatch,
     UnknownDocument,
     UntrustedCertificate,
 )
@@ -71,7 +72,6 @@ class Hub:
     ) -> None:
         self.store = store
         self.router = Router(store, settings)
-        self.verifier = verifier
         self.receipts = receipts
         self.settings = settings
         self.clock = clock
@@ -86,8 +86,9 @@ class Hub:
         self.intake = asyncio.Semaphore(settings.max_concurrent_uploads)
         # Set when a committed package has pushes due, so the delivery worker wakes at once.
         self.push_due = asyncio.Event()
-        self.limits = formats.ParseLimits(
-            max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
+        self.intake_policy = IntakePolicy(
+            verifier,
+            ParseLimits(max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth),
         )
 
     # -- identity ---------------------------------------------------------------------------
@@ -143,20 +144,10 @@ class Hub:
         return await self._commit(agency, package, routed, key, body, sha256)
 
     def _verify(self, agency: Agency, body: bytes) -> Package:
-        """The CPU-bound part: parse, validate, verify, read."""
-        root = formats.load_xml(body, self.limits)
-        formats.validate(root)
-        claimed = formats.peek_sender(root)
-        if claimed != agency.organ_id:
-            raise SenderMismatch(
-                f"From/OrganId is {claimed} but the TLS client is {agency.organ_id}"
-            )
-        # The tree load_xml built is verified in place: the bytes are parsed once.
-        signed = self.verifier.verify_tree(root, self._certificate(agency), self.clock())
-        package = formats.parse_package(signed)  # only the signed tree from here on
-        if package.sender.organ_id != agency.organ_id:
-            raise SenderMismatch("the signed From/OrganId is not the TLS client")
-        return package
+        """The CPU-bound part: the one intake path (parse, validate, verify, read), signed by
+        the agency of the TLS connection with its registered certificate."""
+        signer = intake.registered_signer(agency.organ_id, self._certificate(agency))
+        return intake.read_package(body, self.intake_policy, signer, self.clock())
 
     def _certificate(self, agency: Agency) -> x509.Certificate:
         """The agency's registered certificate, parsed once per fingerprint."""

@@ -46,7 +46,7 @@ from lxml import etree
 
 from axis.core import formats, pki
 from axis.core.formats import Attachment, Edoc, Organ, Trace
-from axis.core.signing import DS_NS, EDXML_NS, hardened_parser
+from axis.core.signing import DS_NS, EDXML_NS
 from nodes.client import NodeClient
 from nodes.profile import Profile
 from nodes.sim.runner import Simulation, percentiles
@@ -195,7 +195,12 @@ def floor_sign(root: etree._Element, key: ec.EllipticCurvePrivateKey, cert_der: 
 def floor_verify(data: bytes, public_key: ec.EllipticCurvePublicKey) -> etree._Element:
     """Parse, check the SignedInfo's signature, then the document's digest without the
     signature; the document. Raises ValueError or InvalidSignature if either fails."""
-    root = etree.fromstring(data, parser=hardened_parser())
+    # The floor's own parse: libxml2 with no entity, DTD or network, and no limit beyond
+    # huge_tree (the hub's parser, axis.core.xmlsafe, counts elements and depth as it goes).
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True
+    )
+    root = etree.fromstring(data, parser=parser)
     signature = next(root.iter(_DS + "Signature"))
     info = signature.find(_DS + "SignedInfo")
     value = signature.findtext(_DS + "SignatureValue")
