@@ -15,9 +15,9 @@ from rich.table import Table
 from axis.core.formats import STATUS_CODES
 from axis.errors import AxisError
 from axis.host import runtime
-from nodes.client import HubError, HubUnreachable, NodeClient
+from nodes.client import NodeClient
 from nodes.listen import listen_forever
-from nodes.profile import ProfileError, resolve
+from nodes.profile import resolve
 
 T = TypeVar("T")
 
@@ -32,10 +32,13 @@ def run(ctx: click.Context, work: Callable[[NodeClient], Awaitable[T]]) -> T:
 
     try:
         return runtime.run(go())
-    except HubError as exc:
-        click.echo(f"axis-node: the hub refused: {exc}", err=True)
-        sys.exit(2)
-    except (HubUnreachable, ProfileError, AxisError, OSError) as exc:
+    except AxisError as exc:
+        if exc.remote:
+            click.echo(f"axis-node: the hub refused: {exc.headline()}", err=True)
+            sys.exit(2)
+        click.echo(f"axis-node: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
         click.echo(f"axis-node: {exc}", err=True)
         sys.exit(1)
 
@@ -234,7 +237,7 @@ def listen(ctx: click.Context, port: int, out: Path | None, allow_sha1: bool) ->
     try:
         profile = resolve(ctx.obj["profile"])
         runtime.run(listen_forever(profile, port, out or profile.received, allow_sha1))
-    except (ProfileError, OSError, ValueError) as exc:
+    except (AxisError, OSError) as exc:
         click.echo(f"axis-node: {exc}", err=True)
         sys.exit(1)
 

@@ -1,8 +1,11 @@
 """The node client: an agency's software talking to the hub over TLS with its certificate.
 
-One :class:`NodeClient` holds one HTTPS session and the agency's signer (key loaded once).
-Failed connections are retried with the same bytes; that is safe because every call is
-idempotent at the hub (a resent package gets 200 with the first answer, acks repeat freely).
+One :class:`NodeClient` holds one transport (:mod:`nodes.transport`: HTTPS by default) and the
+agency's signer (key loaded once). Failed connections are retried with the same bytes; that
+is safe because every call is idempotent at the hub (a resent package gets 200 with the first
+answer, acks repeat freely). A refusal comes back as the error it is, of the one tree
+(:mod:`axis.errors`): a 422 unknown-recipient raises :class:`axis.errors.UnknownRecipient`,
+with the hub's problem+json on it (``answer``).
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ import asyncio
 import json
 import mimetypes
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-import aiohttp
 
 from axis.core import formats
 from axis.core.formats import (
@@ -32,30 +33,11 @@ from axis.core.formats import (
     Trace,
 )
 from axis.core.signing import Signer
+from axis.errors import AxisError, Unreachable, from_problem
 from nodes.profile import Profile
+from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
-# Kept-alive TLS connections one agency holds to the hub; more requests than this wait for a
-# free one. Without a bound an agency keeps as many as it ever had requests in flight: aiohttp
-# reuses its oldest idle connection first, so under steady traffic none idles long enough to
-# be closed, and each costs the hub (and the client) about 300 KiB (asyncio's TLS read buffer
-# alone is 256 KiB).
-MAX_CONNECTIONS = 2
-
-
-class HubError(Exception):
-    """The hub refused a request: carries the problem+json it answered with."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        self.type = str(problem.get("type", "about:blank"))
-        self.detail = str(problem.get("detail", ""))
-        super().__init__(f"{status} {self.type.rsplit(':', 1)[-1]}: {self.detail}")
-
-
-class HubUnreachable(Exception):
-    """The hub could not be reached, even after retries."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +59,17 @@ class NodeClient:
         retries: int = 3,
         timeout_s: float = 60.0,
         max_connections: int = MAX_CONNECTIONS,
+        transport: Transport | None = None,
     ) -> None:
+        """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
+        profile's hub, with the agency's certificate)."""
         self.profile = profile
-        self.max_connections = max_connections
         self.hub_url = (hub_url or profile.hub_url).rstrip("/")
         self.retries = retries
         self.signer = Signer(profile.key.read_bytes(), profile.cert.read_bytes())
-        self._ssl = ssl.create_default_context(cafile=str(profile.ca))
-        self._ssl.load_cert_chain(profile.cert, profile.key)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self.transport = transport or HttpsTransport(
+            self.hub_url, tls_context(profile), timeout_s, max_connections
+        )
 
     async def __aenter__(self) -> NodeClient:
         return self
@@ -100,47 +83,41 @@ class NodeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self.max_connections),
-                timeout=self._timeout,
-            )
-        return self._session
+        await self.transport.close()
 
     async def _request(
         self,
         method: str,
         path: str,
         *,
-        data: bytes | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes, str]:
-        """Send one request, retrying connection failures; HubError on a 4xx/5xx answer."""
+    ) -> Response:
+        """Send one request, retrying when the hub cannot be reached; a 4xx or 5xx answer
+        raises the error of the tree its problem type names.
+
+        Raises:
+            AxisError: the hub refused (:func:`axis.errors.from_problem`).
+            Unreachable: no answer, ``retries`` times over.
+        """
+        request = Request(method, path, data, headers or {})
         delay = 0.2
         for attempt in range(self.retries + 1):
             try:
-                async with self._http().request(
-                    method, self.hub_url + path, data=data, headers=headers
-                ) as response:
-                    body = await response.read()
-                    if response.status >= 400:
-                        raise HubError(response.status, _problem(response.status, body))
-                    return response.status, body, response.content_type
-            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                answer = await self.transport.send(request)
+            except Unreachable:
                 if attempt == self.retries:
-                    raise HubUnreachable(f"cannot reach the hub at {self.hub_url}: {exc}") from exc
+                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)  # a restarting hub is back within seconds
+                continue
+            if answer.status >= 400:
+                raise refusal(answer)
+            return answer
         raise AssertionError("unreachable")
 
     async def _json(self, method: str, path: str) -> Any:
-        _, body, _ = await self._request(method, path)
-        return json.loads(body)
+        return json.loads((await self._request(method, path)).body)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -220,12 +197,16 @@ class NodeClient:
 
     # -- the node API -----------------------------------------------------------------------
 
-    async def post_package(self, package: bytes) -> Sent:
-        """POST a signed package; 201 or 200 gives :class:`Sent`, anything else HubError."""
-        status, body, _ = await self._request(
+    async def post_package(self, package: bytes | AsyncIterable[bytes]) -> Sent:
+        """POST a signed package; 201 or 200 gives :class:`Sent`.
+
+        Raises:
+            AxisError: the hub's refusal (e.g. UnknownRecipient, DuplicateConflict).
+            Unreachable: the hub cannot be reached."""
+        answer = await self._request(
             "POST", "/v1/packages", data=package, headers={"Content-Type": "application/xml"}
         )
-        return Sent(json.loads(body), created=status == 201)
+        return Sent(json.loads(answer.body), created=answer.status == 201)
 
     async def send(
         self, to: Sequence[str], subject: str, files: Sequence[Path] = (), **kw: Any
@@ -257,8 +238,7 @@ class NodeClient:
 
     async def get(self, package_id: str) -> bytes:
         """The exact bytes the sender signed."""
-        _, body, _ = await self._request("GET", f"/v1/packages/{package_id}")
-        return body
+        return (await self._request("GET", f"/v1/packages/{package_id}")).body
 
     async def ack(self, package_id: str) -> None:
         """Confirm receipt (idempotent)."""
@@ -305,13 +285,25 @@ def _attachment(index: int, path: Path) -> Attachment:
     return Attachment(f"cid:{index}", path.name, content_type, path.read_bytes())
 
 
-def _problem(status: int, body: bytes) -> dict[str, Any]:
-    import json
+def tls_context(profile: Profile) -> ssl.SSLContext:
+    """TLS to the hub: the CAs the hub trusts (its certificate is among what they issued), and
+    the agency's certificate and key as the client's identity."""
+    context = ssl.create_default_context(cafile=str(profile.ca))
+    context.load_cert_chain(profile.cert, profile.key)
+    return context
 
+
+def refusal(answer: Response) -> AxisError:
+    """The error a 4xx or 5xx answer stands for: its problem+json read into the tree, or
+    :class:`axis.errors.UnexpectedAnswer` for anything else (a proxy's HTML page, say)."""
     try:
-        parsed = json.loads(body)
-        if isinstance(parsed, dict):
-            return parsed
+        problem = json.loads(answer.body)
     except ValueError:
-        pass
-    return {"type": "about:blank", "status": status, "detail": body[:200].decode(errors="replace")}
+        problem = None
+    if not isinstance(problem, dict):
+        text = answer.body[:200].decode(errors="replace")
+        problem = {"type": "about:blank", "status": answer.status, "detail": text}
+    retry_after = answer.headers.get("Retry-After", "")
+    return from_problem(
+        answer.status, problem, float(retry_after) if retry_after.isdigit() else None
+    )

@@ -7,9 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ProfileError(Exception):
-    """The profile folder is missing a file or holds a bad one."""
+from axis.errors import ProfileError
 
 
 @dataclass(frozen=True)

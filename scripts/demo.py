@@ -19,12 +19,13 @@ from rich.table import Table
 
 from axis.core import formats, pki
 from axis.core.receipt import verify_receipt
+from axis.errors import AxisError
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.http.sockets import free_port
 from axis.usecases import registration
 from axis.web.app import running_hub
-from nodes.client import HubError, NodeClient
+from nodes.client import NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
 
@@ -126,12 +127,12 @@ async def exchange(data: DataDir, nodes: dict[str, NodeClient], pushed_dir: Path
     table.add_row("status", "G12", "03: agrees to the recall")
     try:
         await ministry.get(doc_id)
-    except HubError as exc:
-        table.add_row("read other's", "G12", f"refused: {exc}")
+    except AxisError as exc:
+        table.add_row("read other's", "G12", f"refused: {exc.headline()}")
     try:
         await gov.send(["000.00.00.Z99"], "Gửi tới cơ quan không tồn tại")
-    except HubError as exc:
-        table.add_row("bad recipient", "G22", f"refused: {exc}")
+    except AxisError as exc:
+        table.add_row("bad recipient", "G22", f"refused: {exc.headline()}")
     states = await gov.track(doc_id)
     table.add_row(
         "track",

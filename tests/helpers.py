@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from axis.core import pki
+from axis.errors import AxisError
 from axis.host.datadir import DataDir
 from axis.http.sockets import free_port as free_port  # re-exported for the tests
-from nodes.client import HubError
 
 
 def counts(data: DataDir) -> tuple[int, int]:
@@ -39,13 +39,14 @@ def counts(data: DataDir) -> tuple[int, int]:
     return int(packages), int(deliveries)
 
 
-def assert_problem(exc: pytest.ExceptionInfo[HubError], name: str, status: int) -> None:
+def assert_problem(exc: pytest.ExceptionInfo[AxisError], name: str, status: int) -> None:
     """The hub answered problem+json of type ``urn:axis:problem:NAME`` with ``status``."""
     err = exc.value
-    assert err.type == f"urn:axis:problem:{name}", err.problem
+    assert err.answer is not None, f"raised here, not answered by the hub: {err!r}"
+    assert err.type_uri == f"urn:axis:problem:{name}", err.answer
     assert err.status == status
-    assert err.problem["status"] == status
-    assert err.problem.get("title") and err.problem.get("detail")
+    assert err.answer["status"] == status
+    assert err.answer.get("title") and err.answer.get("detail")
 
 
 def foreign_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:

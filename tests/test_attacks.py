@@ -33,10 +33,11 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
 from axis.core import formats, pki
 from axis.core.signing import Signer
+from axis.errors import AxisError, from_problem
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.store.base import Agency
-from nodes.client import HubError
+from nodes.client import tls_context
 from tests.conftest import AGENCIES, LiveHub, configure, live_hub
 from tests.helpers import eventually, foreign_identity, self_signed_identity
 from tests.test_signing import signxml_sign
@@ -83,14 +84,15 @@ async def healthy(hub: LiveHub) -> None:
 
 async def refused(
     hub: LiveHub, attack: Callable[[], Awaitable[Any]], problem: str, status: int
-) -> HubError:
+) -> AxisError:
     """Run ``attack`` and check everything the corpus promises about it."""
     before = await state_of(hub)
-    with pytest.raises(HubError) as caught:
+    with pytest.raises(AxisError) as caught:
         await attack()
     error = caught.value
-    assert (error.status, error.type) == (status, PROBLEM + problem), error.problem
-    assert error.problem.get("title") and error.problem.get("detail"), "a problem+json body"
+    assert error.answer is not None, f"raised here, not answered by the hub: {error!r}"
+    assert (error.status, error.type_uri) == (status, PROBLEM + problem), error.answer
+    assert error.answer.get("title") and error.answer.get("detail"), "a problem+json body"
     assert await state_of(hub) == before, "the attack stored or changed something"
     await healthy(hub)
     return error
@@ -318,7 +320,7 @@ async def test_no_client_certificate(hub: LiveHub) -> None:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as http:
             headers = {"Content-Type": "application/xml"}
             async with http.post(hub.running.url + "/v1/packages", data=body, headers=headers) as r:
-                raise HubError(r.status, await r.json(content_type=None))
+                raise from_problem(r.status, await r.json(content_type=None))
 
     await refused(hub, anonymous_post, "untrusted-certificate", 403)
 
@@ -446,10 +448,11 @@ async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: 
     for _ in range(3):
         await noisy.inbox()
     body = noisy.build_edoc([H41], "Lần thứ tư trong một giây")
-    with pytest.raises(HubError) as caught:
+    with pytest.raises(AxisError) as caught:
         await noisy.post_package(body)
-    assert (caught.value.status, caught.value.type) == (429, PROBLEM + "rate-limited")
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=noisy._ssl)) as http:
+    assert (caught.value.status, caught.value.type_uri) == (429, PROBLEM + "rate-limited")
+    connector = aiohttp.TCPConnector(ssl=tls_context(noisy.profile))
+    async with aiohttp.ClientSession(connector=connector) as http:
         async with http.get(hub.running.url + "/v1/inbox") as answer:
             assert answer.status == 429
             assert 1 <= int(answer.headers["Retry-After"]) <= 2

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from axis.errors import ConfigError
 from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -109,7 +110,7 @@ def test_an_unknown_key_is_refused_naming_the_file(
     tmp_path: Path, text: str, words: list[str]
 ) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ValueError, match="unknown key") as caught:
+    with pytest.raises(ConfigError, match="unknown key") as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
     for word in words:
@@ -130,7 +131,7 @@ def test_an_unknown_section_is_refused_naming_the_file(
     tmp_path: Path, text: str, section: str
 ) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
     assert section in str(caught.value)
@@ -149,7 +150,7 @@ def test_an_unknown_section_is_refused_naming_the_file(
 )
 def test_invalid_toml_is_refused_naming_the_file(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
     assert isinstance(caught.value.__cause__, tomllib.TOMLDecodeError)
@@ -193,7 +194,7 @@ def test_with_overrides_refuses_an_unknown_field() -> None:
 )
 def test_a_value_of_the_wrong_type_is_refused_naming_the_file(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
 
@@ -201,20 +202,20 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_file(tmp_path: Path, te
 def test_a_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "axis.toml"
     path.write_bytes("[hub]\n# Trục liên thông\nport = 1\n".encode("utf-16"))
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
 
 
 def test_a_key_in_the_wrong_section_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "[limits]\nport = 8443\n")
-    with pytest.raises(ValueError, match=r"unknown key 'port' in \[limits\]"):
+    with pytest.raises(ConfigError, match=r"unknown key 'port' in \[limits\]"):
         load_settings(path)
 
 
 def test_a_bool_is_not_an_int(tmp_path: Path) -> None:
     path = write(tmp_path, "[hub]\nport = true\n")
-    with pytest.raises(ValueError, match="port must be an integer"):
+    with pytest.raises(ConfigError, match="port must be an integer"):
         load_settings(path)
 
 
@@ -230,6 +231,6 @@ def test_the_verifier_is_one_of_the_engines(tmp_path: Path) -> None:
         "signxml"
     )
     path = write(tmp_path, '[signatures]\nverifier = "hand-rolled"\n')
-    with pytest.raises(ValueError, match="verifier must be one of xmlsec, signxml") as caught:
+    with pytest.raises(ConfigError, match="verifier must be one of xmlsec, signxml") as caught:
         load_settings(path)
     assert str(path) in str(caught.value)

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from axis.core import pki
-from axis.errors import DuplicateConflict
+from axis.errors import ConfigError, DataDirError, DuplicateConflict
 from axis.host import datadir
-from axis.host.datadir import DataDir, DataDirError
+from axis.host.datadir import DataDir
 from axis.store.sqlite import SqliteStore
 from axis.usecases import registration
 
@@ -129,6 +129,6 @@ def test_set_setting_changes_one_key_and_keeps_the_comments(data: DataDir) -> No
     before = data.config.read_text()
     with pytest.raises(DataDirError, match="no no_such_key line"):
         datadir.set_setting(data, "no_such_key", 1)
-    with pytest.raises(ValueError, match="verifier must be one of"):
+    with pytest.raises(ConfigError, match="verifier must be one of"):
         datadir.set_setting(data, "verifier", "hand-rolled")
     assert data.config.read_text() == before  # a refused value leaves the file as it was

@@ -10,9 +10,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from axis.core.lifecycle import DeliveryEvent
+from axis.errors import PushFailed
 from axis.host.config import Settings
 from axis.store.base import Agency, Store
-from axis.usecases.delivery import DeliveryWorker, PushError
+from axis.usecases.delivery import DeliveryWorker
 from tests.helpers import eventually
 from tests.test_store import G22, H10, H41, T0, T01, agency, backend, package, store
 
@@ -33,7 +34,7 @@ class MemoryTransport:
         self.pushes[package_id] += 1
         await asyncio.sleep(0)  # let other workers interleave
         if self.pushes[package_id] <= self.failures:
-            raise PushError("connection refused")
+            raise PushFailed("connection refused")
         self.delivered.append(package_id)
 
     async def close(self) -> None:

@@ -15,7 +15,8 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from axis.core import formats, pki
 from axis.core.receipt import verify_receipt
 from axis.core.signing import Signer
-from nodes.client import HubError, NodeClient
+from axis.errors import AxisError
+from nodes.client import NodeClient
 from tests.conftest import LiveHub
 from tests.helpers import assert_problem, counts, foreign_identity, self_signed_identity
 from tests.test_signing import signxml_sign
@@ -52,7 +53,7 @@ async def test_exchange_with_attachment(hub: LiveHub, tmp_path: Path) -> None:
     # A third agency can neither list, read, ack nor track it.
     assert (await outsider.inbox())["items"] == []
     for attempt in (outsider.get, outsider.ack, outsider.track):
-        with pytest.raises(HubError) as exc:
+        with pytest.raises(AxisError) as exc:
             await attempt(answer["id"])
         assert_problem(exc, "not-allowed", 403)
 
@@ -71,7 +72,7 @@ async def test_resend_is_idempotent_and_conflicts_are_refused(hub: LiveHub) -> N
     assert first.created and not again.created
     assert again.answer == first.answer
     other = sender.build_edoc([H41, H10], "Báo cáo tháng (sửa)", number=7)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(other)
     assert_problem(exc, "duplicate-conflict", 409)
     assert counts(hub.data) == (1, 2)
@@ -102,7 +103,7 @@ async def test_refusals_store_nothing(hub: LiveHub, tmp_path: Path) -> None:
         (hub.client(H41).build_edoc([G22], "Giả danh"), "sender-mismatch", 403),
     ]
     for body, name, status in cases:
-        with pytest.raises(HubError) as exc:
+        with pytest.raises(AxisError) as exc:
             await sender.post_package(body)
         assert_problem(exc, name, status)
     assert counts(hub.data) == (0, 0)
@@ -125,7 +126,7 @@ async def test_signing_certificates_must_be_the_registered_one(
     for make in (foreign_identity, self_signed_identity):
         key, cert = make(G22, tmp_path)
         package = Signer(key.read_bytes(), cert.read_bytes()).sign(unsigned)
-        with pytest.raises(HubError) as exc:
+        with pytest.raises(AxisError) as exc:
             await sender.post_package(package)
         assert_problem(exc, "untrusted-certificate", 403)
     assert counts(hub.data) == (0, 0)
@@ -142,7 +143,7 @@ async def test_sha1_is_refused_by_default(hub: LiveHub) -> None:
         signature_algorithm=SignatureMethod.RSA_SHA1,
         digest_algorithm=DigestAlgorithm.SHA1,
     )
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(package)
     assert_problem(exc, "invalid-signature", 422)
     assert counts(hub.data) == (0, 0)
@@ -158,7 +159,7 @@ def _strip_signature(root: etree._Element) -> etree._Element:
 
 async def test_transport_rules(hub: LiveHub) -> None:
     sender = hub.client(G22)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender._request(
             "POST", "/v1/packages", data=b"{}", headers={"Content-Type": "application/json"}
         )
@@ -176,7 +177,7 @@ async def test_transport_rules(hub: LiveHub) -> None:
             assert (await response.json())["type"] == "urn:axis:problem:untrusted-certificate"
 
     for bad in ("../../etc/passwd", "0" * 32, "x" * 500):
-        with pytest.raises(HubError) as exc:
+        with pytest.raises(AxisError) as exc:
             await sender.get(bad)
         assert exc.value.status == 404
 
@@ -185,10 +186,10 @@ async def test_revoked_agency_is_refused_at_once(hub: LiveHub) -> None:
     sender = hub.client(G22)
     await sender.send([H41], "Trước khi thu hồi")
     await hub.running.hub.store.set_agency_active(H41, False)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await hub.client(H41).inbox()
     assert_problem(exc, "not-allowed", 403)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.send([H41], "Sau khi thu hồi")
     assert_problem(exc, "unknown-recipient", 422)
 
@@ -196,7 +197,7 @@ async def test_revoked_agency_is_refused_at_once(hub: LiveHub) -> None:
 async def test_oversized_body_is_refused(data_small_limit: LiveHub) -> None:
     hub = data_small_limit
     sender: NodeClient = hub.client(G22)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(b"<a>" + b"x" * 300_000 + b"</a>")
     assert_problem(exc, "too-large", 413)
     assert counts(hub.data) == (0, 0)
@@ -240,11 +241,11 @@ async def test_status_goes_to_the_sender_and_is_recorded(hub: LiveHub) -> None:
     assert (await sender.track(sent.answer["id"]))[0]["status_code"] == "03"
 
     # Only a recipient may answer, and only about a document that exists.
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await hub.client(H10).post_package(_status(hub, H10, edoc, "03"))
     assert_problem(exc, "not-allowed", 403)
     ghost = dataclasses.replace(edoc, document_id=edoc.document_id + "-khac")
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await recipient.post_package(_status(hub, H41, ghost, "03"))
     assert_problem(exc, "unknown-document", 404)
     assert counts(hub.data) == (2, 2)
@@ -273,7 +274,7 @@ async def test_recall_goes_to_the_earlier_documents_recipients(hub: LiveHub) -> 
         document_id=recall.document_id + "-2",
         business=formats.Business(formats.BusinessDocType.RECALL, "000.00.00.G22,2026/01/01,1/X"),
     )
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(sender.signer.sign(formats.build_edoc(unknown)))
     assert_problem(exc, "unknown-document", 404)
 
@@ -283,7 +284,7 @@ async def test_document_id_must_name_the_sender(hub: LiveHub) -> None:
     edoc = formats.parse_package(formats.load_xml(sender.build_edoc([H41], "Mạo danh số hiệu")))
     assert isinstance(edoc, formats.Edoc)
     borrowed = dataclasses.replace(edoc, document_id=f"{H41},2026/11/29,1/CV")
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(sender.signer.sign(formats.build_edoc(borrowed)))
     assert_problem(exc, "sender-mismatch", 403)
     assert counts(hub.data) == (0, 0)
@@ -304,7 +305,7 @@ async def test_a_comment_inside_the_package_is_refused(hub: LiveHub) -> None:
     sender = hub.client(G22)
     package = sender.build_edoc([H41], "Văn bản gốc")
     commented = package.replace("Văn bản gốc".encode(), "Văn bản<!-- x --> gốc".encode())
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender.post_package(commented)
     assert_problem(exc, "malformed-xml", 400)
     assert counts(hub.data) == (0, 0)
@@ -312,10 +313,10 @@ async def test_a_comment_inside_the_package_is_refused(hub: LiveHub) -> None:
 
 async def test_unknown_routes_answer_problem_json(hub: LiveHub) -> None:
     sender = hub.client(G22)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender._request("GET", "/v1/nothing-here")
     assert_problem(exc, "unknown-document", 404)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await sender._request("DELETE", "/v1/inbox")
     assert_problem(exc, "not-allowed", 405)
 

@@ -8,7 +8,7 @@ import pytest
 
 from axis.core import formats
 from axis.core.formats import BusinessDocType
-from nodes.client import HubError
+from axis.errors import AxisError
 from tests.conftest import LiveHub
 from tests.helpers import assert_problem
 
@@ -47,10 +47,10 @@ async def test_only_a_recipient_may_send_a_status(hub: LiveHub) -> None:
     answer = (await sender.send([H41], "Chỉ gửi H41")).answer
     edoc = await sender.edoc(answer["id"])
     outsider = hub.client(H10)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await outsider.post_package(outsider.build_status(edoc, "03"))
     assert_problem(exc, "not-allowed", 403)
-    with pytest.raises(HubError) as exc:  # and H10 cannot even read it to answer
+    with pytest.raises(AxisError) as exc:  # and H10 cannot even read it to answer
         await outsider.status(answer["id"], "03")
     assert_problem(exc, "not-allowed", 403)
 
@@ -65,7 +65,7 @@ async def test_a_recall_before_fetch_removes_the_original_from_the_inbox(hub: Li
 
     late_items = [i["id"] for i in (await late.inbox())["items"]]
     assert late_items == [recall["id"]]  # the original is gone, the recall notice is there
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await late.get(original["id"])
     assert_problem(exc, "not-allowed", 403)
     early_items = [i["id"] for i in (await early.inbox())["items"]]
@@ -88,7 +88,7 @@ async def test_only_the_sender_may_recall(hub: LiveHub) -> None:
     sender, recipient = hub.client(G22), hub.client(H41)
     answer = (await sender.send([H41], "Văn bản của G22")).answer
     edoc = await recipient.edoc(answer["id"])
-    with pytest.raises(HubError) as exc:  # H41 signs a recall of G22's document
+    with pytest.raises(AxisError) as exc:  # H41 signs a recall of G22's document
         await recipient.post_package(recipient.build_followup(edoc, BusinessDocType.RECALL))
     assert_problem(exc, "sender-mismatch", 403)
 
@@ -104,7 +104,7 @@ async def test_an_unknown_status_code_is_refused(hub: LiveHub) -> None:
         timestamp=datetime(2026, 11, 29, 10, 0),
     )
     package = recipient.signer.sign(formats.build_status(notice, check=False))
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await recipient.post_package(package)
     assert_problem(exc, "schema-violation", 422)
     assert (await sender.inbox())["items"] == []
@@ -151,6 +151,6 @@ async def test_a_status_to_a_revoked_sender_is_refused(hub: LiveHub) -> None:
     answer = (await sender.send([H41], "Trước khi G22 bị thu hồi")).answer
     edoc = await recipient.edoc(answer["id"])
     await hub.running.hub.store.set_agency_active(G22, False)
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await recipient.post_package(recipient.build_status(edoc, "03"))
     assert_problem(exc, "unknown-recipient", 422)

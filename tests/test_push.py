@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from axis.errors import AxisError
 from axis.host.datadir import DataDir
 from axis.http.sockets import bind
-from nodes.client import HubError, NodeClient
+from nodes.client import NodeClient
 from nodes.listen import PushReceiver, listen_ssl_context, listening
 from nodes.profile import Profile
 from tests.conftest import LiveHub, configure
@@ -134,7 +135,7 @@ async def test_a_revoked_agency_gets_no_pushes(push_hub: LiveHub) -> None:
 
         await eventually(failed)
     assert not (out / f"{answer['id']}.xml").exists()
-    with pytest.raises(HubError) as exc:
+    with pytest.raises(AxisError) as exc:
         await hub.client(H58).inbox()
     assert_problem(exc, "not-allowed", 403)
 

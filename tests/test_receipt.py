@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from cryptography import x509
 from lxml import etree
-from signxml.exceptions import InvalidSignature
 
 from axis.core import pki
 from axis.core.receipt import RECEIPT_NS, Receipt, ReceiptSigner, receipt_tree, verify_receipt
+from axis.errors import InvalidSignature, MalformedXml
 
 ICT = timezone(timedelta(hours=7))  # Indochina Time, the hub's local offset
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -144,3 +144,14 @@ def test_a_receipt_re_signed_by_another_hub_does_not_pass_as_ours(
     forged = replace(RECEIPT, sha256="0" * 64)
     with pytest.raises(InvalidSignature):
         verify_receipt(other_hub.signer.sign(forged), hub.cert)
+
+
+def test_a_receipt_that_is_not_one_is_refused_with_our_own_errors(hub: Hub) -> None:
+    """Nothing of signxml's leaves verify_receipt: garbage, a DOCTYPE and an unsigned
+    document each get an error of the tree."""
+    with pytest.raises(MalformedXml):
+        verify_receipt("not xml at all", hub.cert)
+    with pytest.raises(MalformedXml):
+        verify_receipt('<!DOCTYPE r [<!ENTITY x "y">]><r/>', hub.cert)
+    with pytest.raises(InvalidSignature):
+        verify_receipt(etree.tostring(receipt_tree(RECEIPT), encoding="unicode"), hub.cert)

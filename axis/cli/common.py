@@ -12,9 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 from rich.console import Console
 
-from axis.errors import AxisError
+from axis.errors import AxisError, DataDirError
 from axis.host import datadir, runtime
-from axis.host.datadir import DataDir, DataDirError
+from axis.host.datadir import DataDir
 from axis.store import open_store
 from axis.store.base import Store
 
@@ -41,7 +41,7 @@ def run_store(data: DataDir, db: str | None, work: Callable[[Store], Awaitable[T
 
     try:
         return runtime.run(go())
-    except (AxisError, DataDirError, ValueError) as exc:
+    except AxisError as exc:
         fail(str(exc))
         raise  # unreachable: fail() exits
 

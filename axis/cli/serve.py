@@ -9,7 +9,6 @@ import click
 from axis.cli.common import data_folder, data_option, db_option, fail
 from axis.errors import AxisError
 from axis.host import logs, runtime
-from axis.host.datadir import DataDirError
 from axis.store import open_store
 
 
@@ -61,13 +60,10 @@ def serve(
                     f"--workers {workers}: several workers need a shared PostgreSQL database"
                     " (--db postgresql://… or $AXIS_DB); SQLite serves one worker"
                 )
-            from axis.host.workers import WorkersFailed, supervise
+            from axis.host.workers import supervise
 
-            try:
-                runtime.run(supervise(data, settings, url, workers, log_format))
-            except WorkersFailed as exc:
-                fail(str(exc))
+            runtime.run(supervise(data, settings, url, workers, log_format))
             return
         runtime.run(serve_forever(data, settings, db, reuse_port))
-    except (AxisError, DataDirError, ValueError, OSError) as exc:
+    except (AxisError, OSError) as exc:
         fail(str(exc))

@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from axis.cli.common import data_folder, data_option, db_option, fail, run_store, without_password
-from axis.errors import AxisError
+from axis.errors import AxisError, DataDirError
 from axis.host import datadir
-from axis.host.datadir import DataDirError
 
 
 @click.command()
@@ -46,7 +45,7 @@ def ca_trust(data_dir: Path | None, file: Path) -> None:
     data = data_folder(data_dir)
     try:
         cert = datadir.trust_ca(data, file.read_bytes())
-    except (DataDirError, AxisError) as exc:
+    except AxisError as exc:
         fail(str(exc))
         return
     click.echo(f"Trusted {cert.subject.rfc4514_string()}")

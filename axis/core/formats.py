@@ -46,7 +46,7 @@ from axis.core.edxml_model import (
     parse_timestamp,
 )
 from axis.core.xmlsafe import DEFAULT_LIMITS, ParseLimits, load_xml
-from axis.errors import AxisError, SchemaViolation
+from axis.errors import AxisError, SchemaViolation, SetupError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -135,7 +135,7 @@ def _schema_dir() -> Path:
     for candidate in (here.parents[2] / "schemas", here.parents[1] / "schemas"):
         if (candidate / "common.xsd").is_file():
             return candidate
-    raise AxisError("the edXML schemas (schemas/*.xsd) are not installed")
+    raise SetupError("the edXML schemas (schemas/*.xsd) are not installed")
 
 
 def _schema(kind: PackageKind) -> etree.XMLSchema:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
+from axis.errors import AxisError
+
 
 class DeliveryState(StrEnum):
     QUEUED = "queued"
@@ -40,8 +42,11 @@ class DeliveryEvent(StrEnum):
     RECALLED = "recalled"
 
 
-class InvalidTransition(Exception):
-    """An event that the delivery's current state does not allow."""
+class InvalidTransition(AxisError):
+    """An event that the delivery's current state does not allow. Callers turn it into what
+    it means to them (the hub: not-allowed); one that escapes them is a bug, hence a 500."""
+
+    problem = "invalid-transition"
 
     def __init__(self, state: DeliveryState, event: DeliveryEvent) -> None:
         super().__init__(f"a {state} delivery cannot take the event {event!r}")

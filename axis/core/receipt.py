@@ -11,14 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import cryptography.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.exceptions import SignXMLException
 from signxml.signer import XMLSigner
 from signxml.verifier import XMLVerifier
 
 from axis.core import pki
+from axis.core.xmlsafe import load_xml
+from axis.errors import InvalidSignature
 
 RECEIPT_NS = "urn:axis:receipt:1"
 
@@ -75,13 +79,18 @@ def verify_receipt(xml: str | bytes, hub_cert: x509.Certificate) -> Receipt:
     """Check a receipt against the hub's certificate and read it.
 
     Raises:
-        signxml.exceptions.InvalidSignature: the receipt was not signed by that hub key.
+        MalformedXml: it is not safe, well-formed XML.
+        InvalidSignature: the hub's key did not sign it, or it was changed since.
     """
     data = xml.encode() if isinstance(xml, str) else xml
-    result = XMLVerifier().verify(data, x509_cert=hub_cert)
+    try:
+        result = XMLVerifier().verify(load_xml(data), x509_cert=hub_cert)
+    except (SignXMLException, cryptography.exceptions.InvalidSignature, ValueError) as exc:
+        raise InvalidSignature(f"the receipt does not verify: {exc}") from exc
     assert not isinstance(result, list)  # one Reference is expected by default
     signed = result.signed_xml
-    assert signed is not None
+    if signed is None or signed.tag != f"{{{RECEIPT_NS}}}Receipt":
+        raise InvalidSignature("the signed content is not a receipt")
 
     def text(name: str) -> str:
         return signed.findtext(f"{{{RECEIPT_NS}}}{name}") or ""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from axis.core.retry import RetryPolicy
+from axis.errors import ConfigError
 
 VERIFIERS = ("xmlsec", "signxml")  # axis.core.signing.Verifier's engines
 
@@ -149,7 +150,7 @@ def load_settings(path: Path) -> Settings:
     """Settings from ``path``, defaults for what it does not say.
 
     Raises:
-        ValueError: naming the file, for anything but valid UTF-8 TOML whose sections and keys
+        ConfigError: naming the file, for anything but valid UTF-8 TOML whose sections and keys
             are the ones above, each with a value of its default's type.
     """
     if not path.exists():
@@ -157,28 +158,28 @@ def load_settings(path: Path) -> Settings:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid UTF-8 TOML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid UTF-8 TOML: {exc}") from exc
     defaults = Settings()
     values: dict[str, Any] = {}
     for section, table in doc.items():
         if section not in _SECTIONS:
-            raise ValueError(f"{path}: unknown section [{section}]")
+            raise ConfigError(f"{path}: unknown section [{section}]")
         if not isinstance(table, dict):
-            raise ValueError(f"{path}: {section} must be a [{section}] table")
+            raise ConfigError(f"{path}: {section} must be a [{section}] table")
         for key, value in table.items():
             if key not in _SECTIONS[section]:
-                raise ValueError(f"{path}: unknown key {key!r} in [{section}]")
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
             expected = type(getattr(defaults, key))
             if expected is float and type(value) is int:
                 value = float(value)  # "retry_base_s = 2" means 2.0
             # bool is an int in Python; a setting is exactly one or the other.
             if type(value) is not expected:
-                raise ValueError(
+                raise ConfigError(
                     f"{path}: [{section}] {key} must be {_TYPE_NAMES[expected]}, not {value!r}"
                 )
             values[key] = value
     if values.get("verifier", defaults.verifier) not in VERIFIERS:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: [signatures] verifier must be one of {', '.join(VERIFIERS)},"
             f" not {values['verifier']!r}"
         )

@@ -23,12 +23,8 @@ from cryptography import x509
 
 from axis.core import pki
 from axis.core.formats import is_organ_id
-from axis.errors import UntrustedCertificate
+from axis.errors import ConfigError, DataDirError, UntrustedCertificate
 from axis.host.config import DEFAULT_TOML, Settings, load_settings
-
-
-class DataDirError(Exception):
-    """The data folder is missing, incomplete, or asked to do something it cannot."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +124,7 @@ def set_setting(data: DataDir, key: str, value: str | bool | int | float) -> Non
 
     Raises:
         DataDirError: the file has no such ``key = …`` line.
-        ValueError: the new value is not valid for the key (the file is left as it was).
+        ConfigError: the new value is not valid for the key (the file is left as it was).
     """
     text = data.config.read_text(encoding="utf-8")
     literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
@@ -138,7 +134,7 @@ def set_setting(data: DataDir, key: str, value: str | bool | int | float) -> Non
     data.config.write_text(changed, encoding="utf-8")
     try:
         data.settings()
-    except ValueError:
+    except ConfigError:
         data.config.write_text(text, encoding="utf-8")
         raise
 

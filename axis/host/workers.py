@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 
+from axis.errors import ConfigError, WorkersFailed
 from axis.host.config import Settings
 from axis.host.datadir import DataDir
 
@@ -37,10 +38,6 @@ GIVE_UP_YOUNG = 3  # a slot whose worker dies young this many times in a row: st
 # a worker still gives its background tasks up to 5 s each and hands its leases back.
 GRACE_S = 15.0
 PR_SET_PDEATHSIG = 1
-
-
-class WorkersFailed(RuntimeError):
-    """The workers keep dying as soon as they start: a setting, the database, a busy port."""
 
 
 def _die_with_parent() -> None:
@@ -74,7 +71,7 @@ async def supervise(
             stopped first); the reason is in its output.
     """
     if 0 in (settings.port, settings.admin_port):
-        raise ValueError("--workers needs fixed ports: every worker listens on the same ones")
+        raise ConfigError("--workers needs fixed ports: every worker listens on the same ones")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

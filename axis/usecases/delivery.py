@@ -24,6 +24,7 @@ from typing import Protocol
 
 from axis.core.lifecycle import DeliveryState
 from axis.core.retry import GiveUp, RetryPolicy, next_attempt
+from axis.errors import PushFailed
 from axis.host.config import Settings
 from axis.store.base import Agency, PushJob, Store
 
@@ -33,15 +34,11 @@ IDLE_POLL_S = 1.0  # how often an idle worker looks for retries that came due
 PER_RECIPIENT = 2  # pushes in flight to one agency at once: a dead endpoint holds no more
 
 
-class PushError(Exception):
-    """One push did not get a 2xx: the reason, for the delivery's last_error."""
-
-
 class PushTransport(Protocol):
     """How a package reaches an agency's endpoint. Tests and the simulator plug in others."""
 
     async def push(self, recipient: Agency, package_id: str, body: bytes) -> None:
-        """Deliver ``body``; return on a 2xx, raise PushError otherwise."""
+        """Deliver ``body``; return on a 2xx, raise PushFailed otherwise."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -134,7 +131,7 @@ class DeliveryWorker:
         """One push and its bookkeeping; never raises (a worker must outlive any one push)."""
         try:
             await self._deliver(job)
-        except PushError as exc:
+        except PushFailed as exc:
             await self._record_failure(job, str(exc))
         except asyncio.CancelledError:
             raise
@@ -170,7 +167,7 @@ class DeliveryWorker:
             async with asyncio.timeout(self.settings.push_timeout_s):
                 await self.transport.push(agency, job.package_id, body)
         except TimeoutError as exc:
-            raise PushError(f"no answer within {self.settings.push_timeout_s:g} s") from exc
+            raise PushFailed(f"no answer within {self.settings.push_timeout_s:g} s") from exc
 
     async def _failed(self, job: PushJob, error: str) -> None:
         now = self.clock()

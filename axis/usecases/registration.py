@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from axis.core import pki
-from axis.errors import DuplicateConflict
+from axis.errors import DataDirError, DuplicateConflict
 from axis.host import datadir
-from axis.host.datadir import DataDir, DataDirError
+from axis.host.datadir import DataDir
 from axis.store.base import Agency, Store
 
 

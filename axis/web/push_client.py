@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
+from axis.errors import PushFailed
 from axis.store.base import Agency
-from axis.usecases.delivery import PushError
 
 
 class HttpsPushTransport:
@@ -48,7 +48,7 @@ class HttpsPushTransport:
 
     async def push(self, recipient: Agency, package_id: str, body: bytes) -> None:
         if not recipient.endpoint:
-            raise PushError(f"{recipient.organ_id} has no push endpoint")
+            raise PushFailed(f"{recipient.organ_id} has no push endpoint")
         headers = {"Content-Type": "application/xml", "Axis-Package-Id": package_id}
         try:
             async with self._http().post(
@@ -56,11 +56,11 @@ class HttpsPushTransport:
             ) as response:
                 if not 200 <= response.status < 300:
                     text = (await response.text(errors="replace"))[:200]
-                    raise PushError(f"the endpoint answered {response.status}: {text}")
+                    raise PushFailed(f"the endpoint answered {response.status}: {text}")
         except aiohttp.ClientError as exc:
-            raise PushError(f"{type(exc).__name__}: {exc}") from exc
+            raise PushFailed(f"{type(exc).__name__}: {exc}") from exc
         except (ssl.SSLError, OSError) as exc:
-            raise PushError(f"TLS or network error: {exc}") from exc
+            raise PushFailed(f"TLS or network error: {exc}") from exc
 
     async def close(self) -> None:
         if self._session is not None:

@@ -23,7 +23,8 @@ from typing import Any
 
 from axis.core import formats
 from axis.core.formats import Attachment, Edoc
-from nodes.client import HubError, HubUnreachable, NodeClient
+from axis.errors import AxisError, Unreachable
+from nodes.client import NodeClient
 from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 
 # progress(what, n): "sent" documents, "deliveries" now due (a document was accepted),
@@ -90,6 +91,12 @@ class Tally:
         self.done[key] = None
         if len(self.done) > DONE_WINDOW:
             del self.done[next(iter(self.done))]
+
+
+def _from_the_hub(exc: AxisError) -> bool:
+    """A refusal the hub answered, or no answer at all: the work stays in the inbox for the
+    next round. Anything else is a fault of the simulator's own, which must not hide."""
+    return exc.remote or isinstance(exc, Unreachable)
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -199,8 +206,10 @@ class Simulation:
         posted = time.perf_counter()
         try:
             sent = await client.post_package(package)
-        except HubError as exc:
-            self.tally.refused[exc.type.rsplit(":", 1)[-1]] += 1
+        except AxisError as exc:
+            if not exc.remote:
+                raise
+            self.tally.refused[exc.problem_name] += 1
             self.progress("sent", 1)
             return
         t = self.tally
@@ -235,7 +244,9 @@ class Simulation:
             wake.clear()
             try:
                 items = (await client.inbox(limit=INBOX_PAGE))["items"]
-            except (HubError, HubUnreachable):
+            except AxisError as exc:
+                if not _from_the_hub(exc):
+                    raise
                 items = []
             for item in items:
                 await self._handle(client, organ_id, item)
@@ -281,7 +292,9 @@ class Simulation:
             t.confirm(key)
             for code in codes:
                 await self._status(client, edoc, code)
-        except (HubError, HubUnreachable):
+        except AxisError as exc:
+            if not _from_the_hub(exc):
+                raise
             return  # still in the inbox: handled on a later round
 
     async def _status(self, client: NodeClient, edoc: Edoc, code: str) -> None:

@@ -1,0 +1,121 @@
+"""The node client's own behaviour, with no hub: how it reads answers, retries and raises.
+Its requests go to a MockTransport (nodes/transport.py); the tests that talk to a real hub
+over TLS are test_hub_api.py and the others."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from axis import errors
+from axis.core import formats, pki
+from axis.core.signing import signing_cert_of
+from axis.errors import PROBLEM_PREFIX, AxisError, Unreachable
+from axis.host import datadir
+from axis.host.datadir import DataDir
+from nodes.client import NodeClient
+from nodes.profile import Profile
+from nodes.transport import MockTransport, Request, Response
+
+G22 = "000.00.00.G22"
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Profile:
+    data = DataDir(tmp_path_factory.mktemp("client") / "data")
+    datadir.init(data)
+    datadir.write_profile(data, G22, "Văn phòng Chính phủ", "https://hub.invalid", key_kind="ec")
+    return Profile.load(data.profile(G22))
+
+
+def problem(status: int, name: str, detail: str = "why") -> Response:
+    body = {"type": PROBLEM_PREFIX + name, "title": "t", "status": status, "detail": detail}
+    return Response(status, json.dumps(body).encode(), "application/problem+json")
+
+
+@pytest.mark.parametrize("kind", list(errors.PROBLEMS.values()), ids=lambda k: k.problem)
+async def test_each_problem_type_is_raised_as_its_own_class(
+    profile: Profile, kind: type[AxisError]
+) -> None:
+    answer = problem(kind.status, kind.problem, "as the hub said it")
+    node = NodeClient(profile, transport=MockTransport(lambda request: answer))
+    with pytest.raises(kind) as caught:
+        await node.inbox()
+    err = caught.value
+    assert type(err) is kind and err.remote
+    assert (err.status, err.detail, err.type_uri) == (kind.status, "as the hub said it",
+                                                      PROBLEM_PREFIX + kind.problem)  # fmt: skip
+    assert err.answer == json.loads(answer.body)
+    assert err.headline() == f"{kind.status} {kind.problem}: as the hub said it"
+
+
+async def test_a_refusal_is_a_subclass_callers_can_catch_broadly(profile: Profile) -> None:
+    node = NodeClient(profile, transport=MockTransport(lambda r: problem(422, "unknown-recipient")))
+    with pytest.raises(errors.InputError):
+        await node.send(["000.00.00.Z99"], "Gửi nhầm")
+
+
+async def test_rate_limited_carries_retry_after(profile: Profile) -> None:
+    answer = problem(429, "rate-limited")
+    limited = Response(429, answer.body, answer.content_type, {"Retry-After": "7"})
+    node = NodeClient(profile, transport=MockTransport(lambda r: limited))
+    with pytest.raises(errors.RateLimited) as caught:
+        await node.inbox()
+    assert caught.value.retry_after_s == 7.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        problem(422, "no-such-problem"),  # a type this Axis does not know
+        problem(500, "unknown-document"),  # a known type with a status that is not its own
+        Response(502, b"<html>Bad Gateway</html>", "text/html"),  # not problem+json at all
+    ],
+    ids=["unknown type", "wrong status", "html"],
+)
+async def test_anything_else_is_an_unexpected_answer(profile: Profile, answer: Response) -> None:
+    node = NodeClient(profile, transport=MockTransport(lambda r: answer))
+    with pytest.raises(errors.UnexpectedAnswer) as caught:
+        await node.inbox()
+    assert caught.value.status == answer.status and caught.value.remote
+
+
+async def test_an_unreachable_hub_is_tried_again_with_the_same_bytes(profile: Profile) -> None:
+    failures = 2
+
+    def flaky(request: Request) -> Response:
+        if len(transport.requests) <= failures:
+            raise Unreachable("connection refused")
+        return Response(201, b'{"id": "x"}')
+
+    transport = MockTransport(flaky)
+    node = NodeClient(profile, retries=3, transport=transport)
+    package = node.build_edoc(["000.00.00.H41"], "Thử lại")
+    sent = await node.post_package(package)
+    assert sent.created and sent.answer == {"id": "x"}
+    assert [r.body for r in transport.requests] == [package] * 3
+    assert transport.requests[0].headers == {"Content-Type": "application/xml"}
+
+
+async def test_a_hub_that_stays_away_is_unreachable(profile: Profile) -> None:
+    def down(request: Request) -> Response:
+        raise Unreachable("connection refused")
+
+    transport = MockTransport(down)
+    node = NodeClient(profile, retries=2, transport=transport)
+    with pytest.raises(Unreachable):
+        await node.ack("0" * 32)
+    assert len(transport.requests) == 3
+
+
+async def test_what_the_client_builds_is_signed_by_the_agency(profile: Profile) -> None:
+    """The client's requests carry packages its own key signed (the hub checks the rest)."""
+    node = NodeClient(profile, transport=MockTransport(lambda r: Response(200, b"{}")))
+    await node.send(["000.00.00.H41"], "Ký số")
+    (request,) = node.transport.requests  # type: ignore[attr-defined]
+    assert request.method == "POST" and request.path == "/v1/packages"
+    assert isinstance(request.body, bytes)
+    assert request.headers == {"Content-Type": "application/xml"}
+    signed_by = signing_cert_of(formats.load_xml(request.body))
+    assert signed_by == pki.load_cert(profile.cert.read_bytes())
