@@ -86,7 +86,7 @@ def configure(data: DataDir, **values: float) -> None:
     for key, value in values.items():
         datadir.set_setting(data, key, value)
     settings = data.settings()
-    assert all(getattr(settings, key) == value for key, value in values.items())
+    assert all(settings.lookup(key) == value for key, value in values.items())
 
 
 @pytest.fixture

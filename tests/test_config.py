@@ -9,10 +9,19 @@ from typing import Any
 
 import pytest
 
+from axis.core.signing import VerifierEngine
 from axis.errors import ConfigError
-from axis.host.config import DEFAULT_TOML, Settings, load_settings
+from axis.host.config import (
+    DEFAULT_TOML,
+    DeliverySettings,
+    HubSettings,
+    Limits,
+    Settings,
+    SignatureSettings,
+    load_settings,
+)
 
-FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+SECTIONS = {f.name: getattr(Settings(), f.name) for f in dataclasses.fields(Settings)}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -35,32 +44,42 @@ def template_keys() -> dict[str, tuple[str, Any]]:
 
 def test_defaults() -> None:
     s = Settings()
-    assert s.organ_id == "000.00.00.A00"
-    assert (s.host, s.port) == ("127.0.0.1", 8443)
-    assert (s.admin_host, s.admin_port) == ("127.0.0.1", 8444)  # operator API on loopback
-    assert s.database == ""
-    assert s.max_body_bytes == 50 * 1024 * 1024
-    assert (s.max_recipients, s.max_attachments, s.max_xml_depth) == (200, 100, 64)
-    assert s.inbox_page == 100
-    assert s.allow_sha1 is False  # SHA-1 is refused unless the operator opts in
+    assert s.hub.organ_id == "000.00.00.A00"
+    assert (s.hub.host, s.hub.port) == ("127.0.0.1", 8443)
+    assert (s.hub.admin_host, s.hub.admin_port) == ("127.0.0.1", 8444)  # operator API: loopback
+    assert s.hub.database == ""
+    assert s.limits.max_body_bytes == 50 * 1024 * 1024
+    limits = s.limits
+    assert (limits.max_recipients, limits.max_attachments, limits.max_xml_depth) == (200, 100, 64)
+    assert s.limits.inbox_page == 100
+    assert s.signatures.allow_sha1 is False  # SHA-1 is refused unless the operator opts in
+    assert s.signatures.verifier is VerifierEngine.XMLSEC
 
 
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().port = 1  # type: ignore[misc]
+        Settings().hub.port = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().hub = HubSettings()  # type: ignore[misc]
 
 
 def test_the_template_parses_to_exactly_the_defaults(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, DEFAULT_TOML)) == Settings()
 
 
-def test_every_template_key_is_a_field_with_its_default_value() -> None:
+def test_every_template_key_is_a_field_of_its_section_with_its_default_value() -> None:
     keys = template_keys()
-    assert set(keys) == set(FIELDS), "the template and Settings name different keys"
+    fields = {
+        (section, f.name) for section, values in SECTIONS.items()
+        for f in dataclasses.fields(values)
+    }  # fmt: skip
+    assert {(section, key) for key, (section, _) in keys.items()} == fields
     for key, (section, value) in keys.items():
-        default = FIELDS[key].default
+        default = getattr(SECTIONS[section], key)
         assert value == default, f"[{section}] {key} = {value!r}, but the default is {default!r}"
-        assert type(value) is type(default), f"[{section}] {key}: {type(value).__name__}"
+        written = default.value if isinstance(default, VerifierEngine) else default
+        assert type(value) is type(written), f"[{section}] {key}: {type(value).__name__}"
+        assert Settings().lookup(key) == default
 
 
 def test_the_template_sections() -> None:
@@ -83,18 +102,16 @@ def test_given_keys_override_the_defaults(tmp_path: Path) -> None:
         "[limits]\nmax_body_bytes = 200000\n"
         "[signatures]\nallow_sha1 = true\n"
     )
-    assert load_settings(write(tmp_path, text)) == dataclasses.replace(
-        Settings(),
-        port=9443,
-        database="postgresql://axis@db/axis",
-        max_body_bytes=200000,
-        allow_sha1=True,
+    assert load_settings(write(tmp_path, text)) == Settings(
+        hub=HubSettings(port=9443, database="postgresql://axis@db/axis"),
+        limits=Limits(max_body_bytes=200000),
+        signatures=SignatureSettings(allow_sha1=True),
     )
 
 
 def test_editing_one_value_of_the_template(tmp_path: Path) -> None:
     text = DEFAULT_TOML.replace("max_body_bytes = 52428800", "max_body_bytes = 200000")
-    assert load_settings(write(tmp_path, text)) == Settings(max_body_bytes=200000)
+    assert load_settings(write(tmp_path, text)) == Settings(limits=Limits(max_body_bytes=200000))
 
 
 @pytest.mark.parametrize(
@@ -159,23 +176,29 @@ def test_invalid_toml_is_refused_naming_the_file(tmp_path: Path, text: str) -> N
 def test_with_overrides_replaces_the_given_values() -> None:
     base = Settings()
     changed = base.with_overrides(port=0, admin_port=0, allow_sha1=True, database="x.db")
-    assert changed == dataclasses.replace(
-        base, port=0, admin_port=0, allow_sha1=True, database="x.db"
+    assert changed == Settings(
+        hub=HubSettings(port=0, admin_port=0, database="x.db"),
+        signatures=SignatureSettings(allow_sha1=True),
     )
     assert base == Settings()  # a copy: the original is untouched
 
 
 def test_with_overrides_ignores_none() -> None:
-    base = Settings(port=9000, host="0.0.0.0")
+    base = Settings(hub=HubSettings(port=9000, host="0.0.0.0"))
     assert base.with_overrides(port=None, host=None, allow_sha1=None) == base
     assert base.with_overrides() == base
-    assert base.with_overrides(port=None, admin_port=1) == dataclasses.replace(base, admin_port=1)
+    assert base.with_overrides(port=None, admin_port=1) == Settings(
+        hub=HubSettings(port=9000, host="0.0.0.0", admin_port=1)
+    )
 
 
 def test_with_overrides_keeps_falsy_values_that_are_not_none() -> None:
-    base = Settings(allow_sha1=True, database="axis.db", port=8443)
-    assert base.with_overrides(allow_sha1=False, database="", port=0) == dataclasses.replace(
-        base, allow_sha1=False, database="", port=0
+    base = Settings(
+        hub=HubSettings(database="axis.db", port=8443),
+        signatures=SignatureSettings(allow_sha1=True),
+    )
+    assert base.with_overrides(allow_sha1=False, database="", port=0) == Settings(
+        hub=HubSettings(database="", port=0)
     )
 
 
@@ -222,15 +245,40 @@ def test_a_bool_is_not_an_int(tmp_path: Path) -> None:
 def test_an_integer_may_stand_for_a_number_of_seconds(tmp_path: Path) -> None:
     path = write(tmp_path, "[delivery]\nretry_base_s = 1\nretry_cap_s = 8\n")
     settings = load_settings(path)
-    assert settings.retry_base_s == 1.0 and isinstance(settings.retry_base_s, float)
-    assert settings.retry_policy().ceiling(5) == 8.0
+    assert settings.delivery.retry_base_s == 1.0 and isinstance(
+        settings.delivery.retry_base_s, float
+    )
+    assert settings.delivery.retry_policy().ceiling(5) == 8.0
 
 
 def test_the_verifier_is_one_of_the_engines(tmp_path: Path) -> None:
-    assert load_settings(write(tmp_path, '[signatures]\nverifier = "signxml"\n')).verifier == (
-        "signxml"
-    )
+    chosen = load_settings(write(tmp_path, '[signatures]\nverifier = "signxml"\n'))
+    assert chosen.signatures.verifier is VerifierEngine.SIGNXML
     path = write(tmp_path, '[signatures]\nverifier = "hand-rolled"\n')
     with pytest.raises(ConfigError, match="verifier must be one of xmlsec, signxml") as caught:
         load_settings(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[delivery]\nretry_base_s = 0\n", "[delivery]\nretry_cap_s = 1.0\n",
+     "[delivery]\nretry_max_attempts = 0\n"],
+    ids=["no-base", "cap-below-base", "no-attempts"],
+)  # fmt: skip
+def test_retry_values_that_make_no_policy_are_refused_naming_the_file(
+    tmp_path: Path, text: str
+) -> None:
+    """They were read without a word, and the push worker failed on them at start."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"\[delivery\]: retry policy needs") as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+
+
+def test_lookup_finds_a_key_in_whichever_section_holds_it() -> None:
+    settings = Settings(delivery=DeliverySettings(lease_s=5.0))
+    assert settings.lookup("lease_s") == 5.0
+    assert settings.lookup("port") == 8443
+    with pytest.raises(KeyError):
+        settings.lookup("prot")

@@ -124,7 +124,11 @@ def test_set_setting_changes_one_key_and_keeps_the_comments(data: DataDir) -> No
     datadir.set_setting(data, "lease_s", 30.5)
     datadir.set_setting(data, "allow_sha1", True)
     settings = data.settings()
-    assert (settings.verifier, settings.lease_s, settings.allow_sha1) == ("signxml", 30.5, True)
+    assert (
+        settings.signatures.verifier,
+        settings.delivery.lease_s,
+        settings.signatures.allow_sha1,
+    ) == ("signxml", 30.5, True)
     assert "# the XMLDSig library that checks signatures" in data.config.read_text()
     before = data.config.read_text()
     with pytest.raises(DataDirError, match="no no_such_key line"):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from axis.core.lifecycle import DeliveryEvent
 from axis.errors import PushFailed
-from axis.host.config import Settings
+from axis.host.config import DeliverySettings
 from axis.store.base import Agency, Store
 from axis.usecases.delivery import DeliveryWorker
 from tests.helpers import eventually
@@ -19,7 +19,7 @@ from tests.test_store import G22, H10, H41, T0, T01, agency, backend, package, s
 
 __all__ = ["backend", "store"]  # the fixtures, shared with the store tests
 
-FAST = Settings(retry_base_s=0.01, retry_cap_s=0.02, lease_s=5, push_workers=4)
+FAST = DeliverySettings(retry_base_s=0.01, retry_cap_s=0.02, lease_s=5, push_workers=4)
 
 
 class MemoryTransport:

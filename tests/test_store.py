@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from axis.core.formats import BusinessDocType, PackageKind
 from axis.core.lifecycle import (
     PENDING,
     DeliveryEvent,
@@ -93,8 +94,8 @@ def package(
     recipients: tuple[str, ...] = (H41, H10),
     key: str | None = None,
     sha: str | None = None,
-    kind: str = "edoc",
-    business_type: int = 0,
+    kind: PackageKind = PackageKind.EDOC,
+    business_type: BusinessDocType = BusinessDocType.NEW,
     document_id: str | None = None,
     body: bytes | None = None,
     status_update: StatusUpdate | None = None,
@@ -276,7 +277,7 @@ async def test_a_status_update_is_recorded_on_the_referenced_delivery(store: Sto
     await store.insert_package(edoc)
     status = package(
         2,
-        kind="status",
+        kind=PackageKind.STATUS,
         sender=H41,
         recipients=(G22,),
         document_id=edoc.document_id,
@@ -325,7 +326,7 @@ async def test_find_document_sees_only_original_edocs(store: Store) -> None:
     for n, btype in ((2, 1), (3, 2), (4, 3)):  # an update, a replacement, a recall
         await store.insert_package(package(n, document_id="12/CV-VPCP", business_type=btype))
     status = package(
-        5, kind="status", sender=H41, recipients=(G22,), document_id="77/CV-H41", key="st"
+        5, kind=PackageKind.STATUS, sender=H41, recipients=(G22,), document_id="77/CV-H41", key="st"
     )
     await store.insert_package(status)
     found = await store.find_document(G22, "12/CV-VPCP")
@@ -337,7 +338,9 @@ async def test_find_document_sees_only_original_edocs(store: Store) -> None:
 
 
 async def test_find_document_ignores_a_later_version_alone(store: Store) -> None:
-    await store.insert_package(package(1, document_id="13/CV-VPCP", business_type=2))
+    await store.insert_package(
+        package(1, document_id="13/CV-VPCP", business_type=BusinessDocType.UPDATE)
+    )
     assert await store.find_document(G22, "13/CV-VPCP") is None
 
 
@@ -460,7 +463,14 @@ async def test_apply_event_keeps_the_status_code(store: Store) -> None:
     await store.insert_package(edoc)
     update = StatusUpdate(edoc.id, H41, "02")
     await store.insert_package(
-        package(2, kind="status", sender=H41, recipients=(G22,), key="st", status_update=update)
+        package(
+            2,
+            kind=PackageKind.STATUS,
+            sender=H41,
+            recipients=(G22,),
+            key="st",
+            status_update=update,
+        )
     )
     delivery = await store.apply_event(edoc.id, H41, E.ACKED, T0 + timedelta(hours=1))
     assert delivery is not None and delivery.status_code == "02"

@@ -44,7 +44,7 @@ def agency_add(
 ) -> None:
     """Register an agency and write its node profile under DATA/agencies/ORGAN_ID."""
     data = data_folder(data_dir)
-    hub_url = f"https://localhost:{data.settings().port}"
+    hub_url = f"https://localhost:{data.settings().hub.port}"
 
     cert_pem = cert_file.read_bytes() if cert_file else None
 

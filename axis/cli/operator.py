@@ -152,7 +152,7 @@ def log_verify(data_dir: Path | None, db: str | None) -> None:
             bar.advance(tasks[what], n)
 
         settings = data.settings()
-        cadence = Cadence(settings.checkpoint_every, settings.checkpoint_interval_s)
+        cadence = Cadence(settings.log.checkpoint_every, settings.log.checkpoint_interval_s)
         report = run_store(data, db, lambda store: verify_log(store, hub_cert, progress, cadence))
     summary = (
         f"{report.entries:,} log entries, {report.checkpoints:,} signed checkpoints,"

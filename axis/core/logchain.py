@@ -72,7 +72,9 @@ def received_detail(sender: str, recipients: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One link of the chain. ``at`` is the stored timestamp text, hashed exactly as kept."""
+    """One link of the chain, as stored: ``at`` is the timestamp text and ``event`` a
+    :class:`LogEvent`'s value, each hashed exactly as kept (text, because a row edited behind
+    the hub's back may hold anything, which verification must report, not trip over)."""
 
     seq: int
     at: str
@@ -127,7 +129,7 @@ def link(
     prev: str,
     seq: int,
     at: str,
-    event: str,
+    event: LogEvent,
     organ_id: str | None = None,
     package_id: str | None = None,
     detail: str | None = None,

@@ -28,6 +28,7 @@ import copy
 import datetime as dt
 from base64 import b64decode
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import cryptography.exceptions
@@ -182,6 +183,13 @@ def _append_placeholder(header: etree._Element) -> None:
         placeholder.tail, previous.tail = previous.tail, header.text
 
 
+class VerifierEngine(StrEnum):
+    """The XMLDSig libraries that can check a signature once this module's checks pass."""
+
+    XMLSEC = "xmlsec"  # python-xmlsec: libxmlsec1, in C (the default: faster)
+    SIGNXML = "signxml"  # pure Python over lxml and cryptography
+
+
 class Verifier:
     """Verifies packages against one policy and one trust store (both fixed at creation).
 
@@ -191,12 +199,19 @@ class Verifier:
     the signed tree only; the signature tests run against each.
     """
 
-    def __init__(self, policy: VerificationPolicy, trust: TrustStore, engine: str = "xmlsec"):
-        if engine not in ("xmlsec", "signxml"):
-            raise ValueError(f"unknown verifier engine {engine!r} (xmlsec or signxml)")
+    def __init__(
+        self,
+        policy: VerificationPolicy,
+        trust: TrustStore,
+        engine: VerifierEngine | str = VerifierEngine.XMLSEC,
+    ):
+        """Raises ValueError for an engine that is not one of :class:`VerifierEngine`."""
+        try:
+            self.engine = VerifierEngine(engine)
+        except ValueError:
+            raise ValueError(f"unknown verifier engine {engine!r} (xmlsec or signxml)") from None
         self.policy = policy
         self.trust = trust
-        self.engine = engine
         # Certificate DER -> the xmlsec key made from it (the context copies it on use).
         self._xmlsec_keys: dict[bytes, xmlsec.Key] = {}
         # The transforms the policy allows, worked out once rather than per package.
@@ -234,7 +249,7 @@ class Verifier:
         self.trust.check(expected_cert, at)
         _check_key_strength(expected_cert, self.policy)
         _check_algorithms(signature, self.policy)
-        if self.engine == "xmlsec":
+        if self.engine is VerifierEngine.XMLSEC:
             return self._xmlsec_verify(root, signature, expected_cert)
         result = self._signxml_verify(root, expected_cert, at)
         if result.signed_xml is None:

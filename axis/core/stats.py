@@ -16,12 +16,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 BUCKET_BASE = 1.25
 
 
-class Metric:
+class Metric(StrEnum):
     """The counter names (one namespace, kept in one place)."""
 
     DOCUMENTS = "documents"  # edocs received, key ""

@@ -1,20 +1,24 @@
 """``DATA/axis.toml``: where the hub listens, its limits and its database.
 
-Read with :mod:`tomllib`; unknown keys are an error so that a typo does not silently fall back
-to a default.
+:class:`Settings` holds one frozen dataclass per section of the file (``settings.limits``,
+``settings.delivery`` …), so each part of the hub takes the section it needs. Read with
+:mod:`tomllib`; an unknown section or key, or a value of the wrong type, is an error that
+names the file, so that a typo does not silently fall back to a default.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from axis.core.retry import RetryPolicy
+from axis.core.signing import VerifierEngine
 from axis.errors import ConfigError
 
-VERIFIERS = ("xmlsec", "signxml")  # axis.core.signing.Verifier's engines
+VERIFIERS = tuple(engine.value for engine in VerifierEngine)
 
 DEFAULT_TOML = """\
 # Axis hub settings. Every key is optional; the values below are the defaults.
@@ -62,8 +66,8 @@ checkpoint_interval_s = 60.0    # … or every T seconds, whichever comes first
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything ``axis serve`` needs to know that is not a key or a certificate."""
+class HubSettings:
+    """``[hub]``: who the hub is, where it listens, its database."""
 
     organ_id: str = "000.00.00.A00"
     host: str = "127.0.0.1"
@@ -71,6 +75,12 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8444
     database: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``[limits]``: what one request, one package and one agency may take."""
+
     max_body_bytes: int = 50 * 1024 * 1024
     max_recipients: int = 200
     max_attachments: int = 100
@@ -83,8 +93,20 @@ class Settings:
     idle_timeout_s: float = 60.0
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class SignatureSettings:
+    """``[signatures]``: what the verifier accepts, and which library checks."""
+
     allow_sha1: bool = False
-    verifier: str = "xmlsec"
+    verifier: VerifierEngine = VerifierEngine.XMLSEC
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """``[delivery]``: push workers, their leases, and how failed pushes are retried."""
+
     push_workers: int = 4
     push_timeout_s: float = 30.0
     lease_s: float = 120.0
@@ -93,57 +115,93 @@ class Settings:
     retry_cap_s: float = 1800.0
     retry_max_attempts: int = 100
     retry_max_age_s: float = 86400.0
+
+    def retry_policy(self) -> RetryPolicy:
+        """The push retry policy these settings describe.
+
+        Raises:
+            ConfigError: the values make no policy (load_settings checks this on reading).
+        """
+        try:
+            return RetryPolicy(
+                base_s=self.retry_base_s,
+                factor=self.retry_factor,
+                cap_s=self.retry_cap_s,
+                max_attempts=self.retry_max_attempts,
+                max_age_s=self.retry_max_age_s,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"[delivery]: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``: how often the hub signs a checkpoint of its log."""
+
     checkpoint_every: int = 1000
     checkpoint_interval_s: float = 60.0
 
-    def retry_policy(self) -> RetryPolicy:
-        """The push retry policy these settings describe."""
-        return RetryPolicy(
-            base_s=self.retry_base_s,
-            factor=self.retry_factor,
-            cap_s=self.retry_cap_s,
-            max_attempts=self.retry_max_attempts,
-            max_age_s=self.retry_max_age_s,
-        )
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with the given fields replaced; ``None`` values are ignored."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``axis serve`` needs to know that is not a key or a certificate, one field
+    per section of ``axis.toml``."""
 
+    hub: HubSettings = HubSettings()
+    limits: Limits = Limits()
+    signatures: SignatureSettings = SignatureSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
 
-# Which keys each section of axis.toml holds (the defaults of Settings give their types).
-_SECTIONS: dict[str, tuple[str, ...]] = {
-    "hub": ("organ_id", "host", "port", "admin_host", "admin_port", "database"),
-    "limits": (
-        "max_body_bytes",
-        "max_recipients",
-        "max_attachments",
-        "max_xml_depth",
-        "max_concurrent_uploads",
-        "inbox_page",
-        "rate_per_s",
-        "rate_burst",
-        "shutdown_timeout_s",
-        "idle_timeout_s",
-        "body_idle_timeout_s",
-        "body_timeout_s",
-    ),
-    "signatures": ("allow_sha1", "verifier"),
-    "delivery": (
-        "push_workers",
-        "push_timeout_s",
-        "lease_s",
-        "retry_base_s",
-        "retry_factor",
-        "retry_cap_s",
-        "retry_max_attempts",
-        "retry_max_age_s",
-    ),
-    "log": ("checkpoint_every", "checkpoint_interval_s"),
-}
+    def with_overrides(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        admin_port: int | None = None,
+        database: str | None = None,
+        allow_sha1: bool | None = None,
+    ) -> Settings:
+        """A copy with what ``axis serve``'s flags say instead; ``None`` changes nothing."""
+        hub = self.hub
+        hub = replace(hub, host=hub.host if host is None else host)
+        hub = replace(hub, port=hub.port if port is None else port)
+        hub = replace(hub, admin_port=hub.admin_port if admin_port is None else admin_port)
+        hub = replace(hub, database=hub.database if database is None else database)
+        sha1 = self.signatures.allow_sha1 if allow_sha1 is None else allow_sha1
+        return replace(self, hub=hub, signatures=replace(self.signatures, allow_sha1=sha1))
+
+    def lookup(self, key: str) -> Any:
+        """The value of ``key``, whichever section holds it (a key names one setting in the
+        whole file, as ``axis.toml`` writes them). Raises KeyError for no such key."""
+        for section in fields(self):
+            values = getattr(self, section.name)
+            if key in {f.name for f in fields(values)}:
+                return getattr(values, key)
+        raise KeyError(key)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _value(path: Path, section: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the setting's type (its default's), or ConfigError naming the file."""
+    if isinstance(default, StrEnum):
+        choices = [member.value for member in type(default)]
+        if value not in choices:
+            raise ConfigError(
+                f"{path}: [{section}] {key} must be one of {', '.join(choices)}, not {value!r}"
+            )
+        return type(default)(value)
+    expected = type(default)
+    if expected is float and type(value) is int:
+        value = float(value)  # "retry_base_s = 2" means 2.0
+    # bool is an int in Python; a setting is exactly one or the other.
+    if type(value) is not expected:
+        raise ConfigError(
+            f"{path}: [{section}] {key} must be {_TYPE_NAMES[expected]}, not {value!r}"
+        )
+    return value
 
 
 def load_settings(path: Path) -> Settings:
@@ -151,7 +209,8 @@ def load_settings(path: Path) -> Settings:
 
     Raises:
         ConfigError: naming the file, for anything but valid UTF-8 TOML whose sections and keys
-            are the ones above, each with a value of its default's type.
+            are the ones above, each with a value of its default's type (one of the choices
+            for an enumeration), and retry values that make a policy.
     """
     if not path.exists():
         return Settings()
@@ -160,27 +219,23 @@ def load_settings(path: Path) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid UTF-8 TOML: {exc}") from exc
     defaults = Settings()
-    values: dict[str, Any] = {}
+    sections = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
+    chosen: dict[str, Any] = {}
     for section, table in doc.items():
-        if section not in _SECTIONS:
+        if section not in sections:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a [{section}] table")
+        known = sections[section]
+        values = {}
         for key, value in table.items():
-            if key not in _SECTIONS[section]:
+            if key not in {f.name for f in fields(known)}:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
-            expected = type(getattr(defaults, key))
-            if expected is float and type(value) is int:
-                value = float(value)  # "retry_base_s = 2" means 2.0
-            # bool is an int in Python; a setting is exactly one or the other.
-            if type(value) is not expected:
-                raise ConfigError(
-                    f"{path}: [{section}] {key} must be {_TYPE_NAMES[expected]}, not {value!r}"
-                )
-            values[key] = value
-    if values.get("verifier", defaults.verifier) not in VERIFIERS:
-        raise ConfigError(
-            f"{path}: [signatures] verifier must be one of {', '.join(VERIFIERS)},"
-            f" not {values['verifier']!r}"
-        )
-    return Settings(**values)
+            values[key] = _value(path, section, key, value, getattr(known, key))
+        chosen[section] = replace(known, **values)
+    settings = replace(defaults, **chosen)
+    try:
+        settings.delivery.retry_policy()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return settings

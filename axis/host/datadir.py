@@ -105,7 +105,7 @@ class DataDir:
 
     def database_url(self, override: str | None = None) -> str:
         """``--db`` or ``$AXIS_DB`` if given, else ``axis.toml``'s, else ``DATA/axis.db``."""
-        return override or self.settings().database or str(self.database)
+        return override or self.settings().hub.database or str(self.database)
 
     def require(self) -> None:
         """Raises DataDirError unless ``axis init`` has run here."""

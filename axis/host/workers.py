@@ -52,10 +52,10 @@ def worker_command(data: DataDir, settings: Settings, log_format: str = "text") 
     """How one worker is started: the settings the parent resolved, on the shared ports."""
     command = [
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
-        "--host", settings.host, "--port", str(settings.port),
-        "--admin-port", str(settings.admin_port), "--log-format", log_format, "--reuse-port",
+        "--host", settings.hub.host, "--port", str(settings.hub.port),
+        "--admin-port", str(settings.hub.admin_port), "--log-format", log_format, "--reuse-port",
     ]  # fmt: skip
-    if settings.allow_sha1:
+    if settings.signatures.allow_sha1:
         command.append("--allow-sha1")
     return command
 
@@ -70,7 +70,7 @@ async def supervise(
         WorkersFailed: a worker died young GIVE_UP_YOUNG times in a row (the others are
             stopped first); the reason is in its output.
     """
-    if 0 in (settings.port, settings.admin_port):
+    if 0 in (settings.hub.port, settings.hub.admin_port):
         raise ConfigError("--workers needs fixed ports: every worker listens on the same ones")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,9 +94,10 @@ async def supervise(
         log.info("worker %d started (pid %d)", n, process.pid)
         return process
 
+    hub = settings.hub
     print(
-        f"Axis hub: starting {workers} workers on https://{settings.host}:{settings.port}"
-        f" (node API) and http://{settings.admin_host}:{settings.admin_port} (operator API)",
+        f"Axis hub: starting {workers} workers on https://{hub.host}:{hub.port} (node API)"
+        f" and http://{hub.admin_host}:{hub.admin_port} (operator API)",
         flush=True,
     )
     try:
@@ -131,7 +132,7 @@ async def supervise(
                 if not stop.is_set():
                     running[n] = await start(n)
     finally:
-        await _stop_all(list(running.values()), settings.shutdown_timeout_s + GRACE_S)
+        await _stop_all(list(running.values()), settings.limits.shutdown_timeout_s + GRACE_S)
     print("Axis hub stopped.", flush=True)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
 
@@ -66,11 +67,11 @@ class NewPackage:
     """A verified package, ready to be committed with its deliveries."""
 
     id: str
-    kind: str
+    kind: PackageKind
     sender: str
     document_id: str
     idempotency_key: str
-    business_type: int
+    business_type: BusinessDocType
     sha256: str
     subject: str
     received_at: datetime
@@ -89,10 +90,10 @@ class PackageRecord:
 
     id: str
     seq: int
-    kind: str
+    kind: PackageKind
     sender: str
     document_id: str
-    business_type: int
+    business_type: BusinessDocType
     sha256: str
     subject: str
     received_at: datetime

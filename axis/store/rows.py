@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import PENDING, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
 from axis.store.base import Agency, Delivery, PackageRecord
@@ -56,7 +57,10 @@ def blob(value: object) -> bytes:
 
 def package_row(row: Iterable[Any]) -> PackageRecord:
     pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
-    return PackageRecord(pid, seq, kind, sender, doc_id, btype, sha, subject, dt(received), answer)
+    return PackageRecord(
+        pid, seq, PackageKind(kind), sender, doc_id, BusinessDocType(btype), sha, subject,
+        dt(received), answer,
+    )  # fmt: skip
 
 
 def delivery_row(row: Iterable[Any]) -> Delivery:

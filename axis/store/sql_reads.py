@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
 from axis.store.base import Agency, Delivery, Hop, PackageRecord
@@ -77,16 +78,16 @@ class SqlReads:
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
-            " AND business_type = 0 AND kind = 'edoc'",
-            (sender, document_id),
+            " AND business_type = ? AND kind = ?",
+            (sender, document_id, int(BusinessDocType.NEW), PackageKind.EDOC.value),
         )
         return package_row(rows[0]) if rows else None
 
     async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
         rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
-            " AND kind = 'edoc' ORDER BY seq DESC",
-            (sender, document_id),
+            " AND kind = ? ORDER BY seq DESC",
+            (sender, document_id, PackageKind.EDOC.value),
         )
         return [package_row(r) for r in rows]
 

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from axis.core import lifecycle
+from axis.core.edxml_model import PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
 from axis.core.logchain import GENESIS, Checkpoint, LogEntry, LogEvent, link, received_detail
 from axis.core.stats import Metric
@@ -258,7 +259,7 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
         " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " RETURNING seq",
-        p.id, p.kind, p.sender, p.document_id, p.idempotency_key, p.business_type,
+        p.id, p.kind.value, p.sender, p.document_id, p.idempotency_key, int(p.business_type),
         p.sha256, p.subject, ts(p.received_at), p.answer, p.body,
     )  # fmt: skip
     seq = int(inserted[0][0])
@@ -268,7 +269,7 @@ def _insert_rows(p: NewPackage) -> Step[int]:
     yield from _many(
         "INSERT INTO deliveries (package_id, recipient, seq, kind, received_at, state,"
         " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(p.id, r, seq, p.kind, now, queued, now, now if r in pushed else None)
+        [(p.id, r, seq, p.kind.value, now, queued, now, now if r in pushed else None)
          for r in p.recipients],
     )  # fmt: skip
     yield from _append(
@@ -279,7 +280,7 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         received_detail(p.sender, p.recipients),
         p.sha256,
     )
-    if p.kind == "edoc":
+    if p.kind is PackageKind.EDOC:
         yield from _bump(counters.new_edoc(now, p.sender, p.recipients))
     else:
         yield from _bump([counters.one(now, Metric.STATUSES)])
@@ -363,7 +364,7 @@ def _move(
         recipient,
     )
     yield from _append(at, LogEvent.of_state(state), recipient, package_id, detail or event.value)
-    if kind == "edoc":
+    if kind == PackageKind.EDOC:
         yield from _bump(counters.move(received_at, recipient, current.state, state, at))
     return replace(current, state=state, updated_at=at)
 

@@ -20,18 +20,27 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
 from axis.core.lifecycle import DeliveryState
 from axis.core.retry import GiveUp, RetryPolicy, next_attempt
 from axis.errors import PushFailed
-from axis.host.config import Settings
+from axis.host.config import DeliverySettings
 from axis.store.base import Agency, PushJob, Store
 
 log = logging.getLogger("axis.usecases.delivery")
 
 IDLE_POLL_S = 1.0  # how often an idle worker looks for retries that came due
 PER_RECIPIENT = 2  # pushes in flight to one agency at once: a dead endpoint holds no more
+
+
+class PushOutcome(StrEnum):
+    """How one push ended, once the worker has saved it."""
+
+    DELIVERED = "delivered"  # a 2xx: the delivery is delivered
+    RETRY = "retry"  # it failed and is scheduled again
+    GAVE_UP = "gave-up"  # it failed for the last time: the delivery is failed
 
 
 class PushTransport(Protocol):
@@ -55,13 +64,13 @@ class DeliveryWorker:
         self,
         store: Store,
         transport: PushTransport,
-        settings: Settings,
+        settings: DeliverySettings,
         wake: asyncio.Event | None = None,
         clock: Callable[[], datetime] = utc_now,
-        on_event: Callable[[str], None] | None = None,
+        on_event: Callable[[PushOutcome], None] | None = None,
     ) -> None:
         self.store = store
-        # Told "delivered", "retry" or "failed" after each outcome is saved (metrics).
+        # Told each outcome once it is saved (metrics).
         self.on_event = on_event or (lambda event: None)
         self.transport = transport
         self.settings = settings
@@ -122,7 +131,10 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim what is due and push it all (tests and tools; ``run`` is the service loop)."""
         jobs = await self.store.claim_pushes(
-            self.owner, self.clock(), self.settings.lease_s, self.settings.push_workers
+            self.owner,
+            self.clock(),
+            self.settings.lease_s,
+            self.settings.push_workers,
         )
         await asyncio.gather(*(self._push(job) for job in jobs))
         return len(jobs)
@@ -159,7 +171,7 @@ class DeliveryWorker:
             return  # fetched or recalled since the claim: nothing to push any more
         await self._with_timeout(agency, job, found[1])
         await self.store.push_delivered(job, self.clock())
-        self.on_event("delivered")
+        self.on_event(PushOutcome.DELIVERED)
         log.info("pushed %s → %s", job.package_id, job.recipient)
 
     async def _with_timeout(self, agency: Agency, job: PushJob, body: bytes) -> None:
@@ -178,9 +190,9 @@ class DeliveryWorker:
         log.info("push %s → %s failed (%s); retry at %s", job.package_id, job.recipient,
                  error, when.isoformat(timespec="seconds"))  # fmt: skip
         await self.store.push_failed(job, self.owner, now, error, when)
-        self.on_event("retry")
+        self.on_event(PushOutcome.RETRY)
 
     async def _give_up(self, job: PushJob, reason: str) -> None:
         log.warning("push %s → %s gave up: %s", job.package_id, job.recipient, reason)
         await self.store.push_failed(job, self.owner, self.clock(), reason, None)
-        self.on_event("failed")
+        self.on_event(PushOutcome.GAVE_UP)

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography import x509
 
 from axis.core import intake, pki
-from axis.core.formats import Edoc, Package
+from axis.core.formats import BusinessDocType, Edoc, Package
 from axis.core.intake import IntakePolicy
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
 from axis.core.ratelimit import RateLimit, RateLimiter
@@ -71,24 +71,28 @@ class Hub:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.router = Router(store, settings)
+        self.router = Router(store, settings.limits)
         self.receipts = receipts
         self.settings = settings
         self.clock = clock
         self.monotonic = monotonic
         # One token bucket per agency, so that one noisy agency cannot starve the others.
-        self.limiter = RateLimiter(RateLimit(settings.rate_per_s, settings.rate_burst))
+        self.limiter = RateLimiter(
+            RateLimit(settings.limits.rate_per_s, settings.limits.rate_burst)
+        )
         # Parsed registered certificates by fingerprint: a certificate never changes under
         # its fingerprint, so the cache needs no invalidation (revocation is checked per request).
         self._certs: dict[str, x509.Certificate] = {}
         # Bounds the bodies held in memory at once: a package is read, parsed and verified
         # only while it holds a slot (a 50 MiB package costs several times that to verify).
-        self.intake = asyncio.Semaphore(settings.max_concurrent_uploads)
+        self.intake = asyncio.Semaphore(settings.limits.max_concurrent_uploads)
         # Set when a committed package has pushes due, so the delivery worker wakes at once.
         self.push_due = asyncio.Event()
         self.intake_policy = IntakePolicy(
             verifier,
-            ParseLimits(max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth),
+            ParseLimits(
+                max_bytes=settings.limits.max_body_bytes, max_depth=settings.limits.max_xml_depth
+            ),
         )
 
     # -- identity ---------------------------------------------------------------------------
@@ -112,7 +116,7 @@ class Hub:
         wait = self.limiter.take(agency.organ_id, self.monotonic())
         if wait > 0:
             raise RateLimited(
-                f"agency {agency.organ_id} is over its limit of {self.settings.rate_per_s:g}"
+                f"agency {agency.organ_id} is over its limit of {self.settings.limits.rate_per_s:g}"
                 f" requests a second; try again in {wait:.1f} s",
                 retry_after_s=wait,
             )
@@ -175,7 +179,7 @@ class Hub:
                 agency.organ_id,
                 routed.recipients,
                 received_at,
-                self.settings.organ_id,
+                self.settings.hub.organ_id,
             )
         )
         answer = {
@@ -190,7 +194,7 @@ class Hub:
         record, created = await self.store.insert_package(
             NewPackage(
                 id=package_id,
-                kind=package.kind.value,
+                kind=package.kind,
                 sender=agency.organ_id,
                 document_id=routed.document_id,
                 idempotency_key=key,
@@ -204,7 +208,7 @@ class Hub:
                 status_update=routed.status_update,
                 push_recipients=routed.push_recipients,
                 recall_of=routed.recall_of,
-                received_by=self.settings.organ_id,
+                received_by=self.settings.hub.organ_id,
             )
         )
         if created and routed.push_recipients:
@@ -217,7 +221,7 @@ class Hub:
         self, agency: Agency, after: int, limit: int
     ) -> tuple[list[PackageRecord], int | None]:
         """The agency's pending packages after cursor ``after``, and the next cursor."""
-        limit = max(1, min(limit, self.settings.inbox_page))
+        limit = max(1, min(limit, self.settings.limits.inbox_page))
         items = await self.store.inbox(agency.organ_id, after, limit)
         return items, (items[-1].seq if len(items) == limit else None)
 
@@ -306,5 +310,5 @@ def _idempotency_key(package: Package, sha256: str) -> str:
     return f"status:{sha256}"
 
 
-def _business_type(package: Package) -> int:
-    return int(package.business.doc_type) if isinstance(package, Edoc) else 0
+def _business_type(package: Package) -> BusinessDocType:
+    return package.business.doc_type if isinstance(package, Edoc) else BusinessDocType.NEW

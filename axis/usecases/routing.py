@@ -24,7 +24,7 @@ from axis.errors import (
     UnknownDocument,
     UnknownRecipient,
 )
-from axis.host.config import Settings
+from axis.host.config import Limits
 from axis.store.base import Agency, PackageRecord, StatusUpdate, Store
 
 FOLLOWUP_ANSWERS = frozenset({"15", "16"})  # agrees / refuses a take-back or an update
@@ -46,9 +46,9 @@ class Routed:
 class Router:
     """Applies the routing rules against the agency directory and the stored documents."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, limits: Limits) -> None:
         self.store = store
-        self.settings = settings
+        self.limits = limits
 
     async def route(self, sender: Agency, package: Package) -> Routed:
         """Raises the InputError that explains why the package cannot go anywhere."""
@@ -57,9 +57,9 @@ class Router:
         return await self._edoc(package)
 
     async def _edoc(self, edoc: Edoc) -> Routed:
-        if len(edoc.attachments) > self.settings.max_attachments:
+        if len(edoc.attachments) > self.limits.max_attachments:
             raise SchemaViolation(
-                f"{len(edoc.attachments)} attachments; at most {self.settings.max_attachments}"
+                f"{len(edoc.attachments)} attachments; at most {self.limits.max_attachments}"
             )
         owner = edoc.document_id.split(",", 1)[0]
         if owner != edoc.sender.organ_id:
@@ -79,9 +79,9 @@ class Router:
     async def _new_recipients(self, organ_ids: tuple[str, ...]) -> list[Agency]:
         if len(set(organ_ids)) != len(organ_ids):
             raise SchemaViolation("a recipient is listed more than once")
-        if len(organ_ids) > self.settings.max_recipients:
+        if len(organ_ids) > self.limits.max_recipients:
             raise SchemaViolation(
-                f"{len(organ_ids)} recipients; at most {self.settings.max_recipients}"
+                f"{len(organ_ids)} recipients; at most {self.limits.max_recipients}"
             )
         agencies = []
         for organ_id in organ_ids:
@@ -144,8 +144,8 @@ class Router:
                     f"no document {answered.document_id!r} from {answered.organ_id} to answer"
                 )
             raise NotAllowed(f"{sender.organ_id} is not a recipient of {answered.document_id!r}")
-        followups = [(r, d) for r, d in addressed if r.business_type != 0]
-        originals = [r for r, _ in addressed if r.business_type == 0]
+        followups = [(r, d) for r, d in addressed if r.business_type is not BusinessDocType.NEW]
+        originals = [r for r, _ in addressed if r.business_type is BusinessDocType.NEW]
         code = notice.status_code
         if code in FOLLOWUP_ANSWERS and followups:
             return followups[0][0]

@@ -44,7 +44,9 @@ def build_hub(data: DataDir, settings: Settings, db_url: str | None = None) -> H
     """A Hub for a data folder: its store, trust, keys and policy, loaded once."""
     data.require()
     verifier = Verifier(
-        VerificationPolicy(allow_sha1=settings.allow_sha1), data.trust_store(), settings.verifier
+        VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
+        data.trust_store(),
+        settings.signatures.verifier,
     )
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
     store = open_store(data.database_url(db_url))
@@ -85,7 +87,7 @@ def node_app(
             access_log,
             problem_middleware,
         ],
-        client_max_size=hub.settings.max_body_bytes + 1,
+        client_max_size=hub.settings.limits.max_body_bytes + 1,
     )
     app[HUB] = hub
     app[METRICS] = hub_metrics
@@ -97,7 +99,7 @@ def node_app(
         await app[HUB].store.close()
 
     async def push_lifetime(app: web.Application) -> AsyncIterator[None]:
-        if transport is None or hub.settings.push_workers < 1:
+        if transport is None or hub.settings.delivery.push_workers < 1:
             yield
             return
         if sole_pusher and (resumed := await hub.store.release_all_leases()):
@@ -105,7 +107,7 @@ def node_app(
         worker = DeliveryWorker(
             hub.store,
             transport,
-            hub.settings,
+            hub.settings.delivery,
             wake=hub.push_due,
             clock=hub.clock,
             on_event=hub_metrics.delivery_event,
@@ -229,8 +231,8 @@ async def _running_hub(
     checkpointer = Checkpointer(
         hub.store,
         pki.load_key(data.hub_key.read_bytes()),
-        settings.checkpoint_every,
-        settings.checkpoint_interval_s,
+        settings.log.checkpoint_every,
+        settings.log.checkpoint_interval_s,
     )
     in_flight = InFlight()
     # keepalive_timeout also closes a connection that never completes a request (aiohttp
@@ -240,15 +242,15 @@ async def _running_hub(
             hub, transport, hub_metrics, checkpointer, in_flight, sole_pusher=hub.store.single_node
         ),
         access_log=None,
-        keepalive_timeout=settings.idle_timeout_s,
+        keepalive_timeout=settings.limits.idle_timeout_s,
     )
     admin_runner = web.AppRunner(
         admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
     )
     # Ports first: a hub that cannot listen must fail before its push worker claims anything.
-    node_sock = bind(settings.host, settings.port, reuse_port)
+    node_sock = bind(settings.hub.host, settings.hub.port, reuse_port)
     try:
-        admin_sock = bind(settings.admin_host, settings.admin_port, reuse_port)
+        admin_sock = bind(settings.hub.admin_host, settings.hub.admin_port, reuse_port)
     except OSError:
         node_sock.close()
         raise
@@ -287,14 +289,15 @@ async def serve_forever(
             running.admin_url,
         )
         print(
-            f"Axis hub serving the node API on https://{settings.host}:{running.node_port}"
+            f"Axis hub serving the node API on https://{settings.hub.host}:{running.node_port}"
             f" and the operator API on {running.admin_url}",
             flush=True,
         )
         await stop.wait()
         log.info("stopping: no new connections; finishing the requests in hand")
-        if not await running.drain(settings.shutdown_timeout_s):
+        if not await running.drain(settings.limits.shutdown_timeout_s):
             log.warning(
-                "requests still running after %.0f s are cut off", settings.shutdown_timeout_s
+                "requests still running after %.0f s are cut off",
+                settings.limits.shutdown_timeout_s,
             )
     print("Axis hub stopped.", flush=True)

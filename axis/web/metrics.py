@@ -16,6 +16,7 @@ from axis.core.logchain import LogEntry, LogEvent
 from axis.core.stats import Metric
 from axis.http.keys import PROBLEM
 from axis.store.base import Store
+from axis.usecases.delivery import PushOutcome
 
 
 class HubMetrics:
@@ -62,10 +63,10 @@ class HubMetrics:
         elif entry.event == LogEvent.FAILED:
             self.failed.inc()
 
-    def delivery_event(self, event: str) -> None:
-        """The delivery worker's hook: ``delivered``, ``retry`` or ``failed``. Deliveries and
-        give-ups are counted from the log (only real changes), so only retries here."""
-        if event == "retry":
+    def delivery_event(self, outcome: PushOutcome) -> None:
+        """The delivery worker's hook. Deliveries and give-ups are counted from the log (only
+        real changes), so only retries here."""
+        if outcome is PushOutcome.RETRY:
             self.push_retries.inc()
 
     async def exposition(self, store: Store) -> bytes:

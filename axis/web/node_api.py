@@ -28,12 +28,9 @@ async def post_package(request: web.Request) -> web.Response:
         )
     hub = request.app[HUB]
     async with hub.intake:
-        settings = hub.settings
+        limits = hub.settings.limits
         body = await read_body(
-            request,
-            settings.max_body_bytes,
-            settings.body_idle_timeout_s,
-            settings.body_timeout_s,
+            request, limits.max_body_bytes, limits.body_idle_timeout_s, limits.body_timeout_s
         )
         accepted = await hub.accept(agency, body)
     request[PACKAGE_ID] = accepted.answer["id"]
@@ -56,14 +53,14 @@ async def inbox(request: web.Request) -> web.Response:
     agency = await current_agency(request)
     hub = request.app[HUB]
     after = int_param(request, "after", 0)
-    limit = int_param(request, "limit", hub.settings.inbox_page)
+    limit = int_param(request, "limit", hub.settings.limits.inbox_page)
     items, cursor = await hub.inbox(agency, after, limit)
     return web.json_response(
         {
             "items": [
                 {
                     "id": p.id,
-                    "kind": p.kind,
+                    "kind": p.kind.value,
                     "from": p.sender,
                     "document_id": p.document_id,
                     "subject": p.subject,

@@ -388,6 +388,7 @@ async def bench(
         )
         paced_tally = await paced.run()
         hub_rss = max(_peak_rss_mb(pid) for pid in hub_pids)
+    database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
     return Result(
         documents=documents,
         floor=measured_floor,
@@ -402,6 +403,6 @@ async def bench(
         lost=tally.lost + paced_tally.lost,
         hub_cpu_ms=hub_cpu,
         agencies_cpu_ms=own_cpu,
-        hub=f"{hub_settings.verifier}, {'PostgreSQL' if hub_settings.database else 'SQLite'},"
-        f" {workers} worker{'s' if workers > 1 else ''}",
+        hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker"
+        + ("s" if workers > 1 else ""),
     )
