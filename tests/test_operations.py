@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from axis.core import pki
 from axis.core.logchain import link
+from axis.http.sockets import bind
 from axis.usecases.operations import Checkpointer
 from axis.usecases.verification import Cadence, verify_log
+from axis.web.admin import admin_app
+from axis.web.metrics import HubMetrics
 from tests.conftest import LiveHub
 from tests.helpers import cli
 
@@ -283,3 +287,37 @@ async def test_removing_the_checkpoints_and_rewriting_history_is_caught(hub: Liv
     assert not report.ok and report.problem is not None
     assert "without a signed checkpoint" in report.problem
     assert (await verify_log(store, cert)).ok  # with the real cadence, a short history passes
+
+
+async def test_a_dashboard_login_holds_on_every_worker(hub: LiveHub) -> None:
+    """Under ``axis serve --workers N`` each worker is a process of its own, and the kernel
+    hands each connection to any of them: a login made on one must hold on the others (it
+    held on one in three when sessions lived in a worker's memory)."""
+    token = hub.data.admin_token.read_text().strip()
+    # A second worker's operator API: the same hub, its own application and memory.
+    runner = web.AppRunner(admin_app(hub.running.hub, token, HubMetrics()), access_log=None)
+    await runner.setup()
+    sock = bind("127.0.0.1", 0)
+    await web.SockSite(runner, sock).start()
+    other = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                hub.running.admin_url + "/login", data={"token": token}, allow_redirects=False
+            ) as login:
+                assert login.status == 303
+                session = login.cookies["axis_session"].value
+            for where in (hub.running.admin_url, other):
+                async with http.get(
+                    where + "/v1/dashboard", headers={"Cookie": f"axis_session={session}"}
+                ) as answer:
+                    assert answer.status == 200, where
+            # A cookie changed by its holder (a later expiry, say) is refused everywhere.
+            expires, rest = session.split(".", 1)
+            forged = f"{int(expires) + 86_400}.{rest}"
+            async with http.get(
+                other + "/v1/dashboard", headers={"Cookie": f"axis_session={forged}"}
+            ) as answer:
+                assert answer.status == 403
+    finally:
+        await runner.cleanup()

@@ -3,10 +3,18 @@
 ``/healthz`` is open. Everything else needs ``Authorization: Bearer <DATA/admin.token>``, or
 the session cookie that ``POST /login`` sets after checking the same token (HttpOnly,
 SameSite=Strict, so page scripts cannot read it and other sites cannot send it).
+
+A session is a signed cookie, not a row in one process's memory: ``EXPIRY.NONCE.MAC``, the MAC
+an HMAC-SHA256 under a key derived from the admin token. Every worker of ``axis serve
+--workers N``, on every host, reads the same token, so any of them checks a cookie another
+issued. Signing out deletes the cookie in the browser; a copy taken before stays valid until
+it expires (12 hours), unless the operator replaces ``DATA/admin.token``, which ends every
+session at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -22,7 +30,7 @@ from axis.http.problems import problem_middleware
 from axis.usecases import operations
 from axis.usecases.hub import Hub
 from axis.web import node_api
-from axis.web.keys import ADMIN_TOKEN, HUB, METRICS, SESSIONS
+from axis.web.keys import ADMIN_TOKEN, HUB, METRICS, SESSION_KEY
 from axis.web.metrics import HubMetrics
 
 COOKIE = "axis_session"
@@ -34,12 +42,34 @@ def _static(name: str) -> str:
     return (resources.files("axis.web") / "static" / name).read_text(encoding="utf-8")
 
 
-def _session_valid(request: web.Request) -> bool:
-    sessions = request.app[SESSIONS]
-    expires = sessions.get(request.cookies.get(COOKIE, ""))
-    if expires is None or expires < time.monotonic():
+def session_key(token: str) -> bytes:
+    """The key that signs dashboard sessions: derived from the admin token (never the token
+    itself, which the cookie must not reveal anything of)."""
+    return hmac.new(token.encode(), b"axis dashboard session v1", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, payload: str) -> str:
+    return hmac.new(key, payload.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def new_session(key: bytes, now: float) -> str:
+    """A session cookie valid for SESSION_S from ``now`` (Unix time: workers share no other
+    clock)."""
+    payload = f"{int(now) + SESSION_S}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{_mac(key, payload)}"
+
+
+def session_valid(key: bytes, cookie: str, now: float) -> bool:
+    """Whether ``cookie`` is a session this hub's key signed and it has not expired."""
+    expires, _, rest = cookie.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not (expires.isdigit() and nonce and mac.isascii()):
         return False
-    return True
+    return hmac.compare_digest(mac, _mac(key, f"{expires}.{nonce}")) and int(expires) > now
+
+
+def _session_valid(request: web.Request) -> bool:
+    return session_valid(request.app[SESSION_KEY], request.cookies.get(COOKIE, ""), time.time())
 
 
 def _bearer_valid(request: web.Request) -> bool:
@@ -84,12 +114,7 @@ async def login(request: web.Request) -> web.Response:
     token = str(form.get("token", "")).strip()
     if not token or not hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
         return _page("login.html", 403, "That is not this hub's admin token.")
-    session = secrets.token_urlsafe(32)
-    sessions = request.app[SESSIONS]
-    now = time.monotonic()
-    for stale in [s for s, expires in sessions.items() if expires < now]:
-        del sessions[stale]
-    sessions[session] = now + SESSION_S
+    session = new_session(request.app[SESSION_KEY], time.time())
     response = web.HTTPSeeOther("/dashboard")
     response.set_cookie(
         COOKIE, session, httponly=True, samesite="Strict", max_age=SESSION_S, path="/"
@@ -98,7 +123,6 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[SESSIONS].pop(request.cookies.get(COOKIE, ""), None)
     response = web.HTTPSeeOther("/login")
     response.del_cookie(COOKIE, path="/")
     raise response
@@ -173,7 +197,7 @@ def admin_app(hub: Hub, token: str, hub_metrics: HubMetrics) -> web.Application:
     app[HUB] = hub
     app[ADMIN_TOKEN] = token
     app[METRICS] = hub_metrics
-    app[SESSIONS] = {}
+    app[SESSION_KEY] = session_key(token)
     app.router.add_get("/healthz", node_api.healthz)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)

@@ -10,4 +10,4 @@ from axis.web.metrics import HubMetrics
 HUB = web.AppKey("hub", Hub)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 METRICS = web.AppKey("metrics", HubMetrics)
-SESSIONS = web.AppKey("sessions", dict[str, float])  # dashboard session id -> expiry (monotonic)
+SESSION_KEY = web.AppKey("session_key", bytes)  # signs dashboard sessions (admin.session_key)
