@@ -11,8 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from lxml import etree
 
-from axis.core import pki
+from axis.core import formats, pki
 from axis.errors import AxisError, UntrustedCertificate
 from tests.helpers import SAMPLES, self_signed_cert
 
@@ -97,9 +98,24 @@ def test_agency_cert_with_given_ec_key(ca: tuple[pki.PrivateKey, x509.Certificat
     assert cert.public_key() == key.public_key()
 
 
-def test_agency_cert_refuses_bad_organ_id(ca: tuple[pki.PrivateKey, x509.Certificate]) -> None:
+# What a package's schema refuses as an OrganId, certificates refuse too: pki had a regex of
+# its own that took a trailing newline and other scripts' digits ("٠" is ARABIC-INDIC ZERO).
+NOT_ORGAN_IDS = ["G22", "000.00.00.G22\n", "٠٠٠.٠٠.٠٠.G٢٢", "000.00.00.g22", " 000.00.00.G22"]
+
+
+@pytest.mark.parametrize("organ_id", NOT_ORGAN_IDS, ids=repr)
+def test_agency_cert_refuses_bad_organ_id(
+    ca: tuple[pki.PrivateKey, x509.Certificate], organ_id: str
+) -> None:
+    assert not formats.is_organ_id(organ_id)
     with pytest.raises(ValueError):
-        pki.issue_agency_cert(*ca, "G22", "x")
+        pki.issue_agency_cert(*ca, organ_id, "x", key=pki.new_key("ec"))
+
+
+@pytest.mark.parametrize("organ_id", NOT_ORGAN_IDS, ids=repr)
+def test_organ_id_of_reads_only_what_a_package_would_accept(organ_id: str) -> None:
+    cert = self_signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, organ_id)]))
+    assert pki.organ_id_of(cert) is None
 
 
 def test_hub_cert(ca: tuple[pki.PrivateKey, x509.Certificate]) -> None:
@@ -271,3 +287,14 @@ def test_trust_refuses_issuer_that_is_not_a_ca() -> None:
     issuer_name = issuer.subject
     with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
         pki.TrustStore((issuer,)).check(leaf_signed_by(issuer_key, issuer_name), NOW)
+
+
+def test_the_schema_and_the_code_say_the_same_of_an_organ_id() -> None:
+    """The XSD's OrganIdType pattern (anchored by XSD itself) is the code's one definition."""
+    xsd = Path(__file__).resolve().parents[1] / "schemas" / "common.xsd"
+    tree = etree.parse(str(xsd))
+    (pattern,) = tree.xpath(
+        "//xs:simpleType[@name='OrganIdType']//xs:pattern/@value",
+        namespaces={"xs": "http://www.w3.org/2001/XMLSchema"},
+    )
+    assert f"^{pattern}\\Z" == formats.ORGAN_ID_RE.pattern

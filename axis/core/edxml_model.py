@@ -19,7 +19,9 @@ from axis.errors import SchemaViolation
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 
-# ASCII digits only: Python's \d (and XSD's) would also take other scripts' digits.
+# The one definition of an OrganId: packages, certificates, the data folder and the commands
+# all ask is_organ_id. ASCII digits only: Python's \d (and XSD's) would also take other
+# scripts' digits; \Z, not $, which would take a trailing newline.
 ORGAN_ID_RE: re.Pattern[str] = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}\Z")
 _DATE_RE = re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2})")
 _TIMESTAMP_RE = re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")

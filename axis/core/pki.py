@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +28,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from axis.core.edxml_model import is_organ_id
 from axis.errors import AxisError, UntrustedCertificate
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-ORGAN_ID_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
 
 # Certificates start a few minutes in the past so a peer whose clock runs slightly behind
 # does not see a brand-new certificate as "not yet valid".
@@ -155,7 +153,7 @@ def issue_agency_cert(
     endpoint on loopback (serverAuth, SAN localhost + 127.0.0.1). A new RSA key is made unless
     ``key`` is given. Raises ValueError if ``organ_id`` is not an OrganId.
     """
-    if not ORGAN_ID_RE.match(organ_id):
+    if not is_organ_id(organ_id):
         raise ValueError(f"not an OrganId: {organ_id!r}")
     key = key if key is not None else new_key("rsa")
     cert = _issue_end_entity(
@@ -198,7 +196,7 @@ def organ_id_of(cert: x509.Certificate) -> str | None:
     """The OrganId a certificate names: its CN, else its O, when that is an OrganId."""
     for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME):
         value = _attr(cert.subject, oid)
-        if value is not None and ORGAN_ID_RE.match(value):
+        if value is not None and is_organ_id(value):
             return value
     return None
 
