@@ -28,7 +28,7 @@ from axis.errors import ConfigError, WorkersFailed
 from axis.host.config import Settings
 from axis.host.datadir import DataDir
 
-log = logging.getLogger("axis.host.workers")
+log = logging.getLogger("axis.workers")
 
 RESTART_PAUSE_S = 1.0  # the first pause between a worker's death and its replacement …
 RESTART_MAX_S = 30.0  # … doubling while it keeps dying young, up to this

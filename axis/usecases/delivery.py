@@ -29,7 +29,7 @@ from axis.errors import PushFailed
 from axis.host.config import DeliverySettings
 from axis.store.base import Agency, PushJob, Store
 
-log = logging.getLogger("axis.usecases.delivery")
+log = logging.getLogger("axis.delivery")
 
 IDLE_POLL_S = 1.0  # how often an idle worker looks for retries that came due
 PER_RECIPIENT = 2  # pushes in flight to one agency at once: a dead endpoint holds no more
@@ -127,17 +127,6 @@ class DeliveryWorker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-
-    async def run_once(self) -> int:
-        """Claim what is due and push it all (tests and tools; ``run`` is the service loop)."""
-        jobs = await self.store.claim_pushes(
-            self.owner,
-            self.clock(),
-            self.settings.lease_s,
-            self.settings.push_workers,
-        )
-        await asyncio.gather(*(self._push(job) for job in jobs))
-        return len(jobs)
 
     async def _push(self, job: PushJob) -> None:
         """One push and its bookkeeping; never raises (a worker must outlive any one push)."""

@@ -21,9 +21,7 @@ from axis.core.logchain import (
 from axis.core.pki import PrivateKey
 from axis.store.base import Store
 
-log = logging.getLogger("axis.usecases.operations")
-
-PAGE = 5000
+log = logging.getLogger("axis.operations")
 
 
 async def statistics(

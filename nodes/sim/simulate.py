@@ -41,7 +41,7 @@ from nodes.sim.country import SimAgency
 from nodes.sim.runner import Progress, Simulation
 from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
 
-log = logging.getLogger("nodes.sim.simulate")
+log = logging.getLogger("axis.simulate")
 
 SCENARIOS = ("seed-2020",)
 CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
