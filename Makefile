@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo walkthrough test check wheel-check system-deps clean
+.PHONY: demo walkthrough test test-fast check wheel-check system-deps clean
 
 # The main job: a scaled-down seed-2020 (the launch window of the national axis, 95 agencies)
 # through a real hub, with a progress bar, a summary and an HTML report in demo-report/.
@@ -30,8 +30,16 @@ demo: $(STAMP)
 walkthrough: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# The suite on PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one process).
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+# Only what runs in this process (no hub, command, worker or browser of its own): the
+# quick loop while working; make test runs everything, as CI does.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not process"
 
 check: $(STAMP)
 	$(BIN)/ruff check axis nodes tests scripts

@@ -1,9 +1,20 @@
-"""Shared fixtures: a real data folder, a real hub on 127.0.0.1 over real TLS, real clients."""
+"""Shared fixtures: a real data folder, a real hub on 127.0.0.1 over real TLS, real clients.
+
+The keys are made once per run: key generation (RSA 2048 for the development CA, the hub and
+each agency) was most of what setting up a hub cost, several tenths of a second each time,
+and no test is about it. Two folders are made at the start (:func:`templates`), one
+initialised, one with the agencies of AGENCIES registered, and each test gets a copy of one.
+Tests that are about key generation (tests/test_pki.py, axis init in the CLI tests) make
+their own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +22,7 @@ import pytest
 
 from axis.host import datadir
 from axis.host.datadir import DataDir
+from axis.store.sqlite import SqliteStore
 from axis.usecases import registration
 from axis.web.app import Running, running_hub
 from nodes.client import NodeClient
@@ -23,12 +35,57 @@ AGENCIES = {
 }
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> DataDir:
-    """A freshly initialised data folder."""
-    folder = DataDir(tmp_path / "axis-data")
-    datadir.init(folder)
+@dataclass(frozen=True)
+class Templates:
+    """The folders copied into each test: ``initialised`` (axis init), and ``staffed``
+    (initialised, with the agencies of AGENCIES registered in its SQLite store)."""
+
+    initialised: DataDir
+    staffed: DataDir
+
+
+async def _register_all(data: DataDir) -> None:
+    store = SqliteStore(data.database)
+    await store.open()
+    try:
+        for organ_id, name in AGENCIES.items():
+            await registration.register(
+                data, store, organ_id, name, hub_url="https://localhost:8443"
+            )
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    root = tmp_path_factory.mktemp("templates")
+    initialised = DataDir(root / "initialised")
+    datadir.init(initialised)
+    staffed = DataDir(root / "staffed")
+    shutil.copytree(initialised.root, staffed.root)
+    # On a thread of its own: no test's event loop may be running here, whatever the plugin.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _register_all(staffed)).result()
+    return Templates(initialised, staffed)
+
+
+def copy_of(template: DataDir, where: Path) -> DataDir:
+    """A data folder of one's own, as the template is."""
+    folder = DataDir(where / "axis-data")
+    shutil.copytree(template.root, folder.root)
     return folder
+
+
+@pytest.fixture
+def data(templates: Templates, tmp_path: Path) -> DataDir:
+    """A freshly initialised data folder (no agency registered)."""
+    return copy_of(templates.initialised, tmp_path)
+
+
+@pytest.fixture
+def staffed(templates: Templates, tmp_path: Path) -> DataDir:
+    """An initialised data folder with the agencies of AGENCIES registered, no hub running."""
+    return copy_of(templates.staffed, tmp_path)
 
 
 @dataclass
@@ -37,7 +94,7 @@ class LiveHub:
 
     data: DataDir
     running: Running
-    clients: list[NodeClient] = field(default_factory=list)
+    clients: dict[str, NodeClient] = field(default_factory=dict)
 
     async def register(
         self, organ_id: str, name: str | None = None, endpoint: str | None = None
@@ -53,8 +110,11 @@ class LiveHub:
         return Profile.load(self.data.profile(organ_id))
 
     def client(self, organ_id: str) -> NodeClient:
-        node = NodeClient(Profile.load(self.data.profile(organ_id)), hub_url=self.running.url)
-        self.clients.append(node)
+        """The agency's client (one per agency, kept-alive connections, closed with the hub)."""
+        node = self.clients.get(organ_id)
+        if node is None:
+            profile = Profile.load(self.data.profile(organ_id))
+            node = self.clients[organ_id] = NodeClient(profile, hub_url=self.running.url)
         return node
 
 
@@ -65,18 +125,19 @@ async def live_hub(data: DataDir) -> AsyncIterator[LiveHub]:
     async with running_hub(data, settings) as running:
         live = LiveHub(data, running)
         for organ_id in AGENCIES:
-            await live.register(organ_id)
+            if await running.hub.store.get_agency(organ_id) is None:
+                await live.register(organ_id)
         try:
             yield live
         finally:
-            for node in live.clients:
+            for node in live.clients.values():
                 await node.close()
 
 
 @pytest.fixture
-async def hub(data: DataDir) -> AsyncIterator[LiveHub]:
+async def hub(staffed: DataDir) -> AsyncIterator[LiveHub]:
     """A running hub with the agencies of AGENCIES registered."""
-    async with live_hub(data) as live:
+    async with live_hub(staffed) as live:
         yield live
 
 
@@ -90,10 +151,10 @@ def configure(data: DataDir, **values: float) -> None:
 
 
 @pytest.fixture
-async def data_small_limit(data: DataDir) -> AsyncIterator[LiveHub]:
+async def data_small_limit(staffed: DataDir) -> AsyncIterator[LiveHub]:
     """A running hub whose axis.toml caps a body at 200 kB."""
-    configure(data, max_body_bytes=200000)
-    async with live_hub(data) as live:
+    configure(staffed, max_body_bytes=200000)
+    async with live_hub(staffed) as live:
         yield live
 
 
@@ -108,11 +169,11 @@ push_timeout_s = 5
 
 
 @pytest.fixture
-async def push_hub(data: DataDir, request: pytest.FixtureRequest) -> AsyncIterator[LiveHub]:
+async def push_hub(staffed: DataDir, request: pytest.FixtureRequest) -> AsyncIterator[LiveHub]:
     """A running hub that retries pushes within a second (``max_attempts`` via indirect
     parametrization, default 50)."""
     attempts = getattr(request, "param", 50)
-    text = data.config.read_text().split("[delivery]")[0]
-    data.config.write_text(text + FAST_RETRY.format(attempts=attempts))
-    async with live_hub(data) as live:
+    text = staffed.config.read_text().split("[delivery]")[0]
+    staffed.config.write_text(text + FAST_RETRY.format(attempts=attempts))
+    async with live_hub(staffed) as live:
         yield live

@@ -135,6 +135,7 @@ def test_the_core_imports_no_io_framework(path: Path) -> None:
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
+@pytest.mark.process  # imports in a fresh interpreter
 def test_an_agencys_software_does_not_load_the_hub() -> None:
     """``axis-node`` (client, push endpoint, command line) runs without the hub's web layer,
     its store or its use cases: measured by what importing it actually loads."""

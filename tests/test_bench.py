@@ -62,6 +62,7 @@ def test_the_floor_counts_every_stage() -> None:
     assert measured.per_s == pytest.approx(30 / measured.seconds)
 
 
+@pytest.mark.process  # axis bench starts a hub
 def test_the_command_prints_the_figures_as_json() -> None:
     done = cli("axis", "bench", "--documents", "40", "--json")
     figures = json.loads(done.stdout)
@@ -74,6 +75,7 @@ def test_the_command_prints_the_figures_as_json() -> None:
     assert figures["peak_rss_mb"] > 10
 
 
+@pytest.mark.process  # axis bench starts a hub
 async def test_the_hub_runs_as_asked() -> None:
     """The options reach the hub (an option that silently did nothing once made two runs
     of the same hub look like a comparison)."""

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import cli, free_port, init_data, serving
 
+pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
+
 G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
 
 

@@ -204,7 +204,7 @@ def test_with_overrides_keeps_falsy_values_that_are_not_none() -> None:
 
 def test_with_overrides_refuses_an_unknown_field() -> None:
     with pytest.raises(TypeError):
-        Settings().with_overrides(prot=1)
+        Settings().with_overrides(prot=1)  # type: ignore[call-arg]
 
 
 # -- refusals that name the file ---------------------------------------------------------------

@@ -13,10 +13,13 @@ from tests.conftest import LiveHub
 from tests.test_operations import G22, H41, admin_get, scripted_exchange
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="needs Debian's chromium (make test installs it: scripts/system-deps.sh)",
-)
+pytestmark = [
+    pytest.mark.process,  # a browser
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="needs Debian's chromium (make test installs it: scripts/system-deps.sh)",
+    ),
+]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ bytes."""
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 
 from axis.core import formats, pki
 from axis.core.intake import IntakePolicy, key_info_signer, read_package, registered_signer
@@ -21,7 +22,7 @@ VERIFIER = Verifier(
 POLICY = IntakePolicy(VERIFIER)
 
 
-def cert(organ_id: str) -> pki.x509.Certificate:
+def cert(organ_id: str) -> x509.Certificate:
     return pki.load_cert((SAMPLES / f"{organ_id}.pem").read_bytes())
 
 

@@ -69,9 +69,9 @@ def changed_trees(draw: st.DrawFn) -> tuple[bytes, str]:
         elif action == "attribute":
             element.set(draw(st.sampled_from(["URI", "Algorithm", "Id", "x"])), draw(XML_TEXT))
         elif action == "into-signature":
-            signature = next(root.iter(f"{{{formats.DS_NS}}}Signature"), None)
-            if signature is not None and element is not root:
-                signature.append(copy.deepcopy(element))
+            ds_signature = next(root.iter(f"{{{formats.DS_NS}}}Signature"), None)
+            if ds_signature is not None and element is not root:
+                ds_signature.append(copy.deepcopy(element))
         elif action == "unwrap" and parent is not None and len(element):
             index = parent.index(element)
             parent.remove(element)

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import LiveHub
 from tests.helpers import cli, free_port, init_data, serving
 
+pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
+
 SENDER, RECIPIENT = "000.00.00.H29", "000.00.00.H41"
 PROFILE = Path(__file__).resolve().parents[1] / "certs" / "agency-ext.cnf"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from axis.core import pki
-from axis.core.logchain import GENESIS, link
+from axis.core.logchain import GENESIS, LogEvent, link
 from axis.errors import Unavailable
 from axis.store.base import Agency
 from axis.store.migrations import LATEST, MIGRATIONS, for_postgres, migrate_sqlite
@@ -119,7 +119,7 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
         assert (entry.detail, entry.cert_sha256) == ("VPCP", fingerprint)
         # The entry as a hub before schema 3 wrote it.
         legacy = link(
-            GENESIS, 1, entry.at, entry.event, entry.organ_id, None,
+            GENESIS, 1, entry.at, LogEvent(entry.event), entry.organ_id, None,
             f"VPCP; certificate sha256 {fingerprint}",
         )  # fmt: skip
         with contextlib.closing(sqlite3.connect(path)) as db, db:

@@ -43,6 +43,7 @@ async def _state(hub: LiveHub, package_id: str, organ_id: str) -> dict[str, obje
     return next(r for r in rows if r["to"] == organ_id)
 
 
+@pytest.mark.process  # axis-node listen as its own process
 async def test_a_push_arrives(push_hub: LiveHub) -> None:
     hub = push_hub
     profile, port, out = await _register_listener(hub)
@@ -69,6 +70,7 @@ async def test_a_push_arrives(push_hub: LiveHub) -> None:
     assert [i["id"] for i in (await hub.client(H58).inbox())["items"]] == [answer["id"]]
 
 
+@pytest.mark.process  # axis-node listen as its own process
 async def test_a_push_to_an_endpoint_that_is_down_is_retried(push_hub: LiveHub) -> None:
     hub = push_hub
     profile, port, out = await _register_listener(hub)
@@ -95,15 +97,16 @@ async def test_a_push_to_an_endpoint_that_is_down_is_retried(push_hub: LiveHub) 
 
 
 @pytest.mark.parametrize("push_hub", [2], indirect=True)
+@pytest.mark.process  # runs the commands
 async def test_a_push_that_gives_up_leaves_the_package_to_pull(push_hub: LiveHub) -> None:
     hub = push_hub
     await _register_listener(hub)  # nobody listens there
     answer = (await hub.client(G22).send([H58], "Không ai nhận")).answer
 
-    async def failed() -> bool:
+    async def gave_up() -> bool:
         return (await _state(hub, answer["id"], H58))["state"] == "failed"
 
-    await eventually(failed)
+    await eventually(gave_up)
     row = await _state(hub, answer["id"], H58)
     assert row["attempts"] == 2 and "max_attempts 2" in str(row["last_error"])
     # Operators see it too, with the token; without it, nothing.
@@ -123,6 +126,7 @@ async def test_a_push_that_gives_up_leaves_the_package_to_pull(push_hub: LiveHub
     assert (await _state(hub, answer["id"], H58))["state"] == "delivered"
 
 
+@pytest.mark.process  # axis-node listen as its own process
 async def test_a_revoked_agency_gets_no_pushes(push_hub: LiveHub) -> None:
     hub = push_hub
     profile, port, out = await _register_listener(hub)
@@ -185,6 +189,7 @@ def _headers(package_id: str) -> dict[str, str]:
     return {"Content-Type": "application/xml", "Axis-Package-Id": package_id}
 
 
+@pytest.mark.process  # runs the commands
 async def test_a_push_in_flight_when_the_hub_is_killed_is_resumed_at_restart(
     tmp_path: Path,
 ) -> None:
@@ -235,7 +240,7 @@ async def test_a_push_in_flight_when_the_hub_is_killed_is_resumed_at_restart(
 
             async def delivered() -> bool:
                 rows = await sender.track(answer["id"])
-                return rows[0]["state"] == "delivered"
+                return bool(rows[0]["state"] == "delivered")
 
             await eventually(delivered, timeout=30)
             assert time.monotonic() - restarted < 60  # well inside the 600 s lease
@@ -254,6 +259,7 @@ async def test_a_push_in_flight_when_the_hub_is_killed_is_resumed_at_restart(
     cli("axis", "log", "verify", "--data", data)
 
 
+@pytest.mark.process  # runs the commands
 def test_a_second_hub_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port, admin_port = free_port(), free_port()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -52,7 +53,7 @@ def test_gives_up_when_the_next_try_would_be_too_old() -> None:
         {"max_age_s": 0},
     ],
 )
-def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
+def test_nonsense_policies_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)
 

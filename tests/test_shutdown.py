@@ -14,7 +14,9 @@ import pytest
 from axis.host.datadir import DataDir
 from nodes.client import NodeClient
 from nodes.profile import Profile
-from tests.helpers import cli, free_port, init_data, serving
+from tests.helpers import cli, eventually, free_port, init_data, serving
+
+pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 
@@ -29,22 +31,28 @@ async def test_sigterm_finishes_an_upload_in_flight_then_exits(tmp_path: Path) -
     sender = NodeClient(Profile.load(folder.profile(G22)), hub_url=f"https://localhost:{port}")
     package = sender.build_edoc([H41], "Gửi trong lúc tắt máy")
     half = len(package) // 2
-    go_on = asyncio.Event()
+    half_sent, go_on = asyncio.Event(), asyncio.Event()
 
     async def slow_body() -> AsyncIterator[bytes]:
         yield package[:half]
+        half_sent.set()  # asked for more: the first half is on the wire
         await go_on.wait()  # the hub gets SIGTERM while it holds half the body
         yield package[half:]
 
-    with serving(data, port, admin_port) as hub:
-        upload = asyncio.create_task(sender.post_package(slow_body()))  # type: ignore[arg-type]
-        await asyncio.sleep(0.5)
-        hub.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
-        assert hub.poll() is None, "the hub left with an upload in flight"
-        with pytest.raises(aiohttp.ClientConnectionError):  # no new connections
+    async def stopped_listening() -> bool:
+        try:
             async with aiohttp.ClientSession() as http:
                 await http.get(f"http://127.0.0.1:{admin_port}/healthz")
+        except aiohttp.ClientConnectionError:
+            return True
+        return False
+
+    with serving(data, port, admin_port) as hub:
+        upload = asyncio.create_task(sender.post_package(slow_body()))
+        await asyncio.wait_for(half_sent.wait(), 20)
+        hub.send_signal(signal.SIGTERM)
+        await eventually(stopped_listening)  # it took the signal: no new connections
+        assert hub.poll() is None, "the hub left with an upload in flight"
         go_on.set()
         sent = await asyncio.wait_for(upload, 20)
         assert sent.created

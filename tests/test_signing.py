@@ -470,6 +470,7 @@ def test_policy_sets() -> None:
 
 
 @pytest.mark.parametrize("agency", ["rsa_agency", "ec_agency"])
+@pytest.mark.process  # runs xmlsec1
 def test_xmlsec1_verifies_ours(
     request: pytest.FixtureRequest, tmp_path: Path, ca: Pair, agency: str
 ) -> None:

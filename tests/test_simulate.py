@@ -8,10 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from axis.host.datadir import DataDir
 from nodes.profile import Profile
 from nodes.sim.simulate import agencies_for, listens, simulate
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
+
+pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
 
 
 async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from axis.core.logchain import GENESIS, LogEntry, link
+from axis.core.logchain import GENESIS, LogEntry, LogEvent, link
 from axis.errors import Unavailable
 from axis.store.sqlite_thread import MAX_GROUP, GroupWriter, SqliteThread, WriteTx
 
@@ -41,10 +41,11 @@ async def writer(tmp_path: Path) -> AsyncIterator[GroupWriter]:
         await w.stop()
 
 
-def insert(k: str, v: int) -> object:
+def insert(k: str, v: int) -> Callable[[WriteTx], str]:
     def fn(tx: WriteTx) -> str:
         tx.conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (k, v))
-        tx.appended.append(link(GENESIS, v, datetime.now(UTC).isoformat(), "received", k))
+        at = datetime.now(UTC).isoformat()
+        tx.appended.append(link(GENESIS, v, at, LogEvent.RECEIVED, k))
         return k
 
     return fn
@@ -62,7 +63,7 @@ async def test_queued_transactions_commit_in_groups(writer: GroupWriter) -> None
 async def test_a_failing_transaction_is_rolled_back_alone(writer: GroupWriter) -> None:
     def half_then_fail(tx: WriteTx) -> None:
         tx.conn.execute("INSERT INTO t (k, v) VALUES ('bad', 1)")
-        tx.appended.append(link(GENESIS, 99, "x", "received"))
+        tx.appended.append(link(GENESIS, 99, "x", LogEvent.RECEIVED))
         raise ValueError("refused by the caller's rules")
 
     results = await asyncio.gather(

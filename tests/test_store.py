@@ -29,7 +29,8 @@ from axis.core.logchain import verify_chain
 from axis.errors import DuplicateConflict, Unavailable
 from axis.store import open_store
 from axis.store.base import Agency, NewPackage, PackageRecord, StatusUpdate, Store
-from tests.helpers import postgres_schema
+from axis.store.sqlite import SqliteStore
+from tests.helpers import eventually, postgres_schema
 
 G22, H41, H10, T01 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10", "000.00.00.T01"
 T0 = datetime(2024, 5, 17, 8, 30, 15, 123456, tzinfo=UTC)
@@ -323,7 +324,8 @@ async def test_find_by_key(store: Store) -> None:
 async def test_find_document_sees_only_original_edocs(store: Store) -> None:
     original = package(1, document_id="12/CV-VPCP")
     await store.insert_package(original)
-    for n, btype in ((2, 1), (3, 2), (4, 3)):  # an update, a replacement, a recall
+    followups = (BusinessDocType.RECALL, BusinessDocType.UPDATE, BusinessDocType.REPLACE)
+    for n, btype in enumerate(followups, start=2):
         await store.insert_package(package(n, document_id="12/CV-VPCP", business_type=btype))
     status = package(
         5, kind=PackageKind.STATUS, sender=H41, recipients=(G22,), document_id="77/CV-H41", key="st"
@@ -640,11 +642,18 @@ async def test_a_cancelled_insert_leaves_no_open_transaction(
 ) -> None:
     path = sqlite_only(backend)
     await store.ping()
+    assert isinstance(store, SqliteStore)
     # Another process holds the write lock, so the insert waits inside the database call.
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(store.insert_package(package(1)))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the task runs to its first wait: the insert is queued
+
+        async def taken_by_the_writer() -> bool:
+            # Off the queue: the writer thread holds it, and waits in BEGIN IMMEDIATE.
+            return store._w._queue.empty() and not task.done()
+
+        await eventually(taken_by_the_writer, timeout=10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -11,9 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, postgres_schema, serving
+
+pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
 
 
 def _children(pid: int) -> list[int]:

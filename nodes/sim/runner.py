@@ -147,6 +147,8 @@ class Simulation:
         try:
             await self._send_all()
             self._sending_done.set()
+            for wake in self._wake.values():  # idle receivers see at once that they are done
+                wake.set()
             await asyncio.wait_for(asyncio.gather(*receivers), self.drain_timeout_s)
         except TimeoutError:
             pass  # what is still open counts as lost
