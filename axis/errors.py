@@ -245,8 +245,8 @@ def from_problem(
     or one whose status is not its own. ``retry_after_s``: a 429's Retry-After."""
     kind = PROBLEMS.get(str(answer.get("type", "")))
     detail = str(answer.get("detail") or answer.get("title") or f"HTTP {status}")
-    if kind is RateLimited:
-        return RateLimited(detail, retry_after_s or 1.0, status=status, answer=answer)
     if kind is None or kind.status != status:
         return UnexpectedAnswer(detail, status=status, answer=answer)
+    if kind is RateLimited:
+        return RateLimited(detail, retry_after_s or 1.0, status=status, answer=answer)
     return kind(detail, status=status, answer=answer)

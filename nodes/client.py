@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import re
 import ssl
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
@@ -21,18 +22,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from axis.core import formats
+from axis.core import formats, pki
 from axis.core.formats import (
     Attachment,
     Business,
     BusinessDocType,
     Edoc,
     Organ,
+    Package,
     ResponseFor,
     StatusNotice,
     Trace,
 )
-from axis.core.signing import Signer
+from axis.core.intake import IntakePolicy, key_info_signer, read_package
+from axis.core.signing import Signer, VerificationPolicy, Verifier
 from axis.errors import AxisError, Unreachable, from_problem
 from nodes.profile import Profile
 from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
@@ -60,13 +63,18 @@ class NodeClient:
         timeout_s: float = 60.0,
         max_connections: int = MAX_CONNECTIONS,
         transport: Transport | None = None,
+        allow_sha1: bool = False,
     ) -> None:
         """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
-        profile's hub, with the agency's certificate)."""
+        profile's hub, with the agency's certificate). ``allow_sha1``: read packages that
+        older agency software signed with SHA-1."""
         self.profile = profile
         self.hub_url = (hub_url or profile.hub_url).rstrip("/")
         self.retries = retries
         self.signer = Signer(profile.key.read_bytes(), profile.cert.read_bytes())
+        # What it fetches it reads as the hub read it: verified, against the CAs the hub trusts.
+        trust = pki.TrustStore(tuple(pki.load_certs(profile.ca.read_bytes())))
+        self._intake = IntakePolicy(Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust))
         self.transport = transport or HttpsTransport(
             self.hub_url, tls_context(profile), timeout_s, max_connections
         )
@@ -101,12 +109,14 @@ class NodeClient:
             Unreachable: no answer, ``retries`` times over.
         """
         request = Request(method, path, data, headers or {})
+        # A streamed body is spent once sent: only bytes can be sent again, the same bytes.
+        retries = self.retries if data is None or isinstance(data, bytes) else 0
         delay = 0.2
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             try:
                 answer = await self.transport.send(request)
             except Unreachable:
-                if attempt == self.retries:
+                if attempt == retries:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)  # a restarting hub is back within seconds
@@ -251,9 +261,23 @@ class NodeClient:
         )
         return result
 
+    def read(self, body: bytes) -> Package:
+        """A package fetched from the hub, as its signed tree says, once the one intake path
+        (:func:`axis.core.intake.read_package`) has checked it: its signer's certificate is
+        the one in KeyInfo, names the sender, and comes from a CA the hub trusts.
+
+        Raises:
+            InputError: the package is not what its sender signed.
+        """
+        return read_package(body, self._intake, key_info_signer)
+
     async def edoc(self, package_id: str) -> Edoc:
-        """Fetch a package and read it as an edoc (ValueError if it is a status)."""
-        package = formats.parse_package(formats.load_xml(await self.get(package_id)))
+        """Fetch a package and read it as an edoc (ValueError if it is a status).
+
+        Raises:
+            InputError: the package is not what its sender signed.
+        """
+        package = self.read(await self.get(package_id))
         if not isinstance(package, Edoc):
             raise ValueError(f"package {package_id} is a status, not an edoc")
         return package
@@ -303,7 +327,6 @@ def refusal(answer: Response) -> AxisError:
     if not isinstance(problem, dict):
         text = answer.body[:200].decode(errors="replace")
         problem = {"type": "about:blank", "status": answer.status, "detail": text}
-    retry_after = answer.headers.get("Retry-After", "")
-    return from_problem(
-        answer.status, problem, float(retry_after) if retry_after.isdigit() else None
-    )
+    # Whole seconds (RFC 9110); an HTTP date or anything else is left out.
+    seconds = re.fullmatch(r"[0-9]{1,9}", answer.headers.get("Retry-After", ""))
+    return from_problem(answer.status, problem, float(seconds[0]) if seconds else None)

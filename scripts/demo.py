@@ -100,7 +100,7 @@ async def exchange(data: DataDir, nodes: dict[str, NodeClient], pushed_dir: Path
         node = nodes[organ_id]
         for item in (await node.inbox())["items"]:
             body = await node.get(item["id"])
-            edoc = formats.parse_package(formats.load_xml(body))
+            edoc = node.read(body)
             assert isinstance(edoc, formats.Edoc)
             await node.ack(item["id"])
             table.add_row(

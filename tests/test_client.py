@@ -5,6 +5,7 @@ over TLS are test_hub_api.py and the others."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -119,3 +120,53 @@ async def test_what_the_client_builds_is_signed_by_the_agency(profile: Profile) 
     assert request.headers == {"Content-Type": "application/xml"}
     signed_by = signing_cert_of(formats.load_xml(request.body))
     assert signed_by == pki.load_cert(profile.cert.read_bytes())
+
+
+async def test_a_retry_after_that_is_no_number_of_seconds_is_left_out(profile: Profile) -> None:
+    answer = problem(429, "rate-limited")
+    for header in ("²", "Wed, 21 Oct 2026 07:28:00 GMT", "-1"):
+        odd = Response(429, answer.body, answer.content_type, {"Retry-After": header})
+
+        def limited(request: Request, odd: Response = odd) -> Response:
+            return odd
+
+        node = NodeClient(profile, transport=MockTransport(limited))
+        with pytest.raises(errors.RateLimited) as caught:
+            await node.inbox()
+        assert caught.value.retry_after_s == 1.0
+
+
+async def test_a_rate_limited_type_with_another_status_is_unexpected(profile: Profile) -> None:
+    node = NodeClient(profile, transport=MockTransport(lambda r: problem(503, "rate-limited")))
+    with pytest.raises(errors.UnexpectedAnswer):
+        await node.inbox()
+
+
+async def test_a_streamed_body_is_not_sent_twice(profile: Profile) -> None:
+    """Bytes are resent as they were; a stream is spent once sent, so it is not retried."""
+
+    def down(request: Request) -> Response:
+        raise Unreachable("connection reset")
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"<edXML/>"
+
+    transport = MockTransport(down)
+    node = NodeClient(profile, retries=3, transport=transport)
+    with pytest.raises(Unreachable):
+        await node.post_package(stream())
+    assert len(transport.requests) == 1
+
+
+async def test_what_the_client_fetches_it_reads_only_once_verified(profile: Profile) -> None:
+    """A package from the hub goes through the one intake path on this side too: the
+    signature of its sender, a CA the hub trusts, the sender named by the certificate."""
+    node = NodeClient(profile, transport=MockTransport(lambda r: Response(200, b"{}")))
+    package = node.build_edoc(["000.00.00.H41"], "Công văn đến")
+    fetched = {"body": package}
+    node.transport = MockTransport(lambda r: Response(200, fetched["body"], "application/xml"))
+    edoc = await node.edoc("0" * 32)
+    assert edoc.subject == "Công văn đến" and edoc.sender.organ_id == G22
+    fetched["body"] = package.replace("Công văn đến".encode(), "Công văn đi".encode())
+    with pytest.raises(errors.InvalidSignature):
+        await node.edoc("0" * 32)

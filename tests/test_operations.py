@@ -332,3 +332,34 @@ async def test_a_dashboard_login_holds_on_every_worker(hub: LiveHub) -> None:
                 assert answer.status == 403
     finally:
         await runner.cleanup()
+
+
+async def test_a_revoke_and_a_reactivation_do_not_launder_a_swapped_certificate(
+    hub: LiveHub,
+) -> None:
+    """A reactivation logs no certificate of its own: the one the registration logged stands,
+    so a certificate swapped in the table behind the hub's back still shows."""
+    _tamper(
+        hub,
+        "UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3) WHERE organ_id = ?",
+        H41,
+    )
+    store = hub.running.hub.store
+    await store.set_agency_active(H41, False)
+    await store.set_agency_active(H41, True)
+    assert "agency 000.00.00.H41: its certificate is not the one the log recorded" in (
+        await problem_found(hub)
+    )
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["1.é.ab", "²²²²²²²²²².n." + "0" * 64, "9999999999.n." + "0" * 64, "", "..", "1.2.3.4"],
+    ids=["unicode-nonce", "unicode-digits", "bad-mac", "empty", "dots", "four-parts"],
+)
+async def test_a_made_up_session_cookie_is_refused_not_an_error(hub: LiveHub, cookie: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            hub.running.admin_url + "/v1/stats", headers={"Cookie": f"axis_session={cookie}"}
+        ) as answer:
+            assert answer.status == 403

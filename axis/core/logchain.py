@@ -11,7 +11,8 @@ someone who recomputed all the hashes.
 "received" entries also carry the SHA-256 of the package as it arrived, so a stored package
 that was changed later no longer matches the log, and "agency-registered" entries the SHA-256
 fingerprint of the agency's certificate (``cert_sha256``), so a certificate swapped in the
-agencies table behind the hub's back shows.
+agencies table behind the hub's back shows (a reactivation names none: the registration's
+stands).
 
 Everything here is pure: the store appends entries in the same transaction as the change they
 record, and ``axis log verify`` replays them through :func:`verify_chain`.

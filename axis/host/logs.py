@@ -16,6 +16,7 @@ FIELDS = (
     "package_id",
     "organ_id",
     "detail",
+    "cert_sha256",
     "log_seq",
     "method",
     "path",

@@ -33,6 +33,7 @@ def log_line(entry: LogEntry) -> None:
             "package_id": entry.package_id,
             "organ_id": entry.organ_id,
             "detail": entry.detail,
+            "cert_sha256": entry.cert_sha256,
             "log_seq": entry.seq,
         },
     )

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from axis.core.logchain import LogEntry
-from axis.errors import Unavailable
+from axis.errors import DuplicateConflict, Unavailable
 from axis.store import writes
 from axis.store.migrations import TRACKING, check_not_newer, pending
 from axis.store.sql_reads import SqlReads
@@ -82,7 +82,14 @@ class PgTx:
     appended: list[LogEntry] = field(default_factory=list)
 
     async def execute(self, op: Op) -> Any:
-        """One operation of a write step."""
+        """One operation of a write step. A unique key taken meanwhile is DuplicateConflict
+        (the transaction is lost either way), as on SQLite."""
+        try:
+            return await self._execute(op)
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateConflict(f"already stored: {exc}") from exc
+
+    async def _execute(self, op: Op) -> Any:
         match op:
             case Serialize():
                 await self.conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
@@ -98,6 +105,8 @@ class PgTx:
                 # Without the lock two workers could read the same head and fork the chain.
                 assert self.serialized, "a write that logs must yield SERIALIZE first"
                 self.appended.append(entry)
+            case _:
+                raise TypeError(f"not an operation of a write step: {op!r}")
         return None
 
 

@@ -17,12 +17,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from axis.errors import Unavailable
+from axis.errors import DuplicateConflict, Unavailable
 from axis.store import writes
 from axis.store.migrations import migrate_sqlite
 from axis.store.sql_reads import SqlReads
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
-from axis.store.writes import Command, CommandMany, Logged, Op, Query, SqlWrites, Step
+from axis.store.writes import (
+    Command,
+    CommandMany,
+    Logged,
+    Op,
+    Query,
+    Serialize,
+    SqlWrites,
+    Step,
+)
 
 T = TypeVar("T")
 
@@ -39,18 +48,27 @@ def _setup_reader(conn: sqlite3.Connection) -> None:
 
 
 def _execute(tx: WriteTx, op: Op) -> Any:
-    """One operation of a write step, on the writer's connection inside its transaction."""
-    match op:
-        case Query(sql, args):
-            return tx.conn.execute(sql, args).fetchall()
-        case Command(sql, args):
-            return tx.conn.execute(sql, args).rowcount
-        case CommandMany(sql, rows):
-            tx.conn.executemany(sql, rows)
-        case Logged(entry):
-            tx.appended.append(entry)  # told to the observers once the commit has returned
-        case _:  # SERIALIZE: this one writer thread runs one transaction at a time anyway
-            pass
+    """One operation of a write step, on the writer's connection inside its transaction.
+
+    Raises DuplicateConflict for a unique key the step's own check did not see taken (it
+    cannot happen with one writer; if it ever does, the client must not retry as for an
+    outage), and sqlite3.Error, which the writer turns into Unavailable."""
+    try:
+        match op:
+            case Query(sql, args):
+                return tx.conn.execute(sql, args).fetchall()
+            case Command(sql, args):
+                return tx.conn.execute(sql, args).rowcount
+            case CommandMany(sql, rows):
+                tx.conn.executemany(sql, rows)
+            case Logged(entry):
+                tx.appended.append(entry)  # told to the observers once the commit returns
+            case Serialize():
+                pass  # this one writer thread runs one transaction at a time anyway
+            case _:
+                raise TypeError(f"not an operation of a write step: {op!r}")
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateConflict(f"already stored: {exc}") from exc
     return None
 
 

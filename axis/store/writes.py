@@ -202,24 +202,20 @@ def add_agency(agency: Agency) -> Step[None]:
 
 
 def set_agency_active(organ_id: str, active: bool, at: datetime) -> Step[bool]:
-    """Revoke or reactivate an agency; False if there is no such agency. A reactivation's
-    entry names the certificate again, as a registration's does."""
+    """Revoke or reactivate an agency; False if there is no such agency.
+
+    A reactivation's entry names no certificate: the agency keeps the one its registration
+    logged. (Naming the table's would let a certificate swapped behind the hub's back into
+    the log by a revoke and a reactivation.)"""
     yield SERIALIZE
-    found = yield from _rows(
-        "SELECT active, fingerprint FROM agencies WHERE organ_id = ?", organ_id
-    )
+    found = yield from _rows("SELECT active FROM agencies WHERE organ_id = ?", organ_id)
     if not found:
         return False
-    was_active, fingerprint = bool(found[0][0]), str(found[0][1])
-    if was_active == active:
+    if bool(found[0][0]) == active:
         return True
     yield from _count("UPDATE agencies SET active = ? WHERE organ_id = ?", int(active), organ_id)
-    if active:
-        yield from _append(
-            at, LogEvent.AGENCY_REGISTERED, organ_id, detail="reactivated", cert_sha256=fingerprint
-        )
-    else:
-        yield from _append(at, LogEvent.AGENCY_REVOKED, organ_id)
+    event = LogEvent.AGENCY_REGISTERED if active else LogEvent.AGENCY_REVOKED
+    yield from _append(at, event, organ_id, detail="reactivated" if active else None)
     return True
 
 

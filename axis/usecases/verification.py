@@ -265,7 +265,7 @@ async def _verify_agencies(store: Store) -> None:
         organ_id = logged.organ_id or ""
         latest[organ_id] = logged
         certificate = logged.certificate()
-        if certificate is not None:  # a reactivation logged before schema 3 named none
+        if certificate is not None:  # a reactivation names none: the registration's stands
             fingerprints[organ_id] = certificate
     for agency in await store.list_agencies():
         entry = latest.get(agency.organ_id)

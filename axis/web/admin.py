@@ -8,14 +8,15 @@ A session is a signed cookie, not a row in one process's memory: ``EXPIRY.NONCE.
 an HMAC-SHA256 under a key derived from the admin token. Every worker of ``axis serve
 --workers N``, on every host, reads the same token, so any of them checks a cookie another
 issued. Signing out deletes the cookie in the browser; a copy taken before stays valid until
-it expires (12 hours), unless the operator replaces ``DATA/admin.token``, which ends every
-session at once.
+it expires (12 hours), unless the operator replaces ``DATA/admin.token`` and restarts the hub
+(each worker reads the token when it starts), which ends every session.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from datetime import date
@@ -59,12 +60,16 @@ def new_session(key: bytes, now: float) -> str:
     return f"{payload}.{_mac(key, payload)}"
 
 
+_SESSION_RE = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{1,64})\.([0-9a-f]{64})")
+
+
 def session_valid(key: bytes, cookie: str, now: float) -> bool:
     """Whether ``cookie`` is a session this hub's key signed and it has not expired."""
-    expires, _, rest = cookie.partition(".")
-    nonce, _, mac = rest.partition(".")
-    if not (expires.isdigit() and nonce and mac.isascii()):
+    # fullmatch on ASCII classes: str.isdigit() would take "²", which int() then refuses.
+    parts = _SESSION_RE.fullmatch(cookie)
+    if parts is None:
         return False
+    expires, nonce, mac = parts.groups()
     return hmac.compare_digest(mac, _mac(key, f"{expires}.{nonce}")) and int(expires) > now
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from axis.core import formats
 from axis.core.formats import Attachment, Edoc
 from axis.errors import AxisError, Unreachable
 from nodes.client import NodeClient
@@ -281,7 +280,7 @@ class Simulation:
                 await client.ack(item["id"])
                 t.confirm(key)
                 return
-            edoc = formats.parse_package(formats.load_xml(body))
+            edoc = client.read(body)
             assert isinstance(edoc, Edoc)
             codes = self.model.statuses(edoc.document_id, organ_id)
             if codes[:1] == ("01",):
