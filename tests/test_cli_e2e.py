@@ -123,7 +123,7 @@ def test_admin_commands_refuse_clearly(tmp_path: Path) -> None:
     again = cli("axis", "init", "--data", data, check=False)
     assert again.returncode != 0 and "already initialised" in again.stderr
 
-    bad = cli("axis", "agency", "add", "G22", "--name", "x", "--data", data, check=False)
+    bad = cli("axis", "agency", "add", "28.22.H17", "--name", "x", "--data", data, check=False)
     assert bad.returncode != 0 and "not an OrganId" in bad.stderr
     cli("axis", "agency", "add", G22, "--name", "Văn phòng Chính phủ", "--data", data)
     twice = cli("axis", "agency", "add", G22, "--name", "x", "--data", data, check=False)

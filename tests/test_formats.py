@@ -68,7 +68,9 @@ def test_edoc_sample_loads_validates_and_parses() -> None:
     assert edoc.promulgation_date == date(2026, 11, 29)
     assert edoc.due_date == date(2026, 12, 31)
     assert edoc.type_name == "Công văn"
-    assert edoc.signer == f.SignerInfo("KT. BỘ TRƯỞNG", "Thứ trưởng", "Nguyễn Văn A")
+    assert edoc.signer == f.SignerInfo(
+        full_name="Nguyễn Văn A", competence="KT. BỘ TRƯỞNG", position="Thứ trưởng"
+    )
     assert (edoc.priority, edoc.steering_type) == (0, 0)
     assert edoc.to_places == ("Các bộ, cơ quan ngang bộ", "UBND các tỉnh, thành phố")
     assert edoc.traces == (f.Trace(G22, datetime(2026, 11, 29, 8, 24, 40)),)
@@ -239,7 +241,7 @@ def test_wrong_root_or_no_header_is_a_schema_violation() -> None:
     with pytest.raises(SchemaViolation):
         f.validate(f.load_xml(EDOC_SAMPLE.replace(f.NS.encode(), b"urn:other")))
     with pytest.raises(SchemaViolation):
-        f.peek_sender(f.load_xml(_edit(EDOC_SAMPLE, ">000.00.00.G22<", ">G22<")))
+        f.peek_sender(f.load_xml(_edit(EDOC_SAMPLE, ">000.00.00.G22<", ">28.22.H17<")))
 
 
 def test_impossible_date_passes_the_pattern_but_not_the_parser() -> None:
@@ -386,9 +388,14 @@ _XML_CHARS = st.characters(
 )
 _ID_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn", "Zs", "Zl", "Zp"))
 texts = st.text(_XML_CHARS, max_size=30)
-opt_texts = st.none() | texts
+# An optional element left empty counts as absent: an optional text is None or not empty.
+opt_texts = st.none() | st.text(_XML_CHARS, min_size=1, max_size=30)
 idents = st.text(_ID_CHARS, min_size=1, max_size=30)
-organ_ids = st.from_regex(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}", fullmatch=True)
+organ_ids = st.from_regex(
+    r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}", fullmatch=True
+) | st.from_regex(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,6}){0,4}", fullmatch=True).filter(
+    lambda code: len(code) <= f.ORGAN_ID_MAX
+)
 dates = st.dates()
 moments = st.datetimes().map(lambda moment: moment.replace(microsecond=0))
 organs = st.builds(
@@ -402,7 +409,10 @@ organs = st.builds(
     opt_texts,
     opt_texts,
 )
-document_ids = st.builds(f.make_document_id, organ_ids, dates, idents, idents)
+# A DocumentId's number has no "/" or ",", and its notation no ",": they are its separators.
+numbers = st.text(_ID_CHARS.filter(lambda c: c not in "/,"), min_size=1, max_size=10)
+notations = st.text(_ID_CHARS.filter(lambda c: c != ","), min_size=1, max_size=20)
+document_ids = st.builds(f.make_document_id, organ_ids, dates, numbers, notations)
 responses = st.builds(f.ResponseFor, organ_ids, idents, dates, document_ids)
 
 
@@ -435,7 +445,7 @@ edocs = st.builds(
     subject=st.text(_XML_CHARS, min_size=1, max_size=60).filter(lambda s: s.strip(" \t\r\n")),
     type_name=opt_texts,
     content=opt_texts,
-    signer=st.none() | st.builds(f.SignerInfo, texts, texts, texts),
+    signer=st.none() | st.builds(f.SignerInfo, texts, opt_texts, opt_texts),
     due_date=st.none() | dates,
     priority=st.integers(0, 4),
     steering_type=st.none() | st.integers(0, 2),
@@ -443,7 +453,23 @@ edocs = st.builds(
     response_for=st.lists(responses, max_size=2).map(tuple),
     traces=st.lists(st.builds(f.Trace, organ_ids, moments), max_size=3).map(tuple),
     business=st.builds(
-        f.Business, st.sampled_from(f.BusinessDocType), st.none() | document_ids, opt_texts
+        f.Business,
+        st.sampled_from(f.BusinessDocType),
+        st.none() | document_ids,
+        opt_texts,
+        st.none()
+        | st.builds(
+            f.DocumentChanges,
+            st.none() | st.booleans(),
+            st.none() | st.booleans(),
+            st.lists(st.builds(f.Receiver, organ_ids, st.none() | st.sampled_from("01"))).map(
+                tuple
+            ),
+        ),
+        st.lists(
+            st.builds(f.Replacement, document_ids, st.lists(organ_ids, max_size=3).map(tuple)),
+            max_size=2,
+        ).map(tuple),
     ),
     attachments=attachments(),
 )

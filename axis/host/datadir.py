@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography import x509
 
 from axis.core import pki
-from axis.core.formats import is_organ_id
+from axis.core.formats import ORGAN_ID_FORMS, is_organ_id
 from axis.errors import ConfigError, DataDirError, UntrustedCertificate
 from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
@@ -205,7 +205,7 @@ def write_profile(
             not trust or that names another agency. Nothing is written then.
     """
     if not is_organ_id(organ_id):
-        raise DataDirError(f"{organ_id!r} is not an OrganId (ddd.dd.dd.Xdd)")
+        raise DataDirError(f"{organ_id!r} is not an OrganId ({ORGAN_ID_FORMS})")
     profile = data.profile(organ_id)
     if (profile / "cert.pem").exists():
         raise DataDirError(f"a profile for {organ_id} already exists at {profile}")
