@@ -286,7 +286,10 @@ async def test_document_id_must_name_the_sender(hub: LiveHub) -> None:
     borrowed = dataclasses.replace(edoc, document_id=f"{H41},2026/11/29,1/CV")
     with pytest.raises(AxisError) as exc:
         await sender.post_package(sender.signer.sign(formats.build_edoc(borrowed)))
-    assert_problem(exc, "sender-mismatch", 403)
+    # A DocumentId that names another agency is malformed for this sender: 422 naming it
+    # (it was 403 sender-mismatch, as if the sender were an impostor).
+    assert_problem(exc, "schema-violation", 422)
+    assert "MessageHeader/DocumentId" in exc.value.detail
     assert counts(hub.data) == (0, 0)
 
 

@@ -16,6 +16,11 @@ from typing import Protocol
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
+from axis.core.routing import StatusUpdate
+
+__all__ = [
+    "Agency", "Delivery", "Hop", "NewPackage", "PackageRecord", "PushJob", "StatusUpdate", "Store",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,15 +34,6 @@ class Agency:
     registered_at: datetime
     active: bool = True
     endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    """A business status code to record on one delivery of an earlier package."""
-
-    package_id: str
-    recipient: str
-    code: str
 
 
 @dataclass(frozen=True)

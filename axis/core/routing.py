@@ -1,0 +1,391 @@
+"""Where a verified package goes and what it does (SPEC §5), decided as data, with no store.
+
+Theory of operation. Routing is one function, :func:`route`, over plain records: the sending
+agency (:class:`Party`), the package, and the :class:`Facts` it needs from the directory and
+the stored documents (what each OrganId the package names stands for; each document it names,
+with its packages and their deliveries). :func:`needs` says which facts those are, so the thin
+layer above (:mod:`axis.usecases.routing`) fetches them from the store and calls
+:func:`route`; nothing here waits or reads. Every refusal is an InputError naming the element
+and the rule.
+
+The rules, by BussinessDocType (an edoc) and by status code:
+
+- **New (0)**: to its ``To`` agencies, each registered, active and not a closed code (closed:
+  refused naming the successor); two codes of one agency, once. Its DocumentId names its
+  sender.
+- **Recall (1)** and **update (2)**: they name the earlier document in
+  ``Bussiness/DocumentId``, or, as the SDK's own samples do, in ``MessageHeader/DocumentId``;
+  it must be the sender's. A recall goes to that document's recipients that are still
+  active and takes back what none of them has fetched; an update goes to the agencies of its
+  ``BussinessDocumentInfo/ReceiverList`` when it has one (who receives it changed), else to
+  the document's recipients, and changes no delivery.
+- **Replacement (3)**: it names the documents it replaces in
+  ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else ``Bussiness/DocumentId``), each the
+  sender's, and goes to the agencies of their ``OrganIdList`` (else to the replaced documents'
+  recipients).
+- **Statuses** go to ``ResponseFor/OrganId``, the other party of the document
+  (:data:`STATUS_FLOWS`): a recipient answers the sender with 01–06, 15 and 16, and the
+  sender asks a recipient to take the document back with 13. Only those parties may send
+  them. Each is recorded on the delivery it concerns (:func:`answered`): 13 on the original's
+  delivery to that recipient; 15/16 on the original when it answers a 13, else on the newest
+  update; 02/03 on the newest recall the recipient has not answered, else the original (only
+  a recall is answered with 02/03; an update is answered with 15/16); every other code on
+  the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+from axis.core.edxml_model import (
+    STATUS_CODES,
+    BusinessDocType,
+    Edoc,
+    Package,
+    StatusNotice,
+    parse_document_id,
+)
+from axis.errors import (
+    NotAllowed,
+    SchemaViolation,
+    UnknownDocument,
+    UnknownRecipient,
+)
+
+
+@dataclass(frozen=True)
+class Party:
+    """A registered agency as routing sees it: its OrganId (the one the hub files it under),
+    every code it holds, whether it may still take packages, whether it takes pushes."""
+
+    organ_id: str
+    codes: frozenset[str]
+    active: bool = True
+    pushes: bool = False
+
+
+@dataclass(frozen=True)
+class Named:
+    """What an OrganId written in a package stands for: its agency (None: nobody holds the
+    code), and the code's successor when the code is closed."""
+
+    party: Party | None
+    successor: str | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored edoc of a document: the original, a recall, an update or a replacement,
+    with each recipient's delivery (OrganId → its last status code, or None)."""
+
+    package_id: str
+    business_type: BusinessDocType
+    deliveries: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What :func:`route` needs to know: ``codes`` for every OrganId :func:`needs` names, and
+    ``documents`` for every (sender's OrganId, DocumentId) it names, newest package first."""
+
+    codes: Mapping[str, Named]
+    documents: Mapping[tuple[str, str], tuple[Stored, ...]]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The facts a package needs: the OrganIds it names, and the documents it names as
+    (the OrganId that begins their DocumentId, DocumentId)."""
+
+    codes: frozenset[str]
+    documents: frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A status code to record on one delivery."""
+
+    package_id: str
+    recipient: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The routing decision for one package."""
+
+    recipients: tuple[str, ...]
+    document_id: str
+    subject: str
+    push_recipients: tuple[str, ...] = ()
+    status_update: StatusUpdate | None = None
+    recall_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far one package may reach (``[limits]`` of axis.toml)."""
+
+    max_recipients: int = 200
+    max_attachments: int = 100
+
+
+class Flow(StrEnum):
+    """Which way a status travels between the two parties of a document."""
+
+    TO_SENDER = "a recipient answers the document's sender"
+    TO_RECIPIENT = "the document's sender asks a recipient"
+
+
+#: Which way each status code travels: who may send it, and to whom (ResponseFor/OrganId).
+STATUS_FLOWS: Mapping[str, Flow] = MappingProxyType(
+    {code: Flow.TO_RECIPIENT if code == "13" else Flow.TO_SENDER for code in STATUS_CODES}
+)
+TAKE_BACK = "13"
+TAKE_BACK_ANSWERS = frozenset({"15", "16"})  # agrees / refuses a take-back or an update
+RECALL_ANSWERS = frozenset({"02", "03"})  # refuses / agrees to a recall
+S = BusinessDocType
+
+
+def earlier_id(edoc: Edoc) -> tuple[str, str]:
+    """The document a recall or an update names, and where: ``Bussiness/DocumentId``, else
+    (as the SDK's samples do) ``MessageHeader/DocumentId``."""
+    if edoc.business.document_id:
+        return edoc.business.document_id, "Bussiness/DocumentId"
+    return edoc.document_id, "MessageHeader/DocumentId"
+
+
+def _replaced(edoc: Edoc) -> list[tuple[str, str]]:
+    """The documents a replacement names, each with where it names it."""
+    if edoc.business.replacements:
+        where = "ReplacementInfoList/ReplacementInfo/DocumentId"
+        return [(r.document_id, where) for r in edoc.business.replacements]
+    if edoc.business.document_id:
+        return [(edoc.business.document_id, "Bussiness/DocumentId")]
+    raise SchemaViolation(
+        "a replacement (BussinessDocType 3) names what it replaces in"
+        " ReplacementInfoList/ReplacementInfo/DocumentId (or Bussiness/DocumentId)"
+    )
+
+
+def _owner(document_id: str) -> str:
+    return document_id.split(",", 1)[0]
+
+
+def needs(package: Package) -> Needs:
+    """Which facts :func:`route` wants for ``package``."""
+    if isinstance(package, StatusNotice):
+        answered = package.response_for
+        return Needs(
+            frozenset({answered.organ_id, _owner(answered.document_id)}),
+            frozenset({(_owner(answered.document_id), answered.document_id)}),
+        )
+    codes = {_owner(package.document_id)}
+    documents: set[str] = set()
+    business = package.business
+    if business.doc_type is S.NEW:
+        codes.update(r.organ_id for r in package.recipients)
+    elif business.doc_type is S.REPLACE:
+        documents.update(document_id for document_id, _ in _replaced(package))
+        codes.update(o for r in business.replacements for o in r.organ_ids)
+    else:
+        documents.add(earlier_id(package)[0])
+        if business.changes is not None:
+            codes.update(r.organ_id for r in business.changes.receivers)
+    codes.update(_owner(d) for d in documents)
+    return Needs(frozenset(codes), frozenset((_owner(d), d) for d in documents))
+
+
+def route(sender: Party, package: Package, facts: Facts, limits: Limits) -> Routed:
+    """Where ``package`` from ``sender`` goes and what it does.
+
+    Raises:
+        InputError: SchemaViolation, SenderMismatch, UnknownRecipient, UnknownDocument or
+            NotAllowed, naming the element and the rule.
+    """
+    if isinstance(package, StatusNotice):
+        return _status(sender, package, facts)
+    return _edoc(sender, package, facts, limits)
+
+
+# -- edocs ------------------------------------------------------------------------------------
+
+
+def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
+    if len(edoc.attachments) > limits.max_attachments:
+        raise SchemaViolation(
+            f"{len(edoc.attachments)} attachments; at most {limits.max_attachments}"
+        )
+    owner = parse_document_id(edoc.document_id, "MessageHeader/DocumentId").organ_id
+    if owner not in sender.codes:
+        raise SchemaViolation(
+            f"MessageHeader/DocumentId {edoc.document_id!r} names {owner}, not the sender"
+            f" {edoc.sender.organ_id}: a DocumentId begins with its sender's OrganId"
+        )
+    business = edoc.business
+    if business.doc_type is S.NEW:
+        codes = [r.organ_id for r in edoc.recipients]
+        if len(set(codes)) != len(codes):
+            raise SchemaViolation("MessageHeader/To: a recipient is listed more than once")
+        if len(codes) > limits.max_recipients:
+            raise SchemaViolation(f"{len(codes)} recipients; at most {limits.max_recipients}")
+        return _routed(_addressed(codes, "To/OrganId", facts), edoc)
+    if business.doc_type is S.REPLACE:
+        return _replacement(sender, edoc, facts)
+    document_id, where = earlier_id(edoc)
+    earlier = _sender_document(sender, document_id, where, facts)
+    original = _original(earlier)
+    if business.doc_type is S.UPDATE and business.changes and business.changes.receivers:
+        codes = [r.organ_id for r in business.changes.receivers]
+        where = "BussinessDocumentInfo/ReceiverList/Receiver/OrganId"
+        return _routed(_addressed(codes, where, facts), edoc)
+    recipients = _still_active(original, facts, document_id)
+    recall = original.package_id if business.doc_type is S.RECALL else None
+    return _routed(recipients, edoc, recall_of=recall)
+
+
+def _replacement(sender: Party, edoc: Edoc, facts: Facts) -> Routed:
+    parties: dict[str, Party] = {}
+    for document_id, where in _replaced(edoc):
+        earlier = _sender_document(sender, document_id, where, facts)
+        for party in _still_active(_original(earlier), facts, document_id):
+            parties.setdefault(party.organ_id, party)
+    listed = [o for r in edoc.business.replacements for o in r.organ_ids]
+    if listed:
+        where = "ReplacementInfo/OrganIdList/OrganId"
+        return _routed(_addressed(list(dict.fromkeys(listed)), where, facts), edoc)
+    return _routed(list(parties.values()), edoc)
+
+
+def _sender_document(
+    sender: Party, document_id: str, where: str, facts: Facts
+) -> tuple[Stored, ...]:
+    owner = parse_document_id(document_id, where).organ_id
+    if owner not in sender.codes:
+        raise SchemaViolation(
+            f"{where} {document_id!r} names {owner}'s document: an agency acts only on its own"
+        )
+    found = facts.documents.get((sender.organ_id, document_id), ())
+    if not found:
+        raise UnknownDocument(f"{where} names {document_id!r}, which {sender.organ_id} never sent")
+    return found
+
+
+def _original(stored: tuple[Stored, ...]) -> Stored:
+    """The document's first package: its new edoc, else its oldest (newest come first)."""
+    return next((s for s in stored if s.business_type is S.NEW), stored[-1])
+
+
+def _addressed(codes: list[str], where: str, facts: Facts) -> list[Party]:
+    """The agencies ``codes`` stand for: registered, active, open; two codes of one agency,
+    once."""
+    parties: dict[str, Party] = {}
+    for code in codes:
+        named = facts.codes.get(code, Named(None))
+        if named.successor is not None:
+            raise UnknownRecipient(
+                f"{where} {code} is closed: {named.successor} succeeds it; address that one"
+            )
+        if named.party is None or not named.party.active:
+            state = "not registered" if named.party is None else "revoked"
+            raise UnknownRecipient(f"{where}: recipient {code} is {state}")
+        parties.setdefault(named.party.organ_id, named.party)
+    return list(parties.values())
+
+
+def _still_active(original: Stored, facts: Facts, document_id: str) -> list[Party]:
+    """The recipients of a document who may still take a follow-up (one revoked since
+    cannot)."""
+    found = [facts.codes.get(r, Named(None)).party for r in original.deliveries]
+    parties = [p for p in found if p is not None and p.active]
+    if not parties:
+        raise UnknownRecipient(f"no recipient of {document_id!r} is still active")
+    return parties
+
+
+def _routed(
+    parties: list[Party],
+    edoc: Edoc,
+    status_update: StatusUpdate | None = None,
+    recall_of: str | None = None,
+) -> Routed:
+    return Routed(
+        recipients=tuple(p.organ_id for p in parties),
+        document_id=edoc.document_id,
+        subject=edoc.subject,
+        push_recipients=tuple(p.organ_id for p in parties if p.pushes),
+        status_update=status_update,
+        recall_of=recall_of,
+    )
+
+
+# -- statuses ---------------------------------------------------------------------------------
+
+
+def _status(sender: Party, notice: StatusNotice, facts: Facts) -> Routed:
+    answered = notice.response_for
+    owner_code = _owner(answered.document_id)
+    owner = facts.codes.get(owner_code, Named(None)).party
+    stored = facts.documents.get((owner.organ_id, answered.document_id), ()) if owner else ()
+    if owner is None or not stored:
+        raise UnknownDocument(
+            f"ResponseFor/DocumentId: no document {answered.document_id!r} from {owner_code}"
+            " to answer"
+        )
+    other = facts.codes.get(answered.organ_id, Named(None)).party
+    code = notice.status_code
+    flow = STATUS_FLOWS[code]
+    if flow is Flow.TO_RECIPIENT:
+        if sender.organ_id != owner.organ_id:
+            raise NotAllowed(
+                f"status {code} asks a recipient to take {answered.document_id!r} back: only"
+                f" its sender, {owner.organ_id}, sends it"
+            )
+        recipient = other.organ_id if other else answered.organ_id
+        if not any(recipient in s.deliveries for s in stored):
+            raise NotAllowed(
+                f"ResponseFor/OrganId {answered.organ_id} is not a recipient of"
+                f" {answered.document_id!r}"
+            )
+        target, filed_for = other, recipient
+    else:
+        if not any(sender.organ_id in s.deliveries for s in stored):
+            raise NotAllowed(
+                f"{sender.organ_id} is not a recipient of {answered.document_id!r}: only its"
+                f" recipients answer it ({flow})"
+            )
+        if other is None or other.organ_id != owner.organ_id:
+            raise NotAllowed(
+                f"ResponseFor/OrganId {answered.organ_id}: status {code} goes to the document's"
+                f" sender, {owner.organ_id}"
+            )
+        target, filed_for = owner, sender.organ_id
+    if target is None or not target.active:
+        raise UnknownRecipient(f"{answered.organ_id}, the other party, has been revoked")
+    package_id = answered_package(code, filed_for, stored)
+    meaning = STATUS_CODES[code]
+    return Routed(
+        recipients=(target.organ_id,),
+        document_id=answered.document_id,
+        subject=f"Status {code} ({meaning}) from {sender.organ_id}",
+        push_recipients=(target.organ_id,) if target.pushes else (),
+        status_update=StatusUpdate(package_id, filed_for, code),
+    )
+
+
+def answered_package(code: str, recipient: str, stored: tuple[Stored, ...]) -> str:
+    """The package of a document (newest first in ``stored``) whose delivery to
+    ``recipient`` a status with ``code`` is about (see the module doc)."""
+    addressed = [s for s in stored if recipient in s.deliveries]
+    original = next((s for s in addressed if s.business_type is S.NEW), addressed[-1])
+    if code in RECALL_ANSWERS:
+        recalls = [s for s in addressed if s.business_type is S.RECALL]
+        unanswered = [s for s in recalls if s.deliveries[recipient] is None]
+        return (unanswered or [original])[0].package_id
+    if code in TAKE_BACK_ANSWERS and original.deliveries[recipient] != TAKE_BACK:
+        updates = [s for s in addressed if s.business_type is S.UPDATE]
+        return (updates or [original])[0].package_id
+    return original.package_id
