@@ -18,6 +18,7 @@ import ssl
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,7 +37,8 @@ from axis.core.formats import (
 )
 from axis.core.intake import IntakePolicy, key_info_signer, read_package
 from axis.core.signing import Signer, VerificationPolicy, Verifier
-from axis.errors import AxisError, Unreachable, from_problem
+from axis.errors import AxisError, SenderMismatch, Unreachable, from_problem
+from nodes.directory import Directory
 from nodes.profile import Profile
 from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
 
@@ -78,6 +80,7 @@ class NodeClient:
         self.transport = transport or HttpsTransport(
             self.hub_url, tls_context(profile), timeout_s, max_connections
         )
+        self._directory: Directory | None = None  # fetched when first needed
 
     async def __aenter__(self) -> NodeClient:
         return self
@@ -264,12 +267,36 @@ class NodeClient:
     def read(self, body: bytes) -> Package:
         """A package fetched from the hub, as its signed tree says, once the one intake path
         (:func:`axis.core.intake.read_package`) has checked it: its signer's certificate is
-        the one in KeyInfo, names the sender, and comes from a CA the hub trusts.
+        the one in KeyInfo, names the sender (by the code in From, or another code of that
+        agency as the directory fetched last says), and comes from a CA the hub trusts.
 
         Raises:
             InputError: the package is not what its sender signed.
         """
-        return read_package(body, self._intake, key_info_signer)
+        directory = self._directory
+        same = directory.same_agency if directory is not None else None
+        return read_package(body, self._intake, partial(key_info_signer, same_agency=same))
+
+    async def verified(self, body: bytes) -> Package:
+        """:meth:`read`, fetching the directory again once if the signer's certificate names
+        a code the directory held here does not know as the sender's (an agency that joined,
+        or took another code, since).
+
+        Raises:
+            InputError: the package is not what its sender signed.
+        """
+        try:
+            return self.read(body)
+        except SenderMismatch:
+            await self.directory(refresh=True)
+            return self.read(body)
+
+    async def directory(self, refresh: bool = False) -> Directory:
+        """The hub's agency directory, fetched once (again with ``refresh``)."""
+        if self._directory is None or refresh:
+            await self.agencies()
+        assert self._directory is not None
+        return self._directory
 
     async def edoc(self, package_id: str) -> Edoc:
         """Fetch a package and read it as an edoc (ValueError if it is a status).
@@ -277,7 +304,7 @@ class NodeClient:
         Raises:
             InputError: the package is not what its sender signed.
         """
-        package = self.read(await self.get(package_id))
+        package = await self.verified(await self.get(package_id))
         if not isinstance(package, Edoc):
             raise ValueError(f"package {package_id} is a status, not an edoc")
         return package
@@ -299,8 +326,9 @@ class NodeClient:
         return result
 
     async def agencies(self) -> list[dict[str, Any]]:
-        """The hub's agency directory."""
+        """The hub's agency directory, as it answers (and kept for :meth:`directory`)."""
         result: list[dict[str, Any]] = await self._json("GET", "/v1/agencies")
+        self._directory = Directory.from_json(result)
         return result
 
 

@@ -15,9 +15,10 @@ import os
 import re
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -27,10 +28,12 @@ from axis.core.formats import Package
 from axis.core.intake import IntakePolicy, key_info_signer, read_package
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.core.xmlsafe import ParseLimits
-from axis.errors import SchemaViolation, UnsupportedMediaType
+from axis.errors import SchemaViolation, SenderMismatch, UnsupportedMediaType
 from axis.http.body import XML_TYPES, read_body
 from axis.http.problems import problem_middleware
 from axis.http.sockets import bind
+from nodes.client import NodeClient
+from nodes.directory import Directory
 from nodes.profile import Profile
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -49,22 +52,46 @@ class Stored:
 class PushReceiver:
     """Checks and stores pushed packages for one agency (no aiohttp in here)."""
 
-    def __init__(self, profile: Profile, out: Path, allow_sha1: bool = False) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        out: Path,
+        allow_sha1: bool = False,
+        directory: Callable[[], Awaitable[Directory]] | None = None,
+    ) -> None:
+        """``directory`` fetches the hub's directory, to tell a certificate that names
+        another code of the sending agency from an impostor's."""
         self.profile = profile
         self.out = out
         trust = pki.TrustStore(tuple(pki.load_certs(profile.ca.read_bytes())))
         verifier = Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust)
         self.policy = IntakePolicy(verifier, ParseLimits(max_bytes=MAX_BODY))
+        self.fetch_directory = directory
+        self.directory: Directory | None = None
 
     def check(self, body: bytes) -> Package:
         """The package, if its signature is intact and its signer is the agency it names
         (the one intake path, with the certificate in KeyInfo, which one of the CAs the hub
-        trusts must have issued).
+        trusts must have issued; it may name another code of that agency, as the directory
+        says).
 
         Raises:
             InputError: malformed, not edXML, bad signature, untrusted or mismatched signer.
         """
-        return read_package(body, self.policy, key_info_signer, datetime.now(UTC))
+        same = self.directory.same_agency if self.directory is not None else None
+        signer = partial(key_info_signer, same_agency=same)
+        return read_package(body, self.policy, signer, datetime.now(UTC))
+
+    async def take(self, package_id: str, body: bytes) -> Stored:
+        """:meth:`store` off the event loop; when the signer's certificate names a code the
+        directory held here does not give the sender, fetch the directory again, once."""
+        try:
+            return await asyncio.to_thread(self.store, package_id, body)
+        except SenderMismatch:
+            if self.fetch_directory is None:
+                raise
+            self.directory = await self.fetch_directory()
+            return await asyncio.to_thread(self.store, package_id, body)
 
     def store(self, package_id: str, body: bytes) -> Stored:
         """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir)."""
@@ -97,7 +124,7 @@ async def receive(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("push the package as application/xml")
     body = await read_body(request, MAX_BODY)
     package_id = request.headers.get("Axis-Package-Id", "")
-    stored = await asyncio.to_thread(request.app[RECEIVER].store, package_id, body)
+    stored = await request.app[RECEIVER].take(package_id, body)
     request.app[ANNOUNCE](stored)
     return web.json_response({"id": stored.package_id, "stored": str(stored.path)})
 
@@ -137,10 +164,11 @@ async def listening(
     out: Path,
     allow_sha1: bool = False,
     announce: Callable[[Stored], None] | None = None,
+    directory: Callable[[], Awaitable[Directory]] | None = None,
 ) -> AsyncIterator[int]:
     """Serve the push endpoint on 127.0.0.1:port (0: a free port, yielded); ``announce`` is
-    told of every package once it is on disk."""
-    app = listen_app(PushReceiver(profile, out, allow_sha1), announce)
+    told of every package once it is on disk; ``directory`` fetches the hub's directory."""
+    app = listen_app(PushReceiver(profile, out, allow_sha1, directory), announce)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -165,9 +193,12 @@ async def listen_forever(profile: Profile, port: int, out: Path, allow_sha1: boo
             flush=True,
         )
 
-    async with listening(profile, port, out, allow_sha1, announce) as bound:
-        print(
-            f"{profile.organ_id} listening on https://127.0.0.1:{bound}/, writing to {out}",
-            flush=True,
-        )
-        await stop.wait()
+    # The directory comes from the hub, over the agency's own connection to it.
+    async with NodeClient(profile, retries=1) as node:
+        fresh = partial(node.directory, refresh=True)
+        async with listening(profile, port, out, allow_sha1, announce, fresh) as bound:
+            print(
+                f"{profile.organ_id} listening on https://127.0.0.1:{bound}/, writing to {out}",
+                flush=True,
+            )
+            await stop.wait()

@@ -97,7 +97,13 @@ class LiveHub:
     clients: dict[str, NodeClient] = field(default_factory=dict)
 
     async def register(
-        self, organ_id: str, name: str | None = None, endpoint: str | None = None
+        self,
+        organ_id: str,
+        name: str | None = None,
+        endpoint: str | None = None,
+        *,
+        aliases: tuple[str, ...] = (),
+        cert_pem: bytes | None = None,
     ) -> Profile:
         await registration.register(
             self.data,
@@ -106,6 +112,8 @@ class LiveHub:
             name or AGENCIES.get(organ_id, organ_id),
             hub_url=self.running.url,
             endpoint=endpoint,
+            aliases=aliases,
+            cert_pem=cert_pem,
         )
         return Profile.load(self.data.profile(organ_id))
 

@@ -136,3 +136,38 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
         )
     finally:
         await store.close()
+
+
+async def test_schema_4_gives_every_agency_its_organ_id_as_a_code(tmp_path: Path) -> None:
+    """A database from before agencies held codes: each agency holds its OrganId after the
+    migration, the log proves it, and a code moved behind the hub's back is caught."""
+    path = tmp_path / "axis.db"
+    ca_key, ca_cert = pki.create_ca("Axis development CA")
+    _, hub_cert = pki.issue_hub_cert(ca_key, ca_cert)
+    store = SqliteStore(path)
+    await store.open()
+    for organ_id in ("000.00.00.G22", "000.00.00.H41"):
+        _, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, "VPCP", pki.new_key("ec"))
+        await store.add_agency(
+            Agency(
+                organ_id, "VPCP", pki.cert_to_pem(cert), pki.fingerprint(cert), datetime.now(UTC)
+            )
+        )
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # back to schema 3
+        db.execute("DROP TABLE agency_codes")
+        db.execute("DELETE FROM schema_migrations WHERE version >= 4")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        held = [(c.code, c.organ_id) for c in await store.agency_codes()]
+        assert held == [("000.00.00.G22",) * 2, ("000.00.00.H41",) * 2]
+        assert (await verify_log(store, hub_cert)).ok
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE agency_codes SET organ_id = '000.00.00.H41' WHERE code LIKE '%G22'")
+        report = await verify_log(store, hub_cert)
+        assert report.problem == (
+            "code 000.00.00.G22: held by 000.00.00.H41, which is not what the log recorded"
+        )
+    finally:
+        await store.close()

@@ -197,6 +197,66 @@ async def test_agency_by_fingerprint(store: Store) -> None:
     assert await store.agency_by_fingerprint("ff" * 32) is None
 
 
+# -- codes ----------------------------------------------------------------------------------
+
+
+async def test_an_agency_holds_its_organ_id_and_its_aliases(store: Store) -> None:
+    await store.add_agency(agency(G22, 1), aliases=["G22", "G22.01"])
+    await store.add_agency(agency(H41, 2))
+    held = await store.agency_codes(G22)
+    assert [(c.code, c.organ_id, c.closed) for c in held] == [
+        (G22, G22, False), ("G22", G22, False), ("G22.01", G22, False),
+    ]  # fmt: skip
+    assert held[1].added_at == T0
+    assert [c.code for c in await store.agency_codes()] == [G22, H41, "G22", "G22.01"]
+    found = await store.find_code("G22.01")
+    assert found is not None and found.organ_id == G22
+    assert await store.find_code("H41") is None
+    entries = [e for e in await store.agency_entries() if e.event == "agency-code-added"]
+    assert [(e.organ_id, e.detail) for e in entries] == [(G22, "G22"), (G22, "G22.01")]
+
+
+async def test_a_code_is_held_by_one_agency_only(store: Store) -> None:
+    await store.add_agency(agency(G22, 1), aliases=["G22"])
+    with pytest.raises(DuplicateConflict, match="code G22 is held by 000.00.00.G22"):
+        await store.add_agency(agency(H41, 2), aliases=["G22"])
+    with pytest.raises(DuplicateConflict, match="code 000.00.00.G22 is held by"):
+        await store.add_agency(agency(H41, 2), aliases=[G22])
+    with pytest.raises(DuplicateConflict, match="agency 000.00.00.G22 is already registered"):
+        await store.add_agency(agency(G22, 3))
+    assert await store.get_agency(H41) is None  # nothing half-stored
+    assert [c.code for c in await store.agency_codes()] == [G22, "G22"]
+    await store.add_agency(agency(H41, 2))
+    with pytest.raises(DuplicateConflict, match="held by 000.00.00.G22"):
+        await store.add_code(H41, "G22")
+    assert await store.add_code(H41, "H41") is True
+    assert await store.add_code(H41, "H41") is True  # again: nothing changes
+    assert await store.add_code(T01, "T01") is False  # no such agency
+    assert [c.code for c in await store.agency_codes(H41)] == [H41, "H41"]
+
+
+async def test_closing_a_code(store: Store) -> None:
+    await store.add_agency(agency(H41, 1), aliases=["H28"])
+    closed = await store.close_code("H28", "H29")
+    assert (closed.code, closed.organ_id, closed.successor) == ("H28", H41, "H29")
+    assert closed.closed and closed.closed_at is not None
+    assert await store.find_code("H28") == closed
+    assert await store.close_code("H28", "H29") == closed  # again, alike: nothing changes
+    with pytest.raises(DuplicateConflict, match="closed already: H29 succeeds it"):
+        await store.close_code("H28", "H30")
+    # A code no agency here held can be closed too; nobody gets a closed code afterwards.
+    unheld = await store.close_code("H33", "H29")
+    assert unheld.organ_id is None and unheld.successor == "H29"
+    with pytest.raises(DuplicateConflict, match="code H33 is closed"):
+        await store.add_agency(agency(G22, 2), aliases=["H33"])
+    with pytest.raises(DuplicateConflict, match="code H28 is closed"):
+        await store.add_code(H41, "H28")
+    entries = [e for e in await store.agency_entries() if e.event == "agency-code-closed"]
+    assert [(e.organ_id, e.detail) for e in entries] == [
+        (H41, "H28 succeeded by H29"), (None, "H33 succeeded by H29"),
+    ]  # fmt: skip
+
+
 # -- packages -------------------------------------------------------------------------------
 
 

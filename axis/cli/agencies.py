@@ -1,4 +1,5 @@
-"""``axis agency add | list | revoke``: the agency directory."""
+"""``axis agency add | list | revoke | code``: the agency directory and the codes agencies
+hold."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from axis.cli.common import data_folder, data_option, db_option, fail, run_store
-from axis.store.base import Agency, Store
+from axis.store.base import Agency, AgencyCode, Store
 from axis.usecases import registration
 
 
@@ -34,6 +35,14 @@ def agency() -> None:
     default=None,
     help="Register a certificate issued by a trusted outside CA instead of issuing one.",
 )
+@click.option(
+    "--code",
+    "aliases",
+    multiple=True,
+    metavar="CODE",
+    help="Another code the agency holds (its 2016 OrganId beside its Decision 20 code, or the"
+    " other way round); repeatable.",
+)
 def agency_add(
     data_dir: Path | None,
     db: str | None,
@@ -41,8 +50,12 @@ def agency_add(
     name: str,
     endpoint: str | None,
     cert_file: Path | None,
+    aliases: tuple[str, ...],
 ) -> None:
-    """Register an agency and write its node profile under DATA/agencies/ORGAN_ID."""
+    """Register an agency and write its node profile under DATA/agencies/ORGAN_ID.
+
+    ORGAN_ID is the code the hub files it under; a package addressed by any of its codes
+    reaches it."""
     data = data_folder(data_dir)
     hub_url = f"https://localhost:{data.settings().hub.port}"
 
@@ -50,12 +63,21 @@ def agency_add(
 
     def work(store: Store) -> Awaitable[Agency]:
         return registration.register(
-            data, store, organ_id, name, hub_url=hub_url, endpoint=endpoint, cert_pem=cert_pem
+            data,
+            store,
+            organ_id,
+            name,
+            hub_url=hub_url,
+            endpoint=endpoint,
+            cert_pem=cert_pem,
+            aliases=aliases,
         )
 
     registered = run_store(data, db, work)
     profile = data.profile(organ_id)
     click.echo(f"Registered {registered.organ_id} ({registered.name})")
+    if aliases:
+        click.echo(f"  also holds    {', '.join(aliases)}")
     click.echo(f"  node profile  {profile}")
     if cert_file:
         click.echo(f"  put the agency's private key at {profile / 'key.pem'} to use axis-node")
@@ -68,7 +90,14 @@ def agency_add(
 def agency_list(data_dir: Path | None, db: str | None, as_json: bool) -> None:
     """The agency directory."""
     data = data_folder(data_dir)
-    found = run_store(data, db, lambda store: store.list_agencies())
+
+    async def work(store: Store) -> tuple[list[Agency], list[AgencyCode]]:
+        return await store.list_agencies(), await store.agency_codes()
+
+    found, codes = run_store(data, db, work)
+    held: dict[str, list[AgencyCode]] = {}
+    for code in codes:
+        held.setdefault(code.organ_id or "", []).append(code)
     if as_json:
         rows: list[dict[str, Any]] = [
             {
@@ -78,17 +107,36 @@ def agency_list(data_dir: Path | None, db: str | None, as_json: bool) -> None:
                 "endpoint": a.endpoint,
                 "fingerprint": a.fingerprint,
                 "registered_at": a.registered_at.isoformat(),
+                "codes": [c.code for c in held.get(a.organ_id, []) if not c.closed],
+                "closed": {c.code: c.successor for c in held.get(a.organ_id, []) if c.closed},
             }
             for a in found
         ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{len(found)} agencies")
-    for column in ("OrganId", "Name", "Active", "Endpoint"):
+    for column in ("OrganId", "Name", "Active", "Endpoint", "Other codes"):
         table.add_column(column)
     for a in found:
-        table.add_row(a.organ_id, a.name, "yes" if a.active else "revoked", a.endpoint or "pull")
+        others = [_shown(c) for c in held.get(a.organ_id, []) if c.code != a.organ_id]
+        table.add_row(
+            _shown(next((c for c in held.get(a.organ_id, []) if c.code == a.organ_id), None))
+            or a.organ_id,
+            a.name,
+            "yes" if a.active else "revoked",
+            a.endpoint or "pull",
+            ", ".join(others),
+        )
     Console().print(table)
+    unheld = held.get("", [])
+    if unheld:
+        click.echo("Closed codes no agency here held: " + ", ".join(_shown(c) for c in unheld))
+
+
+def _shown(code: AgencyCode | None) -> str:
+    if code is None:
+        return ""
+    return f"{code.code} (closed: {code.successor})" if code.closed else code.code
 
 
 @agency.command("revoke")
@@ -101,3 +149,36 @@ def agency_revoke(data_dir: Path | None, db: str | None, organ_id: str) -> None:
     if not run_store(data, db, lambda store: store.set_agency_active(organ_id, False)):
         fail(f"no agency {organ_id}")
     click.echo(f"Revoked {organ_id}")
+
+
+@agency.group("code")
+def code() -> None:
+    """Codes an agency holds besides its OrganId, and closing codes when bodies merge."""
+
+
+@code.command("add")
+@data_option
+@db_option
+@click.argument("organ_id")
+@click.argument("new_code", metavar="CODE")
+def code_add(data_dir: Path | None, db: str | None, organ_id: str, new_code: str) -> None:
+    """Let agency ORGAN_ID hold CODE too: packages addressed to CODE reach it."""
+    data = data_folder(data_dir)
+    run_store(data, db, lambda store: registration.add_code(store, organ_id, new_code))
+    click.echo(f"{organ_id} now holds {new_code}")
+
+
+@code.command("close")
+@data_option
+@db_option
+@click.argument("closed_code", metavar="CODE")
+@click.option("--successor", required=True, metavar="CODE", help="The code that succeeds it.")
+def code_close(data_dir: Path | None, db: str | None, closed_code: str, successor: str) -> None:
+    """Close CODE, naming its successor (as when provinces merge): packages addressed to it
+    are refused from now on, naming the successor. It is never given out again."""
+    data = data_folder(data_dir)
+    record = run_store(
+        data, db, lambda store: registration.close_code(store, closed_code, successor)
+    )
+    holder = f" (held by {record.organ_id})" if record.organ_id else ""
+    click.echo(f"Closed {closed_code}{holder}; {successor} succeeds it")

@@ -21,7 +21,7 @@ refusal is an :class:`axis.errors.InputError` that names its reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,11 +32,13 @@ from axis.core import formats, pki
 from axis.core.formats import Package
 from axis.core.signing import Verifier, signing_cert_of
 from axis.core.xmlsafe import DEFAULT_LIMITS, ParseLimits, load_xml
-from axis.errors import SenderMismatch, UntrustedCertificate
+from axis.errors import NotAllowed, SenderMismatch, UntrustedCertificate
 
 #: Given the OrganId a package claims as its sender and its unverified tree, the certificate
 #: that must have signed it; raises SenderMismatch or UntrustedCertificate to refuse.
 SignerFor = Callable[[str, etree._Element], x509.Certificate]
+#: Whether two codes (the one a certificate names, the one a From claims) are one agency's.
+SameAgency = Callable[[str, str], bool]
 
 
 @dataclass(frozen=True)
@@ -70,22 +72,39 @@ def read_package(
     return package
 
 
-def registered_signer(organ_id: str, certificate: x509.Certificate) -> SignerFor:
-    """The hub's rule: a package comes from the agency of the TLS connection (``organ_id``)
-    and is signed with its registered ``certificate``; nobody sends on behalf of anybody."""
+def registered_signer(
+    organ_id: str, certificate: x509.Certificate, codes: Mapping[str, str | None] | None = None
+) -> SignerFor:
+    """The hub's rule: a package comes from the agency of the TLS connection (``organ_id``),
+    named in From by one of its open ``codes`` (each code it holds → its successor once
+    closed; by default its OrganId alone), and is signed with its registered
+    ``certificate``; nobody sends on behalf of anybody."""
+    held = codes if codes is not None else {organ_id: None}
 
     def signer_for(claimed: str, root: etree._Element) -> x509.Certificate:
-        if claimed != organ_id:
-            raise SenderMismatch(f"From/OrganId is {claimed} but the TLS client is {organ_id}")
+        if claimed not in held:
+            raise SenderMismatch(
+                f"From/OrganId is {claimed} but the TLS client is {organ_id}"
+                f" (its codes: {', '.join(sorted(held))})"
+            )
+        successor = held[claimed]
+        if successor is not None:
+            raise NotAllowed(
+                f"From/OrganId {claimed} is closed: {successor} succeeds it; send under an"
+                " open code"
+            )
         return certificate
 
     return signer_for
 
 
-def key_info_signer(claimed: str, root: etree._Element) -> x509.Certificate:
+def key_info_signer(
+    claimed: str, root: etree._Element, same_agency: SameAgency | None = None
+) -> x509.Certificate:
     """A push endpoint's rule (it registers nobody): the certificate in KeyInfo, which must
-    name the agency the package claims to come from; the verifier's trust store then checks
-    that a trusted CA issued it.
+    name the agency the package claims to come from (its code, or with ``same_agency``
+    another code of that agency, as the hub's directory says); the verifier's trust store
+    then checks that a trusted CA issued it.
 
     Raises:
         UntrustedCertificate: there is no certificate in KeyInfo.
@@ -94,6 +113,7 @@ def key_info_signer(claimed: str, root: etree._Element) -> x509.Certificate:
     certificate = signing_cert_of(root)
     if certificate is None:
         raise UntrustedCertificate("the package carries no signing certificate")
-    if pki.organ_id_of(certificate) != claimed:
+    named = pki.organ_id_of(certificate)
+    if named != claimed and not (named and same_agency and same_agency(named, claimed)):
         raise SenderMismatch(f"the signing certificate does not belong to {claimed}")
     return certificate

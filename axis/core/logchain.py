@@ -48,6 +48,8 @@ class LogEvent(StrEnum):
     FAILED = "failed"
     AGENCY_REGISTERED = "agency-registered"
     AGENCY_REVOKED = "agency-revoked"
+    CODE_ADDED = "agency-code-added"  # organ_id: the agency; detail: the code it now holds
+    CODE_CLOSED = "agency-code-closed"  # organ_id: its holder, if any; detail: code_closed()
 
     @classmethod
     def of_state(cls, state: DeliveryState) -> LogEvent:
@@ -69,6 +71,21 @@ def received_detail(sender: str, recipients: Iterable[str]) -> str:
     """What a "received" entry says of its package, so that rerouting it later shows:
     ``from SENDER to R1,R2`` (recipients sorted)."""
     return f"from {sender} to {','.join(sorted(recipients))}"
+
+
+_SUCCEEDED_BY = " succeeded by "
+
+
+def code_closed(code: str, successor: str) -> str:
+    """What an "agency-code-closed" entry says: ``CODE succeeded by SUCCESSOR``."""
+    return f"{code}{_SUCCEEDED_BY}{successor}"
+
+
+def closed_code(detail: str | None) -> tuple[str, str] | None:
+    """(code, successor) from an "agency-code-closed" entry's detail; None if it says
+    something else (a row edited behind the hub's back)."""
+    code, sep, successor = (detail or "").partition(_SUCCEEDED_BY)
+    return (code, successor) if sep and code and successor else None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ and the rule.
 The rules, by BussinessDocType (an edoc) and by status code:
 
 - **New (0)**: to its ``To`` agencies, each registered, active and not a closed code (closed:
-  refused naming the successor); two codes of one agency, once. Its DocumentId names its
-  sender.
+  refused naming the successor); two codes of one agency, once. Its DocumentId begins with
+  one of its sender's codes.
 - **Recall (1)** and **update (2)**: they name the earlier document in
   ``Bussiness/DocumentId``, or, as the SDK's own samples do, in ``MessageHeader/DocumentId``;
   it must be the sender's. A recall goes to that document's recipients that are still
@@ -219,13 +219,16 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
         raise SchemaViolation(
             f"{len(edoc.attachments)} attachments; at most {limits.max_attachments}"
         )
+    business = edoc.business
     owner = parse_document_id(edoc.document_id, "MessageHeader/DocumentId").organ_id
+    # Any code the sender holds: it may hold both generations, and a follow-up may name the
+    # earlier document, sent under a code closed since.
     if owner not in sender.codes:
         raise SchemaViolation(
             f"MessageHeader/DocumentId {edoc.document_id!r} names {owner}, not the sender"
-            f" {edoc.sender.organ_id}: a DocumentId begins with its sender's OrganId"
+            f" {edoc.sender.organ_id} (From/OrganId): a DocumentId begins with its sender's"
+            " OrganId"
         )
-    business = edoc.business
     if business.doc_type is S.NEW:
         codes = [r.organ_id for r in edoc.recipients]
         if len(set(codes)) != len(codes):

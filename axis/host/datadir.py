@@ -14,7 +14,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,6 +194,7 @@ def write_profile(
     cert_pem: bytes | None = None,
     key_kind: str = "rsa",
     issuer: tuple[pki.PrivateKey, x509.Certificate] | None = None,
+    aliases: Sequence[str] = (),
 ) -> x509.Certificate:
     """Issue (or take, with ``cert_pem``) an agency's certificate and write its node profile
     under ``DATA/agencies/ORGAN_ID``; returns the certificate. Registering the agency is
@@ -202,7 +203,8 @@ def write_profile(
 
     Raises:
         DataDirError: a malformed OrganId, an existing profile, or a certificate the hub does
-            not trust or that names another agency. Nothing is written then.
+            not trust or that names another agency (its OrganId or one of its ``aliases``).
+            Nothing is written then.
     """
     if not is_organ_id(organ_id):
         raise DataDirError(f"{organ_id!r} is not an OrganId ({ORGAN_ID_FORMS})")
@@ -215,7 +217,7 @@ def write_profile(
         ca_key, ca_cert = issuer or load_issuer(data)
         key, cert = pki.issue_agency_cert(ca_key, ca_cert, organ_id, name, pki.new_key(key_kind))
     else:
-        cert = _outside_cert(data, organ_id, cert_pem)
+        cert = _outside_cert(data, (organ_id, *aliases), cert_pem)
     profile.mkdir(parents=True, exist_ok=True)
     if key is not None:
         pki.write_private(profile / "key.pem", pki.key_to_pem(key))
@@ -232,14 +234,14 @@ def write_profile(
     return cert
 
 
-def _outside_cert(data: DataDir, organ_id: str, cert_pem: bytes) -> x509.Certificate:
+def _outside_cert(data: DataDir, codes: Sequence[str], cert_pem: bytes) -> x509.Certificate:
     cert = pki.load_cert(cert_pem)
     named = pki.organ_id_of(cert)
     if named is None:
         # Agencies find the sender of a pushed package by the OrganId in its certificate.
         raise DataDirError("that certificate names no OrganId in its subject (CN or O)")
-    if named != organ_id:
-        raise DataDirError(f"that certificate belongs to {named}, not {organ_id}")
+    if named not in codes:
+        raise DataDirError(f"that certificate belongs to {named}, not {' or '.join(codes)}")
     try:
         data.trust_store().check(cert, datetime.now(UTC))
     except UntrustedCertificate as exc:

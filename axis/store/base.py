@@ -7,7 +7,7 @@ and any status update in one transaction, and that it is durable when the call r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +19,8 @@ from axis.core.logchain import Checkpoint, LogEntry
 from axis.core.routing import StatusUpdate
 
 __all__ = [
-    "Agency", "Delivery", "Hop", "NewPackage", "PackageRecord", "PushJob", "StatusUpdate", "Store",
+    "Agency", "AgencyCode", "Delivery", "Hop", "NewPackage", "PackageRecord", "PushJob",
+    "StatusUpdate", "Store",
 ]  # fmt: skip
 
 
@@ -34,6 +35,24 @@ class Agency:
     registered_at: datetime
     active: bool = True
     endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class AgencyCode:
+    """One code of the directory. An agency holds its OrganId and may hold more (the 2016
+    form and the Decision 20/2020 identifier of one body, as the national directory's
+    ``code``, ``oldCode`` and ``code102``); a package naming any of them reaches it. A code
+    closes when bodies merge, naming its successor; it is never given out again."""
+
+    code: str
+    organ_id: str | None  # the agency holding it; None: a closed code no agency here held
+    added_at: datetime
+    successor: str | None = None  # set once closed
+    closed_at: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.successor is not None
 
 
 @dataclass(frozen=True)
@@ -143,11 +162,33 @@ class Store(Protocol):
         """Call ``callback`` with every log entry once its transaction has committed
         (metrics follow the log this way, never a change that was rolled back)."""
 
-    async def add_agency(self, agency: Agency) -> None:
-        """Register an agency. Raises DuplicateConflict if the OrganId or certificate is taken."""
+    async def add_agency(self, agency: Agency, aliases: Sequence[str] = ()) -> None:
+        """Register an agency holding its OrganId and ``aliases`` as its codes.
+
+        Raises DuplicateConflict if the certificate or any of the codes is taken (held, or
+        closed)."""
 
     async def get_agency(self, organ_id: str) -> Agency | None:
-        """The agency with this OrganId, active or not."""
+        """The agency with this OrganId (the code it is filed under), active or not."""
+
+    async def add_code(self, organ_id: str, code: str) -> bool:
+        """Let the agency ``organ_id`` hold ``code`` too; False if there is no such agency.
+        Adding a code it already holds open changes nothing.
+
+        Raises DuplicateConflict if another agency holds it, or it is closed."""
+
+    async def close_code(self, code: str, successor: str) -> AgencyCode:
+        """Close ``code`` (held by an agency or not), naming its successor; closing it again
+        with the same successor changes nothing.
+
+        Raises DuplicateConflict if it is already closed with another successor."""
+
+    async def find_code(self, code: str) -> AgencyCode | None:
+        """The directory's record of ``code``; None if nobody ever held or closed it."""
+
+    async def agency_codes(self, organ_id: str | None = None) -> list[AgencyCode]:
+        """The codes one agency holds (its OrganId among them), or with None every code of
+        the directory, by code."""
 
     async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
         """The agency whose registered certificate has this SHA-256 fingerprint."""
@@ -252,7 +293,8 @@ class Store(Protocol):
         """A stored package that no "received" entry records, if there is one."""
 
     async def agency_entries(self) -> list[LogEntry]:
-        """Every agency-registered and agency-revoked entry, in order."""
+        """Every entry about the directory (agency-registered, agency-revoked,
+        agency-code-added, agency-code-closed), in order."""
 
     async def checkpoints(self) -> list[Checkpoint]:
         """Every signed checkpoint of the log, in order."""

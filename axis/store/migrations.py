@@ -134,6 +134,26 @@ CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_owner)
 ALTER TABLE log ADD COLUMN cert_sha256 TEXT;
 """,
     ),
+    Migration(
+        4,
+        "the codes each agency holds (both OrganId generations), and closed codes",
+        """
+-- An agency is filed under its OrganId and may hold more codes (QCVN 102:2016's 000.00.00.G22
+-- and Decision 20/2020's G22 for one body); a code closes when bodies merge, naming its
+-- successor, and is never given out again. organ_id is NULL for a closed code that no
+-- agency here held.
+CREATE TABLE agency_codes (
+    code      TEXT PRIMARY KEY,
+    organ_id  TEXT REFERENCES agencies (organ_id),
+    added_at  TEXT NOT NULL,
+    successor TEXT,
+    closed_at TEXT
+);
+CREATE INDEX agency_codes_agency ON agency_codes (organ_id);
+INSERT INTO agency_codes (code, organ_id, added_at)
+    SELECT organ_id, organ_id, registered_at FROM agencies;
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -14,9 +14,10 @@ from typing import Any
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import PENDING, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
-from axis.store.base import Agency, Delivery, PackageRecord
+from axis.store.base import Agency, AgencyCode, Delivery, PackageRecord
 
 AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at"
+CODE_COLUMNS = "code, organ_id, added_at, successor, closed_at"
 PACKAGE_COLUMNS = (
     "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
 )
@@ -79,6 +80,11 @@ def agency_row(row: Iterable[Any]) -> Agency:
         active=bool(active),
         endpoint=endpoint,
     )
+
+
+def code_row(row: Iterable[Any]) -> AgencyCode:
+    code, organ_id, added, successor, closed = row
+    return AgencyCode(code, organ_id, dt(added), successor, dt(closed) if closed else None)
 
 
 def log_values(entry: LogEntry) -> tuple[Any, ...]:

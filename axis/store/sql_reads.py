@@ -17,10 +17,11 @@ from typing import Any
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryState
-from axis.core.logchain import Checkpoint, LogEntry
-from axis.store.base import Agency, Delivery, Hop, PackageRecord
+from axis.core.logchain import Checkpoint, LogEntry, LogEvent
+from axis.store.base import Agency, AgencyCode, Delivery, Hop, PackageRecord
 from axis.store.rows import (
     AGENCY_COLUMNS,
+    CODE_COLUMNS,
     DELIVERY_COLUMNS,
     LOG_COLUMNS,
     LOG_HEAD,
@@ -29,11 +30,22 @@ from axis.store.rows import (
     agency_row,
     blob,
     checkpoint_row,
+    code_row,
     delivery_row,
     dt,
     log_row,
     marks,
     package_row,
+)
+
+DIRECTORY_EVENTS = tuple(
+    e.value
+    for e in (
+        LogEvent.AGENCY_REGISTERED,
+        LogEvent.AGENCY_REVOKED,
+        LogEvent.CODE_ADDED,
+        LogEvent.CODE_CLOSED,
+    )
 )
 
 
@@ -57,6 +69,22 @@ class SqlReads:
             f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE fingerprint = ?", (fingerprint,)
         )
         return agency_row(rows[0]) if rows else None
+
+    async def find_code(self, code: str) -> AgencyCode | None:
+        rows = await self._lookup(
+            f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE code = ?", (code,)
+        )
+        return code_row(rows[0]) if rows else None
+
+    async def agency_codes(self, organ_id: str | None = None) -> list[AgencyCode]:
+        if organ_id is None:
+            rows = await self._read(f"SELECT {CODE_COLUMNS} FROM agency_codes ORDER BY code")
+        else:
+            rows = await self._lookup(
+                f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE organ_id = ? ORDER BY code",
+                (organ_id,),
+            )
+        return [code_row(r) for r in rows]
 
     async def list_agencies(self) -> list[Agency]:
         rows = await self._read(f"SELECT {AGENCY_COLUMNS} FROM agencies ORDER BY organ_id")
@@ -223,8 +251,9 @@ class SqlReads:
 
     async def agency_entries(self) -> list[LogEntry]:
         rows = await self._read(
-            f"SELECT {LOG_COLUMNS} FROM log WHERE event IN ('agency-registered', 'agency-revoked')"
-            " ORDER BY seq"
+            f"SELECT {LOG_COLUMNS} FROM log WHERE event IN ({marks(DIRECTORY_EVENTS)})"
+            " ORDER BY seq",
+            DIRECTORY_EVENTS,
         )
         return [log_row(r) for r in rows]
 

@@ -37,18 +37,28 @@ from typing import Any, TypeVar
 from axis.core import lifecycle
 from axis.core.edxml_model import PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
-from axis.core.logchain import GENESIS, Checkpoint, LogEntry, LogEvent, link, received_detail
+from axis.core.logchain import (
+    GENESIS,
+    Checkpoint,
+    LogEntry,
+    LogEvent,
+    code_closed,
+    link,
+    received_detail,
+)
 from axis.core.stats import Metric
 from axis.errors import DuplicateConflict
 from axis.store import counters
-from axis.store.base import Agency, Delivery, NewPackage, PackageRecord, PushJob
+from axis.store.base import Agency, AgencyCode, Delivery, NewPackage, PackageRecord, PushJob
 from axis.store.rows import (
     AGENCY_COLUMNS,
+    CODE_COLUMNS,
     DELIVERY_COLUMNS,
     LOG_HEAD,
     LOG_INSERT,
     PACKAGE_COLUMNS,
     UPSERT_DAILY,
+    code_row,
     delivery_row,
     log_values,
     marks,
@@ -173,20 +183,30 @@ def _bump(bumps: list[counters.Bump]) -> Step[None]:
 # -- agencies -------------------------------------------------------------------------------
 
 
-def add_agency(agency: Agency) -> Step[None]:
-    """Register an agency, logging its certificate's fingerprint.
+def add_agency(agency: Agency, aliases: Sequence[str] = ()) -> Step[None]:
+    """Register an agency holding its OrganId and ``aliases``, logging its certificate's
+    fingerprint and each alias.
 
-    Raises DuplicateConflict if the OrganId or the certificate is taken."""
+    Raises DuplicateConflict if the certificate or any of the codes is taken."""
     yield SERIALIZE
-    taken = yield from _rows(
-        "SELECT organ_id FROM agencies WHERE organ_id = ? OR fingerprint = ?",
-        agency.organ_id,
-        agency.fingerprint,
+    codes = list(dict.fromkeys([agency.organ_id, *aliases]))
+    owner = yield from _rows(
+        "SELECT organ_id FROM agencies WHERE fingerprint = ?", agency.fingerprint
     )
-    if taken:
+    if owner:
         raise DuplicateConflict(
-            f"agency {agency.organ_id} or its certificate is already registered"
+            f"agency {agency.organ_id}: its certificate is already registered (to {owner[0][0]})"
         )
+    taken = yield from _rows(
+        f"SELECT code, organ_id, successor FROM agency_codes WHERE code IN ({marks(codes)})"
+        " ORDER BY code",
+        *codes,
+    )
+    for code, holder, successor in taken:
+        if code == holder == agency.organ_id:
+            raise DuplicateConflict(f"agency {agency.organ_id} is already registered")
+        why = f"closed ({successor} succeeds it)" if successor else f"held by {holder}"
+        raise DuplicateConflict(f"agency {agency.organ_id}: code {code} is {why}")
     yield from _count(
         f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
         agency.organ_id, agency.name, agency.cert_pem, agency.fingerprint, agency.endpoint,
@@ -199,6 +219,69 @@ def add_agency(agency: Agency) -> Step[None]:
         detail=agency.name,
         cert_sha256=agency.fingerprint,
     )
+    for code in codes:
+        yield from _count(
+            "INSERT INTO agency_codes (code, organ_id, added_at) VALUES (?, ?, ?)",
+            code, agency.organ_id, ts(agency.registered_at),
+        )  # fmt: skip
+        if code != agency.organ_id:
+            yield from _append(
+                agency.registered_at, LogEvent.CODE_ADDED, organ_id=agency.organ_id, detail=code
+            )
+
+
+def add_code(organ_id: str, code: str, at: datetime) -> Step[bool]:
+    """Let an agency hold one more code; False if there is no such agency.
+
+    Raises DuplicateConflict if the code is another's, or closed."""
+    yield SERIALIZE
+    if not (yield from _rows("SELECT 1 FROM agencies WHERE organ_id = ?", organ_id)):
+        return False
+    found = yield from _rows("SELECT organ_id, successor FROM agency_codes WHERE code = ?", code)
+    if found:
+        holder, successor = found[0]
+        if successor is not None:
+            raise DuplicateConflict(f"code {code} is closed ({successor} succeeds it)")
+        if holder != organ_id:
+            raise DuplicateConflict(f"code {code} is held by {holder}")
+        return True
+    yield from _count(
+        "INSERT INTO agency_codes (code, organ_id, added_at) VALUES (?, ?, ?)",
+        code, organ_id, ts(at),
+    )  # fmt: skip
+    yield from _append(at, LogEvent.CODE_ADDED, organ_id=organ_id, detail=code)
+    return True
+
+
+def close_code(code: str, successor: str, at: datetime) -> Step[AgencyCode]:
+    """Close a code, held or not, naming its successor.
+
+    Raises DuplicateConflict if it is closed already with another successor."""
+    yield SERIALIZE
+    found = yield from _rows(f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE code = ?", code)
+    if found:
+        record = code_row(found[0])
+        if record.successor == successor:
+            return record
+        if record.successor is not None:
+            raise DuplicateConflict(
+                f"code {code} is closed already: {record.successor} succeeds it"
+            )
+        yield from _count(
+            "UPDATE agency_codes SET successor = ?, closed_at = ? WHERE code = ?",
+            successor, ts(at), code,
+        )  # fmt: skip
+        closed = replace(record, successor=successor, closed_at=at)
+    else:
+        yield from _count(
+            f"INSERT INTO agency_codes ({CODE_COLUMNS}) VALUES (?, NULL, ?, ?, ?)",
+            code, ts(at), successor, ts(at),
+        )  # fmt: skip
+        closed = AgencyCode(code, None, at, successor, at)
+    yield from _append(
+        at, LogEvent.CODE_CLOSED, organ_id=closed.organ_id, detail=code_closed(code, successor)
+    )
+    return closed
 
 
 def set_agency_active(organ_id: str, active: bool, at: datetime) -> Step[bool]:
@@ -488,8 +571,14 @@ class SqlWrites:
             for observer in self._observers:
                 observer(entry)
 
-    async def add_agency(self, agency: Agency) -> None:
-        await self._write(add_agency(agency))
+    async def add_agency(self, agency: Agency, aliases: Sequence[str] = ()) -> None:
+        await self._write(add_agency(agency, aliases))
+
+    async def add_code(self, organ_id: str, code: str) -> bool:
+        return await self._write(add_code(organ_id, code, datetime.now(UTC)))
+
+    async def close_code(self, code: str, successor: str) -> AgencyCode:
+        return await self._write(close_code(code, successor, datetime.now(UTC)))
 
     async def set_agency_active(self, organ_id: str, active: bool) -> bool:
         return await self._write(set_agency_active(organ_id, active, datetime.now(UTC)))

@@ -36,7 +36,15 @@ from axis.errors import (
     UntrustedCertificate,
 )
 from axis.host.config import Settings
-from axis.store.base import Agency, Delivery, Hop, NewPackage, PackageRecord, Store
+from axis.store.base import (
+    Agency,
+    AgencyCode,
+    Delivery,
+    Hop,
+    NewPackage,
+    PackageRecord,
+    Store,
+)
 from axis.usecases.routing import Routed, Router
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -130,10 +138,11 @@ class Hub:
         Raises:
             InputError: any of the problems of SPEC §5; nothing is stored then.
         """
+        codes = {c.code: c.successor for c in await self.store.agency_codes(agency.organ_id)}
         if len(body) <= INLINE_VERIFY_BYTES:
-            package = self._verify(agency, body)
+            package = self._verify(agency, codes, body)
         else:
-            package = await asyncio.to_thread(self._verify, agency, body)
+            package = await asyncio.to_thread(self._verify, agency, codes, body)
         sha256 = hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
         earlier = await self.store.find_by_key(agency.organ_id, key)
@@ -144,13 +153,14 @@ class Hub:
                     f" (package {earlier.id})"
                 )
             return Accepted(json.loads(earlier.answer), created=False)
-        routed = await self.router.route(agency, package)
+        routed = await self.router.route(agency, frozenset(codes), package)
         return await self._commit(agency, package, routed, key, body, sha256)
 
-    def _verify(self, agency: Agency, body: bytes) -> Package:
+    def _verify(self, agency: Agency, codes: dict[str, str | None], body: bytes) -> Package:
         """The CPU-bound part: the one intake path (parse, validate, verify, read), signed by
-        the agency of the TLS connection with its registered certificate."""
-        signer = intake.registered_signer(agency.organ_id, self._certificate(agency))
+        the agency of the TLS connection with its registered certificate, From naming one of
+        its open ``codes``."""
+        signer = intake.registered_signer(agency.organ_id, self._certificate(agency), codes)
         return intake.read_package(body, self.intake_policy, signer, self.clock())
 
     def _certificate(self, agency: Agency) -> x509.Certificate:
@@ -291,9 +301,23 @@ class Hub:
             raise NotAllowed("only the sender may see a package's trace")
         return await self.store.trace(package_id)
 
-    async def directory(self) -> list[Agency]:
-        """Every registered agency."""
-        return await self.store.list_agencies()
+    async def directory(self) -> list[dict[str, Any]]:
+        """Every registered agency: its OrganId, name, state, the codes it answers to (its
+        OrganId among them) and those of its codes that are closed, each with its
+        successor."""
+        held: dict[str | None, list[AgencyCode]] = {}
+        for code in await self.store.agency_codes():
+            held.setdefault(code.organ_id, []).append(code)
+        return [
+            {
+                "organ_id": a.organ_id,
+                "name": a.name,
+                "active": a.active,
+                "codes": [c.code for c in held.get(a.organ_id, []) if not c.closed],
+                "closed": {c.code: c.successor for c in held.get(a.organ_id, []) if c.closed},
+            }
+            for a in await self.store.list_agencies()
+        ]
 
 
 def _checked_id(package_id: str) -> str:

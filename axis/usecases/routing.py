@@ -14,11 +14,9 @@ from axis.store.base import Agency, Store
 __all__ = ["Routed", "Router", "party_of"]
 
 
-def party_of(agency: Agency) -> Party:
-    """An agency as routing sees it."""
-    return Party(
-        agency.organ_id, frozenset({agency.organ_id}), agency.active, bool(agency.endpoint)
-    )
+def party_of(agency: Agency, codes: frozenset[str] = frozenset()) -> Party:
+    """An agency as routing sees it, holding ``codes`` besides its OrganId."""
+    return Party(agency.organ_id, codes | {agency.organ_id}, agency.active, bool(agency.endpoint))
 
 
 class Router:
@@ -28,25 +26,33 @@ class Router:
         self.store = store
         self.limits = rules.Limits(limits.max_recipients, limits.max_attachments)
 
-    async def route(self, sender: Agency, package: Package) -> Routed:
-        """Raises the InputError that explains why the package cannot go anywhere."""
+    async def route(self, sender: Agency, codes: frozenset[str], package: Package) -> Routed:
+        """Where ``package`` from ``sender``, which holds ``codes``, goes.
+
+        Raises the InputError that explains why the package cannot go anywhere."""
         need = rules.needs(package)
-        codes = {code: await self._named(code) for code in need.codes}
+        named = {code: await self._named(code) for code in need.codes}
         documents: dict[tuple[str, str], tuple[Stored, ...]] = {}
         for owner_code, document_id in need.documents:
-            owner = codes[owner_code].party
+            owner = named[owner_code].party
             if owner is not None:
                 documents[(owner.organ_id, document_id)] = await self._stored(
                     owner.organ_id, document_id
                 )
         for stored in documents.values():  # their recipients, for follow-ups and statuses
-            for recipient in {r for s in stored for r in s.deliveries} - codes.keys():
-                codes[recipient] = await self._named(recipient)
-        return rules.route(party_of(sender), package, Facts(codes, documents), self.limits)
+            for recipient in {r for s in stored for r in s.deliveries} - named.keys():
+                named[recipient] = await self._named(recipient)
+        facts = Facts(named, documents)
+        return rules.route(party_of(sender, codes), package, facts, self.limits)
 
     async def _named(self, code: str) -> Named:
-        agency = await self.store.get_agency(code)
-        return Named(party_of(agency) if agency is not None else None)
+        """What ``code`` stands for: the agency holding it (open or closed), and its
+        successor once closed."""
+        record = await self.store.find_code(code)
+        if record is None:
+            return Named(None)
+        agency = await self.store.get_agency(record.organ_id) if record.organ_id else None
+        return Named(party_of(agency) if agency else None, record.successor)
 
     async def _stored(self, sender: str, document_id: str) -> tuple[Stored, ...]:
         stored = []

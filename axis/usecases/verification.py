@@ -10,7 +10,8 @@ It reads one consistent snapshot of the store and checks, in order:
    SHA-256, still has the recorded sender and recipients, and each delivery is in the state
    (and has the status code) that replaying its log entries gives;
 4. no stored package is missing from the log, and every agency row matches its latest
-   registered/revoked entry (certificate fingerprint and active flag).
+   registered/revoked entry (certificate fingerprint and active flag), and every code of the
+   directory is held and closed as the code entries say.
 
 Bodies are read in batches of at most 64 MiB, so large stores verify in bounded memory.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
@@ -31,6 +32,7 @@ from axis.core.logchain import (
     LogEntry,
     LogEvent,
     checkpoint_valid,
+    closed_code,
     received_detail,
     verify_chain,
 )
@@ -258,15 +260,36 @@ def _replay(entries: list[LogEntry]) -> dict[tuple[str, str], tuple[DeliveryStat
     return states
 
 
+@dataclass
+class _Directory:
+    """The directory as its log entries tell it."""
+
+    latest: dict[str, LogEntry] = field(default_factory=dict)  # OrganId -> its last word
+    fingerprints: dict[str, str] = field(default_factory=dict)  # OrganId -> certificate
+    codes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def replay(self, logged: LogEntry) -> None:
+        if logged.event == LogEvent.CODE_ADDED:
+            self.codes[logged.detail or ""] = (logged.organ_id, None)
+        elif logged.event == LogEvent.CODE_CLOSED:
+            closed = closed_code(logged.detail)
+            if closed is None:
+                raise Broken(f"entry {logged.seq}: {logged.detail!r} names no closed code")
+            self.codes[closed[0]] = (logged.organ_id, closed[1])
+        else:
+            organ_id = logged.organ_id or ""
+            self.latest[organ_id] = logged
+            certificate = logged.certificate()
+            if certificate is not None:  # a reactivation names none: the registration's stands
+                self.fingerprints[organ_id] = certificate
+                self.codes.setdefault(organ_id, (organ_id, None))
+
+
 async def _verify_agencies(store: Store) -> None:
-    latest: dict[str, LogEntry] = {}
-    fingerprints: dict[str, str] = {}
-    for logged in await store.agency_entries():
-        organ_id = logged.organ_id or ""
-        latest[organ_id] = logged
-        certificate = logged.certificate()
-        if certificate is not None:  # a reactivation names none: the registration's stands
-            fingerprints[organ_id] = certificate
+    logged = _Directory()
+    for logged_entry in await store.agency_entries():
+        logged.replay(logged_entry)
+    latest, fingerprints, codes = logged.latest, logged.fingerprints, logged.codes
     for agency in await store.list_agencies():
         entry = latest.get(agency.organ_id)
         if entry is None:
@@ -280,3 +303,14 @@ async def _verify_agencies(store: Store) -> None:
                 f"agency {agency.organ_id}: {'active' if agency.active else 'revoked'},"
                 f" but the log's last word at entry {entry.seq} is {entry.event}"
             )
+    for record in await store.agency_codes():
+        logged_as = codes.pop(record.code, None)
+        if logged_as != (record.organ_id, record.successor):
+            raise Broken(
+                f"code {record.code}: held by {record.organ_id or 'nobody'}"
+                f"{f', closed for {record.successor}' if record.closed else ''},"
+                " which is not what the log recorded"
+            )
+    if codes:
+        code = min(codes)
+        raise Broken(f"code {code}: the log recorded it, but the directory has no such code")

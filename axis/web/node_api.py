@@ -109,10 +109,7 @@ async def trace(request: web.Request) -> web.Response:
 
 async def agencies(request: web.Request) -> web.Response:
     await current_agency(request)
-    found = await request.app[HUB].directory()
-    return web.json_response(
-        [{"organ_id": a.organ_id, "name": a.name, "active": a.active} for a in found]
-    )
+    return web.json_response(await request.app[HUB].directory())
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -280,7 +280,7 @@ class Simulation:
                 await client.ack(item["id"])
                 t.confirm(key)
                 return
-            edoc = client.read(body)
+            edoc = await client.verified(body)
             assert isinstance(edoc, Edoc)
             codes = self.model.statuses(edoc.document_id, organ_id)
             if codes[:1] == ("01",):
