@@ -38,7 +38,7 @@ def run(ctx: click.Context, work: Callable[[NodeClient], Awaitable[T]]) -> T:
             sys.exit(2)
         click.echo(f"axis-node: {exc}", err=True)
         sys.exit(1)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         click.echo(f"axis-node: {exc}", err=True)
         sys.exit(1)
 
@@ -187,14 +187,29 @@ def _status_text(code: str | None) -> str:
     type=click.Choice(sorted(STATUS_CODES)),
     help="The status code (01 đã đến … 06 hoàn thành; 13/15/16 for take-back and updates).",
 )
-@click.option("--description", default=None, help="A note for the sender.")
+@click.option("--description", default=None, help="A note for the other party.")
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="ORGAN_ID",
+    help="With 13: the recipient asked to take the document back (needed when it has several).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
 @click.pass_context
 def status(
-    ctx: click.Context, package_id: str, code: str, description: str | None, as_json: bool
+    ctx: click.Context,
+    package_id: str,
+    code: str,
+    description: str | None,
+    to: str | None,
+    as_json: bool,
 ) -> None:
-    """Answer a received package with a business status (01 also acknowledges it)."""
-    sent = run(ctx, lambda node: node.status(package_id, code, description))
+    """Answer a received package with a business status (01 also acknowledges it); or, as
+    its sender, ask a recipient to take it back (13, --to RECIPIENT), who answers 15 or 16."""
+    if to is not None and code != "13":
+        raise click.UsageError("--to is for 13; every other status answers the sender")
+    sent = run(ctx, lambda node: node.status(package_id, code, description, to))
     if as_json:
         emit(sent.answer)
         return
@@ -218,6 +233,82 @@ def recall(ctx: click.Context, package_id: str, reason: str | None, as_json: boo
         return
     click.echo(
         f"Recall of {sent.answer['document_id']} sent to {', '.join(sent.answer['recipients'])}"
+    )
+
+
+_files = click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An attachment (repeat); they replace the document's attachments.",
+)
+_to = click.option(
+    "--to", "to", multiple=True, metavar="ORGAN_ID", help="Who receives it now (repeat)."
+)
+
+
+@main.command()
+@click.argument("package_id")
+@click.option("--subject", default=None, help="The corrected subject (trích yếu).")
+@_files
+@_to
+@click.option("--reason", default=None, help="Why (BussinessDocReason).")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
+@click.pass_context
+def update(
+    ctx: click.Context,
+    package_id: str,
+    subject: str | None,
+    files: tuple[Path, ...],
+    to: tuple[str, ...],
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Update (cập nhật, BussinessDocType 2) a document this agency sent: its subject or
+    files (DocumentInfo), or who receives it (--to: DocumentReceiver). It keeps its
+    DocumentId; recipients answer 15 (agree) or 16 (refuse)."""
+    if subject is None and not files and not to:
+        raise click.UsageError("say what the update changes: --subject, --file or --to")
+    sent = run(
+        ctx,
+        lambda node: node.update(package_id, subject=subject, files=files, to=to, reason=reason),
+    )
+    if as_json:
+        emit(sent.answer)
+        return
+    click.echo(
+        f"Update of {sent.answer['document_id']} sent to {', '.join(sent.answer['recipients'])}"
+    )
+
+
+@main.command("replace")
+@click.argument("package_id")
+@click.option("--subject", required=True, help="The replacing document's subject.")
+@_files
+@_to
+@click.option("--reason", default=None, help="Why (BussinessDocReason).")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer as JSON.")
+@click.pass_context
+def replace_document(
+    ctx: click.Context,
+    package_id: str,
+    subject: str,
+    files: tuple[Path, ...],
+    to: tuple[str, ...],
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Replace (thay thế, BussinessDocType 3) a document this agency sent with a new one: a
+    number and DocumentId of its own, ReplacementInfo naming the one replaced, sent to --to
+    or else to the replaced document's recipients."""
+    sent = run(ctx, lambda node: node.replace(package_id, subject, files, to=to, reason=reason))
+    if as_json:
+        emit(sent.answer)
+        return
+    click.echo(
+        f"Sent {sent.answer['document_id']}, replacing the document of package {package_id},"
+        f" to {', '.join(sent.answer['recipients'])}"
     )
 
 
@@ -252,8 +343,12 @@ def agencies(ctx: click.Context, as_json: bool) -> None:
         emit(rows)
         return
     table = Table(title=f"{len(rows)} agencies")
-    for column in ("OrganId", "Name", "Active"):
+    for column in ("OrganId", "Name", "Active", "Other codes"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["organ_id"], r["name"], "yes" if r["active"] else "revoked")
+        others = [c for c in r.get("codes", []) if c != r["organ_id"]]
+        others += [f"{c} (closed: {s})" for c, s in r.get("closed", {}).items()]
+        table.add_row(
+            r["organ_id"], r["name"], "yes" if r["active"] else "revoked", ", ".join(others)
+        )
     Console().print(table)

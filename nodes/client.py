@@ -28,9 +28,12 @@ from axis.core.formats import (
     Attachment,
     Business,
     BusinessDocType,
+    DocumentChanges,
     Edoc,
     Organ,
     Package,
+    Receiver,
+    Replacement,
     ResponseFor,
     StatusNotice,
     Trace,
@@ -133,10 +136,38 @@ class NodeClient:
         return json.loads((await self._request(method, path)).body)
 
     # -- building ---------------------------------------------------------------------------
+    #
+    # What the builders write, the field's parsers read as meant: each recipient's registered
+    # name in To/OrganName (from the hub's directory: they show it to the clerk), From with
+    # the agency's name and the details its profile holds, and an update's
+    # BussinessDocumentInfo saying what changed. The builders are synchronous (a package is
+    # signed in about a millisecond); the directory they name recipients from is fetched by
+    # the async methods (:meth:`send`, :meth:`update`, :meth:`replace`), or given with
+    # :meth:`prime`.
+
+    def prime(self, directory: Directory) -> None:
+        """Use ``directory``, fetched elsewhere (one fetch for many agencies of one hub)."""
+        self._directory = directory
+
+    def recipient(self, code: str) -> Organ:
+        """``code`` as To names it: with the registered name of its agency.
+
+        A code the directory does not know is written as its own name (the hub refuses such
+        a package as unknown-recipient, so no recipient ever reads it).
+
+        Raises:
+            LookupError: no directory yet (await :meth:`directory`, or :meth:`prime`).
+        """
+        if self._directory is None:
+            raise LookupError(
+                "the hub's directory is not loaded: await node.directory() (or prime) before"
+                " building, so that To names each recipient by its registered name"
+            )
+        return Organ(code, self._directory.name_of(code) or code)
 
     def build_edoc(
         self,
-        to: Sequence[str],
+        to: Sequence[str | Organ],
         subject: str,
         files: Sequence[Path] = (),
         *,
@@ -147,20 +178,26 @@ class NodeClient:
         today: date | None = None,
         attachments: Sequence[Attachment] = (),
         at: datetime | None = None,
+        business: Business | None = None,
     ) -> bytes:
-        """A signed edoc from this agency, ready to post. ``at`` (Vietnam time) stamps its
-        date and trace instead of now (the simulator's clock); ``attachments`` are added to
-        ``files``."""
+        """A signed edoc from this agency, ready to post: to ``to`` (codes, named from the
+        directory, or Organs as they are). ``at`` (Vietnam time) stamps its date and trace
+        instead of now (the simulator's clock); ``attachments`` are added to ``files``;
+        ``business`` makes it a replacement (default: a new document).
+
+        Raises:
+            LookupError: ``to`` holds codes and no directory is loaded.
+        """
         now = at or datetime.now(VIETNAM)
         day = today or now.date()
         number_text = str(number if number is not None else self.profile.next_number())
         edoc = Edoc(
-            sender=Organ(self.profile.organ_id, self.profile.name or self.profile.organ_id),
-            recipients=tuple(Organ(r, r) for r in to),
+            sender=self.profile.organ(),
+            recipients=tuple(r if isinstance(r, Organ) else self.recipient(r) for r in to),
             document_id=formats.make_document_id(self.profile.organ_id, day, number_text, notation),
             code_number=number_text,
             code_notation=notation,
-            place="Hà Nội",
+            place=self.profile.place,
             promulgation_date=day,
             doc_type="1",
             type_detail="0",
@@ -169,22 +206,28 @@ class NodeClient:
             content=content,
             priority=priority,
             traces=(Trace(self.profile.organ_id, now.replace(tzinfo=None, microsecond=0)),),
-            attachments=(
-                *(_attachment(i, path) for i, path in enumerate(files, start=1)),
-                *(
-                    replace(a, content_id=f"cid:{len(files) + i}")
-                    for i, a in enumerate(attachments, start=1)
-                ),
-            ),
+            business=business or Business(),
+            attachments=_numbered(files, attachments),
         )
         return self.signer.sign(formats.build_edoc(edoc))
 
     def build_status(self, edoc: Edoc, code: str, description: str | None = None) -> bytes:
-        """A signed status package from this agency about ``edoc``, which it received."""
+        """A signed status package from this agency, a recipient of ``edoc``, answering its
+        sender (every code but 13, which the sender sends: :meth:`build_take_back`)."""
+        if code == "13":
+            raise ValueError("status 13 comes from the document's sender: build_take_back")
+        return self._status(edoc, edoc.sender.organ_id, code, description)
+
+    def build_take_back(self, edoc: Edoc, recipient: str, description: str | None = None) -> bytes:
+        """Status 13 from this agency, ``edoc``'s sender, asking ``recipient`` to take it back
+        (it answers 15, agreeing, or 16)."""
+        return self._status(edoc, recipient, "13", description)
+
+    def _status(self, edoc: Edoc, other: str, code: str, description: str | None) -> bytes:
         notice = StatusNotice(
-            sender=Organ(self.profile.organ_id, self.profile.name or self.profile.organ_id),
+            sender=self.profile.organ(),
             response_for=ResponseFor(
-                edoc.sender.organ_id,
+                other,
                 f"{edoc.code_number}/{edoc.code_notation}",
                 edoc.promulgation_date,
                 edoc.document_id,
@@ -196,17 +239,88 @@ class NodeClient:
         return self.signer.sign(formats.build_status(notice))
 
     def build_followup(
-        self, edoc: Edoc, doc_type: BusinessDocType, reason: str | None = None
+        self,
+        edoc: Edoc,
+        doc_type: BusinessDocType,
+        reason: str | None = None,
+        *,
+        subject: str | None = None,
+        files: Sequence[Path] = (),
+        to: Sequence[str] = (),
     ) -> bytes:
-        """A signed recall, update or replacement of this agency's earlier ``edoc``: the same
-        document, BussinessDocType 1/2/3, and Bussiness/DocumentId naming the original."""
+        """A signed recall (1) or update (2) of this agency's earlier ``edoc``: the same
+        document and DocumentId, Bussiness/DocumentId naming it.
+
+        An update carries what it changes: ``subject`` and ``files`` (the attachments, all of
+        them) change the document (DocumentInfo 1), ``to`` changes who receives it
+        (DocumentReceiver 1); its ReceiverList names who gets it, ``to`` or else the
+        document's recipients. For a replacement, see :meth:`build_replacement`.
+
+        Raises:
+            ValueError: an update that changes nothing, or changes given to a recall.
+            LookupError: ``to`` names codes and no directory is loaded.
+        """
+        if doc_type not in (BusinessDocType.RECALL, BusinessDocType.UPDATE):
+            raise ValueError("build_followup makes recalls and updates; see build_replacement")
         now = datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0)
-        followup = replace(
-            edoc,
-            traces=(Trace(self.profile.organ_id, now),),
-            business=Business(doc_type, edoc.document_id, reason),
+        followup = replace(edoc, traces=(Trace(self.profile.organ_id, now),))
+        if doc_type is BusinessDocType.RECALL:
+            if subject is not None or files or to:
+                raise ValueError("a recall takes the document back as it was: it changes nothing")
+            business = Business(doc_type, edoc.document_id, reason)
+        else:
+            info = subject is not None or bool(files)
+            if not info and not to:
+                raise ValueError(
+                    "an update changes the document (subject, files) or its recipients"
+                )
+            recipients = tuple(self.recipient(c) for c in to) or edoc.recipients
+            changes = DocumentChanges(
+                document_info=info,
+                document_receiver=bool(to),
+                receivers=tuple(Receiver(r.organ_id) for r in recipients),
+            )
+            followup = replace(
+                followup,
+                recipients=recipients,
+                subject=subject if subject is not None else edoc.subject,
+                attachments=_numbered(files, ()) if files else edoc.attachments,
+            )
+            business = Business(doc_type, edoc.document_id, reason, changes=changes)
+        return self.signer.sign(formats.build_edoc(replace(followup, business=business)))
+
+    def build_replacement(
+        self,
+        edoc: Edoc,
+        subject: str,
+        files: Sequence[Path] = (),
+        *,
+        to: Sequence[str] = (),
+        reason: str | None = None,
+        number: int | None = None,
+    ) -> bytes:
+        """A signed replacement (3) of this agency's earlier ``edoc``: a new document, with a
+        number and DocumentId of its own, whose ReplacementInfo names the one it replaces and,
+        in OrganIdList, who gets it (``to``, or else the replaced document's recipients).
+
+        Raises:
+            LookupError: no directory is loaded.
+        """
+        recipients = tuple(self.recipient(c) for c in to) or tuple(
+            self.recipient(r.organ_id) for r in edoc.recipients
         )
-        return self.signer.sign(formats.build_edoc(followup))
+        replacement = Replacement(edoc.document_id, tuple(r.organ_id for r in recipients))
+        business = Business(
+            BusinessDocType.REPLACE, edoc.document_id, reason, replacements=(replacement,)
+        )
+        return self.build_edoc(
+            recipients,
+            subject,
+            files,
+            number=number,
+            notation=edoc.code_notation,
+            business=business,
+        )
 
     # -- the node API -----------------------------------------------------------------------
 
@@ -224,8 +338,15 @@ class NodeClient:
     async def send(
         self, to: Sequence[str], subject: str, files: Sequence[Path] = (), **kw: Any
     ) -> Sent:
-        """Build, sign and post an edoc."""
+        """Build, sign and post an edoc, naming each recipient as the directory does."""
+        await self._know(to)
         return await self.post_package(self.build_edoc(to, subject, files, **kw))
+
+    async def _know(self, codes: Sequence[str]) -> None:
+        """Fetch the directory if it is not here, or (once) if it lacks one of ``codes``."""
+        directory = await self.directory()
+        if any(code not in directory for code in codes):
+            await self.directory(refresh=True)
 
     async def inbox(self, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of pending packages: ``{"items": [...], "next": cursor or None}``."""
@@ -309,16 +430,65 @@ class NodeClient:
             raise ValueError(f"package {package_id} is a status, not an edoc")
         return package
 
-    async def status(self, package_id: str, code: str, description: str | None = None) -> Sent:
-        """Answer a received edoc with a business status code (01 also acknowledges it)."""
-        return await self.post_package(
-            self.build_status(await self.edoc(package_id), code, description)
-        )
+    async def status(
+        self, package_id: str, code: str, description: str | None = None, to: str | None = None
+    ) -> Sent:
+        """Answer a received edoc with a business status code (01 also acknowledges it); or,
+        with 13, ask ``to``, a recipient of an edoc this agency sent, to take it back (``to``
+        may be left out when the edoc has one recipient).
+
+        Raises:
+            ValueError: 13 without ``to`` for an edoc of several recipients.
+        """
+        edoc = await self.edoc(package_id)
+        if code != "13":
+            return await self.post_package(self.build_status(edoc, code, description))
+        if to is None:
+            if len(edoc.recipients) != 1:
+                raise ValueError("status 13 asks one recipient to take the document back: which?")
+            to = edoc.recipients[0].organ_id
+        return await self.post_package(self.build_take_back(edoc, to, description))
 
     async def recall(self, package_id: str, reason: str | None = None) -> Sent:
         """Recall (thu hồi) an edoc this agency sent earlier."""
         edoc = await self.edoc(package_id)
         return await self.post_package(self.build_followup(edoc, BusinessDocType.RECALL, reason))
+
+    async def update(
+        self,
+        package_id: str,
+        *,
+        subject: str | None = None,
+        files: Sequence[Path] = (),
+        to: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> Sent:
+        """Update (cập nhật) an edoc this agency sent earlier: its subject or files, or who
+        receives it (see :meth:`build_followup`)."""
+        edoc = await self.edoc(package_id)
+        await self._know([*to, *(r.organ_id for r in edoc.recipients)])
+        return await self.post_package(
+            self.build_followup(
+                edoc, BusinessDocType.UPDATE, reason, subject=subject, files=files, to=to
+            )
+        )
+
+    async def replace(
+        self,
+        package_id: str,
+        subject: str,
+        files: Sequence[Path] = (),
+        *,
+        to: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> Sent:
+        """Replace (thay thế) an edoc this agency sent earlier with a new document (see
+        :meth:`build_replacement`)."""
+        edoc = await self.edoc(package_id)
+        await self._know([*to, *(r.organ_id for r in edoc.recipients)])
+        return await self.post_package(
+            self.build_replacement(edoc, subject, files, to=to, reason=reason)
+        )
 
     async def trace(self, package_id: str) -> list[dict[str, Any]]:
         """The hub's own trace of a package it sent: each hop and when."""
@@ -335,6 +505,14 @@ class NodeClient:
 def _attachment(index: int, path: Path) -> Attachment:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return Attachment(f"cid:{index}", path.name, content_type, path.read_bytes())
+
+
+def _numbered(files: Sequence[Path], attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
+    """The files, then the attachments, as cid:1, cid:2, …"""
+    return (
+        *(_attachment(i, path) for i, path in enumerate(files, start=1)),
+        *(replace(a, content_id=f"cid:{len(files) + i}") for i, a in enumerate(attachments, 1)),
+    )
 
 
 def tls_context(profile: Profile) -> ssl.SSLContext:

@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from axis.core.formats import Organ
 from axis.errors import ProfileError
+
+#: The optional keys of node.toml that describe the agency, as ``From`` carries them.
+ORGAN_KEYS = ("organization_in_charge", "address", "email", "telephone", "fax", "website")
+DEFAULT_PLACE = "Hà Nội"
 
 
 @dataclass(frozen=True)
 class Profile:
     """An agency's identity and where its hub is: ``key.pem cert.pem ca.pem hub.pem node.toml``.
 
-    ``ca.pem`` holds the CAs the hub trusts; ``hub.pem`` the hub's own certificate.
+    ``ca.pem`` holds the CAs the hub trusts; ``hub.pem`` the hub's own certificate. node.toml
+    holds ``hub``, ``organ_id`` and ``name``, and may hold what the field's software shows of
+    a sender: ``organization_in_charge`` (its superior body), ``address``, ``email``,
+    ``telephone``, ``fax``, ``website``; and ``place``, where it promulgates its documents
+    (PromulgationInfo/Place, default Hà Nội).
     """
 
     root: Path
     organ_id: str
     name: str
     hub_url: str
+    details: Mapping[str, str] = field(default_factory=dict)  # the ORGAN_KEYS it has
+    place: str = DEFAULT_PLACE
+
+    def organ(self) -> Organ:
+        """The agency as ``From`` names it: its OrganId, its name and the details it has."""
+        d = self.details
+        return Organ(
+            self.organ_id,
+            self.name or self.organ_id,
+            organization_in_charge=d.get("organization_in_charge"),
+            organ_add=d.get("address"),
+            email=d.get("email"),
+            telephone=d.get("telephone"),
+            fax=d.get("fax"),
+            website=d.get("website"),
+        )
 
     @property
     def key(self) -> Path:
@@ -54,7 +80,15 @@ class Profile:
             raise ProfileError(f"{root} is not a node profile (no node.toml)")
         try:
             doc = tomllib.loads(toml.read_text(encoding="utf-8"))
-            profile = cls(root, str(doc["organ_id"]), str(doc.get("name", "")), str(doc["hub"]))
+            details = {k: str(doc[k]).strip() for k in ORGAN_KEYS if str(doc.get(k, "")).strip()}
+            profile = cls(
+                root,
+                str(doc["organ_id"]),
+                str(doc.get("name", "")),
+                str(doc["hub"]),
+                details,
+                str(doc.get("place") or DEFAULT_PLACE),
+            )
         except (tomllib.TOMLDecodeError, KeyError) as exc:
             raise ProfileError(f"{toml}: {exc}") from exc
         for path in (profile.key, profile.cert, profile.ca):

@@ -26,6 +26,7 @@ from axis.store.sqlite import SqliteStore
 from axis.usecases import registration
 from axis.web.app import Running, running_hub
 from nodes.client import NodeClient
+from nodes.directory import Directory
 from nodes.profile import Profile
 
 AGENCIES = {
@@ -95,6 +96,14 @@ class LiveHub:
     data: DataDir
     running: Running
     clients: dict[str, NodeClient] = field(default_factory=dict)
+    directory: Directory = field(default_factory=Directory)  # the hub's, as GET /v1/agencies
+
+    async def refresh_directory(self) -> None:
+        """Read the hub's directory again and hand it to every client (as each would fetch
+        it), so that synchronous builders name recipients as the hub does."""
+        self.directory = Directory.from_json(await self.running.hub.directory())
+        for node in self.clients.values():
+            node.prime(self.directory)
 
     async def register(
         self,
@@ -115,6 +124,7 @@ class LiveHub:
             aliases=aliases,
             cert_pem=cert_pem,
         )
+        await self.refresh_directory()
         return Profile.load(self.data.profile(organ_id))
 
     def client(self, organ_id: str) -> NodeClient:
@@ -123,6 +133,7 @@ class LiveHub:
         if node is None:
             profile = Profile.load(self.data.profile(organ_id))
             node = self.clients[organ_id] = NodeClient(profile, hub_url=self.running.url)
+            node.prime(self.directory)
         return node
 
 
@@ -135,6 +146,7 @@ async def live_hub(data: DataDir) -> AsyncIterator[LiveHub]:
         for organ_id in AGENCIES:
             if await running.hub.store.get_agency(organ_id) is None:
                 await live.register(organ_id)
+        await live.refresh_directory()
         try:
             yield live
         finally:

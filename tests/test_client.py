@@ -16,10 +16,14 @@ from axis.errors import PROBLEM_PREFIX, AxisError, Unreachable
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from nodes.client import NodeClient
+from nodes.directory import Directory
 from nodes.profile import Profile
 from nodes.transport import MockTransport, Request, Response
 
-G22 = "000.00.00.G22"
+G22, H41 = "000.00.00.G22", "000.00.00.H41"
+DIRECTORY = Directory.from_json(
+    [{"organ_id": H41, "name": "UBND tỉnh Nghệ An", "active": True, "codes": [H41, "H41"]}]
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,8 @@ async def test_an_unreachable_hub_is_tried_again_with_the_same_bytes(profile: Pr
 
     transport = MockTransport(flaky)
     node = NodeClient(profile, retries=3, transport=transport)
-    package = node.build_edoc(["000.00.00.H41"], "Thử lại")
+    node.prime(DIRECTORY)
+    package = node.build_edoc([H41], "Thử lại")
     sent = await node.post_package(package)
     assert sent.created and sent.answer == {"id": "x"}
     assert [r.body for r in transport.requests] == [package] * 3
@@ -112,9 +117,17 @@ async def test_a_hub_that_stays_away_is_unreachable(profile: Profile) -> None:
 
 async def test_what_the_client_builds_is_signed_by_the_agency(profile: Profile) -> None:
     """The client's requests carry packages its own key signed (the hub checks the rest)."""
-    node = NodeClient(profile, transport=MockTransport(lambda r: Response(200, b"{}")))
-    await node.send(["000.00.00.H41"], "Ký số")
-    (request,) = node.transport.requests  # type: ignore[attr-defined]
+    listed = json.dumps([{"organ_id": H41, "name": "UBND tỉnh Nghệ An", "active": True}])
+
+    def hub(request: Request) -> Response:
+        if request.path == "/v1/agencies":
+            return Response(200, listed.encode())
+        return Response(200, b"{}")
+
+    node = NodeClient(profile, transport=MockTransport(hub))
+    await node.send([H41], "Ký số")
+    fetch, request = node.transport.requests  # type: ignore[attr-defined]
+    assert (fetch.method, fetch.path) == ("GET", "/v1/agencies")  # to name the recipient
     assert request.method == "POST" and request.path == "/v1/packages"
     assert isinstance(request.body, bytes)
     assert request.headers == {"Content-Type": "application/xml"}
@@ -162,7 +175,8 @@ async def test_what_the_client_fetches_it_reads_only_once_verified(profile: Prof
     """A package from the hub goes through the one intake path on this side too: the
     signature of its sender, a CA the hub trusts, the sender named by the certificate."""
     node = NodeClient(profile, transport=MockTransport(lambda r: Response(200, b"{}")))
-    package = node.build_edoc(["000.00.00.H41"], "Công văn đến")
+    node.prime(DIRECTORY)
+    package = node.build_edoc([H41], "Công văn đến")
     fetched = {"body": package}
     node.transport = MockTransport(lambda r: Response(200, fetched["body"], "application/xml"))
     edoc = await node.edoc("0" * 32)

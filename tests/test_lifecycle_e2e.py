@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -117,7 +118,11 @@ async def test_an_update_goes_to_the_earlier_recipients_and_recalls_nothing(
     original = (await sender.send([H41, H10], "Kế hoạch (bản 1)")).answer
     edoc = await sender.edoc(original["id"])
     update = (
-        await sender.post_package(sender.build_followup(edoc, BusinessDocType.UPDATE, "Bổ sung"))
+        await sender.post_package(
+            sender.build_followup(
+                edoc, BusinessDocType.UPDATE, "Bổ sung", subject="Kế hoạch (bản 2)"
+            )
+        )
     ).answer
     assert sorted(update["recipients"]) == [H10, H41]
     items = [i["id"] for i in (await recipient.inbox())["items"]]
@@ -154,3 +159,25 @@ async def test_a_status_to_a_revoked_sender_is_refused(hub: LiveHub) -> None:
     with pytest.raises(AxisError) as exc:
         await recipient.post_package(recipient.build_status(edoc, "03"))
     assert_problem(exc, "unknown-recipient", 422)
+
+
+async def test_a_document_may_be_updated_more_than_once(hub: LiveHub) -> None:
+    """Each update keeps the DocumentId (as the field does): a second update that says
+    something else is a package of its own; the same update signed again is a conflict, and
+    the same bytes again the first answer."""
+    sender = hub.client(G22)
+    original = (await sender.send([H41], "Kế hoạch (bản 1)")).answer
+    edoc = await sender.edoc(original["id"])
+    first = sender.build_followup(edoc, BusinessDocType.UPDATE, subject="Kế hoạch (bản 2)")
+    second = sender.build_followup(edoc, BusinessDocType.UPDATE, subject="Kế hoạch (bản 3)")
+    one = await sender.post_package(first)
+    two = await sender.post_package(second)
+    assert one.created and two.created and one.answer["id"] != two.answer["id"]
+    again = await sender.post_package(first)
+    assert not again.created and again.answer == one.answer
+    await asyncio.sleep(1.1)  # a new trace time: the same update, other bytes
+    resigned = sender.build_followup(edoc, BusinessDocType.UPDATE, subject="Kế hoạch (bản 2)")
+    assert resigned != first
+    with pytest.raises(AxisError) as exc:
+        await sender.post_package(resigned)
+    assert_problem(exc, "duplicate-conflict", 409)

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from axis.core.formats import Organ
 from axis.host.datadir import DataDir
 from nodes.client import NodeClient
 from nodes.profile import Profile
@@ -29,7 +30,7 @@ async def test_sigterm_finishes_an_upload_in_flight_then_exits(tmp_path: Path) -
         cli("axis", "agency", "add", organ_id, "--name", organ_id, "--data", data)
     folder = DataDir(data)
     sender = NodeClient(Profile.load(folder.profile(G22)), hub_url=f"https://localhost:{port}")
-    package = sender.build_edoc([H41], "Gửi trong lúc tắt máy")
+    package = sender.build_edoc([Organ(H41, H41)], "Gửi trong lúc tắt máy")  # as registered
     half = len(package) // 2
     half_sent, go_on = asyncio.Event(), asyncio.Event()
 

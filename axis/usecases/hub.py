@@ -8,6 +8,7 @@ and no SQL: the same :class:`Hub` will serve the native-API face of SPEC §9.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
@@ -328,10 +329,40 @@ def _checked_id(package_id: str) -> str:
 
 
 def _idempotency_key(package: Package, sha256: str) -> str:
-    """(sender, DocumentId, BussinessDocType) for an edoc; a status is keyed by its bytes."""
-    if isinstance(package, Edoc):
-        return f"edoc:{int(package.business.doc_type)}:{package.document_id}"
-    return f"status:{sha256}"
+    """(sender, DocumentId, BussinessDocType) for an edoc; a status is keyed by its bytes.
+
+    An update is keyed by what it says too: a document may be updated more than once, each
+    time keeping its DocumentId (as the field does), while the same update signed again (a
+    new trace time) is still the same package, and a conflict if its bytes differ."""
+    if not isinstance(package, Edoc):
+        return f"status:{sha256}"
+    key = f"edoc:{int(package.business.doc_type)}:{package.document_id}"
+    if package.business.doc_type is BusinessDocType.UPDATE:
+        key += ":" + _digest(dataclasses.replace(package, traces=()))
+    return key
+
+
+def _digest(value: object) -> str:
+    """SHA-256 of a record's content, every field in order, an attachment's bytes by their
+    own SHA-256 (a record holds text, numbers, dates, bytes, tuples and records)."""
+    digest = hashlib.sha256()
+
+    def feed(item: object) -> None:
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            for f in dataclasses.fields(item):
+                feed(getattr(item, f.name))
+        elif isinstance(item, tuple):
+            digest.update(b"(%d" % len(item))
+            for member in item:
+                feed(member)
+        elif isinstance(item, bytes):
+            digest.update(b"b" + hashlib.sha256(item).digest())
+        else:
+            text = repr(item).encode("utf-8")
+            digest.update(b"%d:" % len(text) + text)
+
+    feed(value)
+    return digest.hexdigest()
 
 
 def _business_type(package: Package) -> BusinessDocType:

@@ -142,6 +142,10 @@ class Simulation:
 
     async def run(self) -> Tally:
         started = time.perf_counter()
+        # One fetch of the hub's directory names every recipient for every agency.
+        directory = await next(iter(self.clients.values())).directory()
+        for client in self.clients.values():
+            client.prime(directory)
         receivers = [asyncio.create_task(self._receive(organ_id)) for organ_id in self.clients]
         try:
             await self._send_all()
