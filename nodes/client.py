@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import random
 import re
 import ssl
 from collections.abc import AsyncIterable, Sequence
@@ -23,7 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from lxml import etree
+
 from axis.core import formats, pki
+from axis.core.edxml_dialects import DIALECTS, Dialect
 from axis.core.formats import (
     Attachment,
     Business,
@@ -69,10 +73,17 @@ class NodeClient:
         max_connections: int = MAX_CONNECTIONS,
         transport: Transport | None = None,
         allow_sha1: bool = False,
+        dialect: Dialect | None = None,
+        seed: int | None = None,
     ) -> None:
         """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
         profile's hub, with the agency's certificate). ``allow_sha1``: read packages that
-        older agency software signed with SHA-1."""
+        older agency software signed with SHA-1. ``dialect``: the layout it writes (the
+        standard's, or one of the field's: :mod:`axis.core.edxml_dialects`; default: the
+        profile's ``dialect``); ``seed`` makes what the dialect draws (attachment UUIDs)
+        repeatable."""
+        self.dialect = dialect or DIALECTS[profile.dialect]
+        self._rng = random.Random(seed)
         self.profile = profile
         self.hub_url = (hub_url or profile.hub_url).rstrip("/")
         self.retries = retries
@@ -207,9 +218,9 @@ class NodeClient:
             priority=priority,
             traces=(Trace(self.profile.organ_id, now.replace(tzinfo=None, microsecond=0)),),
             business=business or Business(),
-            attachments=_numbered(files, attachments),
+            attachments=self._numbered(files, attachments),
         )
-        return self.signer.sign(formats.build_edoc(edoc))
+        return self._sign(formats.build_edoc(edoc))
 
     def build_status(self, edoc: Edoc, code: str, description: str | None = None) -> bytes:
         """A signed status package from this agency, a recipient of ``edoc``, answering its
@@ -236,7 +247,7 @@ class NodeClient:
             timestamp=datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0),
             description=description,
         )
-        return self.signer.sign(formats.build_status(notice))
+        return self._sign(formats.build_status(notice))
 
     def build_followup(
         self,
@@ -284,10 +295,24 @@ class NodeClient:
                 followup,
                 recipients=recipients,
                 subject=subject if subject is not None else edoc.subject,
-                attachments=_numbered(files, ()) if files else edoc.attachments,
+                attachments=self._numbered(files, ()) if files else edoc.attachments,
             )
             business = Business(doc_type, edoc.document_id, reason, changes=changes)
-        return self.signer.sign(formats.build_edoc(replace(followup, business=business)))
+        return self._sign(formats.build_edoc(replace(followup, business=business)))
+
+    def _sign(self, tree: etree._Element) -> bytes:
+        """Lay the tree out in this client's dialect, sign it, send it as the dialect does."""
+        return self.dialect.finish(self.signer.sign(self.dialect.shape(tree)))
+
+    def _numbered(
+        self, files: Sequence[Path], attachments: Sequence[Attachment]
+    ) -> tuple[Attachment, ...]:
+        """The files, then the attachments, named as the dialect names them (cid:1, …)."""
+        read = [_attachment(path) for path in files]
+        return tuple(
+            replace(a, content_id=self.dialect.content_id(n, self._rng))
+            for n, a in enumerate([*read, *attachments], start=1)
+        )
 
     def build_replacement(
         self,
@@ -502,17 +527,9 @@ class NodeClient:
         return result
 
 
-def _attachment(index: int, path: Path) -> Attachment:
+def _attachment(path: Path) -> Attachment:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return Attachment(f"cid:{index}", path.name, content_type, path.read_bytes())
-
-
-def _numbered(files: Sequence[Path], attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
-    """The files, then the attachments, as cid:1, cid:2, …"""
-    return (
-        *(_attachment(i, path) for i, path in enumerate(files, start=1)),
-        *(replace(a, content_id=f"cid:{len(files) + i}") for i, a in enumerate(attachments, 1)),
-    )
+    return Attachment("", path.name, content_type, path.read_bytes())  # named by the dialect
 
 
 def tls_context(profile: Profile) -> ssl.SSLContext:

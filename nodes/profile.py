@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from axis.core.edxml_dialects import DIALECTS
 from axis.core.formats import Organ
 from axis.errors import ProfileError
 
@@ -24,7 +25,8 @@ class Profile:
     holds ``hub``, ``organ_id`` and ``name``, and may hold what the field's software shows of
     a sender: ``organization_in_charge`` (its superior body), ``address``, ``email``,
     ``telephone``, ``fax``, ``website``; and ``place``, where it promulgates its documents
-    (PromulgationInfo/Place, default Hà Nội).
+    (PromulgationInfo/Place, default Hà Nội); and ``dialect``, the layout of edXML it writes
+    (``standard``, or one of the field's: :mod:`axis.core.edxml_dialects`).
     """
 
     root: Path
@@ -33,6 +35,7 @@ class Profile:
     hub_url: str
     details: Mapping[str, str] = field(default_factory=dict)  # the ORGAN_KEYS it has
     place: str = DEFAULT_PLACE
+    dialect: str = "standard"
 
     def organ(self) -> Organ:
         """The agency as ``From`` names it: its OrganId, its name and the details it has."""
@@ -88,9 +91,14 @@ class Profile:
                 str(doc["hub"]),
                 details,
                 str(doc.get("place") or DEFAULT_PLACE),
+                str(doc.get("dialect") or "standard"),
             )
         except (tomllib.TOMLDecodeError, KeyError) as exc:
             raise ProfileError(f"{toml}: {exc}") from exc
+        if profile.dialect not in DIALECTS:
+            raise ProfileError(
+                f"{toml}: dialect {profile.dialect!r} is none of {', '.join(DIALECTS)}"
+            )
         for path in (profile.key, profile.cert, profile.ca):
             if not path.exists():
                 raise ProfileError(f"the profile has no {path.name} ({path})")

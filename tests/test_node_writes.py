@@ -46,7 +46,12 @@ async def axis_node(hub: LiveHub, organ_id: str, *args: str) -> dict[str, Any]:
 def point_at(hub: LiveHub, organ_id: str, extra: str = "") -> None:
     """The agency's node.toml, pointing at this hub (the template's names another port)."""
     toml = hub.data.profile(organ_id) / "node.toml"
-    kept = [line for line in toml.read_text(encoding="utf-8").splitlines() if "hub =" not in line]
+    redefined = {"hub", *(line.split("=")[0].strip() for line in extra.splitlines() if line)}
+    kept = [
+        line
+        for line in toml.read_text(encoding="utf-8").splitlines()
+        if line.split("=")[0].strip() not in redefined
+    ]
     toml.write_text(
         "\n".join([f'hub = "{hub.running.url}"', *kept, extra]) + "\n", encoding="utf-8"
     )
@@ -150,3 +155,20 @@ async def test_an_update_must_change_something(hub: LiveHub) -> None:
         runner.invoke, main, ["--profile", profile, "status", sent.answer["id"], "--code", "13"]
     )
     assert result.exit_code == 0, result.output  # one recipient: --to may be left out
+
+
+async def test_a_profile_may_write_a_dialect_of_the_field(hub: LiveHub) -> None:
+    """node.toml's ``dialect``: the agency's packages come out as that software writes them
+    (here the .NET SDK's: a byte order mark, CRLF, DocumentId last), and are taken as such."""
+    point_at(hub, G22, 'dialect = "dotnet"')
+    sent = await axis_node(hub, G22, "send", "--to", H41, "--subject", "Gửi kiểu .NET")
+    body = await hub.client(H41).get(sent["id"])
+    assert body.startswith(b"\xef\xbb\xbf") and b"\r\n" in body
+    header = formats.load_xml(body).find(f".//{NS}MessageHeader")
+    assert header is not None and etree.QName(header[-1]).localname == "DocumentId"
+    assert (await hub.client(H41).edoc(sent["id"])).subject == "Gửi kiểu .NET"
+    point_at(hub, G22, 'dialect = "cobol"')
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["--profile", str(hub.data.profile(G22)), "inbox"]
+    )
+    assert result.exit_code != 0 and "dialect 'cobol' is none of" in result.output

@@ -19,15 +19,21 @@ pytestmark = pytest.mark.process  # each starts processes: hubs, commands, worke
 
 
 async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
+    # Seed 13 plans two of its 60 documents to be updated by their senders.
     outcome = await simulate(
-        documents=60, agencies=8, seed=11, concurrency=4, report_dir=tmp_path / "report"
+        documents=60, agencies=8, seed=13, concurrency=4, report_dir=tmp_path / "report"
     )
     s, hub = outcome.summary, outcome.hub_stats
     assert s["documents_sent"] == s["documents_accepted"] == 60  # nothing refused
+    assert s["updates"] == 2
     assert s["lost"] == 0 and s["duplicates"] == 0
     assert s["acknowledged"] == s["deliveries"] > 60
-    # The hub counted the same things.
-    assert hub["documents"] == s["documents_accepted"]
+    # Every dialect of the field was written, by two agencies each, and all of it accepted.
+    assert set(s["dialects"]) == {"standard", "vnpt", "gateway", "dotnet"}
+    assert all(d["sent"] == d["accepted"] > 0 for d in s["dialects"].values())
+    # The hub counted the same things (an update is an edoc too).
+    assert hub["documents"] == s["documents_accepted"] + s["updates"]
+    assert hub["by_status_code"]["15"] >= s["updates"]  # each recipient agreed to its update
     assert hub["deliveries"] == s["deliveries"]
     assert hub["statuses"] == s["statuses"]
     assert hub["by_state"] == {"acknowledged": s["deliveries"]}
@@ -37,6 +43,9 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["summary"] == s
     assert report["agencies"]["registered"] == 8
+    assert {n: d["agencies"] for n, d in report["dialects"].items()} == dict.fromkeys(
+        ("dotnet", "gateway", "standard", "vnpt"), 2
+    )
     assert sum(d["documents"] for d in report["per_day"]) == 60
     assert (
         report["per_day"][0]["day"] == "2019-12-09" and report["per_day"][-1]["day"] == "2020-02-10"
@@ -65,8 +74,9 @@ def test_the_command_prints_only_json_with_json() -> None:
     done = cli("axis", "simulate", "--documents", "12", "--agencies", "4", "--json")
     summary = json.loads(done.stdout)
     assert set(summary) == {
-        "documents_sent", "documents_accepted", "deliveries", "acknowledged", "failed",
-        "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s", "latency_ms",
+        "documents_sent", "documents_accepted", "updates", "deliveries", "acknowledged",
+        "failed", "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s", "latency_ms",
+        "dialects",
     }  # fmt: skip
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0
 
@@ -117,7 +127,8 @@ def test_a_hub_killed_again_and_again_in_a_run_loses_nothing(tmp_path: Path) -> 
     assert summary["documents_sent"] == summary["documents_accepted"] == documents, refused
     assert summary["lost"] == 0 and summary["duplicates"] == 0
     assert summary["acknowledged"] == summary["deliveries"]
-    assert stats["documents"] == documents and stats["deliveries"] == summary["deliveries"]
+    assert stats["documents"] == documents + summary["updates"]
+    assert stats["deliveries"] == summary["deliveries"]
     assert stats["by_state"] == {"acknowledged": summary["deliveries"]}
     (listener,) = [a.organ_id for a in agencies_for("seed-2020", 14) if listens(a)]
     pushed = list(Profile.load(DataDir(data).profile(listener)).received.glob("*.xml"))
@@ -131,4 +142,4 @@ async def test_faults_are_refused_and_counted_and_nothing_is_lost() -> None:
     assert set(refused) == {"invalid-signature", "unknown-recipient"}
     assert s["documents_sent"] == s["documents_accepted"] + sum(refused.values())
     assert s["lost"] == 0 and s["duplicates"] == 0  # offline and slow agencies caught up
-    assert outcome.hub_stats["documents"] == s["documents_accepted"]
+    assert outcome.hub_stats["documents"] == s["documents_accepted"] + s["updates"]

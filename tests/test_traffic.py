@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 from nodes.sim.country import Tier, first, seed_2020
-from nodes.sim.traffic import WINDOW, TrafficModel, day_weight, days, per_day
+from nodes.sim.traffic import WINDOW, TrafficModel, day_weight, days, dialects_of, per_day
 
 
 def test_the_country_has_95_agencies_with_organ_ids() -> None:
@@ -71,3 +71,25 @@ def test_the_mix() -> None:
     assert sizes[-1] > 4 * median  # with a long tail
     senders = Counter(d.sender for d in documents)
     assert senders.most_common(1)[0][0] == "000.00.00.G22"
+
+
+def test_about_one_document_in_a_hundred_is_updated() -> None:
+    documents = list(TrafficModel(seed_2020(), seed=4).documents(20_000))
+    updated = sum(d.updated for d in documents)
+    assert 150 < updated < 250
+    # Deciding updates draws nothing from the plan: the documents are as they were.
+    again = list(TrafficModel(seed_2020(), seed=4).documents(20_000))
+    assert [d.updated for d in again] == [d.updated for d in documents]
+
+
+def test_dialects_are_dealt_by_weight_and_each_is_written() -> None:
+    agencies = seed_2020()
+    mix = {"standard": 2.0, "vnpt": 1.0, "gateway": 1.0, "dotnet": 1.0}
+    dealt = dialects_of(agencies, mix, seed=1)
+    assert set(dealt) == {a.organ_id for a in agencies}
+    counts = Counter(dealt.values())
+    assert counts == {"standard": 38, "vnpt": 19, "gateway": 19, "dotnet": 19}
+    assert dialects_of(agencies, mix, seed=1) == dealt  # the same seed, the same software
+    assert dialects_of(agencies, mix, seed=2) != dealt
+    few = dialects_of(agencies[:4], {"standard": 10.0, "vnpt": 0.1, "dotnet": 0.1}, seed=1)
+    assert sorted(Counter(few.values())) == ["dotnet", "standard", "vnpt"]  # each at least once

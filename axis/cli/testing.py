@@ -47,6 +47,13 @@ from axis.host.config import VERIFIERS
     default=None,
     help="Drive a running hub (https://…) whose data folder --data names, instead of one here.",
 )
+@click.option(
+    "--dialects",
+    default="standard,vnpt,gateway,dotnet",
+    show_default=True,
+    help="The field's dialects of edXML the agencies write, with weights: e.g."
+    " 'standard:2,vnpt:1,dotnet:1' (see axis/core/edxml_dialects.py).",
+)
 @data_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON on stdout.")
 def simulate(
@@ -59,10 +66,17 @@ def simulate(
     report_dir: Path | None,
     faults: bool,
     hub_url: str | None,
+    dialects: str,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Run simulated agencies against a hub on loopback and report what they exchanged."""
+    from axis.core.edxml_dialects import parse_mix
+
+    try:
+        mix = parse_mix(dialects)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dialects") from exc
     data = data_folder(data_dir) if hub_url else None
     from nodes.sim.simulate import simulate as run_simulation
 
@@ -88,6 +102,7 @@ def simulate(
                 scenario=scenario, documents=documents, agencies=agencies, seed=seed,
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
                 progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
+                dialects=mix,
             )
         )  # fmt: skip
     if as_json:
@@ -102,8 +117,8 @@ def render_summary(outcome: Any, console: Console) -> None:
     table = Table(title="Simulation summary", show_header=False)
     table.add_column("what")
     table.add_column("n", justify="right")
-    for key in ("documents_sent", "documents_accepted", "deliveries", "acknowledged", "failed",
-                "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s"):  # fmt: skip
+    for key in ("documents_sent", "documents_accepted", "updates", "deliveries", "acknowledged",
+                "failed", "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s"):  # fmt: skip
         value = s[key]
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     latency = s["latency_ms"]
@@ -114,6 +129,13 @@ def render_summary(outcome: Any, console: Console) -> None:
     comparison = outcome.report["comparison"]
     console.print(f"Published: {comparison['published']}.")
     console.print(f"This run:  {comparison['this_run']}.")
+    written = outcome.report.get("dialects") or {}
+    if written:
+        listed = ", ".join(
+            f"{name} {d['accepted']:,}/{d['sent']:,} ({d['agencies']} agencies)"
+            for name, d in sorted(written.items())
+        )
+        console.print(f"Packages accepted/sent by dialect: {listed}.")
     refused = outcome.report.get("refused") or {}
     if refused:
         listed = ", ".join(f"{n} {problem}" for problem, n in sorted(refused.items()))

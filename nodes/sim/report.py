@@ -161,5 +161,16 @@ This run: {html.escape(comparison["this_run"])}
 <h2>Statuses by code</h2>{_table(["code", "statuses"], sorted(report["by_status_code"].items()))}
 <h2>Latency, receipt to acknowledgement (ms)</h2>
 {_table(["p50", "p95", "p99"], [tuple(report["latency_ms"].values())])}
+<h2>What the agencies' software wrote (dialects of edXML)</h2>
+{_table(["dialect", "agencies", "packages sent", "accepted"], _dialect_rows(report))}
+<p class="lead">{s.get("updates", 0):,} documents were updated once by their sender
+(BussinessDocumentInfo saying what changed).</p>
 </body></html>
 """
+
+
+def _dialect_rows(report: dict[str, Any]) -> list[tuple[str, int, int, int]]:
+    return [
+        (name, d.get("agencies", 0), d["sent"], d["accepted"])
+        for name, d in sorted((report.get("dialects") or {}).items())
+    ]

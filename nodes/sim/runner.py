@@ -5,9 +5,15 @@ so a hub restart loses nothing); receivers pull their inboxes, fetch each packag
 it (status 01 or an ack) and answer with the business statuses the traffic model gives them.
 Every agency goes through :class:`nodes.client.NodeClient`, exactly as real agency software.
 
+Each agency writes the dialect of edXML its client was given (:mod:`axis.core.edxml_dialects`),
+and about one document in a hundred is updated by its sender once accepted (a corrected
+subject, BussinessDocumentInfo saying so); its recipients take the update and agree (15).
+
 The counts: *accepted* is a 201 or 200; *refused* is any other answer, by problem type; *lost*
-is an accepted document that some recipient never acknowledged by the end of the drain;
-*duplicates* is a package a recipient was handed as new work after it had acknowledged it.
+is an accepted document or update that some recipient never acknowledged by the end of the
+drain; *duplicates* is a package a recipient was handed as new work after it had acknowledged
+it. *documents* are the new documents; *deliveries* and *acknowledged* count the deliveries of
+documents and updates alike, as the hub does (every edoc's).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from axis.core.formats import Attachment, Edoc
+from axis.core.formats import Attachment, BusinessDocType, Edoc
 from axis.errors import AxisError, Unreachable
-from nodes.client import NodeClient
+from nodes.client import NodeClient, Sent
 from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 
 # progress(what, n): "sent" documents, "deliveries" now due (a document was accepted),
@@ -46,6 +52,7 @@ class Tally:
 
     sent: int = 0
     accepted: int = 0
+    updates: int = 0  # accepted updates (BussinessDocType 2) of accepted documents
     refused: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     acknowledged: int = 0
@@ -55,6 +62,9 @@ class Tally:
     per_day: Counter[str] = field(default_factory=Counter)
     sent_by: Counter[str] = field(default_factory=Counter)
     received_by: Counter[str] = field(default_factory=Counter)
+    # packages each dialect of edXML wrote, and how many the hub accepted
+    dialect_sent: Counter[str] = field(default_factory=Counter)
+    dialect_accepted: Counter[str] = field(default_factory=Counter)
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
     send_ms: array[float] = field(default_factory=lambda: array("d"))  # POST to its answer
     # package id -> (recipients still to acknowledge, when the hub took it)
@@ -209,27 +219,56 @@ class Simulation:
             package = package.replace(subject, subject + b" [!]", 1)
         self.tally.sent += 1
         posted = time.perf_counter()
-        try:
-            sent = await client.post_package(package)
-        except AxisError as exc:
-            if not exc.remote:
-                raise
-            self.tally.refused[exc.problem_name] += 1
+        sent = await self._post(client, package)
+        if sent is None:
             self.progress("sent", 1)
             return
         t = self.tally
         t.send_ms.append((time.perf_counter() - posted) * 1000)
         t.accepted += 1
-        t.deliveries += len(planned.recipients)
         t.per_day[planned.sent_at.date().isoformat()] += 1
         t.sent_by[planned.sender] += 1
         for recipient in planned.recipients:
             t.received_by[recipient] += 1
-        t.opened(sent.answer["id"], planned.recipients)
-        self.progress("deliveries", len(planned.recipients))
-        for recipient in planned.recipients:
-            self._wake[recipient].set()
+        self._deliver(sent.answer["id"], planned.recipients)
         self.progress("sent", 1)
+        if planned.updated and not broken:
+            await self._update(client, planned, package)
+
+    async def _post(self, client: NodeClient, package: bytes) -> Sent | None:
+        """Post one package, counting it under its dialect; None if the hub refused it."""
+        t = self.tally
+        t.dialect_sent[client.dialect.name] += 1
+        try:
+            sent = await client.post_package(package)
+        except AxisError as exc:
+            if not exc.remote:
+                raise
+            t.refused[exc.problem_name] += 1
+            return None
+        t.dialect_accepted[client.dialect.name] += 1
+        return sent
+
+    def _deliver(self, package_id: str, recipients: tuple[str, ...]) -> None:
+        """An accepted edoc's deliveries are due: count them, wake their recipients."""
+        self.tally.deliveries += len(recipients)
+        self.tally.opened(package_id, recipients)
+        self.progress("deliveries", len(recipients))
+        for recipient in recipients:
+            self._wake[recipient].set()
+
+    async def _update(self, client: NodeClient, planned: PlannedDocument, original: bytes) -> None:
+        """The sender corrects the document's subject: an update to the same recipients,
+        saying in BussinessDocumentInfo that the document changed."""
+        edoc = client.read(original)
+        assert isinstance(edoc, Edoc)
+        package = client.build_followup(
+            edoc, BusinessDocType.UPDATE, "Sửa trích yếu", subject=f"{planned.subject} (sửa)"
+        )
+        sent = await self._post(client, package)
+        if sent is not None:
+            self.tally.updates += 1
+            self._deliver(sent.answer["id"], planned.recipients)
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -286,7 +325,10 @@ class Simulation:
                 return
             edoc = await client.verified(body)
             assert isinstance(edoc, Edoc)
-            codes = self.model.statuses(edoc.document_id, organ_id)
+            if edoc.business.doc_type is BusinessDocType.UPDATE:
+                codes: tuple[str, ...] = ("15",)  # the update is taken: it agrees (15)
+            else:
+                codes = self.model.statuses(edoc.document_id, organ_id)
             if codes[:1] == ("01",):
                 await self._status(client, edoc, "01")
                 codes = codes[1:]
@@ -304,7 +346,9 @@ class Simulation:
 
     async def _status(self, client: NodeClient, edoc: Edoc, code: str) -> None:
         package = client.build_status(edoc, code)
+        self.tally.dialect_sent[client.dialect.name] += 1
         await client.post_package(package)
+        self.tally.dialect_accepted[client.dialect.name] += 1
         self._wake[edoc.sender.organ_id].set()
         self.tally.statuses += 1
         self.tally.status_codes[code] += 1
@@ -318,6 +362,7 @@ class Simulation:
         return {
             "documents_sent": t.sent,
             "documents_accepted": t.accepted,
+            "updates": t.updates,
             "deliveries": t.deliveries,
             "acknowledged": t.acknowledged,
             "failed": failed,
@@ -327,4 +372,8 @@ class Simulation:
             "elapsed_s": elapsed,
             "docs_per_s": round(t.accepted / elapsed, 1) if elapsed else 0.0,
             "latency_ms": percentiles(t.latencies_ms),
+            "dialects": {
+                name: {"sent": n, "accepted": t.dialect_accepted[name]}
+                for name, n in sorted(t.dialect_sent.items())
+            },
         }

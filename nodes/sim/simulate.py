@@ -18,15 +18,17 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from axis.core.edxml_dialects import DIALECTS
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.http.sockets import free_port
@@ -39,11 +41,13 @@ from nodes.profile import Profile
 from nodes.sim import country, report
 from nodes.sim.country import SimAgency
 from nodes.sim.runner import Progress, Simulation
-from nodes.sim.traffic import WINDOW, TrafficModel, plan_faults
+from nodes.sim.traffic import WINDOW, TrafficModel, dialects_of, plan_faults
 
 log = logging.getLogger("axis.simulate")
 
 SCENARIOS = ("seed-2020",)
+# Every run writes what the field's software writes: each dialect, one agency in four.
+DEFAULT_MIX: Mapping[str, float] = MappingProxyType({name: 1.0 for name in DIALECTS})
 CLIENT_RETRIES = 20  # about half a minute of retrying: a hub restart loses nothing
 HUB_START_S = 60.0
 HUB_STOP_S = 30.0
@@ -234,6 +238,7 @@ async def simulate(
     report_dir: Path | None = None,
     progress: Progress | None = None,
     on_ready: Callable[[int], None] | None = None,
+    dialects: Mapping[str, float] | None = None,
 ) -> Outcome:
     """Run one simulation end to end (see the module doc)."""
     chosen = agencies_for(scenario, agencies)
@@ -244,9 +249,14 @@ async def simulate(
         folder, url, store = site.data, site.url, site.store
         if on_ready:
             on_ready(len(chosen))
+        written = dialects_of(chosen, dialects or DEFAULT_MIX, seed)
         clients = {
             a.organ_id: NodeClient(
-                Profile.load(folder.profile(a.organ_id)), hub_url=url, retries=CLIENT_RETRIES
+                Profile.load(folder.profile(a.organ_id)),
+                hub_url=url,
+                retries=CLIENT_RETRIES,
+                dialect=DIALECTS[written[a.organ_id]],
+                seed=seed,
             )
             for a in chosen
         }
@@ -272,5 +282,9 @@ async def simulate(
          "end": WINDOW[1], "faults": faults, "hub": hub_url or "in-process"},
     )  # fmt: skip
     built["refused"] = dict(tally.refused)
+    built["dialects"] = {
+        name: {"agencies": sum(1 for d in written.values() if d == name), **counts}
+        for name, counts in summary["dialects"].items()
+    }
     html = report.write(built, report_dir) if report_dir else None
     return Outcome(summary, hub_stats, built, html)

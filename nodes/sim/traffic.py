@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
@@ -35,6 +35,7 @@ TOPICS = (
     "kết nối liên thông văn bản điện tử", "thi đua khen thưởng", "công tác cán bộ",
 )  # fmt: skip
 VERBS = ("V/v triển khai", "V/v báo cáo", "V/v góp ý dự thảo về", "V/v hướng dẫn", "V/v đôn đốc")
+UPDATE_SHARE = 0.01  # documents their sender updates once (a corrected subject)
 STATUS_PLANS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.10, ("01", "03", "04", "05", "06")),  # the whole business life, reported step by step
     (0.20, ("01", "03")),
@@ -85,6 +86,7 @@ class PlannedDocument:
     priority: int
     attachment_bytes: int
     subject: str
+    updated: bool = False  # its sender updates it once accepted (BussinessDocType 2)
 
 
 class TrafficModel:
@@ -122,6 +124,7 @@ class TrafficModel:
             priority=rng.choices((0, 1, 2, 3), (85, 10, 4, 1))[0],
             attachment_bytes=self._attachment_size(rng),
             subject=f"{rng.choice(VERBS)} {rng.choice(TOPICS)}",
+            updated=_share(f"{self.seed}|update|{n}") < UPDATE_SHARE,
         )
 
     def _recipients(self, rng: random.Random, sender: str) -> tuple[str, ...]:
@@ -188,6 +191,32 @@ class PointToPoint(TrafficModel):
 
     def statuses(self, document_id: str, recipient: str) -> tuple[str, ...]:
         return ()
+
+
+def _share(key: str) -> float:
+    """A number in [0, 1) drawn from ``key`` alone (no draw from the plan's generator, so a
+    seed plans the same documents, recipients and times whatever else is decided)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def dialects_of(
+    agencies: Sequence[SimAgency], mix: Mapping[str, float], seed: int
+) -> dict[str, str]:
+    """Which dialect of edXML each agency's software writes (:mod:`axis.core.edxml_dialects`):
+    shares of the agencies by the weights of ``mix`` (largest remainders; each dialect one
+    agency at least while there are agencies enough, so every run exercises each), dealt to
+    the agencies in an order the seed draws."""
+    total = sum(mix.values())
+    exact = {name: len(agencies) * weight / total for name, weight in mix.items()}
+    counts = {name: max(1, math.floor(x)) for name, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda n: (counts[n] - exact[n], n))
+    while sum(counts.values()) < len(agencies):
+        counts[by_remainder[sum(counts.values()) % len(by_remainder)]] += 1
+    while sum(counts.values()) > len(agencies) and max(counts.values()) > 1:
+        counts[max(counts, key=lambda n: (counts[n], n))] -= 1  # the ones at least once
+    dealt = [name for name, n in counts.items() for _ in range(n)][: len(agencies)]
+    order = sorted(agencies, key=lambda a: _share(f"{seed}|dialect|{a.organ_id}"))
+    return {agency.organ_id: name for agency, name in zip(order, dealt, strict=False)}
 
 
 def _writes(agency: SimAgency) -> float:
