@@ -98,6 +98,8 @@ SAMPLES = (
     if (_SHARED_SAMPLES / "edoc-signed.xml").exists()
     else Path(__file__).resolve().parent / "data" / "samples"
 )
+#: edXML as the field's software writes it (SOURCES.md there), from the same place.
+FIELD = SAMPLES / "field"
 
 
 def init_data(data: Path, port: int) -> Path:

@@ -1,6 +1,7 @@
 """edXML as the field writes it, at the format level (no signature, no hub): any order of
 children, the SDKs' additions, empty optional elements, both generations of OrganId, and the
-refusals that name what is wrong. The samples are ../shared/samples/field/ (SOURCES.md there).
+refusals that name what is wrong. The samples are ../shared/samples/field/ (SOURCES.md there;
+a copy in tests/data/samples/field for a clone without it).
 
 The packages go through signing and the hub in tests/test_field_samples.py."""
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,11 +17,8 @@ from lxml import etree
 
 from axis.core import formats as f
 from axis.errors import InvalidSignature, SchemaViolation
+from tests.helpers import FIELD
 
-FIELD = Path(__file__).resolve().parents[2] / "shared" / "samples" / "field"
-pytestmark = pytest.mark.skipif(
-    not FIELD.is_dir(), reason=f"the field samples are not beside the checkout ({FIELD})"
-)
 NS = f"{{{f.NS}}}"
 EDOC = "vnpt-sdk-output/J1_new.edxml"
 STATUS = "vnpt-sdk-output/J5_status_01.edxml"

@@ -379,6 +379,10 @@ def test_a_comment_inside_the_root_is_refused() -> None:
         f.load_xml(inside)
     trailing = EDOC_SAMPLE + b"<!-- after the root -->"
     assert isinstance(_checked(trailing), f.Edoc)
+    # Not well-formed as well (as the SDK's load-test template is): that is said first.
+    broken = _edit(inside, "</edXML:Subject>", "</edXML:Subjec>")
+    with pytest.raises(MalformedXml, match="not well-formed"):
+        f.load_xml(broken)
 
 
 # ---------------------------------------------------------------- properties

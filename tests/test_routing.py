@@ -158,14 +158,21 @@ def test_an_update_goes_to_its_receiver_list_or_else_to_the_documents_recipients
     assert routed.recall_of is None  # an update takes nothing back
 
 
-def test_a_replacement_goes_to_its_organ_id_list_or_else_to_the_replaced_recipients() -> None:
+def test_a_replacement_goes_to_its_to_limited_by_its_organ_id_list() -> None:
     new_id = f"{G22},2026/11/30,14/VPCP"
     listed = f.Business(S.REPLACE, replacements=(f.Replacement(DOC, (H41,)),))
     assert routed_to(edoc(document_id=new_id, business=listed)) == (H41,)
     unlisted = f.Business(S.REPLACE, replacements=(f.Replacement(DOC),))
-    assert routed_to(edoc(document_id=new_id, business=unlisted)) == (H41, H10)
+    assert routed_to(edoc(to=(H10,), document_id=new_id, business=unlisted)) == (H10,)
     by_bussiness = f.Business(S.REPLACE, DOC)
     assert routed_to(edoc(document_id=new_id, business=by_bussiness)) == (H41, H10)
+    # The replaced document may never have passed through this hub (sent before it, or on
+    # paper): the replacement is a whole document, delivered as one.
+    older = f.Business(S.REPLACE, replacements=(f.Replacement(f"{G22},2014/01/30,7806/X"),))
+    assert routed_to(edoc(document_id=new_id, business=older)) == (H41, H10)
+    # An OrganIdList that names another code of a recipient names that recipient.
+    by_alias = f.Business(S.REPLACE, replacements=(f.Replacement(DOC, (QD20,)),))
+    assert routed_to(edoc(to=(G22, H41), document_id=new_id, business=by_alias)) == (G22,)
 
 
 @pytest.mark.parametrize(
@@ -173,13 +180,18 @@ def test_a_replacement_goes_to_its_organ_id_list_or_else_to_the_replaced_recipie
     [
         (f.Business(S.RECALL, f"{G22},2026/01/01,1/X"), UnknownDocument,
          "Bussiness/DocumentId names .* never sent"),
-        (f.Business(S.REPLACE, replacements=(f.Replacement(f"{G22},2014/01/30,7806/X"),)),
-         UnknownDocument, "ReplacementInfoList/ReplacementInfo/DocumentId names"),
+        (f.Business(S.REPLACE, replacements=(f.Replacement(f"{H41},2014/01/30,7806/X"),)),
+         SchemaViolation, "ReplacementInfo/DocumentId .* an agency replaces only its own"),
+        (f.Business(S.REPLACE, replacements=(f.Replacement(DOC, (H29,)),)),
+         SchemaViolation, "OrganIdList names none of the replacement's To"),
         (f.Business(S.UPDATE, f"{H41},2026/11/29,3/UB"), SchemaViolation,
          "000.00.00.H41's document"),
         (f.Business(S.REPLACE), SchemaViolation, "names what it replaces"),
     ],
-    ids=["recall-unknown", "replace-unknown", "update-someone-elses", "replace-naming-nothing"],
+    ids=[
+        "recall-unknown", "replace-someone-elses", "replace-for-nobody", "update-someone-elses",
+        "replace-naming-nothing",
+    ],
 )  # fmt: skip
 def test_a_follow_up_naming_nothing_it_can_find_is_refused_with_the_reason(
     business: f.Business, error: type[Exception], words: str

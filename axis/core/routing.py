@@ -19,10 +19,12 @@ The rules, by BussinessDocType (an edoc) and by status code:
   active and takes back what none of them has fetched; an update goes to the agencies of its
   ``BussinessDocumentInfo/ReceiverList`` when it has one (who receives it changed), else to
   the document's recipients, and changes no delivery.
-- **Replacement (3)**: it names the documents it replaces in
-  ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else ``Bussiness/DocumentId``), each the
-  sender's, and goes to the agencies of their ``OrganIdList`` (else to the replaced documents'
-  recipients).
+- **Replacement (3)**: a new document of its own (its own DocumentId) that names the
+  documents it replaces in ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else
+  ``Bussiness/DocumentId``), each the sender's. It goes to its ``To`` agencies, limited to
+  those its ``OrganIdList`` names when it has one. The replaced document need not have
+  passed through this hub: it may predate it, or have gone on paper (the SDK's own sample
+  replaces such a one); the replacement carries everything its recipients need.
 - **Statuses** go to ``ResponseFor/OrganId``, the other party of the document
   (:data:`STATUS_FLOWS`): a recipient answers the sender with 01–06, 15 and 16, and the
   sender asks a recipient to take the document back with 13. Only those parties may send
@@ -189,7 +191,7 @@ def needs(package: Package) -> Needs:
     if business.doc_type is S.NEW:
         codes.update(r.organ_id for r in package.recipients)
     elif business.doc_type is S.REPLACE:
-        documents.update(document_id for document_id, _ in _replaced(package))
+        codes.update(r.organ_id for r in package.recipients)
         codes.update(o for r in business.replacements for o in r.organ_ids)
     else:
         documents.add(earlier_id(package)[0])
@@ -229,15 +231,16 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
             f" {edoc.sender.organ_id} (From/OrganId): a DocumentId begins with its sender's"
             " OrganId"
         )
-    if business.doc_type is S.NEW:
+    if business.doc_type in (S.NEW, S.REPLACE):
         codes = [r.organ_id for r in edoc.recipients]
         if len(set(codes)) != len(codes):
             raise SchemaViolation("MessageHeader/To: a recipient is listed more than once")
         if len(codes) > limits.max_recipients:
             raise SchemaViolation(f"{len(codes)} recipients; at most {limits.max_recipients}")
-        return _routed(_addressed(codes, "To/OrganId", facts), edoc)
-    if business.doc_type is S.REPLACE:
-        return _replacement(sender, edoc, facts)
+        addressed = _addressed(codes, "To/OrganId", facts)
+        if business.doc_type is S.REPLACE:
+            addressed = _replacement(sender, edoc, addressed, facts)
+        return _routed(addressed, edoc)
     document_id, where = earlier_id(edoc)
     earlier = _sender_document(sender, document_id, where, facts)
     original = _original(earlier)
@@ -250,17 +253,24 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
     return _routed(recipients, edoc, recall_of=recall)
 
 
-def _replacement(sender: Party, edoc: Edoc, facts: Facts) -> Routed:
-    parties: dict[str, Party] = {}
+def _replacement(sender: Party, edoc: Edoc, addressed: list[Party], facts: Facts) -> list[Party]:
+    """A replacement's recipients: its To, limited to what its OrganIdLists name."""
     for document_id, where in _replaced(edoc):
-        earlier = _sender_document(sender, document_id, where, facts)
-        for party in _still_active(_original(earlier), facts, document_id):
-            parties.setdefault(party.organ_id, party)
+        owner = parse_document_id(document_id, where).organ_id
+        if owner not in sender.codes:
+            raise SchemaViolation(
+                f"{where} {document_id!r} names {owner}'s document: an agency replaces only its own"
+            )
     listed = [o for r in edoc.business.replacements for o in r.organ_ids]
-    if listed:
-        where = "ReplacementInfo/OrganIdList/OrganId"
-        return _routed(_addressed(list(dict.fromkeys(listed)), where, facts), edoc)
-    return _routed(list(parties.values()), edoc)
+    if not listed:
+        return addressed
+    named = {p.organ_id for code in listed if (p := facts.codes.get(code, Named(None)).party)}
+    limited = [p for p in addressed if p.organ_id in named]
+    if not limited:
+        raise SchemaViolation(
+            "ReplacementInfo/OrganIdList names none of the replacement's To: nobody to send it to"
+        )
+    return limited
 
 
 def _sender_document(

@@ -129,14 +129,15 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
     )
     depth = 0
     count = 0
+    commented = False
     for event, _node in events:
         if event == "pi":
             raise MalformedXml("processing instructions are not accepted")
         if event == "comment":
-            if depth > 0:
-                # Most C14N methods leave comments out of the signature, so a comment inside
-                # the package is unsigned text that could change what a recipient reads.
-                raise MalformedXml("comments inside the package are not accepted")
+            # Most C14N methods leave comments out of the signature, so a comment inside the
+            # package is unsigned text that could change what a recipient reads. Refused once
+            # the parse is through: a document that is not well-formed says that first.
+            commented = commented or depth > 0
             continue
         if event == "end":
             depth -= 1
@@ -147,6 +148,8 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
             raise MalformedXml(f"elements are nested deeper than {limits.max_depth} levels")
         if count > limits.max_elements:
             raise TooLarge(f"the body has more than {limits.max_elements} elements")
+    if commented:
+        raise MalformedXml("comments inside the package are not accepted")
     root: etree._Element = events.root
     return root
 
