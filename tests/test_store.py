@@ -251,6 +251,10 @@ async def test_closing_a_code(store: Store) -> None:
         await store.add_agency(agency(G22, 2), aliases=["H33"])
     with pytest.raises(DuplicateConflict, match="code H28 is closed"):
         await store.add_code(H41, "H28")
+    held = await store.code_holder("H28")
+    assert held is not None and held[0] == closed and held[1] == agency(H41, 1)
+    assert await store.code_holder("H33") == (unheld, None)
+    assert await store.code_holder("H34") is None
     entries = [e for e in await store.agency_entries() if e.event == "agency-code-closed"]
     assert [(e.organ_id, e.detail) for e in entries] == [
         (H41, "H28 succeeded by H29"), (None, "H33 succeeded by H29"),

@@ -99,11 +99,13 @@ class Facts:
 
 @dataclass(frozen=True)
 class Needs:
-    """The facts a package needs: the OrganIds it names, and the documents it names as
-    (the OrganId that begins their DocumentId, DocumentId)."""
+    """The facts a package needs: the OrganIds it names, the documents it names as (the
+    OrganId that begins their DocumentId, DocumentId), and whether the agencies of those
+    documents' recipients too (a recall or an update may go to them)."""
 
     codes: frozenset[str]
     documents: frozenset[tuple[str, str]]
+    recipients: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,8 @@ def needs(package: Package) -> Needs:
         if business.changes is not None:
             codes.update(r.organ_id for r in business.changes.receivers)
     codes.update(_owner(d) for d in documents)
-    return Needs(frozenset(codes), frozenset((_owner(d), d) for d in documents))
+    named = frozenset((_owner(d), d) for d in documents)
+    return Needs(frozenset(codes), named, recipients=bool(documents))
 
 
 def route(sender: Party, package: Package, facts: Facts, limits: Limits) -> Routed:

@@ -186,6 +186,10 @@ class Store(Protocol):
     async def find_code(self, code: str) -> AgencyCode | None:
         """The directory's record of ``code``; None if nobody ever held or closed it."""
 
+    async def code_holder(self, code: str) -> tuple[AgencyCode, Agency | None] | None:
+        """:meth:`find_code` and the agency holding the code (None: a closed code that no
+        agency here held), in one lookup."""
+
     async def agency_codes(self, organ_id: str | None = None) -> list[AgencyCode]:
         """The codes one agency holds (its OrganId among them), or with None every code of
         the directory, by code."""

@@ -49,6 +49,18 @@ DIRECTORY_EVENTS = tuple(
 )
 
 
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+_CODE_WIDTH = len(CODE_COLUMNS.split(","))
+# A code and the agency holding it, if any, in one lookup.
+CODE_HOLDER = (
+    f"SELECT {_prefixed('c', CODE_COLUMNS)}, {_prefixed('a', AGENCY_COLUMNS)}"
+    " FROM agency_codes c LEFT JOIN agencies a ON a.organ_id = c.organ_id WHERE c.code = ?"
+)
+
+
 class SqlReads:
     """Queries through ``_read`` and ``_lookup``, which come from the store."""
 
@@ -75,6 +87,15 @@ class SqlReads:
             f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE code = ?", (code,)
         )
         return code_row(rows[0]) if rows else None
+
+    async def code_holder(self, code: str) -> tuple[AgencyCode, Agency | None] | None:
+        rows = await self._lookup(CODE_HOLDER, (code,))
+        if not rows:
+            return None
+        row = tuple(rows[0])
+        record = code_row(row[:_CODE_WIDTH])
+        holder = row[_CODE_WIDTH:]
+        return record, agency_row(holder) if holder[0] is not None else None
 
     async def agency_codes(self, organ_id: str | None = None) -> list[AgencyCode]:
         if organ_id is None:

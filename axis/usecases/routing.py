@@ -39,19 +39,20 @@ class Router:
                 documents[(owner.organ_id, document_id)] = await self._stored(
                     owner.organ_id, document_id
                 )
-        for stored in documents.values():  # their recipients, for follow-ups and statuses
-            for recipient in {r for s in stored for r in s.deliveries} - named.keys():
-                named[recipient] = await self._named(recipient)
+        if need.recipients:  # a recall or an update goes to the document's recipients
+            for stored in documents.values():
+                for recipient in {r for s in stored for r in s.deliveries} - named.keys():
+                    named[recipient] = await self._named(recipient)
         facts = Facts(named, documents)
         return rules.route(party_of(sender, codes), package, facts, self.limits)
 
     async def _named(self, code: str) -> Named:
         """What ``code`` stands for: the agency holding it (open or closed), and its
         successor once closed."""
-        record = await self.store.find_code(code)
-        if record is None:
+        found = await self.store.code_holder(code)
+        if found is None:
             return Named(None)
-        agency = await self.store.get_agency(record.organ_id) if record.organ_id else None
+        record, agency = found
         return Named(party_of(agency) if agency else None, record.successor)
 
     async def _stored(self, sender: str, document_id: str) -> tuple[Stored, ...]:
