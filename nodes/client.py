@@ -41,8 +41,10 @@ from axis.core.formats import (
     ResponseFor,
     StatusNotice,
     Trace,
+    parse_document_id,
 )
 from axis.core.intake import IntakePolicy, key_info_signer, read_package
+from axis.core.routing import earlier_id
 from axis.core.signing import Signer, VerificationPolicy, Verifier
 from axis.errors import AxisError, SenderMismatch, Unreachable, from_problem
 from nodes.directory import Directory
@@ -235,14 +237,15 @@ class NodeClient:
         return self._status(edoc, recipient, "13", description)
 
     def _status(self, edoc: Edoc, other: str, code: str, description: str | None) -> bytes:
+        # A recall or an update is answered about the document it acts on, which it may name
+        # apart from its own MessageHeader/DocumentId (the SDK's samples do).
+        about = edoc.document_id
+        if edoc.business.doc_type in (BusinessDocType.RECALL, BusinessDocType.UPDATE):
+            about = earlier_id(edoc)[0]
+        named = parse_document_id(about, "DocumentId")
         notice = StatusNotice(
             sender=self.profile.organ(),
-            response_for=ResponseFor(
-                other,
-                f"{edoc.code_number}/{edoc.code_notation}",
-                edoc.promulgation_date,
-                edoc.document_id,
-            ),
+            response_for=ResponseFor(other, f"{named.number}/{named.notation}", named.day, about),
             status_code=code,
             timestamp=datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0),
             description=description,
@@ -264,8 +267,10 @@ class NodeClient:
 
         An update carries what it changes: ``subject`` and ``files`` (the attachments, all of
         them) change the document (DocumentInfo 1), ``to`` changes who receives it
-        (DocumentReceiver 1); its ReceiverList names who gets it, ``to`` or else the
-        document's recipients. For a replacement, see :meth:`build_replacement`.
+        (DocumentReceiver 1, and its ReceiverList names them). Without ``to`` it goes to the
+        document's recipients and carries no ReceiverList: the hub would otherwise hold it
+        to that list, and refuse it when one of them has been revoked since. For a
+        replacement, see :meth:`build_replacement`.
 
         Raises:
             ValueError: an update that changes nothing, or changes given to a recall.
@@ -289,7 +294,7 @@ class NodeClient:
             changes = DocumentChanges(
                 document_info=info,
                 document_receiver=bool(to),
-                receivers=tuple(Receiver(r.organ_id) for r in recipients),
+                receivers=tuple(Receiver(r.organ_id) for r in recipients) if to else (),
             )
             followup = replace(
                 followup,

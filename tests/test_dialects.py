@@ -137,6 +137,7 @@ def test_what_each_dialect_writes() -> None:
     reference = root.find(f".//{Q}Reference")
     assert reference is not None
     assert reference.get(f"{{{XLINK}}}href") == reference.findtext(f"{Q}ContentId") == "1"
+    assert b' xlink:href="1"' in dotnet and b"xmlns:ns0" not in dotnet  # as the SDK writes it
 
 
 def test_a_mix_of_dialects() -> None:

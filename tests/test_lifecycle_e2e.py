@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -181,3 +182,55 @@ async def test_a_document_may_be_updated_more_than_once(hub: LiveHub) -> None:
     with pytest.raises(AxisError) as exc:
         await sender.post_package(resigned)
     assert_problem(exc, "duplicate-conflict", 409)
+
+
+async def test_a_recall_reaches_an_agency_an_update_added(hub: LiveHub) -> None:
+    """An update that widens who receives the document; the recall that follows reaches
+    the agency it added too, and takes back its update there before it is fetched."""
+    sender, first, added = hub.client(G22), hub.client(H41), hub.client(H10)
+    original = (await sender.send([H41], "Kế hoạch")).answer
+    await first.get(original["id"])
+    widened = (await sender.update(original["id"], to=[H41, H10])).answer
+    assert sorted(widened["recipients"]) == [H10, H41]
+    recall = (await sender.recall(original["id"], "Ban hành nhầm")).answer
+    assert sorted(recall["recipients"]) == [H10, H41]
+    assert [i["id"] for i in (await added.inbox())["items"]] == [recall["id"]]
+    states = {r["to"]: r["state"] for r in await sender.track(widened["id"])}
+    assert states == {H41: "recalled", H10: "recalled"}
+    assert {r["to"]: r["state"] for r in await sender.track(original["id"])} == {
+        H41: "delivered"  # fetched before the recall: it stays, and H41 answers 02 or 03
+    }
+
+
+async def test_a_take_back_answered_after_another_status_lands_on_the_document(
+    hub: LiveHub,
+) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    original = (await sender.send([H41], "Văn bản cần lấy lại")).answer
+    await recipient.get(original["id"])
+    await sender.status(original["id"], "13", "Đề nghị lấy lại", to=H41)
+    await recipient.status(original["id"], "05")  # a status of its own comes between
+    await recipient.status(original["id"], "15", "Đồng ý")
+    (row,) = await sender.track(original["id"])
+    assert row["status_code"] == "15"
+
+
+async def test_a_follow_up_with_a_docid_of_its_own_is_filed_under_its_document(
+    hub: LiveHub,
+) -> None:
+    """The SDK's samples give an update its own MessageHeader/DocumentId and name the
+    document in Bussiness/DocumentId: it is filed under that document, so the recipient's
+    answer about the document finds it."""
+    sender, recipient = hub.client(G22), hub.client(H41)
+    original = (await sender.send([H41], "Kế hoạch (bản 1)")).answer
+    edoc = await sender.edoc(original["id"])
+    own = f"{G22},{edoc.promulgation_date:%Y/%m/%d},99/{edoc.code_notation}"
+    business = formats.Business(BusinessDocType.UPDATE, edoc.document_id, "Bổ sung")
+    changed = replace(edoc, document_id=own, subject="Kế hoạch (bản 2)", business=business)
+    body = sender.signer.sign(formats.build_edoc(changed))
+    update = (await sender.post_package(body)).answer
+    assert update["document_id"] == edoc.document_id
+    updated = await recipient.edoc(update["id"])
+    await recipient.post_package(recipient.build_status(updated, "15"))
+    codes = {r["to"]: r["status_code"] for r in await sender.track(update["id"])}
+    assert codes == {H41: "15"}

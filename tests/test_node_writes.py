@@ -106,7 +106,9 @@ async def test_send_update_replace_write_what_the_field_reads(hub: LiveHub, tmp_
         "1",
         "0",
     )
-    assert [r.findtext(f"{NS}OrganId") for r in info.iter(f"{NS}Receiver")] == [H41, H10]
+    # Who gets it has not changed: no ReceiverList, so the hub sends it to the document's
+    # recipients still active rather than holding it to a list.
+    assert info.find(f"{NS}ReceiverList") is None
     assert update.business.doc_type is BusinessDocType.UPDATE
     assert update.business.document_id == update.document_id == edoc.document_id
     assert update.subject == "Kế hoạch (sửa)" and update.attachments == edoc.attachments

@@ -96,7 +96,7 @@ def routed_to(package: f.Package, sender: str = G22, *stored: Stored) -> tuple[s
 def test_a_new_document_goes_to_its_to_agencies_the_pushers_pushed() -> None:
     routed = route(PARTIES[G22], edoc(), facts(), Limits())
     assert (routed.recipients, routed.push_recipients) == ((H41, H10), (H41,))
-    assert routed.status_update is None and routed.recall_of is None
+    assert routed.status_update is None and routed.recall_of == ()
 
 
 @pytest.mark.parametrize(
@@ -129,6 +129,22 @@ def test_its_document_id_names_its_sender_by_either_code() -> None:
         routed_to(edoc(document_id=f"{H41},2026/11/29,12/VPCP"))
 
 
+def test_a_closed_code_begins_no_new_document_but_still_names_an_old_one() -> None:
+    closed_g22 = dataclasses.replace(PARTIES[G22], closed=frozenset({G22}))
+    for kind, new_id in ((S.NEW, None), (S.REPLACE, f"{G22},2026/12/01,15/VPCP")):
+        business = f.Business(kind, replacements=(f.Replacement(DOC),) if new_id else ())
+        with pytest.raises(SchemaViolation, match="begins with 000.00.00.G22, which is closed"):
+            route(closed_g22, edoc(document_id=new_id or DOC, business=business), facts(), Limits())
+    # Under its open code it may replace, recall or update what it sent under the closed one.
+    replacement = edoc(
+        document_id=f"{QD20},2026/12/01,15/VPCP",
+        business=f.Business(S.REPLACE, replacements=(f.Replacement(DOC),)),
+    )
+    assert route(closed_g22, replacement, facts(), Limits()).recipients == (H41, H10)
+    recall = edoc(document_id=f"{QD20},2026/12/01,16/VPCP", business=f.Business(S.RECALL, DOC))
+    assert route(closed_g22, recall, facts(), Limits()).recipients == (H41, H10)
+
+
 def test_limits_on_recipients_and_attachments() -> None:
     with pytest.raises(SchemaViolation, match="2 recipients; at most 1"):
         route(PARTIES[G22], edoc(), facts(), Limits(max_recipients=1))
@@ -147,15 +163,57 @@ def test_a_recall_names_its_document_either_way_and_takes_it_back(named_in: str)
     business = f.Business(S.RECALL, DOC if named_in == "Bussiness" else None)
     routed = route(PARTIES[G22], edoc(to=(), business=business), facts(), Limits())
     assert routed.recipients == (H41, H10)  # H29 is revoked since
-    assert routed.recall_of == "p-original"
+    assert routed.recall_of == ("p-original",)
 
 
-def test_an_update_goes_to_its_receiver_list_or_else_to_the_documents_recipients() -> None:
+def test_a_recall_reaches_whoever_an_update_added_and_takes_the_update_back_too() -> None:
+    added = Stored("p-update", S.UPDATE, {H41: None, G22: None})
+    answered = Stored("p-recall-old", S.RECALL, {H41: "03"})
+    business = f.Business(S.RECALL, DOC)
+    routed = route(
+        PARTIES[G22], edoc(business=business), facts(answered, added, ORIGINAL), Limits()
+    )
+    assert routed.recipients == (H41, H10, G22)  # the original's first, then the update's
+    assert routed.recall_of == ("p-update", "p-original")  # not the earlier recall
+
+
+def test_a_follow_up_is_filed_under_the_document_it_acts_on() -> None:
+    own = f"{G22},2026/12/01,20/VPCP"  # the follow-up's own MessageHeader/DocumentId
+    for kind in (S.RECALL, S.UPDATE):
+        routed = route(
+            PARTIES[G22], edoc(document_id=own, business=f.Business(kind, DOC)), facts(), Limits()
+        )
+        assert routed.document_id == DOC, kind
+    new = route(PARTIES[G22], edoc(document_id=own), facts(), Limits())
+    assert new.document_id == own
+
+
+def test_an_update_goes_to_its_receiver_list_only_when_the_recipients_change() -> None:
     changes = f.DocumentChanges(True, True, (f.Receiver(H41, "1"),))
     assert routed_to(edoc(business=f.Business(S.UPDATE, DOC, changes=changes))) == (H41,)
     assert routed_to(edoc(business=f.Business(S.UPDATE, DOC))) == (H41, H10)
+    # DocumentReceiver 0: the list is what the field writes anyway (VNPT's library writes
+    # the recipients there); who gets the update has not changed, and one revoked since
+    # (H29) is left out rather than refused.
+    same = f.DocumentChanges(True, False, (f.Receiver(H29), f.Receiver(H41)))
+    assert routed_to(edoc(business=f.Business(S.UPDATE, DOC, changes=same))) == (H41, H10)
     routed = route(PARTIES[G22], edoc(business=f.Business(S.UPDATE, DOC)), facts(), Limits())
-    assert routed.recall_of is None  # an update takes nothing back
+    assert routed.recall_of == ()  # an update takes nothing back
+
+
+def test_a_changed_receiver_list_is_checked_as_a_to_list_is() -> None:
+    def update(*codes: str) -> f.Edoc:
+        changes = f.DocumentChanges(False, True, tuple(f.Receiver(c) for c in codes))
+        return edoc(business=f.Business(S.UPDATE, DOC, changes=changes))
+
+    with pytest.raises(SchemaViolation, match="ReceiverList: 2 recipients; at most 1"):
+        route(PARTIES[G22], update(H41, H10), facts(), Limits(max_recipients=1))
+    with pytest.raises(SchemaViolation, match="ReceiverList: a recipient is listed more than"):
+        routed_to(update(H41, H41))
+    with pytest.raises(UnknownRecipient, match="ReceiverList/Receiver/OrganId.*H29 is revoked"):
+        routed_to(update(H41, H29))
+    with pytest.raises(SchemaViolation, match="DocumentReceiver 1 .* names none"):
+        routed_to(update())
 
 
 def test_a_replacement_goes_to_its_to_limited_by_its_organ_id_list() -> None:
@@ -277,3 +335,15 @@ def test_15_after_a_13_answers_the_take_back_on_the_original() -> None:
     asked = Stored("p-original", S.NEW, {H41: "13"})
     assert answered_package("15", H41, (UPDATE, asked)) == "p-original"
     assert answered_package("16", H41, (UPDATE, asked)) == "p-original"
+
+
+def test_15_after_another_status_came_between_still_finds_what_is_unanswered() -> None:
+    # The 13 was followed by a 05 on the original, then the recipient answers the 13: with
+    # no update waiting for an answer, the document itself.
+    moved_on = Stored("p-original", S.NEW, {H41: "05"})
+    assert answered_package("15", H41, (moved_on,)) == "p-original"
+    answered = Stored("p-update", S.UPDATE, {H41: "15"})
+    assert answered_package("16", H41, (answered, moved_on)) == "p-original"
+    # Two updates, the newer answered: the older one is still waiting.
+    older = Stored("p-update-1", S.UPDATE, {H41: None})
+    assert answered_package("15", H41, (answered, older, moved_on)) == "p-update-1"

@@ -92,6 +92,8 @@ class Dialect:
                 content_id = element.findtext(f"{{{NS}}}ContentId") or ""
                 element.set(f"{{{XLINK}}}type", "simple")
                 element.set(f"{{{XLINK}}}href", content_id)
+        if self.xlink:  # declared once, as xlink: (else lxml names it ns0 on each Reference)
+            etree.cleanup_namespaces(root, top_nsmap={"xlink": XLINK})
         if self.indent:
             etree.indent(root, space="  ")
         return root

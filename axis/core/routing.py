@@ -12,27 +12,30 @@ The rules, by BussinessDocType (an edoc) and by status code:
 
 - **New (0)**: to its ``To`` agencies, each registered, active and not a closed code (closed:
   refused naming the successor); two codes of one agency, once. Its DocumentId begins with
-  one of its sender's codes.
+  one of its sender's open codes.
 - **Recall (1)** and **update (2)**: they name the earlier document in
   ``Bussiness/DocumentId``, or, as the SDK's own samples do, in ``MessageHeader/DocumentId``;
-  it must be the sender's. A recall goes to that document's recipients that are still
-  active and takes back what none of them has fetched; an update goes to the agencies of its
-  ``BussinessDocumentInfo/ReceiverList`` when it has one (who receives it changed), else to
-  the document's recipients, and changes no delivery.
-- **Replacement (3)**: a new document of its own (its own DocumentId) that names the
-  documents it replaces in ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else
-  ``Bussiness/DocumentId``), each the sender's. It goes to its ``To`` agencies, limited to
-  those its ``OrganIdList`` names when it has one. The replaced document need not have
-  passed through this hub: it may predate it, or have gone on paper (the SDK's own sample
-  replaces such a one); the replacement carries everything its recipients need.
+  it must be the sender's (under any code it holds or held), and the follow-up is filed
+  under that document, whatever its own MessageHeader/DocumentId says. A recall goes to
+  every recipient of that document still active (of the original and of its updates) and
+  takes back each of its packages not yet fetched; an update goes to the agencies of its
+  ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1 (who receives it
+  changed), else to the document's recipients still active, and changes no delivery.
+- **Replacement (3)**: a new document of its own (its own DocumentId, which begins with an
+  open code) that names the documents it replaces in
+  ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else ``Bussiness/DocumentId``), each
+  the sender's. It goes to its ``To`` agencies, limited to those its ``OrganIdList`` names
+  when it has one. The replaced document need not have passed through this hub: it may
+  predate it, or have gone on paper (the SDK's own sample replaces such a one); the
+  replacement carries everything its recipients need.
 - **Statuses** go to ``ResponseFor/OrganId``, the other party of the document
   (:data:`STATUS_FLOWS`): a recipient answers the sender with 01–06, 15 and 16, and the
   sender asks a recipient to take the document back with 13. Only those parties may send
-  them. Each is recorded on the delivery it concerns (:func:`answered`): 13 on the original's
-  delivery to that recipient; 15/16 on the original when it answers a 13, else on the newest
-  update; 02/03 on the newest recall the recipient has not answered, else the original (only
-  a recall is answered with 02/03; an update is answered with 15/16); every other code on
-  the original.
+  them. Each is recorded on the delivery it concerns (:func:`answered_package`): 13 on the
+  original's delivery to that recipient; 15/16 on the original while a 13 is the last code
+  on it, else on the newest update not yet answered, else on the original; 02/03 on the
+  newest recall the recipient has not answered, else the original (only a recall is
+  answered with 02/03; an update is answered with 15/16); every other code on the original.
 """
 
 from __future__ import annotations
@@ -61,12 +64,14 @@ from axis.errors import (
 @dataclass(frozen=True)
 class Party:
     """A registered agency as routing sees it: its OrganId (the one the hub files it under),
-    every code it holds, whether it may still take packages, whether it takes pushes."""
+    every code it holds (``closed``: those of them closed since), whether it may still take
+    packages, whether it takes pushes."""
 
     organ_id: str
     codes: frozenset[str]
     active: bool = True
     pushes: bool = False
+    closed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Routed:
     subject: str
     push_recipients: tuple[str, ...] = ()
     status_update: StatusUpdate | None = None
-    recall_of: str | None = None
+    recall_of: tuple[str, ...] = ()  # a recall: the packages it takes back where unfetched
 
 
 @dataclass(frozen=True)
@@ -235,25 +240,42 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
             " OrganId"
         )
     if business.doc_type in (S.NEW, S.REPLACE):
+        if owner in sender.closed:
+            raise SchemaViolation(
+                f"MessageHeader/DocumentId {edoc.document_id!r} begins with {owner}, which is"
+                " closed: a new document's DocumentId begins with one of its sender's open codes"
+            )
         codes = [r.organ_id for r in edoc.recipients]
-        if len(set(codes)) != len(codes):
-            raise SchemaViolation("MessageHeader/To: a recipient is listed more than once")
-        if len(codes) > limits.max_recipients:
-            raise SchemaViolation(f"{len(codes)} recipients; at most {limits.max_recipients}")
-        addressed = _addressed(codes, "To/OrganId", facts)
+        addressed = _addressed(_listed(codes, "MessageHeader/To", limits), "To/OrganId", facts)
         if business.doc_type is S.REPLACE:
             addressed = _replacement(sender, edoc, addressed, facts)
-        return _routed(addressed, edoc)
+        return _routed(addressed, edoc, edoc.document_id)
     document_id, where = earlier_id(edoc)
     earlier = _sender_document(sender, document_id, where, facts)
-    original = _original(earlier)
-    if business.doc_type is S.UPDATE and business.changes and business.changes.receivers:
-        codes = [r.organ_id for r in business.changes.receivers]
+    changes = business.changes
+    if business.doc_type is S.UPDATE and changes and changes.document_receiver:
         where = "BussinessDocumentInfo/ReceiverList/Receiver/OrganId"
-        return _routed(_addressed(codes, where, facts), edoc)
-    recipients = _still_active(original, facts, document_id)
-    recall = original.package_id if business.doc_type is S.RECALL else None
-    return _routed(recipients, edoc, recall_of=recall)
+        if not changes.receivers:
+            raise SchemaViolation(
+                "BussinessDocumentInfo: DocumentReceiver 1 says the recipients change, and"
+                " ReceiverList names none"
+            )
+        codes = _listed([r.organ_id for r in changes.receivers], "ReceiverList", limits)
+        return _routed(_addressed(codes, where, facts), edoc, document_id)
+    recipients = _still_active(earlier, facts, document_id)
+    if business.doc_type is not S.RECALL:
+        return _routed(recipients, edoc, document_id)
+    taken = tuple(s.package_id for s in earlier if s.business_type in (S.NEW, S.UPDATE))
+    return _routed(recipients, edoc, document_id, recall_of=taken)
+
+
+def _listed(codes: list[str], where: str, limits: Limits) -> list[str]:
+    """A list of recipients as a package writes it: each once, within the limit."""
+    if len(set(codes)) != len(codes):
+        raise SchemaViolation(f"{where}: a recipient is listed more than once")
+    if len(codes) > limits.max_recipients:
+        raise SchemaViolation(f"{where}: {len(codes)} recipients; at most {limits.max_recipients}")
+    return codes
 
 
 def _replacement(sender: Party, edoc: Edoc, addressed: list[Party], facts: Facts) -> list[Party]:
@@ -312,10 +334,11 @@ def _addressed(codes: list[str], where: str, facts: Facts) -> list[Party]:
     return list(parties.values())
 
 
-def _still_active(original: Stored, facts: Facts, document_id: str) -> list[Party]:
-    """The recipients of a document who may still take a follow-up (one revoked since
-    cannot)."""
-    found = [facts.codes.get(r, Named(None)).party for r in original.deliveries]
+def _still_active(stored: tuple[Stored, ...], facts: Facts, document_id: str) -> list[Party]:
+    """The recipients of a document (of any of its packages, oldest first) who may still
+    take a follow-up (one revoked since cannot)."""
+    seen = dict.fromkeys(r for s in reversed(stored) for r in s.deliveries)
+    found = [facts.codes.get(r, Named(None)).party for r in seen]
     parties = [p for p in found if p is not None and p.active]
     if not parties:
         raise UnknownRecipient(f"no recipient of {document_id!r} is still active")
@@ -323,17 +346,14 @@ def _still_active(original: Stored, facts: Facts, document_id: str) -> list[Part
 
 
 def _routed(
-    parties: list[Party],
-    edoc: Edoc,
-    status_update: StatusUpdate | None = None,
-    recall_of: str | None = None,
+    parties: list[Party], edoc: Edoc, document_id: str, recall_of: tuple[str, ...] = ()
 ) -> Routed:
+    """An edoc's decision, filed under ``document_id`` (a follow-up: the one it acts on)."""
     return Routed(
         recipients=tuple(p.organ_id for p in parties),
-        document_id=edoc.document_id,
+        document_id=document_id,
         subject=edoc.subject,
         push_recipients=tuple(p.organ_id for p in parties if p.pushes),
-        status_update=status_update,
         recall_of=recall_of,
     )
 
@@ -402,6 +422,9 @@ def answered_package(code: str, recipient: str, stored: tuple[Stored, ...]) -> s
         unanswered = [s for s in recalls if s.deliveries[recipient] is None]
         return (unanswered or [original])[0].package_id
     if code in TAKE_BACK_ANSWERS and original.deliveries[recipient] != TAKE_BACK:
+        # The last code on the original is not a pending 13 (another status may have come
+        # between the 13 and its answer): the newest update not yet answered.
         updates = [s for s in addressed if s.business_type is S.UPDATE]
-        return (updates or [original])[0].package_id
+        unanswered = [s for s in updates if s.deliveries[recipient] not in TAKE_BACK_ANSWERS]
+        return (unanswered or [original])[0].package_id
     return original.package_id

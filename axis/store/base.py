@@ -95,7 +95,7 @@ class NewPackage:
     answer: str  # the JSON of the 201 answer, returned again on a resend
     status_update: StatusUpdate | None = None
     push_recipients: tuple[str, ...] = ()  # recipients with an endpoint: push due at once
-    recall_of: str | None = None  # a recall: this package's unfetched deliveries are recalled
+    recall_of: tuple[str, ...] = ()  # a recall: these packages' unfetched deliveries go back
     received_by: str = ""  # the hub's OrganId, for the first hop of the trace
 
 

@@ -365,8 +365,8 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         yield from _bump([counters.one(now, Metric.STATUSES)])
     if p.status_update is not None:
         yield from _record_status(p)
-    if p.recall_of is not None:
-        yield from _recall(p.recall_of, p.received_at)
+    for recalled in p.recall_of:
+        yield from _recall(recalled, p.received_at)
     return seq
 
 

@@ -154,7 +154,7 @@ class Hub:
                     f" (package {earlier.id})"
                 )
             return Accepted(json.loads(earlier.answer), created=False)
-        routed = await self.router.route(agency, frozenset(codes), package)
+        routed = await self.router.route(agency, codes, package)
         return await self._commit(agency, package, routed, key, body, sha256)
 
     def _verify(self, agency: Agency, codes: dict[str, str | None], body: bytes) -> Package:

@@ -5,6 +5,8 @@ the pure decision say where it goes. All the rules are in the core; nothing is d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from axis.core import routing as rules
 from axis.core.formats import Package
 from axis.core.routing import Facts, Named, Party, Routed, Stored
@@ -14,9 +16,17 @@ from axis.store.base import Agency, Store
 __all__ = ["Routed", "Router", "party_of"]
 
 
-def party_of(agency: Agency, codes: frozenset[str] = frozenset()) -> Party:
-    """An agency as routing sees it, holding ``codes`` besides its OrganId."""
-    return Party(agency.organ_id, codes | {agency.organ_id}, agency.active, bool(agency.endpoint))
+def party_of(agency: Agency, codes: Mapping[str, str | None] | None = None) -> Party:
+    """An agency as routing sees it, holding ``codes`` (each with its successor once
+    closed) besides its OrganId."""
+    held = codes or {}
+    return Party(
+        agency.organ_id,
+        frozenset(held) | {agency.organ_id},
+        agency.active,
+        bool(agency.endpoint),
+        frozenset(c for c, successor in held.items() if successor is not None),
+    )
 
 
 class Router:
@@ -26,8 +36,11 @@ class Router:
         self.store = store
         self.limits = rules.Limits(limits.max_recipients, limits.max_attachments)
 
-    async def route(self, sender: Agency, codes: frozenset[str], package: Package) -> Routed:
-        """Where ``package`` from ``sender``, which holds ``codes``, goes.
+    async def route(
+        self, sender: Agency, codes: Mapping[str, str | None], package: Package
+    ) -> Routed:
+        """Where ``package`` from ``sender`` goes; ``sender`` holds ``codes``, each with its
+        successor once closed.
 
         Raises the InputError that explains why the package cannot go anywhere."""
         need = rules.needs(package)
