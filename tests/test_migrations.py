@@ -138,6 +138,41 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
         await store.close()
 
 
+def undo_5(db: sqlite3.Connection) -> None:
+    """Take a database back from schema 5 to 4 (systems, notes, marks)."""
+    db.execute("DROP INDEX agencies_system")
+    db.execute("DROP TABLE systems")
+    for table, column in (("agencies", "system_id"), ("packages", "notes"), ("deliveries", "mark")):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
+async def test_schema_5_takes_a_schema_4_database(tmp_path: Path) -> None:
+    """Agencies, packages and deliveries of a database from before the national axis's face
+    read as they were: no system, no notes, no mark."""
+    path = tmp_path / "axis.db"
+    ca_key, ca_cert = pki.create_ca("Axis development CA")
+    store = SqliteStore(path)
+    await store.open()
+    _, cert = pki.issue_agency_cert(ca_key, ca_cert, "000.00.00.G22", "VPCP", pki.new_key("ec"))
+    await store.add_agency(
+        Agency(
+            "000.00.00.G22", "VPCP", pki.cert_to_pem(cert), pki.fingerprint(cert), datetime.now(UTC)
+        )
+    )
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        undo_5(db)
+        db.execute("DELETE FROM schema_migrations WHERE version >= 5")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        agency = await store.get_agency("000.00.00.G22")
+        assert agency is not None and agency.system_id is None and agency.has_certificate
+        assert await store.list_systems() == []
+    finally:
+        await store.close()
+
+
 async def test_schema_4_gives_every_agency_its_organ_id_as_a_code(tmp_path: Path) -> None:
     """A database from before agencies held codes: each agency holds its OrganId after the
     migration, the log proves it, and a code moved behind the hub's back is caught."""
@@ -155,6 +190,7 @@ async def test_schema_4_gives_every_agency_its_organ_id_as_a_code(tmp_path: Path
         )
     await store.close()
     with contextlib.closing(sqlite3.connect(path)) as db, db:  # back to schema 3
+        undo_5(db)
         db.execute("DROP TABLE agency_codes")
         db.execute("DELETE FROM schema_migrations WHERE version >= 4")
     store = SqliteStore(path)

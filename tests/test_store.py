@@ -28,7 +28,16 @@ from axis.core.lifecycle import (
 from axis.core.logchain import verify_chain
 from axis.errors import DuplicateConflict, Unavailable
 from axis.store import open_store
-from axis.store.base import Agency, NewPackage, PackageRecord, StatusUpdate, Store
+from axis.store.base import (
+    Agency,
+    ItemFilter,
+    ItemQuery,
+    NewPackage,
+    PackageRecord,
+    StatusUpdate,
+    Store,
+    System,
+)
 from axis.store.sqlite import SqliteStore
 from tests.helpers import eventually, postgres_schema
 
@@ -101,6 +110,7 @@ def package(
     body: bytes | None = None,
     status_update: StatusUpdate | None = None,
     at: datetime | None = None,
+    notes: str | None = None,
 ) -> NewPackage:
     document_id = document_id or f"{n}/CV-VPCP"
     return NewPackage(
@@ -117,6 +127,7 @@ def package(
         recipients=recipients,
         answer=f'{{"id": "pkg-{n:04d}", "n": {n}}}',
         status_update=status_update,
+        notes=notes,
     )
 
 
@@ -809,3 +820,69 @@ async def test_the_push_cap_counts_the_leases_a_worker_holds_already(store: Stor
     await store.apply_event(first[0].package_id, H41, DeliveryEvent.FETCHED, now)
     again = await store.claim_pushes("a", now, 60, 10, per_recipient=2)
     assert len(again) == 1 and again[0].package_id not in {j.package_id for j in first}
+
+
+# -- systems of the national axis's face --------------------------------------------------------
+
+
+async def test_systems_are_added_listed_and_revoked(store: Store) -> None:
+    system = System("00.53.W00", "Trung tâm tích hợp Tây Ninh", b"sealed", T0)
+    await store.add_system(system)
+    with pytest.raises(DuplicateConflict):
+        await store.add_system(system)
+    assert await store.get_system("00.53.W00") == system
+    assert await store.list_systems() == [system]
+    assert await store.set_system_active("00.53.W00", False)
+    assert not await store.set_system_active("00.53.W99", False)
+    revoked = await store.get_system("00.53.W00")
+    assert revoked is not None and not revoked.active
+    events = [(e.event, e.detail) for e in await store.log_tail(10)]
+    assert ("system-added", "00.53.W00") in events and ("system-revoked", "00.53.W00") in events
+
+
+async def test_a_systems_agencies_and_what_waits_for_them(store: Store) -> None:
+    await store.add_system(System("00.53.W00", "Trung tâm", b"sealed", T0))
+    member = replace(agency(H41, 1), system_id="00.53.W00", cert_pem=b"")
+    await store.add_agency(member)
+    for other in (agency(G22), agency(H10, 2)):
+        await store.add_agency(other)
+    assert [a.organ_id for a in await store.system_agencies("00.53.W00")] == [H41]
+    assert not member.has_certificate
+    one = package(1, notes="unsigned (none)")
+    await store.insert_package(one)
+    await store.insert_package(package(2, at=T0 + timedelta(days=2)))
+    await store.insert_package(package(3, kind=PackageKind.STATUS, recipients=(H41,)))
+    items = await store.received_items([H41], PackageKind.EDOC, ItemQuery())
+    assert [(p.id, d.recipient, p.notes) for p, d in items] == [
+        ("pkg-0001", H41, "unsigned (none)"),
+        ("pkg-0002", H41, None),
+    ]
+    page = ItemQuery(limit=1, offset=1)
+    assert [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, page)] == [
+        "pkg-0002"
+    ]
+    window = ItemQuery(since=T0 + timedelta(days=1))
+    assert [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, window)] == [
+        "pkg-0002"
+    ]
+    # A mark moves nothing, and is what the filters select by.
+    assert await store.mark_delivery("pkg-0001", H41, "acceptance")
+    assert not await store.mark_delivery("pkg-0001", G22, "done")
+    delivery = await store.delivery("pkg-0001", H41)
+    assert delivery is not None and (delivery.state, delivery.mark) == (
+        DeliveryState.QUEUED,
+        "acceptance",
+    )
+
+    async def ids(f: ItemFilter) -> list[str]:
+        return [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, ItemQuery(f))]
+
+    assert await ids(ItemFilter.INITIAL) == ["pkg-0002"]
+    assert await ids(ItemFilter.PROCESSING) == ["pkg-0001"]
+    await store.mark_delivery("pkg-0002", H41, "fail")
+    assert await ids(ItemFilter.FAIL) == ["pkg-0002"]
+    await store.apply_event("pkg-0001", H41, DeliveryEvent.ACKED, T0 + timedelta(days=3))
+    assert await ids(ItemFilter.PENDING) == ["pkg-0002"]
+    assert [
+        p.id for p, _ in await store.received_items([H41], PackageKind.STATUS, ItemQuery())
+    ] == ["pkg-0003"]

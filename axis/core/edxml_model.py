@@ -311,3 +311,12 @@ def parse_document_id(text: str, where: str) -> DocumentIdParts:
             f"{where}: {text!r} ends in {code!r}, not number/notation; a DocumentId is {form}"
         )
     return DocumentIdParts(organ_id, day, number, notation)
+
+
+def is_document_id(text: str | None) -> bool:
+    """Whether ``text`` is a DocumentId of the standard's form (:func:`parse_document_id`)."""
+    try:
+        parse_document_id(text or "", "DocumentId")
+    except SchemaViolation:
+        return False
+    return True

@@ -21,6 +21,7 @@ refusal is an :class:`axis.errors.InputError` that names its reason.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +29,17 @@ from datetime import datetime
 from cryptography import x509
 from lxml import etree
 
-from axis.core import formats, pki
+from axis.core import conformance, formats, pki
 from axis.core.formats import Package
 from axis.core.signing import Verifier, signing_cert_of
 from axis.core.xmlsafe import DEFAULT_LIMITS, ParseLimits, load_xml
-from axis.errors import NotAllowed, SenderMismatch, UntrustedCertificate
+from axis.errors import (
+    InvalidSignature,
+    NotAllowed,
+    SchemaViolation,
+    SenderMismatch,
+    UntrustedCertificate,
+)
 
 #: Given the OrganId a package claims as its sender and its unverified tree, the certificate
 #: that must have signed it; raises SenderMismatch or UntrustedCertificate to refuse.
@@ -117,3 +124,69 @@ def key_info_signer(
     if named != claimed and not (named and same_agency and same_agency(named, claimed)):
         raise SenderMismatch(f"the signing certificate does not belong to {claimed}")
     return certificate
+
+
+@dataclass(frozen=True)
+class FieldRead:
+    """A package as the national axis's face takes it: the package, and the deviations from
+    QCVN 102:2016 it was taken with (:mod:`axis.core.conformance`)."""
+
+    package: Package
+    deviations: tuple[conformance.Deviation, ...]
+
+    @property
+    def signed(self) -> bool:
+        return not any(d.rule is conformance.Rule.UNSIGNED for d in self.deviations)
+
+
+def read_field_package(
+    body: bytes,
+    policy: IntakePolicy,
+    sender_check: Callable[[str], None],
+    signer_for: SignerFor,
+    *,
+    strict: bool,
+    require_signature: bool,
+    at: datetime | None = None,
+) -> FieldRead:
+    """A package sent on the national axis's face, which the caller's system vouches for.
+
+    The same steps as :func:`read_package`, with what the real axis tolerates: a package
+    without a real signature is read unverified (``require_signature``: refused), and the
+    deviations of :mod:`axis.core.conformance` are recorded (``strict``: refused, naming the
+    rule). ``sender_check`` refuses a From the caller may not send as; ``signer_for`` gives
+    the certificate a signed package must verify with. A package with a real signature is
+    verified exactly as :func:`read_package` verifies it.
+
+    Raises:
+        InputError: as read_package; SchemaViolation naming the rule of a deviation (strict);
+            InvalidSignature for an unsigned package (require_signature).
+    """
+    root = load_xml(body, policy.limits)
+    deviations = conformance.inspect(root)
+    unsigned = any(d.rule is conformance.Rule.UNSIGNED for d in deviations)
+    if require_signature and unsigned:
+        raise InvalidSignature(
+            f"unsigned: {conformance.RULES[conformance.Rule.UNSIGNED]}; this hub requires it"
+            " on every face ([vdxp] require_signature)"
+        )
+    readable = conformance.conforming(root if unsigned else copy.deepcopy(root), deviations)
+    formats.validate(readable)  # first: an address that is no OrganId is refused as such
+    if strict and deviations:
+        first = deviations[0]
+        raise SchemaViolation(
+            f"QCVN 102:2016: {conformance.RULES[first.rule]} (rule {first.rule}: found"
+            f" {first.found}); this face is strict ([vdxp] strict)"
+        )
+    claimed = formats.peek_sender(readable)
+    sender_check(claimed)
+    if unsigned:
+        package = formats.parse_package(readable)
+    else:
+        certificate = signer_for(claimed, root)
+        signed = policy.verifier.verify_tree(root, certificate, at)
+        package = formats.parse_package(conformance.conforming(signed, deviations))
+        root = signed
+    if package.sender.organ_id != claimed:
+        raise SenderMismatch(f"the signed From/OrganId {package.sender.organ_id} is not {claimed}")
+    return FieldRead(conformance.restore(package, root, deviations), deviations)

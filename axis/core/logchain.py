@@ -50,6 +50,8 @@ class LogEvent(StrEnum):
     AGENCY_REVOKED = "agency-revoked"
     CODE_ADDED = "agency-code-added"  # organ_id: the agency; detail: the code it now holds
     CODE_CLOSED = "agency-code-closed"  # organ_id: its holder, if any; detail: code_closed()
+    SYSTEM_ADDED = "system-added"  # detail: the system id (the national axis's face)
+    SYSTEM_REVOKED = "system-revoked"  # detail: the system id
 
     @classmethod
     def of_state(cls, state: DeliveryState) -> LogEvent:
@@ -67,10 +69,12 @@ _STATE_EVENTS = frozenset(
 )
 
 
-def received_detail(sender: str, recipients: Iterable[str]) -> str:
+def received_detail(sender: str, recipients: Iterable[str], notes: str | None = None) -> str:
     """What a "received" entry says of its package, so that rerouting it later shows:
-    ``from SENDER to R1,R2`` (recipients sorted)."""
-    return f"from {sender} to {','.join(sorted(recipients))}"
+    ``from SENDER to R1,R2`` (recipients sorted), then ``; NOTES`` when the package was taken
+    with notes (the national axis's face: unsigned, deviations from the standard)."""
+    said = f"from {sender} to {','.join(sorted(recipients))}"
+    return f"{said}; {notes}" if notes else said
 
 
 _SUCCEEDED_BY = " succeeded by "

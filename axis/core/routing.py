@@ -51,6 +51,7 @@ from axis.core.edxml_model import (
     Edoc,
     Package,
     StatusNotice,
+    is_document_id,
     parse_document_id,
 )
 from axis.errors import (
@@ -184,13 +185,27 @@ def _owner(document_id: str) -> str:
     return document_id.split(",", 1)[0]
 
 
+def _answered_owner(notice: StatusNotice) -> str:
+    """The code of the agency whose document a status answers: the first part of its
+    DocumentId; for one not of the standard's form (a UUID, which only the national axis's
+    face lets in, recorded as a deviation), the party the flow names (ResponseFor/OrganId
+    when a recipient answers the sender; the status's own sender when it sends 13)."""
+    answered = notice.response_for
+    if is_document_id(answered.document_id):
+        return _owner(answered.document_id)
+    if STATUS_FLOWS[notice.status_code] is Flow.TO_RECIPIENT:
+        return notice.sender.organ_id
+    return answered.organ_id
+
+
 def needs(package: Package) -> Needs:
     """Which facts :func:`route` wants for ``package``."""
     if isinstance(package, StatusNotice):
         answered = package.response_for
+        owner = _answered_owner(package)
         return Needs(
-            frozenset({answered.organ_id, _owner(answered.document_id)}),
-            frozenset({(_owner(answered.document_id), answered.document_id)}),
+            frozenset({answered.organ_id, owner}),
+            frozenset({(owner, answered.document_id)}),
         )
     codes = {_owner(package.document_id)}
     documents: set[str] = set()
@@ -230,7 +245,12 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
             f"{len(edoc.attachments)} attachments; at most {limits.max_attachments}"
         )
     business = edoc.business
-    owner = parse_document_id(edoc.document_id, "MessageHeader/DocumentId").organ_id
+    # A DocumentId not of the standard's form got here only through a face that records it
+    # as a deviation (axis.core.conformance): it names no owner to check.
+    standard = is_document_id(edoc.document_id)
+    owner = edoc.sender.organ_id
+    if standard:
+        owner = parse_document_id(edoc.document_id, "MessageHeader/DocumentId").organ_id
     # Any code the sender holds: it may hold both generations, and a follow-up may name the
     # earlier document, sent under a code closed since.
     if owner not in sender.codes:
@@ -240,7 +260,7 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
             " OrganId"
         )
     if business.doc_type in (S.NEW, S.REPLACE):
-        if owner in sender.closed:
+        if standard and owner in sender.closed:
             raise SchemaViolation(
                 f"MessageHeader/DocumentId {edoc.document_id!r} begins with {owner}, which is"
                 " closed: a new document's DocumentId begins with one of its sender's open codes"
@@ -363,7 +383,7 @@ def _routed(
 
 def _status(sender: Party, notice: StatusNotice, facts: Facts) -> Routed:
     answered = notice.response_for
-    owner_code = _owner(answered.document_id)
+    owner_code = _answered_owner(notice)
     owner = facts.codes.get(owner_code, Named(None)).party
     stored = facts.documents.get((owner.organ_id, answered.document_id), ()) if owner else ()
     if owner is None or not stored:

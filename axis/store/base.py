@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
@@ -35,6 +36,25 @@ class Agency:
     registered_at: datetime
     active: bool = True
     endpoint: str | None = None
+    system_id: str | None = None  # the national axis's face: the system speaking for it
+
+    @property
+    def has_certificate(self) -> bool:
+        """False for an agency a system registered (registerAgency): it signs nothing the
+        hub could check, and reaches the hub only through its system."""
+        return bool(self.cert_pem)
+
+
+@dataclass(frozen=True)
+class System:
+    """An integration centre's system on the national axis's face: its id (the SDK's
+    systemId), name, secret sealed under the data folder's key, and whether it may call."""
+
+    system_id: str
+    name: str
+    sealed_secret: bytes
+    added_at: datetime
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +116,29 @@ class NewPackage:
     status_update: StatusUpdate | None = None
     push_recipients: tuple[str, ...] = ()  # recipients with an endpoint: push due at once
     recall_of: tuple[str, ...] = ()  # a recall: these packages' unfetched deliveries go back
+    notes: str | None = None  # the national axis's face: unsigned, deviations
     received_by: str = ""  # the hub's OrganId, for the first hop of the trace
+
+
+class ItemFilter(StrEnum):
+    """Which received deliveries a list selects, by state and transport mark."""
+
+    PENDING = "pending"  # not yet acknowledged nor taken back
+    INITIAL = "initial"  # queued, never fetched nor marked
+    PROCESSING = "processing"  # fetched, or marked (not fail), not yet acknowledged
+    FAIL = "fail"  # a push that gave up, or marked fail
+
+
+@dataclass(frozen=True)
+class ItemQuery:
+    """A page of a received list: the filter, the time received (``since``/``until``,
+    inclusive), at most ``limit`` items after the first ``offset``."""
+
+    filter: ItemFilter = ItemFilter.PENDING
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +155,7 @@ class PackageRecord:
     subject: str
     received_at: datetime
     answer: str
+    notes: str | None = None  # what it was taken with on the national axis's face
 
 
 @dataclass(frozen=True)
@@ -124,6 +167,7 @@ class Delivery:
     updated_at: datetime
     attempts: int = 0  # failed pushes so far
     last_error: str | None = None  # why the last push failed
+    mark: str | None = None  # the last transport mark of the national axis's updateStatus
 
     def as_json(self) -> dict[str, object]:
         """The delivery as the APIs show it (SPEC §5, plus push attempts and the last error)."""
@@ -135,6 +179,7 @@ class Delivery:
             "updated_at": self.updated_at.isoformat(timespec="milliseconds"),
             "attempts": self.attempts,
             "last_error": self.last_error,
+            "mark": self.mark,
         }
 
 
@@ -193,6 +238,32 @@ class Store(Protocol):
     async def agency_codes(self, organ_id: str | None = None) -> list[AgencyCode]:
         """The codes one agency holds (its OrganId among them), or with None every code of
         the directory, by code."""
+
+    async def add_system(self, system: System) -> None:
+        """Add a system of the national axis's face.
+
+        Raises DuplicateConflict if the id is taken."""
+
+    async def get_system(self, system_id: str) -> System | None:
+        """The system with this id, active or not."""
+
+    async def list_systems(self) -> list[System]:
+        """Every system, by id."""
+
+    async def set_system_active(self, system_id: str, active: bool) -> bool:
+        """Revoke (or reinstate) a system; False if there is none."""
+
+    async def system_agencies(self, system_id: str) -> list[Agency]:
+        """The agencies a system speaks for, active or not, by OrganId."""
+
+    async def received_items(
+        self, recipients: Sequence[str], kind: PackageKind, query: ItemQuery
+    ) -> list[tuple[PackageRecord, Delivery]]:
+        """The deliveries of packages of ``kind`` to ``recipients`` that ``query`` selects,
+        oldest first."""
+
+    async def mark_delivery(self, package_id: str, recipient: str, mark: str) -> bool:
+        """Record a transport mark on a delivery; False if there is no such delivery."""
 
     async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
         """The agency whose registered certificate has this SHA-256 fingerprint."""

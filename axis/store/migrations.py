@@ -154,6 +154,28 @@ INSERT INTO agency_codes (code, organ_id, added_at)
     SELECT organ_id, organ_id, registered_at FROM agencies;
 """,
     ),
+    Migration(
+        5,
+        "systems of the national axis's face, the agencies of each, notes and marks",
+        """
+-- An integration centre's system (VNPT's SDK: systemId and secret) speaks for its agencies
+-- on the national axis's face. The secret is sealed (AES-GCM) under a key kept in the data
+-- folder, never in the database: the HMAC needs the secret itself, so it cannot be hashed.
+CREATE TABLE systems (
+    system_id TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    secret    BLOB NOT NULL,
+    active    INTEGER NOT NULL DEFAULT 1,
+    added_at  TEXT NOT NULL
+);
+ALTER TABLE agencies ADD COLUMN system_id TEXT;
+CREATE INDEX agencies_system ON agencies (system_id) WHERE system_id IS NOT NULL;
+-- What a package was taken with on that face: unsigned, deviations from QCVN 102:2016.
+ALTER TABLE packages ADD COLUMN notes TEXT;
+-- The last transport mark a system's updateStatus gave a delivery (processing, fail, ...).
+ALTER TABLE deliveries ADD COLUMN mark TEXT;
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

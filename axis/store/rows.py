@@ -14,14 +14,17 @@ from typing import Any
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import PENDING, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
-from axis.store.base import Agency, AgencyCode, Delivery, PackageRecord
+from axis.store.base import Agency, AgencyCode, Delivery, PackageRecord, System
 
-AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at"
+AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at, system_id"
+SYSTEM_COLUMNS = "system_id, name, secret, active, added_at"
 CODE_COLUMNS = "code, organ_id, added_at, successor, closed_at"
 PACKAGE_COLUMNS = (
-    "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer"
+    "id, seq, kind, sender, document_id, business_type, sha256, subject, received_at, answer, notes"
 )
-DELIVERY_COLUMNS = "package_id, recipient, state, status_code, updated_at, attempts, last_error"
+DELIVERY_COLUMNS = (
+    "package_id, recipient, state, status_code, updated_at, attempts, last_error, mark"
+)
 LOG_COLUMNS = "seq, at, event, organ_id, package_id, detail, sha256, prev, hash, cert_sha256"
 
 # The statements the writes share (``?`` placeholders; PostgreSQL's store numbers them).
@@ -57,20 +60,22 @@ def blob(value: object) -> bytes:
 
 
 def package_row(row: Iterable[Any]) -> PackageRecord:
-    pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer = row
+    pid, seq, kind, sender, doc_id, btype, sha, subject, received, answer, notes = row
     return PackageRecord(
         pid, seq, PackageKind(kind), sender, doc_id, BusinessDocType(btype), sha, subject,
-        dt(received), answer,
+        dt(received), answer, notes,
     )  # fmt: skip
 
 
 def delivery_row(row: Iterable[Any]) -> Delivery:
-    package_id, recipient, state, code, updated, attempts, error = row
-    return Delivery(package_id, recipient, DeliveryState(state), code, dt(updated), attempts, error)
+    package_id, recipient, state, code, updated, attempts, error, mark = row
+    return Delivery(
+        package_id, recipient, DeliveryState(state), code, dt(updated), attempts, error, mark
+    )
 
 
 def agency_row(row: Iterable[Any]) -> Agency:
-    organ_id, name, cert_pem, fingerprint, endpoint, active, registered = row
+    organ_id, name, cert_pem, fingerprint, endpoint, active, registered, system_id = row
     return Agency(
         organ_id=organ_id,
         name=name,
@@ -79,7 +84,13 @@ def agency_row(row: Iterable[Any]) -> Agency:
         registered_at=dt(registered),
         active=bool(active),
         endpoint=endpoint,
+        system_id=system_id,
     )
+
+
+def system_row(row: Iterable[Any]) -> System:
+    system_id, name, secret, active, added = row
+    return System(system_id, name, blob(secret), dt(added), bool(active))
 
 
 def code_row(row: Iterable[Any]) -> AgencyCode:

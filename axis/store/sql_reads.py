@@ -12,13 +12,22 @@ which may take long enough that the loop must not wait for them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry, LogEvent
-from axis.store.base import Agency, AgencyCode, Delivery, Hop, PackageRecord
+from axis.store.base import (
+    Agency,
+    AgencyCode,
+    Delivery,
+    Hop,
+    ItemFilter,
+    ItemQuery,
+    PackageRecord,
+    System,
+)
 from axis.store.rows import (
     AGENCY_COLUMNS,
     CODE_COLUMNS,
@@ -27,6 +36,7 @@ from axis.store.rows import (
     LOG_HEAD,
     PACKAGE_COLUMNS,
     PENDING_STATES,
+    SYSTEM_COLUMNS,
     agency_row,
     blob,
     checkpoint_row,
@@ -36,6 +46,8 @@ from axis.store.rows import (
     log_row,
     marks,
     package_row,
+    system_row,
+    ts,
 )
 
 DIRECTORY_EVENTS = tuple(
@@ -59,6 +71,23 @@ CODE_HOLDER = (
     f"SELECT {_prefixed('c', CODE_COLUMNS)}, {_prefixed('a', AGENCY_COLUMNS)}"
     " FROM agency_codes c LEFT JOIN agencies a ON a.organ_id = c.organ_id WHERE c.code = ?"
 )
+
+
+_Q, _D, _F = DeliveryState.QUEUED.value, DeliveryState.DELIVERED.value, DeliveryState.FAILED.value
+# Each filter of a received list (axis.core.vdxp.item_state says the same in Python).
+_ITEM_FILTERS: dict[ItemFilter, tuple[str, tuple[str, ...]]] = {
+    ItemFilter.PENDING: (
+        f"d.state IN ({marks(PENDING_STATES)})",
+        tuple(s.value for s in PENDING_STATES),
+    ),
+    ItemFilter.INITIAL: ("d.state = ? AND d.mark IS NULL", (_Q,)),
+    ItemFilter.PROCESSING: (
+        "(d.state = ? OR (d.state = ? AND d.mark IS NOT NULL))"
+        " AND (d.mark IS NULL OR d.mark <> 'fail')",
+        (_D, _Q),
+    ),
+    ItemFilter.FAIL: ("(d.state = ? OR (d.state IN (?, ?) AND d.mark = 'fail'))", (_F, _Q, _D)),
+}
 
 
 class SqlReads:
@@ -109,6 +138,23 @@ class SqlReads:
 
     async def list_agencies(self) -> list[Agency]:
         rows = await self._read(f"SELECT {AGENCY_COLUMNS} FROM agencies ORDER BY organ_id")
+        return [agency_row(r) for r in rows]
+
+    async def get_system(self, system_id: str) -> System | None:
+        rows = await self._lookup(
+            f"SELECT {SYSTEM_COLUMNS} FROM systems WHERE system_id = ?", (system_id,)
+        )
+        return system_row(rows[0]) if rows else None
+
+    async def list_systems(self) -> list[System]:
+        rows = await self._read(f"SELECT {SYSTEM_COLUMNS} FROM systems ORDER BY system_id")
+        return [system_row(r) for r in rows]
+
+    async def system_agencies(self, system_id: str) -> list[Agency]:
+        rows = await self._lookup(
+            f"SELECT {AGENCY_COLUMNS} FROM agencies WHERE system_id = ? ORDER BY organ_id",
+            (system_id,),
+        )
         return [agency_row(r) for r in rows]
 
     async def agency_counts(self) -> tuple[int, int]:
@@ -177,6 +223,29 @@ class SqlReads:
             (recipient, *(s.value for s in PENDING_STATES), after, limit),
         )
         return [package_row(r) for r in rows]
+
+    async def received_items(
+        self, recipients: Sequence[str], kind: PackageKind, query: ItemQuery
+    ) -> list[tuple[PackageRecord, Delivery]]:
+        if not recipients:
+            return []
+        where, args = _ITEM_FILTERS[query.filter]
+        clauses = [f"d.recipient IN ({marks(recipients)})", "d.kind = ?", where]
+        params: list[Any] = [*recipients, kind.value, *args]
+        if query.since is not None:
+            clauses.append("d.received_at >= ?")
+            params.append(ts(query.since))
+        if query.until is not None:
+            clauses.append("d.received_at <= ?")
+            params.append(ts(query.until))
+        rows = await self._lookup(
+            f"SELECT {_prefixed('p', PACKAGE_COLUMNS)}, {_prefixed('d', DELIVERY_COLUMNS)}"
+            " FROM deliveries d JOIN packages p ON p.id = d.package_id"
+            f" WHERE {' AND '.join(clauses)} ORDER BY d.seq, d.recipient LIMIT ? OFFSET ?",
+            (*params, query.limit, query.offset),
+        )
+        width = len(PACKAGE_COLUMNS.split(","))
+        return [(package_row(r[:width]), delivery_row(r[width:])) for r in rows]
 
     async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
         rows = await self._read(

@@ -49,7 +49,15 @@ from axis.core.logchain import (
 from axis.core.stats import Metric
 from axis.errors import DuplicateConflict
 from axis.store import counters
-from axis.store.base import Agency, AgencyCode, Delivery, NewPackage, PackageRecord, PushJob
+from axis.store.base import (
+    Agency,
+    AgencyCode,
+    Delivery,
+    NewPackage,
+    PackageRecord,
+    PushJob,
+    System,
+)
 from axis.store.rows import (
     AGENCY_COLUMNS,
     CODE_COLUMNS,
@@ -57,6 +65,7 @@ from axis.store.rows import (
     LOG_HEAD,
     LOG_INSERT,
     PACKAGE_COLUMNS,
+    SYSTEM_COLUMNS,
     UPSERT_DAILY,
     code_row,
     delivery_row,
@@ -208,9 +217,9 @@ def add_agency(agency: Agency, aliases: Sequence[str] = ()) -> Step[None]:
         why = f"closed ({successor} succeeds it)" if successor else f"held by {holder}"
         raise DuplicateConflict(f"agency {agency.organ_id}: code {code} is {why}")
     yield from _count(
-        f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO agencies ({AGENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         agency.organ_id, agency.name, agency.cert_pem, agency.fingerprint, agency.endpoint,
-        int(agency.active), ts(agency.registered_at),
+        int(agency.active), ts(agency.registered_at), agency.system_id,
     )  # fmt: skip
     yield from _append(
         agency.registered_at,
@@ -302,6 +311,50 @@ def set_agency_active(organ_id: str, active: bool, at: datetime) -> Step[bool]:
     return True
 
 
+# -- systems (the national axis's face) ---------------------------------------------------
+
+
+def add_system(system: System) -> Step[None]:
+    """Add a system, logged (its id, never its secret).
+
+    Raises DuplicateConflict if the id is taken."""
+    yield SERIALIZE
+    taken = yield from _rows("SELECT system_id FROM systems WHERE system_id = ?", system.system_id)
+    if taken:
+        raise DuplicateConflict(f"system {system.system_id} already exists")
+    yield from _count(
+        f"INSERT INTO systems ({SYSTEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        system.system_id, system.name, system.sealed_secret, int(system.active),
+        ts(system.added_at),
+    )  # fmt: skip
+    yield from _append(system.added_at, LogEvent.SYSTEM_ADDED, detail=system.system_id)
+
+
+def set_system_active(system_id: str, active: bool, at: datetime) -> Step[bool]:
+    """Revoke or reinstate a system, logged when it changes."""
+    yield SERIALIZE
+    changed = yield from _count(
+        "UPDATE systems SET active = ? WHERE system_id = ? AND active <> ?",
+        int(active), system_id, int(active),
+    )  # fmt: skip
+    if not changed:
+        found = yield from _rows("SELECT 1 FROM systems WHERE system_id = ?", system_id)
+        return bool(found)
+    event = LogEvent.SYSTEM_ADDED if active else LogEvent.SYSTEM_REVOKED
+    yield from _append(at, event, detail=system_id)
+    return True
+
+
+def mark_delivery(package_id: str, recipient: str, mark: str) -> Step[bool]:
+    """A system's transport mark on one delivery (moves nothing; see axis.core.vdxp)."""
+    yield SERIALIZE
+    changed = yield from _count(
+        "UPDATE deliveries SET mark = ? WHERE package_id = ? AND recipient = ?",
+        mark, package_id, recipient,
+    )  # fmt: skip
+    return bool(changed)
+
+
 # -- packages and their deliveries ----------------------------------------------------------
 
 
@@ -328,7 +381,7 @@ def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
     seq = yield from _insert_rows(p)
     record = PackageRecord(
         p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
-        p.received_at, p.answer,
+        p.received_at, p.answer, p.notes,
     )  # fmt: skip
     return record, True
 
@@ -336,10 +389,10 @@ def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
 def _insert_rows(p: NewPackage) -> Step[int]:
     inserted = yield from _rows(
         "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
-        " sha256, subject, received_at, answer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING seq",
+        " sha256, subject, received_at, answer, body, notes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         p.id, p.kind.value, p.sender, p.document_id, p.idempotency_key, int(p.business_type),
-        p.sha256, p.subject, ts(p.received_at), p.answer, p.body,
+        p.sha256, p.subject, ts(p.received_at), p.answer, p.body, p.notes,
     )  # fmt: skip
     seq = int(inserted[0][0])
     now = ts(p.received_at)
@@ -356,7 +409,7 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         LogEvent.RECEIVED,
         p.received_by or None,
         p.id,
-        received_detail(p.sender, p.recipients),
+        received_detail(p.sender, p.recipients, p.notes),
         p.sha256,
     )
     if p.kind is PackageKind.EDOC:
@@ -573,6 +626,15 @@ class SqlWrites:
 
     async def add_agency(self, agency: Agency, aliases: Sequence[str] = ()) -> None:
         await self._write(add_agency(agency, aliases))
+
+    async def add_system(self, system: System) -> None:
+        await self._write(add_system(system))
+
+    async def set_system_active(self, system_id: str, active: bool) -> bool:
+        return await self._write(set_system_active(system_id, active, datetime.now(UTC)))
+
+    async def mark_delivery(self, package_id: str, recipient: str, mark: str) -> bool:
+        return await self._write(mark_delivery(package_id, recipient, mark))
 
     async def add_code(self, organ_id: str, code: str) -> bool:
         return await self._write(add_code(organ_id, code, datetime.now(UTC)))

@@ -226,7 +226,10 @@ async def _verify_deliveries(store: Store, page: list[LogEntry], ids: list[str],
         pid = entry.package_id or ""
         record = records.get(pid)
         recipients = [d.recipient for d in stored.get(pid, [])]
-        if record is None or received_detail(record.sender, recipients) != entry.detail:
+        if (
+            record is None
+            or received_detail(record.sender, recipients, record.notes) != entry.detail
+        ):
             raise Broken(
                 f"package {pid}: its sender or recipients are not what the log recorded at"
                 f" entry {entry.seq} ({entry.detail})"
