@@ -138,9 +138,10 @@ class LiveHub:
 
 
 @contextlib.asynccontextmanager
-async def live_hub(data: DataDir) -> AsyncIterator[LiveHub]:
-    """A hub on free loopback ports with the agencies of AGENCIES registered."""
-    settings = data.settings().with_overrides(port=0, admin_port=0)
+async def live_hub(data: DataDir, vdxp: bool = False) -> AsyncIterator[LiveHub]:
+    """A hub on free loopback ports with the agencies of AGENCIES registered (``vdxp``: with
+    the national axis's face on a free port too)."""
+    settings = data.settings().with_overrides(port=0, admin_port=0, vdxp_port=0 if vdxp else None)
     async with running_hub(data, settings) as running:
         live = LiveHub(data, running)
         for organ_id in AGENCIES:

@@ -84,7 +84,7 @@ def test_every_template_key_is_a_field_of_its_section_with_its_default_value() -
 
 def test_the_template_sections() -> None:
     sections = {section for section, _ in template_keys().values()}
-    assert sections == {"hub", "limits", "signatures", "delivery", "log"}
+    assert sections == {"hub", "limits", "signatures", "delivery", "log", "vdxp"}
 
 
 def test_a_missing_file_gives_the_defaults(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from axis.cli import agencies, operator, serve, setup, testing
+from axis.cli import agencies, operator, serve, setup, systems, testing
 
 
 @click.group()
@@ -21,6 +21,7 @@ for command in (
     setup.init,
     setup.ca,
     agencies.agency,
+    systems.system,
     serve.serve,
     operator.deliveries,
     operator.stats,

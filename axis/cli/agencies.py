@@ -43,6 +43,13 @@ def agency() -> None:
     help="Another code the agency holds (its 2016 OrganId beside its Decision 20 code, or the"
     " other way round); repeatable.",
 )
+@click.option(
+    "--system",
+    "system_id",
+    default=None,
+    metavar="SYSTEM_ID",
+    help="The system (axis system add) that speaks for it on the national axis's API too.",
+)
 def agency_add(
     data_dir: Path | None,
     db: str | None,
@@ -51,6 +58,7 @@ def agency_add(
     endpoint: str | None,
     cert_file: Path | None,
     aliases: tuple[str, ...],
+    system_id: str | None,
 ) -> None:
     """Register an agency and write its node profile under DATA/agencies/ORGAN_ID.
 
@@ -71,6 +79,7 @@ def agency_add(
             endpoint=endpoint,
             cert_pem=cert_pem,
             aliases=aliases,
+            system_id=system_id,
         )
 
     registered = run_store(data, db, work)
@@ -78,6 +87,8 @@ def agency_add(
     click.echo(f"Registered {registered.organ_id} ({registered.name})")
     if aliases:
         click.echo(f"  also holds    {', '.join(aliases)}")
+    if system_id:
+        click.echo(f"  system        {system_id} (the national axis's API)")
     click.echo(f"  node profile  {profile}")
     if cert_file:
         click.echo(f"  put the agency's private key at {profile / 'key.pem'} to use axis-node")

@@ -20,6 +20,12 @@ from axis.store import open_store
 @click.option("--admin-port", type=int, default=None, help="Operator API port.")
 @click.option("--allow-sha1", is_flag=True, default=None, help="Accept SHA-1 signatures.")
 @click.option(
+    "--vdxp-port",
+    type=int,
+    default=None,
+    help="Serve the national axis's own API (VNPT's SDK) on this port too ([vdxp]).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -40,6 +46,7 @@ def serve(
     port: int | None,
     admin_port: int | None,
     allow_sha1: bool | None,
+    vdxp_port: int | None,
     log_format: str,
     workers: int,
     reuse_port: bool,
@@ -51,7 +58,7 @@ def serve(
     logs.configure(log_format)
     try:
         settings = data.settings().with_overrides(
-            host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1
+            host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1, vdxp_port=vdxp_port
         )
         url = data.database_url(db)
         if workers > 1:

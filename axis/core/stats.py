@@ -35,6 +35,8 @@ class Metric(StrEnum):
     PENDING = "pending"  # edoc deliveries still in the inbox, key = recipient
     FAILED = "failed"  # edoc deliveries whose push gave up, key = recipient
     LATENCY = "latency"  # acknowledged edoc deliveries, key = latency bucket
+    FACE = "face"  # packages received by the national axis's face, key = system id
+    DEVIATIONS = "deviations"  # packages taken with a deviation, key = "system rule"
 
 
 def latency_bucket(ms: float) -> int:

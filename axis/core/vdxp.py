@@ -252,14 +252,16 @@ def authenticate(sent: Sequence[tuple[str, str]], secret_of: SecretOf) -> Call:
     if text is None or not digest:
         raise CallFailed(Fault.BAD_SIGNATURE, f"{SIGN_HEADER} and {HASH_HEADER} are required")
     expected = hmac_hex(secret, text.encode("utf-8", "surrogateescape"))
-    if not hmac.compare_digest(expected, digest.strip().lower()):
+    given = digest.strip().lower().encode("utf-8", "surrogateescape")  # bytes: any text compares
+    if not hmac.compare_digest(expected.encode("ascii"), given):
         raise CallFailed(Fault.BAD_SIGNATURE, f"{HASH_HEADER} does not match")
     try:
-        pairs = json.loads(text, object_pairs_hook=list)
+        parsed = json.loads(text, object_pairs_hook=_Pairs)
     except ValueError as exc:
         raise CallFailed(Fault.BAD_SIGNATURE, f"{SIGN_HEADER} is not JSON") from exc
-    if not isinstance(pairs, list) or not all(isinstance(v, str) for _, v in pairs):
+    if not isinstance(parsed, _Pairs) or not all(isinstance(v, str) for _, v in parsed):
         raise CallFailed(Fault.BAD_SIGNATURE, f"{SIGN_HEADER} is not an object of strings")
+    pairs: list[tuple[str, str]] = list(parsed)
     keys = [k for k in (_sent(sent, SIGN_KEYS) or "").split(";") if k]
     if [PREFIX + k for k in keys] != [k for k, _ in pairs]:
         raise CallFailed(Fault.HEADER_MISMATCH, f"{SIGN_KEYS} and {SIGN_HEADER} name other headers")
@@ -269,6 +271,10 @@ def authenticate(sent: Sequence[tuple[str, str]], secret_of: SecretOf) -> Call:
     if dict(pairs).get(SYSTEM_ID) != system_id:
         raise CallFailed(Fault.HEADER_MISMATCH, f"{SYSTEM_ID} is not the one signed")
     return Call(system_id, tuple((k.removeprefix(PREFIX), v) for k, v in pairs))
+
+
+class _Pairs(list[tuple[str, str]]):
+    """A JSON object's members in order, duplicates kept (an array never becomes one)."""
 
 
 def _sent(sent: Sequence[tuple[str, str]], name: str, exact: bool = False) -> str | None:

@@ -62,6 +62,17 @@ retry_max_age_s = 86400.0       # stop pushing a day after the hub took the pack
 [log]
 checkpoint_every = 1000         # sign the log's head every N entries …
 checkpoint_interval_s = 60.0    # … or every T seconds, whichever comes first
+
+[vdxp]
+# The national axis's own API, as VNPT's SDK calls it (README: "Point your SDK at Axis").
+enabled = false                 # off unless asked for (or axis serve --vdxp-port P)
+vdxp_host = "127.0.0.1"
+vdxp_port = 8080
+path_prefix = "/XrdAdapter/adapter"
+tls_cert = ""                   # plain HTTP as the adapter is; a PEM certificate and key …
+tls_key = ""                    # … (paths) make it HTTPS
+strict = false                  # true: refuse what QCVN 102:2016 refuses (else: take and record)
+require_signature = false       # true: refuse packages without a real XMLDSig signature
 """
 
 
@@ -143,6 +154,20 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class VdxpSettings:
+    """``[vdxp]``: the national axis's face (axis.core.vdxp): where, and how strict."""
+
+    enabled: bool = False
+    vdxp_host: str = "127.0.0.1"
+    vdxp_port: int = 8080
+    path_prefix: str = "/XrdAdapter/adapter"
+    tls_cert: str = ""
+    tls_key: str = ""
+    strict: bool = False
+    require_signature: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ``axis serve`` needs to know that is not a key or a certificate, one field
     per section of ``axis.toml``."""
@@ -152,6 +177,7 @@ class Settings:
     signatures: SignatureSettings = SignatureSettings()
     delivery: DeliverySettings = DeliverySettings()
     log: LogSettings = LogSettings()
+    vdxp: VdxpSettings = VdxpSettings()
 
     def with_overrides(
         self,
@@ -161,6 +187,7 @@ class Settings:
         admin_port: int | None = None,
         database: str | None = None,
         allow_sha1: bool | None = None,
+        vdxp_port: int | None = None,
     ) -> Settings:
         """A copy with what ``axis serve``'s flags say instead; ``None`` changes nothing."""
         hub = self.hub
@@ -169,7 +196,12 @@ class Settings:
         hub = replace(hub, admin_port=hub.admin_port if admin_port is None else admin_port)
         hub = replace(hub, database=hub.database if database is None else database)
         sha1 = self.signatures.allow_sha1 if allow_sha1 is None else allow_sha1
-        return replace(self, hub=hub, signatures=replace(self.signatures, allow_sha1=sha1))
+        vdxp = self.vdxp
+        if vdxp_port is not None:  # --vdxp-port turns the face on
+            vdxp = replace(vdxp, enabled=True, vdxp_port=vdxp_port)
+        return replace(
+            self, hub=hub, signatures=replace(self.signatures, allow_sha1=sha1), vdxp=vdxp
+        )
 
     def lookup(self, key: str) -> Any:
         """The value of ``key``, whichever section holds it (a key names one setting in the

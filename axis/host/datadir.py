@@ -62,6 +62,20 @@ class DataDir:
         return self.root / "admin.token"
 
     @property
+    def systems_key(self) -> Path:
+        """The key that seals the national axis's face's system secrets in the database."""
+        return self.root / "systems.key"
+
+    def systems_key_bytes(self) -> bytes:
+        """That key, made on first use (32 random bytes, readable by the hub's user only)."""
+        if not self.systems_key.exists():
+            pki.write_private(self.systems_key, secrets.token_bytes(32))
+        key = self.systems_key.read_bytes()
+        if len(key) != 32:
+            raise DataDirError(f"{self.systems_key}: not a 32-byte key")
+        return key
+
+    @property
     def database(self) -> Path:
         return self.root / "axis.db"
 
@@ -156,6 +170,7 @@ def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:
     pki.write_private(data.hub_key, pki.key_to_pem(hub_key))
     data.hub_cert.write_bytes(pki.cert_to_pem(hub_cert))
     pki.write_private(data.admin_token, (secrets.token_urlsafe(32) + "\n").encode())
+    data.systems_key_bytes()
     if not data.config.exists():
         data.config.write_text(DEFAULT_TOML, encoding="utf-8")
 

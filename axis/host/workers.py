@@ -57,6 +57,8 @@ def worker_command(data: DataDir, settings: Settings, log_format: str = "text") 
     ]  # fmt: skip
     if settings.signatures.allow_sha1:
         command.append("--allow-sha1")
+    if settings.vdxp.enabled:  # the national axis's face too, in every worker
+        command += ["--vdxp-port", str(settings.vdxp.vdxp_port)]
     return command
 
 
@@ -70,7 +72,9 @@ async def supervise(
         WorkersFailed: a worker died young GIVE_UP_YOUNG times in a row (the others are
             stopped first); the reason is in its output.
     """
-    if 0 in (settings.hub.port, settings.hub.admin_port):
+    if 0 in (settings.hub.port, settings.hub.admin_port) or (
+        settings.vdxp.enabled and settings.vdxp.vdxp_port == 0
+    ):
         raise ConfigError("--workers needs fixed ports: every worker listens on the same ones")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

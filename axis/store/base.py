@@ -117,6 +117,7 @@ class NewPackage:
     push_recipients: tuple[str, ...] = ()  # recipients with an endpoint: push due at once
     recall_of: tuple[str, ...] = ()  # a recall: these packages' unfetched deliveries go back
     notes: str | None = None  # the national axis's face: unsigned, deviations
+    tallies: tuple[tuple[str, str], ...] = ()  # more counters to bump: (metric, key)
     received_by: str = ""  # the hub's OrganId, for the first hop of the trace
 
 
@@ -261,6 +262,9 @@ class Store(Protocol):
     ) -> list[tuple[PackageRecord, Delivery]]:
         """The deliveries of packages of ``kind`` to ``recipients`` that ``query`` selects,
         oldest first."""
+
+    async def count_received(self, recipients: Sequence[str], kind: PackageKind) -> int:
+        """How many packages of ``kind`` wait for any of ``recipients`` (pending)."""
 
     async def mark_delivery(self, package_id: str, recipient: str, mark: str) -> bool:
         """Record a transport mark on a delivery; False if there is no such delivery."""

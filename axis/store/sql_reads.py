@@ -247,6 +247,17 @@ class SqlReads:
         width = len(PACKAGE_COLUMNS.split(","))
         return [(package_row(r[:width]), delivery_row(r[width:])) for r in rows]
 
+    async def count_received(self, recipients: Sequence[str], kind: PackageKind) -> int:
+        if not recipients:
+            return 0
+        where, args = _ITEM_FILTERS[ItemFilter.PENDING]
+        rows = await self._lookup(
+            "SELECT count(DISTINCT d.package_id) FROM deliveries d"
+            f" WHERE d.recipient IN ({marks(recipients)}) AND d.kind = ? AND {where}",
+            (*recipients, kind.value, *args),
+        )
+        return int(rows[0][0])
+
     async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
         rows = await self._read(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ?"

@@ -416,6 +416,7 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         yield from _bump(counters.new_edoc(now, p.sender, p.recipients))
     else:
         yield from _bump([counters.one(now, Metric.STATUSES)])
+    yield from _bump([counters.one(now, metric, key) for metric, key in p.tallies])
     if p.status_update is not None:
         yield from _record_status(p)
     for recalled in p.recall_of:

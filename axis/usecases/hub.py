@@ -139,11 +139,33 @@ class Hub:
         Raises:
             InputError: any of the problems of SPEC §5; nothing is stored then.
         """
-        codes = {c.code: c.successor for c in await self.store.agency_codes(agency.organ_id)}
+        codes = await self.codes(agency)
         if len(body) <= INLINE_VERIFY_BYTES:
             package = self._verify(agency, codes, body)
         else:
             package = await asyncio.to_thread(self._verify, agency, codes, body)
+        return await self.admit(agency, codes, package, body)
+
+    async def codes(self, agency: Agency) -> dict[str, str | None]:
+        """Every code ``agency`` holds, each with its successor once closed."""
+        return {c.code: c.successor for c in await self.store.agency_codes(agency.organ_id)}
+
+    async def admit(
+        self,
+        agency: Agency,
+        codes: dict[str, str | None],
+        package: Package,
+        body: bytes,
+        notes: str | None = None,
+        tallies: tuple[tuple[str, str], ...] = (),
+    ) -> Accepted:
+        """Route and commit a package already read from ``body`` (and verified, or vouched
+        for by the face that read it, which says how in ``notes``), sent by ``agency``.
+        Every face comes through here: the rules of SPEC §5 are applied once.
+
+        Raises:
+            InputError: any routing problem of SPEC §5, or a resend with other bytes.
+        """
         sha256 = hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
         earlier = await self.store.find_by_key(agency.organ_id, key)
@@ -155,7 +177,7 @@ class Hub:
                 )
             return Accepted(json.loads(earlier.answer), created=False)
         routed = await self.router.route(agency, codes, package)
-        return await self._commit(agency, package, routed, key, body, sha256)
+        return await self._commit(agency, package, routed, key, body, sha256, notes, tallies)
 
     def _verify(self, agency: Agency, codes: dict[str, str | None], body: bytes) -> Package:
         """The CPU-bound part: the one intake path (parse, validate, verify, read), signed by
@@ -179,6 +201,8 @@ class Hub:
         key: str,
         body: bytes,
         sha256: str,
+        notes: str | None = None,
+        tallies: tuple[tuple[str, str], ...] = (),
     ) -> Accepted:
         package_id = uuid.uuid4().hex
         received_at = self.clock()
@@ -202,6 +226,8 @@ class Hub:
             "recipients": list(routed.recipients),
             "receipt": receipt,
         }
+        if notes:
+            answer["notes"] = notes
         record, created = await self.store.insert_package(
             NewPackage(
                 id=package_id,
@@ -220,6 +246,8 @@ class Hub:
                 push_recipients=routed.push_recipients,
                 recall_of=routed.recall_of,
                 received_by=self.settings.hub.organ_id,
+                notes=notes,
+                tallies=tallies,
             )
         )
         if created and routed.push_recipients:
@@ -271,10 +299,20 @@ class Hub:
         Raises:
             UnknownDocument, NotAllowed.
         """
+        return (await self.tracked(agency, package_id))[1]
+
+    async def tracked(
+        self, agency: Agency, package_id: str
+    ) -> tuple[PackageRecord, list[Delivery]]:
+        """The package and each recipient's state, for the sender only.
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
         record = await self._record(package_id)
         if record.sender != agency.organ_id:
             raise NotAllowed("only the sender may track a package's deliveries")
-        return await self.store.deliveries(package_id)
+        return record, await self.store.deliveries(package_id)
 
     async def _apply(
         self, agency: Agency, record: PackageRecord, event: DeliveryEvent

@@ -53,13 +53,15 @@ async def register(
     key_kind: str = "rsa",
     issuer: tuple[pki.PrivateKey, x509.Certificate] | None = None,
     aliases: Sequence[str] = (),
+    system_id: str | None = None,
 ) -> Agency:
     """Register ``organ_id``: write its profile (pointing at ``hub_url``) and commit it.
 
     ``endpoint``: its push endpoint, if it runs one. ``key_kind``: "rsa" or "ec" for a key the
     development CA certifies; ``issuer`` that CA, loaded once when registering many.
     ``aliases``: the other codes it holds (its 2016 code beside its Decision 20 one, say); an
-    outside certificate may name any of its codes.
+    outside certificate may name any of its codes. ``system_id``: the system of the national
+    axis's face that speaks for it too (it keeps its certificate and the node API).
 
     Raises:
         DuplicateConflict: a code or the certificate is registered already, or a code closed.
@@ -70,6 +72,8 @@ async def register(
         check_endpoint(endpoint)
     for code in aliases:
         check_code(code, "the code")
+    if system_id is not None and await store.get_system(system_id) is None:
+        raise DataDirError(f"no system {system_id!r}: axis system add {system_id} first")
     for code in (organ_id, *aliases):
         found = await store.find_code(code)
         if found is not None:
@@ -91,6 +95,7 @@ async def register(
         fingerprint=pki.fingerprint(cert),
         registered_at=datetime.now(UTC),
         endpoint=endpoint,
+        system_id=system_id,
     )
     try:
         await store.add_agency(agency, aliases)

@@ -23,19 +23,21 @@ from axis.core import pki
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.host import runtime
-from axis.host.config import Settings
+from axis.host.config import Settings, VdxpSettings
 from axis.host.datadir import DataDir
 from axis.http.problems import access_log, problem_middleware
 from axis.http.sockets import bind
 from axis.store import open_store
 from axis.usecases.delivery import DeliveryWorker, PushTransport
 from axis.usecases.hub import Hub
+from axis.usecases.national import NationalFace
 from axis.usecases.operations import Checkpointer
 from axis.web import node_api
 from axis.web.admin import admin_app
 from axis.web.keys import HUB, METRICS
 from axis.web.metrics import HubMetrics
 from axis.web.push_client import HttpsPushTransport
+from axis.web.vdxp_api import vdxp_app
 
 log = logging.getLogger("axis.serve")
 
@@ -190,6 +192,7 @@ class Running:
     admin_port: int
     sites: tuple[web.BaseSite, ...] = ()
     in_flight: InFlight | None = None
+    vdxp_port: int | None = None  # the national axis's face, when enabled
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop listening (new connections are refused), then wait up to ``timeout_s`` for
@@ -205,6 +208,11 @@ class Running:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    def vdxp_url(self, scheme: str = "http") -> str:
+        """The SDK's endpoint setting for this hub (``[vdxp] path_prefix`` included)."""
+        prefix = self.hub.settings.vdxp.path_prefix.rstrip("/")
+        return f"{scheme}://127.0.0.1:{self.vdxp_port}{prefix}"
 
 
 @contextlib.asynccontextmanager
@@ -247,31 +255,62 @@ async def _running_hub(
     admin_runner = web.AppRunner(
         admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
     )
+    face = settings.vdxp
+    vdxp_runner = None
+    if face.enabled:
+        national = NationalFace(hub, face, data.systems_key_bytes())
+        vdxp_runner = web.AppRunner(
+            vdxp_app(national, hub_metrics, face.path_prefix),
+            access_log=None,
+            keepalive_timeout=settings.limits.idle_timeout_s,
+        )
     # Ports first: a hub that cannot listen must fail before its push worker claims anything.
-    node_sock = bind(settings.hub.host, settings.hub.port, reuse_port)
+    socks = [bind(settings.hub.host, settings.hub.port, reuse_port)]
     try:
-        admin_sock = bind(settings.hub.admin_host, settings.hub.admin_port, reuse_port)
+        socks.append(bind(settings.hub.admin_host, settings.hub.admin_port, reuse_port))
+        if vdxp_runner is not None:
+            socks.append(bind(face.vdxp_host, face.vdxp_port, reuse_port))
     except OSError:
-        node_sock.close()
+        for sock in socks:
+            sock.close()
         raise
+    node_sock, admin_sock = socks[0], socks[1]
     await node_runner.setup()
     try:
         await admin_runner.setup()
         node_site = web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data))
         admin_site = web.SockSite(admin_runner, admin_sock)
-        await node_site.start()
-        await admin_site.start()
+        sites: list[web.BaseSite] = [node_site, admin_site]
+        if vdxp_runner is not None:
+            await vdxp_runner.setup()
+            sites.append(web.SockSite(vdxp_runner, socks[2], ssl_context=vdxp_ssl_context(face)))
+        for site in sites:
+            await site.start()
         async with _background(runtime.trim_memory, "axis-malloc-trim"):
             yield Running(
                 hub,
                 node_sock.getsockname()[1],
                 admin_sock.getsockname()[1],
-                (node_site, admin_site),
+                tuple(sites),
                 in_flight,
+                socks[2].getsockname()[1] if vdxp_runner is not None else None,
             )
     finally:
+        if vdxp_runner is not None:
+            await vdxp_runner.cleanup()
         await admin_runner.cleanup()
         await node_runner.cleanup()
+
+
+def vdxp_ssl_context(face: VdxpSettings) -> ssl.SSLContext | None:
+    """TLS for the national axis's face when ``[vdxp]`` names a certificate (the real
+    adapter is plain HTTP); no client certificates: the system's HMAC authenticates."""
+    if not face.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(face.tls_cert, face.tls_key or None)
+    return ctx
 
 
 async def serve_forever(
@@ -293,6 +332,14 @@ async def serve_forever(
             f" and the operator API on {running.admin_url}",
             flush=True,
         )
+        if running.vdxp_port is not None:
+            face = settings.vdxp
+            scheme = "https" if face.tls_cert else "http"
+            print(
+                f"… and the national axis's API (VNPT's SDK) on {scheme}://{face.vdxp_host}:"
+                f"{running.vdxp_port}{face.path_prefix}",
+                flush=True,
+            )
         await stop.wait()
         log.info("stopping: no new connections; finishing the requests in hand")
         if not await running.drain(settings.limits.shutdown_timeout_s):

@@ -50,6 +50,18 @@ class HubMetrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.vdxp_calls = Counter(
+            "axis_vdxp_calls",
+            "Calls on the national axis's face, by operation and ErrorCode (0: OK)",
+            ["operation", "error_code"],
+            registry=self.registry,
+        )
+        self.vdxp_deviations = Counter(
+            "axis_vdxp_deviations",
+            "Packages that face took with a deviation from QCVN 102:2016, by system and rule",
+            ["system", "rule"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "axis_queue_depth",
             "Edoc deliveries not yet acknowledged (in recipients' inboxes)",

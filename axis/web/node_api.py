@@ -65,6 +65,8 @@ async def inbox(request: web.Request) -> web.Response:
                     "document_id": p.document_id,
                     "subject": p.subject,
                     "received_at": p.received_at.isoformat(timespec="milliseconds"),
+                    # Taken on the national axis's face: unsigned, or deviating (read it so).
+                    "notes": p.notes or None,
                 }
                 for p in items
             ],
@@ -87,8 +89,9 @@ async def ack(request: web.Request) -> web.Response:
 
 async def deliveries(request: web.Request) -> web.Response:
     agency = await current_agency(request)
-    found = await request.app[HUB].deliveries(agency, request.match_info["id"])
-    return web.json_response([d.as_json() for d in found])
+    record, found = await request.app[HUB].tracked(agency, request.match_info["id"])
+    notes = record.notes or None
+    return web.json_response([d.as_json() | {"notes": notes} for d in found])
 
 
 async def trace(request: web.Request) -> web.Response:
