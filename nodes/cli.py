@@ -151,14 +151,19 @@ def track(ctx: click.Context, package_id: str, as_json: bool) -> None:
     if as_json:
         emit({"id": package_id, "deliveries": rows, "trace": hops})
         return
-    table = Table(title=f"package {package_id}")
-    for column in ("To", "State", "Status", "Updated", "Push attempts", "Last error"):
+    # Taken on the national axis's face: unsigned, or deviating from QCVN 102 (recorded).
+    notes = next((r.get("notes") for r in rows if r.get("notes")), None)
+    title = f"package {package_id}" + (f"\nnotes: {notes}" if notes else "")
+    table = Table(title=title)
+    columns = ("To", "State", "Status", "Mark", "Updated", "Push attempts", "Last error")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
             r["to"],
             r["state"],
             _status_text(r["status_code"]),
+            r.get("mark") or "",
             r["updated_at"],
             str(r["attempts"]) if r["attempts"] else "",
             r["last_error"] or "",
