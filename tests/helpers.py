@@ -100,6 +100,14 @@ SAMPLES = (
 )
 #: edXML as the field's software writes it (SOURCES.md there), from the same place.
 FIELD = SAMPLES / "field"
+_SHARED_VDXP = Path(__file__).resolve().parents[2] / "shared" / "vdxp"
+#: The national axis's API as its clients call it (PROTOCOL.md, the captured requests):
+#: ../shared/vdxp beside the clone, else the copy in tests/data.
+VDXP = (
+    _SHARED_VDXP
+    if (_SHARED_VDXP / "PROTOCOL.md").exists()
+    else Path(__file__).resolve().parent / "data" / "vdxp"
+)
 
 
 def init_data(data: Path, port: int) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -22,9 +21,9 @@ from axis.core.edxml_model import NS, Edoc, StatusNotice
 from axis.core.intake import FieldRead, IntakePolicy, read_field_package, registered_signer
 from axis.core.signing import Signer, VerificationPolicy, Verifier
 from axis.errors import InvalidSignature, NotAllowed, SchemaViolation, SenderMismatch
-from tests.helpers import FIELD
+from tests.helpers import FIELD, VDXP
 
-GATEWAY_BODIES = Path(__file__).resolve().parents[2] / "shared" / "vdxp" / "gateway-bodies"
+GATEWAY_BODIES = VDXP / "gateway-bodies"
 pytestmark = pytest.mark.skipif(
     not GATEWAY_BODIES.exists(), reason="needs ../shared/vdxp (the gateway's packages)"
 )

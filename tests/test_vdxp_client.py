@@ -14,7 +14,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +29,14 @@ from nodes.vdxp import (
     java_hashmap_order,
     read_answer,
 )
+from tests.helpers import VDXP
 
 SYSTEM = "00.53.W00"
 SECRET = "test-secret"
 PREFIX = "/XrdAdapter/adapter"
 EDXML = b'<?xml version="1.0" encoding="UTF-8"?>\n<edXML>...</edXML>\n'
 JSON_TYPE = "application/json"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "vdxp"
+SHARED = VDXP
 
 
 @dataclass(frozen=True)

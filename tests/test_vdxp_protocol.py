@@ -35,9 +35,8 @@ from axis.core.vdxp import (
     ItemState,
     Mark,
 )
-from tests.helpers import FIELD
+from tests.helpers import FIELD, VDXP
 
-VDXP = Path(__file__).resolve().parents[2] / "shared" / "vdxp"
 pytestmark = pytest.mark.skipif(
     not (VDXP / "PROTOCOL.md").exists(), reason="needs ../shared/vdxp (the captured requests)"
 )

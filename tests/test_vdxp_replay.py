@@ -17,7 +17,6 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,15 +27,13 @@ from axis.store.base import Agency, System
 from axis.store.sqlite import SqliteStore
 from axis.usecases import registration
 from tests.conftest import LiveHub, configure, live_hub
+from tests.helpers import FIELD, VDXP
 
-VDXP = Path(__file__).resolve().parents[2] / "shared" / "vdxp"
 SECRET = "test-secret"
 SYSTEM = "00.53.W00"
 G22, H41, G09 = "000.00.00.G22", "000.00.00.H41", "000.00.00.G09"
 SEPARATOR = "=" * 70
-BKAV_STATUS = (
-    VDXP.parent / "samples/field/bkav/edoc-service_src_main_resources_status_processing_05.edxml"
-)
+BKAV_STATUS = FIELD / "bkav/edoc-service_src_main_resources_status_processing_05.edxml"
 
 
 @dataclass(frozen=True)
