@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from lxml import etree
 
@@ -41,9 +42,10 @@ from axis.core.formats import (
     ResponseFor,
     StatusNotice,
     Trace,
+    is_document_id,
     parse_document_id,
 )
-from axis.core.intake import IntakePolicy, key_info_signer, read_package
+from axis.core.intake import IntakePolicy, key_info_signer, read_field_package, read_package
 from axis.core.routing import earlier_id
 from axis.core.signing import Signer, VerificationPolicy, Verifier
 from axis.errors import AxisError, SenderMismatch, Unreachable, from_problem
@@ -242,10 +244,13 @@ class NodeClient:
         about = edoc.document_id
         if edoc.business.doc_type in (BusinessDocType.RECALL, BusinessDocType.UPDATE):
             about = earlier_id(edoc)[0]
-        named = parse_document_id(about, "DocumentId")
+        written, day = f"{edoc.code_number}/{edoc.code_notation}", edoc.promulgation_date
+        if is_document_id(about):  # (one the national axis's face let in may be a UUID)
+            named = parse_document_id(about, "DocumentId")
+            written, day = f"{named.number}/{named.notation}", named.day
         notice = StatusNotice(
             sender=self.profile.organ(),
-            response_for=ResponseFor(other, f"{named.number}/{named.notation}", named.day, about),
+            response_for=ResponseFor(other, written, day, about),
             status_code=code,
             timestamp=datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0),
             description=description,
@@ -402,7 +407,14 @@ class NodeClient:
 
     async def get(self, package_id: str) -> bytes:
         """The exact bytes the sender signed."""
-        return (await self._request("GET", f"/v1/packages/{package_id}")).body
+        return (await self.fetch(package_id))[0]
+
+    async def fetch(self, package_id: str) -> tuple[bytes, str | None]:
+        """The exact bytes, and the hub's notes when the national axis's face took the
+        package unsigned or deviating from QCVN 102:2016 (None otherwise)."""
+        answer = await self._request("GET", f"/v1/packages/{package_id}")
+        notes = next((v for k, v in answer.headers.items() if k.lower() == "axis-notes"), None)
+        return answer.body, unquote(notes) if notes else None
 
     async def ack(self, package_id: str) -> None:
         """Confirm receipt (idempotent)."""
@@ -415,20 +427,29 @@ class NodeClient:
         )
         return result
 
-    def read(self, body: bytes) -> Package:
+    def read(self, body: bytes, notes: str | None = None) -> Package:
         """A package fetched from the hub, as its signed tree says, once the one intake path
         (:func:`axis.core.intake.read_package`) has checked it: its signer's certificate is
         the one in KeyInfo, names the sender (by the code in From, or another code of that
         agency as the directory fetched last says), and comes from a CA the hub trusts.
+
+        With the hub's ``notes`` (:meth:`fetch`: the national axis's face took it unsigned or
+        deviating), it is read as that face read it: a signature it has is still verified;
+        without one, the hub's word (its system's HMAC) is all there is.
 
         Raises:
             InputError: the package is not what its sender signed.
         """
         directory = self._directory
         same = directory.same_agency if directory is not None else None
-        return read_package(body, self._intake, partial(key_info_signer, same_agency=same))
+        signer = partial(key_info_signer, same_agency=same)
+        if notes:
+            return read_field_package(
+                body, self._intake, lambda _: None, signer, strict=False, require_signature=False
+            ).package
+        return read_package(body, self._intake, signer)
 
-    async def verified(self, body: bytes) -> Package:
+    async def verified(self, body: bytes, notes: str | None = None) -> Package:
         """:meth:`read`, fetching the directory again once if the signer's certificate names
         a code the directory held here does not know as the sender's (an agency that joined,
         or took another code, since).
@@ -437,10 +458,10 @@ class NodeClient:
             InputError: the package is not what its sender signed.
         """
         try:
-            return self.read(body)
+            return self.read(body, notes)
         except SenderMismatch:
             await self.directory(refresh=True)
-            return self.read(body)
+            return self.read(body, notes)
 
     async def directory(self, refresh: bool = False) -> Directory:
         """The hub's agency directory, fetched once (again with ``refresh``)."""
@@ -455,7 +476,7 @@ class NodeClient:
         Raises:
             InputError: the package is not what its sender signed.
         """
-        package = await self.verified(await self.get(package_id))
+        package = await self.verified(*await self.fetch(package_id))
         if not isinstance(package, Edoc):
             raise ValueError(f"package {package_id} is a status, not an edoc")
         return package

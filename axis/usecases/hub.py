@@ -271,6 +271,14 @@ class Hub:
         Raises:
             UnknownDocument, NotAllowed.
         """
+        return (await self.fetch_record(agency, package_id))[1]
+
+    async def fetch_record(self, agency: Agency, package_id: str) -> tuple[PackageRecord, bytes]:
+        """:meth:`fetch`, with the package's record (its notes: how a face took it).
+
+        Raises:
+            UnknownDocument, NotAllowed.
+        """
         found = await self.store.get_package(_checked_id(package_id))
         if found is None:
             raise UnknownDocument(f"no package {package_id!r}")
@@ -279,7 +287,7 @@ class Hub:
         if await self._apply(agency, record, DeliveryEvent.FETCHED) is None:
             if record.sender != agency.organ_id:
                 raise NotAllowed(f"package {package_id} is not addressed to {agency.organ_id}")
-        return body
+        return record, body
 
     async def ack(self, agency: Agency, package_id: str) -> Delivery:
         """Confirm receipt; repeating it is harmless.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from axis.errors import SchemaViolation, UnsupportedMediaType
 from axis.http.body import XML_TYPES, read_body
-from axis.http.keys import AGENCY, PACKAGE_ID
+from axis.http.keys import AGENCY, NOTES_HEADER, PACKAGE_ID
 from axis.store.base import Agency
 from axis.web.keys import HUB, METRICS
 
@@ -77,8 +79,11 @@ async def inbox(request: web.Request) -> web.Response:
 
 async def get_package(request: web.Request) -> web.Response:
     agency = await current_agency(request)
-    body = await request.app[HUB].fetch(agency, request.match_info["id"])
-    return web.Response(body=body, content_type="application/xml", charset="utf-8")
+    record, body = await request.app[HUB].fetch_record(agency, request.match_info["id"])
+    response = web.Response(body=body, content_type="application/xml", charset="utf-8")
+    if record.notes:  # taken on the national axis's face: unsigned or deviating (recorded)
+        response.headers[NOTES_HEADER] = quote(record.notes, safe=" ;:,()'<>=")
+    return response
 
 
 async def ack(request: web.Request) -> web.Response:
