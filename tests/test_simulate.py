@@ -76,7 +76,7 @@ def test_the_command_prints_only_json_with_json() -> None:
     assert set(summary) == {
         "documents_sent", "documents_accepted", "updates", "deliveries", "acknowledged",
         "failed", "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s", "latency_ms",
-        "dialects",
+        "dialects", "faces",
     }  # fmt: skip
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0
 
@@ -143,3 +143,17 @@ async def test_faults_are_refused_and_counted_and_nothing_is_lost() -> None:
     assert s["documents_sent"] == s["documents_accepted"] + sum(refused.values())
     assert s["lost"] == 0 and s["duplicates"] == 0  # offline and slow agencies caught up
     assert outcome.hub_stats["documents"] == s["documents_accepted"] + s["updates"]
+
+
+async def test_half_the_country_on_the_national_axis_api_loses_nothing() -> None:
+    """--vdxp-share 0.5: about half the agencies use VNPT's SDK's wire behaviour against the
+    hub's national face, the rest axis-node; documents and statuses cross between the two
+    faces and every delivery is acknowledged, as the hub counts it."""
+    outcome = await simulate(documents=80, agencies=10, seed=7, concurrency=4, vdxp_share=0.5)
+    s, hub = outcome.summary, outcome.hub_stats
+    assert s["faces"]["vdxp"] >= 2 and s["faces"]["native"] >= 2, s["faces"]
+    assert s["documents_sent"] == s["documents_accepted"] == 80
+    assert s["lost"] == 0 and s["duplicates"] == 0
+    assert s["acknowledged"] == s["deliveries"] == hub["deliveries"]
+    assert hub["statuses"] == s["statuses"]
+    assert hub["by_state"] == {"acknowledged": s["deliveries"]}

@@ -103,9 +103,14 @@ def render_stats(figures: dict[str, Any], console: Console) -> None:
         totals.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(totals)
     for title, mapping in (("by delivery state", figures["by_state"]),
-                           ("by status code", figures["by_status_code"])):  # fmt: skip
+                           ("by status code", figures["by_status_code"]),
+                           ("national axis's API: packages by system", figures["by_system"]),
+                           ("… taken with a deviation, by system and rule",
+                            figures["deviations"])):  # fmt: skip
+        if not mapping and "system" in title:
+            continue  # the face is not used: say nothing of it
         table = Table(title=title)
-        table.add_column(title.split()[-1])
+        table.add_column(title.split()[-1] if "system" not in title else "system")
         table.add_column("n", justify="right")
         for key, n in mapping.items():
             table.add_row(key, f"{n:,}")

@@ -54,6 +54,14 @@ from axis.host.config import VERIFIERS
     help="The field's dialects of edXML the agencies write, with weights: e.g."
     " 'standard:2,vnpt:1,dotnet:1' (see axis/core/edxml_dialects.py).",
 )
+@click.option(
+    "--vdxp-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="That share of the agencies use the national axis's own API (VNPT's SDK) instead of"
+    " axis-node (the hub serves it: [vdxp]).",
+)
 @data_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON on stdout.")
 def simulate(
@@ -67,6 +75,7 @@ def simulate(
     faults: bool,
     hub_url: str | None,
     dialects: str,
+    vdxp_share: float,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -102,7 +111,7 @@ def simulate(
                 scenario=scenario, documents=documents, agencies=agencies, seed=seed,
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
                 progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
-                dialects=mix,
+                dialects=mix, vdxp_share=vdxp_share,
             )
         )  # fmt: skip
     if as_json:
@@ -169,6 +178,13 @@ def render_summary(outcome: Any, console: Console) -> None:
 )
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Hub worker processes (more than one needs --db).")  # fmt: skip
+@click.option(
+    "--face",
+    type=click.Choice(["native", "vdxp"]),
+    default="native",
+    show_default=True,
+    help="The agencies' API: axis-node's (native), or the national axis's, as VNPT's SDK calls it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
 def bench(
     documents: int,
@@ -177,6 +193,7 @@ def bench(
     verifier: str,
     db: str | None,
     workers: int,
+    face: str,
     as_json: bool,
 ) -> None:
     """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
@@ -213,6 +230,7 @@ def bench(
                 db=db,
                 workers=workers,
                 progress=progress,
+                face=face,
             )
         )
     if as_json:

@@ -122,6 +122,9 @@ def summarize(counters: Counters, registered: int, active: int, top_n: int = 10)
         ],
         "top_senders": top(counters.totals.get(Metric.SENT, {}), top_n),
         "top_recipients": top(counters.totals.get(Metric.RECEIVED, {}), top_n),
+        # The national axis's face: packages each system sent, and what it sent them with.
+        "by_system": counters.nonzero(Metric.FACE),
+        "deviations": counters.nonzero(Metric.DEVIATIONS),
     }
 
 

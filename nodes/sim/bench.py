@@ -48,9 +48,9 @@ from axis.core import formats, pki
 from axis.core.formats import Attachment, Edoc, Organ, Trace
 from axis.core.signing import DS_NS, EDXML_NS
 from nodes.client import NodeClient
-from nodes.profile import Profile
+from nodes.sim.country import SimAgency
 from nodes.sim.runner import Simulation, percentiles
-from nodes.sim.simulate import Site, agencies_for, own_hub
+from nodes.sim.simulate import Site, agencies_for, client_of, own_hub
 from nodes.sim.traffic import PointToPoint
 
 # progress(stage, done, total): "sign", "verify", "store", "e2e", "paced"
@@ -314,10 +314,11 @@ def _own_peak_rss_mb() -> float:
 
 
 @contextlib.asynccontextmanager
-async def _clients(site: Site, organ_ids: Sequence[str]) -> AsyncIterator[dict[str, NodeClient]]:
+async def _clients(
+    site: Site, agencies: Sequence[SimAgency], national: frozenset[str]
+) -> AsyncIterator[dict[str, NodeClient]]:
     clients = {
-        o: NodeClient(Profile.load(site.data.profile(o)), hub_url=site.url, retries=CLIENT_RETRIES)
-        for o in organ_ids
+        a.organ_id: await client_of(site, a, national, retries=CLIENT_RETRIES) for a in agencies
     }
     try:
         yield clients
@@ -336,17 +337,20 @@ async def bench(
     db: str | None = None,
     workers: int = 1,
     progress: BenchProgress | None = None,
+    face: str = "native",
 ) -> Result:
     """The floor, then the exchange through a real hub at full rate and at half of it
     (``verifier``: the hub's signature engine, to compare them; ``db``: an empty PostgreSQL
-    database for the hub instead of SQLite, served by ``workers`` processes)."""
+    database for the hub instead of SQLite, served by ``workers`` processes; ``face``:
+    ``vdxp`` puts every agency on the national axis's own API, as VNPT's SDK calls it)."""
     report = progress or (lambda stage, done, total: None)
     measured_floor = floor(documents, attachment_kb, report)
     chosen = agencies_for("seed-2020", AGENCIES)
     settings = {"verifier": verifier, **({"database": db} if db else {})}
+    national = frozenset(a.organ_id for a in chosen) if face == "vdxp" else frozenset()
     async with (
-        own_hub(chosen, push=False, workers=workers, **settings) as site,
-        _clients(site, [a.organ_id for a in chosen]) as clients,
+        own_hub(chosen, push=False, workers=workers, national=national, settings=settings) as site,
+        _clients(site, chosen, national) as clients,
     ):
         hub_settings = site.data.settings()  # what the hub runs with, for the record
         acked = 0
@@ -404,5 +408,6 @@ async def bench(
         hub_cpu_ms=hub_cpu,
         agencies_cpu_ms=own_cpu,
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker"
-        + ("s" if workers > 1 else ""),
+        + ("s" if workers > 1 else "")
+        + (", national axis's API" if national else ""),
     )

@@ -318,12 +318,12 @@ class Simulation:
                 t.duplicates += 1
                 await client.ack(item["id"])
                 return
-            body = await client.get(item["id"])
+            body, notes = await client.fetch(item["id"])
             if item["kind"] == "status":
                 await client.ack(item["id"])
                 t.confirm(key)
                 return
-            edoc = await client.verified(body)
+            edoc = await client.verified(body, notes)
             assert isinstance(edoc, Edoc)
             if edoc.business.doc_type is BusinessDocType.UPDATE:
                 codes: tuple[str, ...] = ("15",)  # the update is taken: it agrees (15)

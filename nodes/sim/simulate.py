@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,20 +29,23 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from axis.core import vdxp
 from axis.core.edxml_dialects import DIALECTS
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.http.sockets import free_port
 from axis.store import open_store
-from axis.store.base import Store
+from axis.store.base import Store, System
 from axis.usecases import operations, registration
 from nodes.client import NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
 from nodes.sim import country, report
 from nodes.sim.country import SimAgency
+from nodes.sim.national import NationalAgency, system_of
 from nodes.sim.runner import Progress, Simulation
 from nodes.sim.traffic import WINDOW, TrafficModel, dialects_of, plan_faults
+from nodes.vdxp import VdxpClient
 
 log = logging.getLogger("axis.simulate")
 
@@ -84,31 +88,48 @@ class Site:
     url: str
     store: Store
     pid: int | None = None
+    vdxp_url: str | None = None  # the national axis's face, when it serves one
+
+
+def on_national_face(agency: SimAgency, share: float) -> bool:
+    """Whether an agency's software uses the national axis's own API (VNPT's SDK) rather
+    than axis-node: about ``share`` of them, the same ones every run; never one that runs a
+    push endpoint (that face has no push)."""
+    if share <= 0 or listens(agency):
+        return False
+    digest = hashlib.sha256(b"vdxp:" + agency.organ_id.encode()).hexdigest()
+    return int(digest, 16) % 10_000 < share * 10_000
 
 
 @asynccontextmanager
 async def own_hub(
-    agencies: tuple[SimAgency, ...], push: bool = True, workers: int = 1, **settings: str
+    agencies: tuple[SimAgency, ...],
+    push: bool = True,
+    workers: int = 1,
+    national: frozenset[str] = frozenset(),
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Site]:
     """A fresh data folder, ``axis serve`` on it (``--workers``), and (with ``push``) the
     listening agencies' push endpoints; all of it stopped and removed afterwards (the hub's
     output is in DATA/serve.log). ``settings`` are axis.toml keys to set first (``database``
-    for a PostgreSQL hub: give it an empty database)."""
+    for a PostgreSQL hub: give it an empty database). ``national``: the agencies on the
+    national axis's face (the hub serves it on a port of its own)."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
         datadir.init(data)
-        for key, value in settings.items():
+        for key, value in (settings or {}).items():
             datadir.set_setting(data, key, value)
         port, admin_port = free_port(), free_port()
+        vdxp_port = free_port() if national else None
         url = f"https://127.0.0.1:{port}"
         store = open_store(data.database_url())
         await store.open()
         try:
-            await _register(data, url, store, agencies, push)
-            async with _serving(data, port, admin_port, workers) as pid:
+            await _register(data, url, store, agencies, push, national)
+            async with _serving(data, port, admin_port, workers, vdxp_port) as pid:
                 async with _push_endpoints(data, store, agencies):
-                    yield Site(data, url, store, pid)
+                    yield Site(data, url, store, pid, _vdxp_url(data, vdxp_port))
         finally:
             await store.close()
     finally:
@@ -138,7 +159,7 @@ async def _push_endpoints(
 
 @asynccontextmanager
 async def _serving(
-    data: DataDir, port: int, admin_port: int, workers: int = 1
+    data: DataDir, port: int, admin_port: int, workers: int = 1, vdxp_port: int | None = None
 ) -> AsyncIterator[int]:
     """``axis serve`` as a child process until the block ends, then SIGTERM (it finishes
     what it holds and exits); SIGKILL if it has not gone within HUB_STOP_S."""
@@ -146,6 +167,7 @@ async def _serving(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
         "--port", str(port), "--admin-port", str(admin_port), "--workers", str(workers),
+        *(["--vdxp-port", str(vdxp_port)] if vdxp_port else []),
         stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -182,7 +204,10 @@ async def _until_healthy(process: asyncio.subprocess.Process, admin_port: int, l
 
 @asynccontextmanager
 async def _their_hub(
-    data: DataDir, hub_url: str, agencies: tuple[SimAgency, ...]
+    data: DataDir,
+    hub_url: str,
+    agencies: tuple[SimAgency, ...],
+    national: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Site]:
     """A hub someone else runs, through its data folder's store; the listening agencies'
     push endpoints run here, so the hub pushes to this process."""
@@ -190,9 +215,13 @@ async def _their_hub(
     store = open_store(data.database_url())
     await store.open()
     try:
-        await _register(data, hub_url, store, agencies)
+        await _register(data, hub_url, store, agencies, national=national)
+        settings = data.settings().vdxp
+        if national and not settings.enabled:
+            raise ValueError(f"--vdxp-share: the hub's [vdxp] is off ({data.config})")
+        vdxp_url = _vdxp_url(data, settings.vdxp_port) if national else None
         async with _push_endpoints(data, store, agencies):
-            yield Site(data, hub_url, store)
+            yield Site(data, hub_url, store, vdxp_url=vdxp_url)
     finally:
         await store.close()
 
@@ -203,12 +232,20 @@ async def _register(
     store: Store,
     agencies: tuple[SimAgency, ...],
     push: bool = True,
+    national: frozenset[str] = frozenset(),
 ) -> None:
     """Register the agencies the hub does not know yet (with ``push``, a listening one with a
     push endpoint on a free port); those registered by an earlier run keep their profile and
-    endpoint."""
+    endpoint. An agency in ``national`` gets a system of its own (its SDK's systemId and
+    secret) that speaks for it on the national axis's face."""
     issuer = datadir.load_issuer(data)
     for agency in agencies:
+        system_id = None
+        if agency.organ_id in national:
+            system_id = system_of(agency.organ_id)
+            if await store.get_system(system_id) is None:
+                sealed = vdxp.seal(vdxp.new_secret(), data.systems_key_bytes(), system_id)
+                await store.add_system(System(system_id, agency.name, sealed, datetime.now(UTC)))
         if await store.get_agency(agency.organ_id) is not None:
             continue  # registered by an earlier run: its profile is there
         port = free_port() if push and listens(agency) else None
@@ -221,7 +258,33 @@ async def _register(
             endpoint=f"https://127.0.0.1:{port}/" if port else None,
             key_kind="ec",
             issuer=issuer,
+            system_id=system_id,
         )
+
+
+def _vdxp_url(data: DataDir, port: int | None) -> str | None:
+    if port is None:
+        return None
+    return f"http://127.0.0.1:{port}{data.settings().vdxp.path_prefix.rstrip('/')}"
+
+
+async def client_of(
+    site: Site, agency: SimAgency, national: frozenset[str], **kw: Any
+) -> NodeClient:
+    """An agency's software: axis-node's client, or (``national``) VNPT's SDK with the
+    secret of its system, which this run holds the data folder's key to open."""
+    profile = Profile.load(site.data.profile(agency.organ_id))
+    if agency.organ_id not in national:
+        return NodeClient(profile, hub_url=site.url, **kw)
+    system = await site.store.get_system(system_of(agency.organ_id))
+    registered = await site.store.get_agency(agency.organ_id)
+    if system is None or site.vdxp_url is None or registered is None:
+        raise ValueError(f"{agency.organ_id} has no system on the national axis's face")
+    if registered.system_id != system.system_id:  # registered natively by an earlier run
+        return NodeClient(profile, hub_url=site.url, **kw)
+    secret = vdxp.unseal(system.sealed_secret, site.data.systems_key_bytes(), system.system_id)
+    sdk = VdxpClient(site.vdxp_url, system.system_id, secret, max_connections=4)
+    return NationalAgency(profile, sdk, hub_url=site.url, **kw)
 
 
 async def simulate(
@@ -239,21 +302,29 @@ async def simulate(
     progress: Progress | None = None,
     on_ready: Callable[[int], None] | None = None,
     dialects: Mapping[str, float] | None = None,
+    vdxp_share: float = 0.0,
 ) -> Outcome:
-    """Run one simulation end to end (see the module doc)."""
+    """Run one simulation end to end (see the module doc). ``vdxp_share``: that share of
+    the agencies reach the hub through the national axis's own API (VNPT's SDK)."""
     chosen = agencies_for(scenario, agencies)
     if hub_url is not None and data is None:
         raise ValueError("--hub needs --data: the data folder of the hub it drives")
-    hub = _their_hub(data, hub_url, chosen) if hub_url and data else own_hub(chosen)
+    national = frozenset(a.organ_id for a in chosen if on_national_face(a, vdxp_share))
+    hub = (
+        _their_hub(data, hub_url, chosen, national)
+        if hub_url and data
+        else own_hub(chosen, national=national)
+    )
     async with hub as site:
-        folder, url, store = site.data, site.url, site.store
+        store = site.store
         if on_ready:
             on_ready(len(chosen))
         written = dialects_of(chosen, dialects or DEFAULT_MIX, seed)
         clients = {
-            a.organ_id: NodeClient(
-                Profile.load(folder.profile(a.organ_id)),
-                hub_url=url,
+            a.organ_id: await client_of(
+                site,
+                a,
+                national,
                 retries=CLIENT_RETRIES,
                 dialect=DIALECTS[written[a.organ_id]],
                 seed=seed,
@@ -282,6 +353,8 @@ async def simulate(
          "end": WINDOW[1], "faults": faults, "hub": hub_url or "in-process"},
     )  # fmt: skip
     built["refused"] = dict(tally.refused)
+    faces = {"native": len(chosen) - len(national), "vdxp": len(national)}
+    summary["faces"] = built["faces"] = faces
     built["dialects"] = {
         name: {"agencies": sum(1 for d in written.values() if d == name), **counts}
         for name, counts in summary["dialects"].items()
