@@ -312,3 +312,78 @@ async def test_a_strict_face_refuses_what_the_standard_refuses_naming_the_rule(
         await strict_face.live.running.hub.store.count_received([H41], formats.PackageKind.EDOC)
         == 0
     )
+
+
+def call(
+    operation: str, body: bytes = b"", **params: str
+) -> tuple[Captured, list[tuple[str, str]]]:
+    """A request of our own, signed as the SDK signs (secret test-secret)."""
+    keys = [("systemid", SYSTEM), *params.items(), ("timestamp", "03122026T090402+0746")]
+    signed = vdxp.sign([(vdxp.PREFIX + k, v) for k, v in keys], SECRET)
+    request = Captured("ours", "POST", operation, [], body)
+    return request, [("Content-Type", "application/json"), *signed]
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "params", "code", "status", "words"),
+    [
+        ("fooBar", b"", {}, "106", 400, "no operation 'fooBar'"),
+        ("registerAgency", b"not json", {}, "106", 400, "not JSON"),
+        ("registerAgency", b'{"code": "vxp.saas.03", "name": "x", "pcode": "00.53.W00"}', {},
+         "106", 400, "not an OrganId"),
+        ("registerAgency", b'{"code": "000.00.02.H41", "name": "x", "pcode": "000.00.00.G22"}',
+         {}, "110", 403, "pcode"),
+        ("getReceivedEdocList", b"", {"pageSize": "abc"}, "106", 400, "pageSize"),
+        ("getReceivedEdocList", b"", {"fromDate": "2026-01-01"}, "106", 400, "fromDate"),
+        ("getReceivedEdocList", b"", {"messagetype": "fax"}, "106", 400, "messagetype"),
+        ("updateStatus", b"{}", {"docId": "0" * 32, "status": "bogus"}, "106", 400, "done"),
+        ("updateStatus", b"{}", {"docId": "f" * 32, "status": "done"}, "109", 404, "f" * 32),
+        ("getEdoc", b"{}", {}, "106", 400, "docId is required"),
+        ("deleteAgency", b"{}", {"AgencyCode": "000.00.00.G22"}, "110", 403, "G22"),
+        ("sendEdoc", b"<edXML", {"from": "000.00.00.G09", "hash-file": "00"}, "106", 400,
+         "hash-file"),
+        ("sendEdoc", b"<x/>", {"from": "002.00.20.H13"}, "104", 403,
+         "Don vi gui 002.00.20.H13 khong dung voi ma da dang ky: 00.53.W00"),
+        ("sendEdoc", b"<edXML", {"from": "000.00.00.G09"}, "107", 400, "not well-formed"),
+    ],
+)  # fmt: skip
+async def test_bad_input_of_every_kind_is_a_clear_fail_and_stores_nothing(
+    face: Face,
+    operation: str,
+    body: bytes,
+    params: dict[str, str],
+    code: str,
+    status: int,
+    words: str,
+) -> None:
+    store = face.live.running.hub.store
+    before = await store.log_head()
+    request, headers = call(operation, body, **params)
+    got, answer = await face.replay(request, headers)
+    assert (got, answer["status"], answer["ErrorCode"], answer["DocId"]) == (
+        status, "FAIL", code, "",
+    ), answer  # fmt: skip
+    assert words in answer["ErrorDesc"], answer
+    assert await store.log_head() == before
+
+
+async def test_a_package_from_an_agency_of_no_system_of_the_caller_is_refused(face: Face) -> None:
+    """The system's `from` is right, but the edXML From is a native agency (G22): 105."""
+    live = face.live
+    package = live.client(G22).build_edoc([H41], "Không phải của hệ thống", number=5)
+    request, headers = call("sendEdoc", package + b"\r\n", **{"from": SYSTEM})
+    status, answer = await face.replay(request, headers)
+    assert (status, answer["ErrorCode"]) == (403, "105"), answer
+    assert "000.00.00.G22" in answer["ErrorDesc"]
+    assert await live.running.hub.store.count_received([H41], formats.PackageKind.EDOC) == 0
+
+
+async def test_a_revoked_system_is_refused_and_a_native_agency_is_still_served(face: Face) -> None:
+    live = face.live
+    request, headers = call("countReceiveEdoc", b"{}")
+    assert (await face.replay(request, headers))[1]["status"] == "OK"
+    assert await live.running.hub.store.set_system_active(SYSTEM, False)
+    status, answer = await face.replay(request, headers)
+    assert (status, answer["ErrorCode"]) == (401, "101")
+    sent = await live.client(G22).send([H41], "Vẫn phục vụ")  # the bystander
+    assert sent.created

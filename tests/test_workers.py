@@ -39,12 +39,15 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
         port, admin_port = free_port(), free_port()
         init_data(data, port)
         datadir.set_setting(DataDir(data), "database", url)
+        # The national axis's face too, in every worker: half the agencies use it.
+        datadir.set_setting(DataDir(data), "enabled", True)
+        datadir.set_setting(DataDir(data), "vdxp_port", free_port())
         token = (data / "admin.token").read_text().strip()
         documents = 160
         command = [
             str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}",
             "--data", str(data), "--documents", str(documents), "--agencies", "14",
-            "--seed", "8", "--json", "--report", str(tmp_path / "report"),
+            "--seed", "8", "--json", "--report", str(tmp_path / "report"), "--vdxp-share", "0.5",
         ]  # fmt: skip
         with serving(data, port, admin_port, "--workers", "2") as parent:
             deadline = time.monotonic() + 30
@@ -52,7 +55,8 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
                 time.sleep(0.1)
             workers = _children(parent.pid)
             assert len(workers) == 2, workers
-            run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            errors = (tmp_path / "simulate.err").open("wb")  # a file: a pipe could fill up
+            run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
             try:
                 deadline = time.monotonic() + 90
                 while hub_stats(admin_port, token)["documents"] < 50:
@@ -60,9 +64,11 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
                     time.sleep(0.2)
                 os.kill(workers[0], signal.SIGKILL)  # mid-run
                 out, _ = run.communicate(timeout=240)
+                assert out, (tmp_path / "simulate.err").read_text(errors="replace")[-3000:]
             finally:
                 if run.poll() is None:
                     run.kill()
+                errors.close()
             # The parent started another in its place.
             assert len(_children(parent.pid)) == 2
             stats = hub_stats(admin_port, token)
@@ -70,6 +76,8 @@ async def test_two_workers_on_postgres_lose_nothing_when_one_is_killed(tmp_path:
         assert summary["documents_sent"] == summary["documents_accepted"] == documents
         assert summary["lost"] == 0 and summary["duplicates"] == 0
         assert summary["acknowledged"] == summary["deliveries"]
+        assert summary["faces"]["vdxp"] >= 3, summary["faces"]
+        assert sum(stats["by_system"].values()) > 0  # both faces carried the run
         assert stats["documents"] == documents + summary["updates"]
         assert stats["by_state"] == {"acknowledged": summary["deliveries"]}
         log = (data / "serve.log").read_text()

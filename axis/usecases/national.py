@@ -77,7 +77,8 @@ class NationalFace:
         except AxisError as exc:
             fault = vdxp.FAULT_OF_PROBLEM.get(exc.problem_name, Fault.UNAVAILABLE)
             mapped = CallFailed(fault, exc.detail)
-            return Answer(vdxp.answer_fail(mapped, exc.problem_name), mapped.row.status)
+            # The native problem's own status (400 for malformed XML, 422 for a schema...).
+            return Answer(vdxp.answer_fail(mapped, exc.problem_name), exc.status)
 
     async def _authenticate(self, sent: Sequence[tuple[str, str]]) -> Call:
         system_id = next((v for k, v in sent if k.lower() == vdxp.SYSTEM_ID.lower()), "")

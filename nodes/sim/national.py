@@ -11,15 +11,18 @@ would, so the simulation counts it the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterable, Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
-from axis.errors import PROBLEM_PREFIX, AxisError, UnexpectedAnswer, from_problem
+from axis.errors import PROBLEM_PREFIX, AxisError, UnexpectedAnswer, Unreachable, from_problem
 from nodes.client import NodeClient, Sent
 from nodes.profile import Profile
 from nodes.vdxp import VdxpAnswer, VdxpClient, VdxpFailed
 
 NOTES_KEPT = 10_000  # notes of listed packages remembered until fetched
+T = TypeVar("T")
 
 
 def system_of(organ_id: str) -> str:
@@ -40,6 +43,21 @@ class NationalAgency(NodeClient):
         await self.sdk.close()
         await super().close()
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` again while the hub cannot be reached (a restarting hub is back within
+        seconds), as the node client retries; every call of this face may be repeated (a
+        package sent again is the same package, answered with the same DocId)."""
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                return await call()
+            except Unreachable:
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("not reached")
+
     async def post_package(self, package: bytes | AsyncIterable[bytes]) -> Sent:
         """sendEdoc, ``from`` the agency, recipients from the edXML (as Bkav's code does).
 
@@ -47,7 +65,8 @@ class NationalAgency(NodeClient):
             AxisError: the face's refusal, as the node API would name it."""
         if not isinstance(package, bytes):
             package = b"".join([chunk async for chunk in package])
-        answer = await self.sdk.send_edoc(package, self.profile.organ_id)
+        body = package
+        answer = await self._retrying(lambda: self.sdk.send_edoc(body, self.profile.organ_id))
         _raise_for(answer)
         return Sent({"id": str(answer.fields["DocId"]), "notes": answer.error_desc}, True)
 
@@ -55,7 +74,8 @@ class NationalAgency(NodeClient):
         """What waits: the edocs and the statuses lists, as one page of items."""
         items: list[dict[str, Any]] = []
         for kind in ("edoc", "status"):
-            answer = await self.sdk.get_received_edoc_list(messagetype=kind, page_size=limit)
+            listed = partial(self.sdk.get_received_edoc_list, messagetype=kind, page_size=limit)
+            answer = await self._retrying(listed)
             _raise_for(answer)
             for entry in answer.fields.get("data") or []:
                 items.append({"id": entry["docId"], "kind": kind, "from": entry["from"]})
@@ -70,7 +90,7 @@ class NationalAgency(NodeClient):
     async def fetch(self, package_id: str) -> tuple[bytes, str | None]:
         """getEdoc, and what the received list said of the package."""
         try:
-            body = await self.sdk.get_edoc(package_id)
+            body = await self._retrying(lambda: self.sdk.get_edoc(package_id))
         except VdxpFailed as exc:
             _raise_for(exc.answer)
             raise  # (not reached: a failed answer always raises)
@@ -78,7 +98,7 @@ class NationalAgency(NodeClient):
 
     async def ack(self, package_id: str) -> None:
         """updateStatus done: the acknowledgement."""
-        _raise_for(await self.sdk.update_status(package_id, "done"))
+        _raise_for(await self._retrying(lambda: self.sdk.update_status(package_id, "done")))
         self._notes.pop(package_id, None)
 
 
