@@ -4,6 +4,7 @@ and statuses through one hub, and the log still proves everything after."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ import pytest
 
 from axis.core import formats, pki, vdxp
 from axis.core.formats import Organ, ResponseFor, StatusNotice
+from axis.errors import AxisError
+from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.store.base import Agency, System
 from axis.store.sqlite import SqliteStore
@@ -30,8 +33,23 @@ class Exchange:
     sdk: VdxpClient
 
 
+def configure_text(data: DataDir, **values: str) -> None:
+    """Set string keys of DATA/axis.toml (each there as ``key = ""``)."""
+    for key, value in values.items():
+        datadir.set_setting(data, key, value)
+
+
 @pytest.fixture
 async def exchange(data: DataDir) -> AsyncIterator[Exchange]:
+    await enrol_g09(data)
+    async with live_hub(data, vdxp=True) as live:
+        await live.register(H29, "UBND Thành phố Hà Nội")
+        async with VdxpClient(live.running.vdxp_url(), SYSTEM, SECRET) as sdk:
+            yield Exchange(live, sdk)
+
+
+async def enrol_g09(data: DataDir) -> None:
+    """The system, and G09, which it registered (no certificate)."""
     store = SqliteStore(data.database)
     await store.open()
     try:
@@ -43,10 +61,6 @@ async def exchange(data: DataDir) -> AsyncIterator[Exchange]:
         )  # fmt: skip
     finally:
         await store.close()
-    async with live_hub(data, vdxp=True) as live:
-        await live.register(H29, "UBND Thành phố Hà Nội")
-        async with VdxpClient(live.running.vdxp_url(), SYSTEM, SECRET) as sdk:
-            yield Exchange(live, sdk)
 
 
 async def test_a_field_package_and_its_answers_travel_between_the_two_faces(
@@ -129,3 +143,19 @@ async def test_a_native_document_reaches_the_system_and_its_answer_comes_back(
     hub_cert = pki.load_cert(live.data.hub_cert.read_bytes())
     report = await verify_log(live.running.hub.store, hub_cert)
     assert report.ok, report.problem
+
+
+async def test_the_face_speaks_tls_when_a_certificate_is_configured(data: DataDir) -> None:
+    """[vdxp] tls_cert/tls_key: the same API over HTTPS (here with the hub's own pair)."""
+    await enrol_g09(data)
+    configure_text(data, tls_cert=str(data.hub_cert), tls_key=str(data.hub_key))
+    async with live_hub(data, vdxp=True) as live:
+        context = ssl.create_default_context(cafile=str(data.ca_cert))
+        prefix = live.running.hub.settings.vdxp.path_prefix
+        url = f"https://localhost:{live.running.vdxp_port}{prefix}"
+        async with VdxpClient(url, SYSTEM, SECRET, ssl_context=context) as sdk:
+            counted = await sdk.count_receive_edoc()
+            assert (counted.status, counted.fields["count"]) == ("OK", 0)
+        async with VdxpClient(url.replace("https", "http"), SYSTEM, SECRET) as plain:
+            with pytest.raises(AxisError):  # plain HTTP to a TLS listener gets no answer
+                await plain.count_receive_edoc()
