@@ -6,6 +6,7 @@
      ├─ InputError                 4xx: the caller sent something we will not take
      │   ├─ MalformedXml           400 malformed-xml
      │   ├─ SchemaViolation        422 schema-violation
+     │   │   └─ Nonconforming      422 schema-violation: a strict face refuses a field habit
      │   ├─ InvalidSignature       422 invalid-signature (also: a receipt that does not verify)
      │   ├─ UntrustedCertificate   403 untrusted-certificate
      │   ├─ SenderMismatch         403 sender-mismatch
@@ -107,6 +108,11 @@ class SchemaViolation(InputError):
     problem = "schema-violation"
     status = 422
     title = "The package does not follow the edXML schema"
+
+
+class Nonconforming(SchemaViolation):
+    """What QCVN 102:2016 refuses and the real axis delivers, refused by a face set to be
+    strict (``[vdxp] strict``): a schema-violation on the wire, told apart by that face."""
 
 
 class InvalidSignature(InputError):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -841,48 +842,55 @@ async def test_systems_are_added_listed_and_revoked(store: Store) -> None:
 
 
 async def test_a_systems_agencies_and_what_waits_for_them(store: Store) -> None:
-    await store.add_system(System("00.53.W00", "Trung tâm", b"sealed", T0))
-    member = replace(agency(H41, 1), system_id="00.53.W00", cert_pem=b"")
+    system = "00.53.W00"
+    await store.add_system(System(system, "Trung tâm", b"sealed", T0))
+    member = replace(agency(H41, 1), system_id=system, cert_pem=b"")
     await store.add_agency(member)
-    for other in (agency(G22), agency(H10, 2)):
-        await store.add_agency(other)
-    assert [a.organ_id for a in await store.system_agencies("00.53.W00")] == [H41]
+    await store.add_agency(replace(agency(H10, 2), system_id=system))
+    await store.add_agency(agency(G22))
+    assert [a.organ_id for a in await store.system_agencies(system)] == [H10, H41]
     assert not member.has_certificate
-    one = package(1, notes="unsigned (none)")
-    await store.insert_package(one)
-    await store.insert_package(package(2, at=T0 + timedelta(days=2)))
+    # One package to two of the system's agencies is one item, with both deliveries.
+    await store.insert_package(package(1, notes="unsigned (none)"))
+    await store.insert_package(package(2, recipients=(H41,), at=T0 + timedelta(days=2)))
     await store.insert_package(package(3, kind=PackageKind.STATUS, recipients=(H41,)))
-    items = await store.received_items([H41], PackageKind.EDOC, ItemQuery())
-    assert [(p.id, d.recipient, p.notes) for p, d in items] == [
-        ("pkg-0001", H41, "unsigned (none)"),
-        ("pkg-0002", H41, None),
+    await store.insert_package(package(4, sender=H41, recipients=(G22,)))  # not for the system
+
+    async def page(query: ItemQuery, kind: PackageKind = PackageKind.EDOC) -> list[Any]:
+        found = await store.received_items(system, kind, query)
+        return [(p.id, [d.recipient for d in ds], p.notes) for p, ds in found]
+
+    assert await page(ItemQuery()) == [
+        ("pkg-0001", [H10, H41], "unsigned (none)"),
+        ("pkg-0002", [H41], None),
     ]
-    page = ItemQuery(limit=1, offset=1)
-    assert [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, page)] == [
-        "pkg-0002"
-    ]
-    window = ItemQuery(since=T0 + timedelta(days=1))
-    assert [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, window)] == [
-        "pkg-0002"
-    ]
+    assert await store.count_received(system, PackageKind.EDOC) == 2
+    # Pages count packages, not deliveries.
+    assert await page(ItemQuery(limit=1)) == [("pkg-0001", [H10, H41], "unsigned (none)")]
+    assert await page(ItemQuery(limit=1, offset=1)) == [("pkg-0002", [H41], None)]
+    assert await page(ItemQuery(since=T0 + timedelta(days=1))) == [("pkg-0002", [H41], None)]
+    second_one = T0 + timedelta(seconds=1)  # pkg-0001's received_at, to the end of its second
+    assert [i[0] for i in await page(ItemQuery(until=second_one))] == ["pkg-0001"]
+    assert await page(ItemQuery(), PackageKind.STATUS) == [("pkg-0003", [H41], None)]
+    assert [d.recipient for d in await store.system_deliveries("pkg-0001", system)] == [H10, H41]
+    assert await store.system_deliveries("pkg-0004", system) == []
     # A mark moves nothing, and is what the filters select by.
-    assert await store.mark_delivery("pkg-0001", H41, "acceptance")
-    assert not await store.mark_delivery("pkg-0001", G22, "done")
-    delivery = await store.delivery("pkg-0001", H41)
+    assert await store.mark_delivery("pkg-0002", H41, "acceptance")
+    assert not await store.mark_delivery("pkg-0002", G22, "done")
+    delivery = await store.delivery("pkg-0002", H41)
     assert delivery is not None and (delivery.state, delivery.mark) == (
         DeliveryState.QUEUED,
         "acceptance",
     )
 
-    async def ids(f: ItemFilter) -> list[str]:
-        return [p.id for p, _ in await store.received_items([H41], PackageKind.EDOC, ItemQuery(f))]
+    async def ids(f: ItemFilter) -> list[Any]:
+        return [i[0] for i in await page(ItemQuery(f))]
 
-    assert await ids(ItemFilter.INITIAL) == ["pkg-0002"]
-    assert await ids(ItemFilter.PROCESSING) == ["pkg-0001"]
-    await store.mark_delivery("pkg-0002", H41, "fail")
-    assert await ids(ItemFilter.FAIL) == ["pkg-0002"]
-    await store.apply_event("pkg-0001", H41, DeliveryEvent.ACKED, T0 + timedelta(days=3))
-    assert await ids(ItemFilter.PENDING) == ["pkg-0002"]
-    assert [
-        p.id for p, _ in await store.received_items([H41], PackageKind.STATUS, ItemQuery())
-    ] == ["pkg-0003"]
+    assert await ids(ItemFilter.INITIAL) == ["pkg-0001"]
+    assert await ids(ItemFilter.PROCESSING) == ["pkg-0002"]
+    await store.mark_delivery("pkg-0001", H10, "fail")
+    assert await ids(ItemFilter.FAIL) == ["pkg-0001"]
+    assert await ids(ItemFilter.INITIAL) == ["pkg-0001"]  # its delivery to H41 is untouched
+    await store.apply_event("pkg-0002", H41, DeliveryEvent.ACKED, T0 + timedelta(days=3))
+    assert await ids(ItemFilter.PENDING) == ["pkg-0001"]
+    assert await store.count_received(system, PackageKind.EDOC) == 1

@@ -4,6 +4,7 @@ and statuses through one hub, and the log still proves everything after."""
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from axis.store.sqlite import SqliteStore
 from axis.usecases.verification import verify_log
 from nodes.vdxp import VdxpClient
 from tests.conftest import LiveHub, live_hub
-from tests.helpers import FIELD
+from tests.helpers import FIELD, VDXP
 
 SYSTEM, SECRET = "00.53.W00", "s3cret-of-the-centre"
 G09, G22, H29, H41 = "000.00.00.G09", "000.00.00.G22", "000.00.00.H29", "000.00.00.H41"
@@ -159,3 +160,35 @@ async def test_the_face_speaks_tls_when_a_certificate_is_configured(data: DataDi
         async with VdxpClient(url.replace("https", "http"), SYSTEM, SECRET) as plain:
             with pytest.raises(AxisError):  # plain HTTP to a TLS listener gets no answer
                 await plain.count_receive_edoc()
+
+
+async def test_a_native_agency_answers_a_document_the_gateway_sent_with_a_uuid(
+    exchange: Exchange,
+) -> None:
+    """The gateway's own package (a UUID DocumentId, unsigned): H41, on the native face,
+    answers it, and the answer reaches the system, found by that UUID."""
+    live, sdk = exchange.live, exchange.sdk
+    h41 = live.client(H41)
+    body = (VDXP / "gateway-bodies" / "request-5.edxml").read_bytes().removesuffix(b"\r\n")
+    sent = await sdk.send_edoc(body, SYSTEM)
+    sent.raise_for_fail()
+    doc_id = str(sent.fields["DocId"])
+    answer = (await h41.status(doc_id, "03", "Đã tiếp nhận")).answer
+    assert answer["recipients"] == [G09]
+    (item,) = (await sdk.get_received_edoc_list(messagetype="status")).fields["data"]
+    notice = formats.parse_package(formats.load_xml(await sdk.get_edoc(item["docId"])))
+    assert isinstance(notice, StatusNotice)
+    assert notice.response_for.document_id == "4eff58d4-7295-4430-9670-20399763210e"
+    rows = (await sdk.get_sent_edoc_list(doc_id)).fields["data"]
+    assert [(r["toCode"], r["statusCode"]) for r in rows] == [(H41, "03")]
+    # A status naming a DocumentId of no form the hub holds is still refused by its rule.
+    h10 = live.client("000.00.00.H10")
+    bogus = dataclasses.replace(
+        notice,
+        sender=Organ("000.00.00.H10", "UBND tỉnh Điện Biên"),
+        response_for=dataclasses.replace(notice.response_for, document_id="no-such-uuid"),
+    )
+    with pytest.raises(AxisError) as refused:
+        await h10.post_package(h10.signer.sign(formats.build_status(bogus)))
+    assert refused.value.problem_name == "schema-violation"
+    assert "ResponseFor/DocumentId" in refused.value.detail

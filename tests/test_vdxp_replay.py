@@ -304,12 +304,14 @@ async def test_a_strict_face_refuses_what_the_standard_refuses_naming_the_rule(
         status, answer = await strict_face.replay(request, resigned(request, {}))
         assert isinstance(answer, dict) and answer["status"] == "FAIL", request.label
         if request.label == "#5":
+            assert (status, answer["ErrorCode"]) == (422, "112"), answer  # nonconforming
             assert "QCVN 102:2016" in str(answer["ErrorDesc"]), answer
             assert "unsigned" in str(answer["ErrorDesc"]), answer
         else:
+            assert (status, answer["ErrorCode"]) == (422, "107"), answer
             assert "vxp.saas.03" in str(answer["ErrorDesc"]), answer
     assert (
-        await strict_face.live.running.hub.store.count_received([H41], formats.PackageKind.EDOC)
+        await strict_face.live.running.hub.store.count_received(SYSTEM, formats.PackageKind.EDOC)
         == 0
     )
 
@@ -318,6 +320,8 @@ def call(
     operation: str, body: bytes = b"", **params: str
 ) -> tuple[Captured, list[tuple[str, str]]]:
     """A request of our own, signed as the SDK signs (secret test-secret)."""
+    if operation == "sendEdoc" and "hash-file" not in params:  # as the SDK always sends
+        params = {"hash-file": vdxp.unpadded_sha256(body.removesuffix(b"\r\n")), **params}
     keys = [("systemid", SYSTEM), *params.items(), ("timestamp", "03122026T090402+0746")]
     signed = vdxp.sign([(vdxp.PREFIX + k, v) for k, v in keys], SECRET)
     request = Captured("ours", "POST", operation, [], body)
@@ -334,6 +338,8 @@ def call(
         ("registerAgency", b'{"code": "000.00.02.H41", "name": "x", "pcode": "000.00.00.G22"}',
          {}, "110", 403, "pcode"),
         ("getReceivedEdocList", b"", {"pageSize": "abc"}, "106", 400, "pageSize"),
+        ("getReceivedEdocList", b"", {"pageIndex": "\u00b2"}, "106", 400, "pageIndex"),
+        ("getReceivedEdocList", b"", {"pageIndex": "9" * 25}, "106", 400, "pageIndex"),
         ("getReceivedEdocList", b"", {"fromDate": "2026-01-01"}, "106", 400, "fromDate"),
         ("getReceivedEdocList", b"", {"messagetype": "fax"}, "106", 400, "messagetype"),
         ("updateStatus", b"{}", {"docId": "0" * 32, "status": "bogus"}, "106", 400, "done"),
@@ -375,7 +381,7 @@ async def test_a_package_from_an_agency_of_no_system_of_the_caller_is_refused(fa
     status, answer = await face.replay(request, headers)
     assert (status, answer["ErrorCode"]) == (403, "105"), answer
     assert "000.00.00.G22" in answer["ErrorDesc"]
-    assert await live.running.hub.store.count_received([H41], formats.PackageKind.EDOC) == 0
+    assert await live.running.hub.store.count_received(SYSTEM, formats.PackageKind.EDOC) == 0
 
 
 async def test_a_revoked_system_is_refused_and_a_native_agency_is_still_served(face: Face) -> None:
@@ -387,3 +393,55 @@ async def test_a_revoked_system_is_refused_and_a_native_agency_is_still_served(f
     assert (status, answer["ErrorCode"]) == (401, "101")
     sent = await live.client(G22).send([H41], "Vẫn phục vụ")  # the bystander
     assert sent.created
+
+
+async def test_nothing_is_read_from_a_caller_that_is_not_authenticated(face: Face) -> None:
+    """A stranger announcing 40 MB gets its answer before sending a byte of it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", face.port)
+    try:
+        writer.write(
+            b"POST /XrdAdapter/adapter/sendEdoc HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 40000000\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 401"), head
+
+
+async def test_a_leftover_status_is_no_filter_and_a_revoked_agency_stays_revoked(
+    face: Face,
+) -> None:
+    live = face.live
+    waiting = (await live.client(G22).send([H41], "Chờ xử lý")).answer
+    request, headers = call("updateStatus", b"{}", docid=waiting["id"], status="processing")
+    assert (await face.replay(request, headers))[1]["status"] == "OK"
+    other = (await live.client(G22).send([H41], "Văn bản mới")).answer
+    # The SDK's next list carries docid and status=processing from that call: not a filter.
+    request, headers = call(
+        "getReceivedEdocList", servicetype="eDoc", messagetype="edoc", docid=waiting["id"],
+        status="processing",
+    )  # fmt: skip
+    listed = (await face.replay(request, headers))[1]["data"]
+    assert {i["docId"] for i in listed} == {waiting["id"], other["id"]}
+    request, headers = call("getReceivedEdocList", messagetype="edoc", status="processing")
+    assert [i["docId"] for i in (await face.replay(request, headers))[1]["data"]] == [
+        waiting["id"]
+    ]  # asked for on its own, it is a filter
+    # G09, revoked by the operator, is not brought back by the system's registerAgency.
+    await live.running.hub.store.set_agency_active(G09, False)
+    body = json.dumps({"id": "", "pcode": SYSTEM, "code": G09, "name": "Bộ Tài chính"}).encode()
+    status, answer = await face.replay(*call("registerAgency", body))
+    assert (status, answer["ErrorCode"]) == (403, "110") and "revoked" in answer["ErrorDesc"]
+    g09 = await live.running.hub.store.get_agency(G09)
+    assert g09 is not None and not g09.active
+
+
+async def test_a_closed_code_sends_nothing_on_this_face_either(face: Face) -> None:
+    store = face.live.running.hub.store
+    await store.close_code(G09, "G98.01")
+    body = (VDXP / "gateway-bodies" / "request-5.edxml").read_bytes()
+    status, answer = await face.replay(*call("sendEdoc", body, **{"from": SYSTEM}))
+    assert (status, answer["ErrorCode"]) == (403, "110"), answer
+    assert "G98.01" in answer["ErrorDesc"]

@@ -3,8 +3,10 @@
 Children are found by name, never by position or prefix: senders disagree on both. An
 optional element left empty counts as absent. The identifiers a package acts on are read
 whole, and a malformed one is refused naming its element: the edoc's DocumentId, the document
-a follow-up names (``Bussiness/DocumentId``, ``ReplacementInfo/DocumentId``), the one a status
-answers. What the standard leaves informative is kept as written: a new document's
+a follow-up names (``Bussiness/DocumentId``, ``ReplacementInfo/DocumentId``). The one a
+status answers is checked by routing, which knows whether the hub holds a document the
+national axis's face took under another form. What the standard leaves informative is kept as
+written: a new document's
 ``Bussiness/DocumentId`` (the SDKs' examples leave an impossible date there), an edoc's
 ``ResponseFor``.
 """
@@ -96,10 +98,11 @@ def _parse_organ(node: etree._Element) -> Organ:
     )
 
 
-def _parse_response_for(node: etree._Element, acted_on: bool) -> ResponseFor:
+def _parse_response_for(node: etree._Element) -> ResponseFor:
     document_id = _req(node, "e:DocumentId")
-    if acted_on:
-        parse_document_id(document_id, "ResponseFor/DocumentId")
+    # The document a status answers: of the standard's form, or one the national axis's face
+    # took with another (a UUID) that the hub holds, which routing finds or refuses by the
+    # form's rule (axis.core.routing).
     return ResponseFor(
         organ_id=_req(node, "e:OrganId"),
         code=_req(node, "e:Code"),
@@ -210,8 +213,7 @@ def _parse_edoc(root: etree._Element) -> Edoc:
         steering_type=None if steering is None else _small_int(steering, 2, "SteeringType"),
         to_places=tuple(n.text or "" for n in message.iterfind("e:ToPlaces/e:Place", _NSMAP)),
         response_for=tuple(
-            _parse_response_for(n, acted_on=False)
-            for n in message.iterfind("e:ResponseFor", _NSMAP)
+            _parse_response_for(n) for n in message.iterfind("e:ResponseFor", _NSMAP)
         ),
         traces=_parse_traces(trace_list),
         business=_parse_business(trace_list),
@@ -228,7 +230,7 @@ def _parse_status(root: etree._Element) -> StatusNotice:
         raise SchemaViolation(f"StatusCode: {code!r} is none of {', '.join(STATUS_CODES)}")
     return StatusNotice(
         sender=_parse_organ(_find(message, "e:From")),
-        response_for=_parse_response_for(_find(message, "e:ResponseFor"), acted_on=True),
+        response_for=_parse_response_for(_find(message, "e:ResponseFor")),
         status_code=code,
         timestamp=parse_timestamp(_req(message, "e:Timestamp"), "MessageHeader/Timestamp"),
         description=_opt(message, "e:Description"),

@@ -35,8 +35,8 @@ from axis.core.signing import Verifier, signing_cert_of
 from axis.core.xmlsafe import DEFAULT_LIMITS, ParseLimits, load_xml
 from axis.errors import (
     InvalidSignature,
+    Nonconforming,
     NotAllowed,
-    SchemaViolation,
     SenderMismatch,
     UntrustedCertificate,
 )
@@ -94,15 +94,20 @@ def registered_signer(
                 f"From/OrganId is {claimed} but the TLS client is {organ_id}"
                 f" (its codes: {', '.join(sorted(held))})"
             )
-        successor = held[claimed]
-        if successor is not None:
-            raise NotAllowed(
-                f"From/OrganId {claimed} is closed: {successor} succeeds it; send under an"
-                " open code"
-            )
+        refuse_closed(claimed, held[claimed])
         return certificate
 
     return signer_for
+
+
+def refuse_closed(claimed: str, successor: str | None) -> None:
+    """Every face's rule: nobody sends under a closed code (``successor``: set once closed).
+
+    Raises NotAllowed naming the successor."""
+    if successor is not None:
+        raise NotAllowed(
+            f"From/OrganId {claimed} is closed: {successor} succeeds it; send under an open code"
+        )
 
 
 def key_info_signer(
@@ -159,10 +164,32 @@ def read_field_package(
     verified exactly as :func:`read_package` verifies it.
 
     Raises:
-        InputError: as read_package; SchemaViolation naming the rule of a deviation (strict);
+        InputError: as read_package; Nonconforming naming the rule of a deviation (strict);
             InvalidSignature for an unsigned package (require_signature).
     """
-    root = load_xml(body, policy.limits)
+    return read_field_tree(
+        load_xml(body, policy.limits),
+        policy,
+        sender_check,
+        signer_for,
+        strict=strict,
+        require_signature=require_signature,
+        at=at,
+    )
+
+
+def read_field_tree(
+    root: etree._Element,
+    policy: IntakePolicy,
+    sender_check: Callable[[str], None],
+    signer_for: SignerFor,
+    *,
+    strict: bool,
+    require_signature: bool,
+    at: datetime | None = None,
+) -> FieldRead:
+    """:func:`read_field_package` on a tree :func:`load_xml` parsed from the body (a face
+    that must look its sender up first parses once, peeks, looks up, then reads)."""
     deviations = conformance.inspect(root)
     unsigned = any(d.rule is conformance.Rule.UNSIGNED for d in deviations)
     if require_signature and unsigned:
@@ -174,7 +201,7 @@ def read_field_package(
     formats.validate(readable)  # first: an address that is no OrganId is refused as such
     if strict and deviations:
         first = deviations[0]
-        raise SchemaViolation(
+        raise Nonconforming(
             f"QCVN 102:2016: {conformance.RULES[first.rule]} (rule {first.rule}: found"
             f" {first.found}); this face is strict ([vdxp] strict)"
         )

@@ -386,6 +386,10 @@ def _status(sender: Party, notice: StatusNotice, facts: Facts) -> Routed:
     owner_code = _answered_owner(notice)
     owner = facts.codes.get(owner_code, Named(None)).party
     stored = facts.documents.get((owner.organ_id, answered.document_id), ()) if owner else ()
+    if not stored and not is_document_id(answered.document_id):
+        # Only a document the national axis's face took may have another form (recorded
+        # there as a deviation); any other is refused by the form's own rule.
+        parse_document_id(answered.document_id, "ResponseFor/DocumentId")
     if owner is None or not stored:
         raise UnknownDocument(
             f"ResponseFor/DocumentId: no document {answered.document_id!r} from {owner_code}"

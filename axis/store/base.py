@@ -137,9 +137,10 @@ class ItemQuery:
 
     filter: ItemFilter = ItemFilter.PENDING
     since: datetime | None = None
-    until: datetime | None = None
+    until: datetime | None = None  # inclusive: to the end of its second
     limit: int = 100
     offset: int = 0
+    fail_mark: str = "fail"  # the transport mark that says a delivery failed
 
 
 @dataclass(frozen=True)
@@ -258,13 +259,16 @@ class Store(Protocol):
         """The agencies a system speaks for, active or not, by OrganId."""
 
     async def received_items(
-        self, recipients: Sequence[str], kind: PackageKind, query: ItemQuery
-    ) -> list[tuple[PackageRecord, Delivery]]:
-        """The deliveries of packages of ``kind`` to ``recipients`` that ``query`` selects,
-        oldest first."""
+        self, system_id: str, kind: PackageKind, query: ItemQuery
+    ) -> list[tuple[PackageRecord, list[Delivery]]]:
+        """A page of the packages of ``kind`` to the agencies of ``system_id`` that
+        ``query`` selects, oldest first, each once with its deliveries to those agencies."""
 
-    async def count_received(self, recipients: Sequence[str], kind: PackageKind) -> int:
-        """How many packages of ``kind`` wait for any of ``recipients`` (pending)."""
+    async def system_deliveries(self, package_id: str, system_id: str) -> list[Delivery]:
+        """A package's deliveries to the agencies of ``system_id``."""
+
+    async def count_received(self, system_id: str, kind: PackageKind) -> int:
+        """How many packages of ``kind`` wait for any agency of ``system_id`` (pending)."""
 
     async def mark_delivery(self, package_id: str, recipient: str, mark: str) -> bool:
         """Record a transport mark on a delivery; False if there is no such delivery."""

@@ -12,7 +12,8 @@ which may take long enough that the loop must not wait for them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
@@ -74,20 +75,25 @@ CODE_HOLDER = (
 
 
 _Q, _D, _F = DeliveryState.QUEUED.value, DeliveryState.DELIVERED.value, DeliveryState.FAILED.value
-# Each filter of a received list (axis.core.vdxp.item_state says the same in Python).
-_ITEM_FILTERS: dict[ItemFilter, tuple[str, tuple[str, ...]]] = {
-    ItemFilter.PENDING: (
-        f"d.state IN ({marks(PENDING_STATES)})",
-        tuple(s.value for s in PENDING_STATES),
-    ),
-    ItemFilter.INITIAL: ("d.state = ? AND d.mark IS NULL", (_Q,)),
-    ItemFilter.PROCESSING: (
-        "(d.state = ? OR (d.state = ? AND d.mark IS NOT NULL))"
-        " AND (d.mark IS NULL OR d.mark <> 'fail')",
-        (_D, _Q),
-    ),
-    ItemFilter.FAIL: ("(d.state = ? OR (d.state IN (?, ?) AND d.mark = 'fail'))", (_F, _Q, _D)),
-}
+# A delivery to an agency of a system (the national axis's face), by the system's index.
+SYSTEM_JOIN = "deliveries d JOIN agencies a ON a.organ_id = d.recipient"
+SYSTEM_DELIVERY = "a.system_id = ?"
+
+
+def _item_filter(chosen: ItemFilter, fail: str) -> tuple[str, tuple[str, ...]]:
+    """The WHERE of a received list's filter (axis.core.vdxp.item_state says it in Python);
+    ``fail``: the mark that says a delivery failed."""
+    if chosen is ItemFilter.INITIAL:
+        return "d.state = ? AND d.mark IS NULL", (_Q,)
+    if chosen is ItemFilter.PROCESSING:
+        return (
+            "(d.state = ? OR (d.state = ? AND d.mark IS NOT NULL))"
+            " AND (d.mark IS NULL OR d.mark <> ?)",
+            (_D, _Q, fail),
+        )
+    if chosen is ItemFilter.FAIL:
+        return "(d.state = ? OR (d.state IN (?, ?) AND d.mark = ?))", (_F, _Q, _D, fail)
+    return f"d.state IN ({marks(PENDING_STATES)})", tuple(s.value for s in PENDING_STATES)
 
 
 class SqlReads:
@@ -225,36 +231,62 @@ class SqlReads:
         return [package_row(r) for r in rows]
 
     async def received_items(
-        self, recipients: Sequence[str], kind: PackageKind, query: ItemQuery
-    ) -> list[tuple[PackageRecord, Delivery]]:
-        if not recipients:
-            return []
-        where, args = _ITEM_FILTERS[query.filter]
-        clauses = [f"d.recipient IN ({marks(recipients)})", "d.kind = ?", where]
-        params: list[Any] = [*recipients, kind.value, *args]
+        self, system_id: str, kind: PackageKind, query: ItemQuery
+    ) -> list[tuple[PackageRecord, list[Delivery]]]:
+        where, args = _item_filter(query.filter, query.fail_mark)
+        clauses = [SYSTEM_DELIVERY, "d.kind = ?", where]
+        params: list[Any] = [system_id, kind.value, *args]
         if query.since is not None:
             clauses.append("d.received_at >= ?")
             params.append(ts(query.since))
-        if query.until is not None:
-            clauses.append("d.received_at <= ?")
-            params.append(ts(query.until))
-        rows = await self._lookup(
-            f"SELECT {_prefixed('p', PACKAGE_COLUMNS)}, {_prefixed('d', DELIVERY_COLUMNS)}"
-            " FROM deliveries d JOIN packages p ON p.id = d.package_id"
-            f" WHERE {' AND '.join(clauses)} ORDER BY d.seq, d.recipient LIMIT ? OFFSET ?",
+        if query.until is not None:  # to the end of its second
+            clauses.append("d.received_at < ?")
+            params.append(ts(query.until + timedelta(seconds=1)))
+        condition = " AND ".join(clauses)
+        # Page over packages, not deliveries: one to two agencies of the system is one item.
+        page = await self._lookup(
+            f"SELECT d.package_id, min(d.seq) AS first FROM {SYSTEM_JOIN} WHERE {condition}"
+            " GROUP BY d.package_id ORDER BY first LIMIT ? OFFSET ?",
             (*params, query.limit, query.offset),
         )
-        width = len(PACKAGE_COLUMNS.split(","))
-        return [(package_row(r[:width]), delivery_row(r[width:])) for r in rows]
+        ids = [str(row[0]) for row in page]
+        if not ids:
+            return []
+        records = {
+            r.id: r
+            for r in map(
+                package_row,
+                await self._lookup(
+                    f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id IN ({marks(ids)})",
+                    tuple(ids),
+                ),
+            )
+        }
+        held: dict[str, list[Delivery]] = {}
+        for row in await self._lookup(
+            f"SELECT {_prefixed('d', DELIVERY_COLUMNS)} FROM {SYSTEM_JOIN}"
+            f" WHERE a.system_id = ? AND d.package_id IN ({marks(ids)}) AND {where}"
+            " ORDER BY d.recipient",
+            (system_id, *ids, *args),
+        ):
+            delivery = delivery_row(row)
+            held.setdefault(delivery.package_id, []).append(delivery)
+        return [(records[i], held.get(i, [])) for i in ids]
 
-    async def count_received(self, recipients: Sequence[str], kind: PackageKind) -> int:
-        if not recipients:
-            return 0
-        where, args = _ITEM_FILTERS[ItemFilter.PENDING]
+    async def system_deliveries(self, package_id: str, system_id: str) -> list[Delivery]:
         rows = await self._lookup(
-            "SELECT count(DISTINCT d.package_id) FROM deliveries d"
-            f" WHERE d.recipient IN ({marks(recipients)}) AND d.kind = ? AND {where}",
-            (*recipients, kind.value, *args),
+            f"SELECT {_prefixed('d', DELIVERY_COLUMNS)} FROM {SYSTEM_JOIN}"
+            " WHERE d.package_id = ? AND a.system_id = ? ORDER BY d.recipient",
+            (package_id, system_id),
+        )
+        return [delivery_row(r) for r in rows]
+
+    async def count_received(self, system_id: str, kind: PackageKind) -> int:
+        where, args = _item_filter(ItemFilter.PENDING, "")
+        rows = await self._lookup(
+            f"SELECT count(DISTINCT d.package_id) FROM {SYSTEM_JOIN}"
+            f" WHERE {SYSTEM_DELIVERY} AND d.kind = ? AND {where}",
+            (system_id, kind.value, *args),
         )
         return int(rows[0][0])
 

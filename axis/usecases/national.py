@@ -17,24 +17,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from axis.core import conformance, intake, pki, vdxp
+from axis.core import conformance, formats, intake, pki, vdxp
 from axis.core.formats import ORGAN_ID_2016_RE, ORGAN_ID_QD20_RE, PackageKind, is_organ_id
-from axis.core.lifecycle import DeliveryEvent, InvalidTransition
 from axis.core.stats import Metric
 from axis.core.vdxp import Call, CallFailed, Fault, ItemState, Mark, Operation
-from axis.errors import AxisError, DuplicateConflict, InputError, SenderMismatch
+from axis.core.xmlsafe import load_xml
+from axis.errors import AxisError, DuplicateConflict, Nonconforming
 from axis.host.config import VdxpSettings
-from axis.store.base import Agency, Delivery, ItemFilter, ItemQuery, PackageRecord, System
+from axis.store.base import Agency, ItemFilter, ItemQuery, System
 from axis.usecases.hub import INLINE_VERIFY_BYTES, Hub
 
 VIETNAM = timezone(timedelta(hours=7))
 SERVICE_TYPE = "eDoc"
 MAX_PAGE = 1000  # the largest page of a received list (the SDK's example asks for all)
+
+
+#: How a call's body is read, once its caller is authenticated (within the hub's limits).
+BodySource = Callable[[], Awaitable[bytes]]
+T = TypeVar("T")
+log = logging.getLogger("axis.national")
 
 
 @dataclass(frozen=True)
@@ -61,24 +68,32 @@ class NationalFace:
 
     # -- the call -------------------------------------------------------------------------
 
-    async def call(self, operation: str, sent: Sequence[tuple[str, str]], body: bytes) -> Answer:
-        """Authenticate and run one call; every refusal is an answer with ``status: FAIL``."""
+    async def call(
+        self, operation: str, sent: Sequence[tuple[str, str]], body: BodySource
+    ) -> Answer:
+        """Authenticate from the headers alone, then read the body (``body``: how, within
+        the hub's limits) and run the call; every refusal is an answer with ``status: FAIL``,
+        and nothing is read from a caller that is not authenticated."""
         try:
             call = await self._authenticate(sent)
-            try:
-                op = Operation(operation)
-            except ValueError as exc:
-                raise CallFailed(Fault.BAD_REQUEST, f"no operation {operation!r}") from exc
+            op = _operation(operation)
             if self.hub.limiter.take(f"system {call.system_id}", self.hub.monotonic()) > 0:
                 raise CallFailed(Fault.RATE_LIMITED, call.system_id)
             return await self._run(op, call, body)
         except CallFailed as failed:
             return Answer(vdxp.answer_fail(failed), failed.row.status)
+        except Nonconforming as exc:  # [vdxp] strict: the rule the package breaks
+            refused = CallFailed(Fault.NONCONFORMING, exc.detail)
+            return Answer(vdxp.answer_fail(refused, exc.problem_name), refused.row.status)
         except AxisError as exc:
             fault = vdxp.FAULT_OF_PROBLEM.get(exc.problem_name, Fault.UNAVAILABLE)
             mapped = CallFailed(fault, exc.detail)
             # The native problem's own status (400 for malformed XML, 422 for a schema...).
             return Answer(vdxp.answer_fail(mapped, exc.problem_name), exc.status)
+        except Exception:  # a bug: still an answer the SDK can read, and the trace logged
+            log.exception("national axis face: %s failed", operation[:40])
+            internal = CallFailed(Fault.UNAVAILABLE, "internal error")
+            return Answer(vdxp.answer_fail(internal), 500)
 
     async def _authenticate(self, sent: Sequence[tuple[str, str]]) -> Call:
         system_id = next((v for k, v in sent if k.lower() == vdxp.SYSTEM_ID.lower()), "")
@@ -92,65 +107,72 @@ class NationalFace:
             self._secrets[cached] = vdxp.unseal(system.sealed_secret, self._key, system.system_id)
         return self._secrets[cached]
 
-    async def _run(self, op: Operation, call: Call, body: bytes) -> Answer:
+    async def _run(self, op: Operation, call: Call, body: BodySource) -> Answer:
         if op is Operation.SEND_EDOC:
-            agencies = [a for a in await self.store.system_agencies(call.system_id) if a.active]
-            return await self.send_edoc(call, agencies, body)
-        return Answer(await self._operation(op, call, body))
-
-    async def _operation(self, op: Operation, call: Call, body: bytes) -> dict[str, Any] | bytes:
-        agencies = [a for a in await self.store.system_agencies(call.system_id) if a.active]
+            async with self.hub.intake:  # an upload slot while it is read and verified
+                return await self.send_edoc(call, await body())
         if op is Operation.GET_RECEIVED_EDOC_LIST:
-            return await self.received_list(call, agencies)
+            return Answer(await self.received_list(call))
         if op in (Operation.GET_EDOC, Operation.DOWNLOAD_EDOC):
-            got = await self.get_edoc(call, agencies)
+            got = await self.get_edoc(call)
             if op is Operation.DOWNLOAD_EDOC:
-                return got
-            return vdxp.answer_ok(data=base64.b64encode(got).decode("ascii"))
+                return Answer(got)
+            return Answer(vdxp.answer_ok(data=base64.b64encode(got).decode("ascii")))
         if op is Operation.UPDATE_STATUS:
-            return await self.update_status(call, agencies)
+            return Answer(await self.update_status(call))
         if op is Operation.GET_SENT_EDOC_LIST:
-            return await self.sent_list(call, agencies)
+            return Answer(await self.sent_list(call))
         if op in (Operation.COUNT_RECEIVE_EDOC, Operation.COUNT_RECEIVE_STATUS):
             kind = PackageKind.EDOC if op is Operation.COUNT_RECEIVE_EDOC else PackageKind.STATUS
-            count = await self.store.count_received([a.organ_id for a in agencies], kind)
-            return vdxp.answer_ok(count=count)
+            count = await self.store.count_received(call.system_id, kind)
+            return Answer(vdxp.answer_ok(count=count))
         if op is Operation.REGISTER_AGENCY:
-            return await self.register_agency(call, agencies, body)
+            return Answer(await self.register_agency(call, await body()))
         if op is Operation.DELETE_AGENCY:
-            return await self.delete_agency(call, agencies)
-        return await self.directory(op, call)
+            return Answer(await self.delete_agency(call))
+        return Answer(await self.directory(op, call))
+
+    async def _member(self, call: Call, code: str) -> tuple[Agency, str | None] | None:
+        """The active agency of the calling system holding ``code``, and the code's
+        successor once closed; None if no such agency of this system."""
+        found = await self.store.code_holder(code)
+        if found is None:
+            return None
+        record, agency = found
+        if agency is None or agency.system_id != call.system_id or not agency.active:
+            return None
+        return agency, record.successor
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send_edoc(self, call: Call, agencies: list[Agency], body: bytes) -> Answer:
+    async def send_edoc(self, call: Call, body: bytes) -> Answer:
         """Take a package from one of the system's agencies (its edXML From)."""
         edxml = body.removesuffix(b"\r\n")  # the SDK frames the file with a CRLF
-        declared = call.param("hash-file")
-        if declared and declared.lower() not in {
-            vdxp.unpadded_sha256(edxml),
-            vdxp.unpadded_sha256(body),
-        }:
-            raise CallFailed(Fault.BAD_REQUEST, "hash-file is not the SHA-256 of the body sent")
-        members = {a.organ_id: a for a in agencies}
-        codes_of = {a.organ_id: await self.hub.codes(a) for a in agencies}
-        holder = {code: organ for organ, codes in codes_of.items() for code in codes}
         sender = call.param("from") or ""
-        if sender != call.system_id and sender not in holder:
+        if sender != call.system_id and await self._member(call, sender) is None:
+            raise CallFailed(Fault.WRONG_FROM, call.system_id, from_=sender or "(none)")
+        declared = call.param("hash-file")
+        if not declared:  # the SDK always sends it: without it, the body would be unsigned
+            raise CallFailed(Fault.BAD_REQUEST, "hash-file is required on sendEdoc")
+        if declared.lower() not in {vdxp.unpadded_sha256(edxml), vdxp.unpadded_sha256(body)}:
+            raise CallFailed(Fault.BAD_REQUEST, "hash-file is not the SHA-256 of the body sent")
+        root = await self._offloaded(edxml, lambda: load_xml(edxml, self.hub.intake_policy.limits))
+        claimed = formats.peek_sender(root)
+        member = await self._member(call, claimed)
+        if member is None:
             raise CallFailed(
-                Fault.WRONG_FROM,
-                call.system_id,
-                from_=sender or "(none)",
+                Fault.NOT_OF_SYSTEM, f"From/OrganId {claimed} is not an agency of {call.system_id}"
             )
-        read = await self._read(call, edxml, holder, members)
-        agency = members[holder[read.package.sender.organ_id]]
+        agency, successor = member
+        intake.refuse_closed(claimed, successor)  # as on the node API
+        read = await self._offloaded(edxml, lambda: self._read(root, agency))
         notes = _notes(call.system_id, read.deviations)
         tallies = [(Metric.FACE.value, call.system_id)]
         tallies += [
             (Metric.DEVIATIONS.value, f"{call.system_id} {d.rule}") for d in read.deviations
         ]
         accepted = await self.hub.admit(
-            agency, codes_of[agency.organ_id], read.package, edxml, notes, tuple(tallies)
+            agency, await self.hub.codes(agency), read.package, edxml, notes, tuple(tallies)
         )
         said = accepted.answer.get("notes", "")
         desc = f"{vdxp.ERRORS[Fault.NONCONFORMING].desc} (da ghi nhan): {said}" if said else ""
@@ -159,69 +181,62 @@ class NationalFace:
             taken = ()  # counted once, when it was taken
         return Answer(vdxp.answer_ok(desc, DocId=accepted.answer["id"]), deviations=taken)
 
-    async def _read(
-        self, call: Call, edxml: bytes, holder: dict[str, str], members: dict[str, Agency]
-    ) -> intake.FieldRead:
-        def sender_check(claimed: str) -> None:
-            if claimed not in holder:
-                raise SenderMismatch(
-                    f"From/OrganId {claimed} is not an agency of system {call.system_id}"
-                )
-
-        def signer_for(claimed: str, root: Any) -> Any:
-            agency = members[holder[claimed]]
-            if agency.has_certificate:
-                return pki.load_cert(agency.cert_pem)
-            return intake.key_info_signer(claimed, root)
-
-        def read() -> intake.FieldRead:
-            return intake.read_field_package(
-                edxml,
-                self.hub.intake_policy,
-                sender_check,
-                signer_for,
-                strict=self.settings.strict,
-                require_signature=self.settings.require_signature,
-                at=self.hub.clock(),
-            )
-
+    async def _offloaded(self, edxml: bytes, work: Callable[[], T]) -> T:
+        """``work`` inline for a small package, on a thread for a big one (as the node API)."""
         if len(edxml) <= INLINE_VERIFY_BYTES:
-            return read()
-        async with self.hub.intake:
-            return await asyncio.to_thread(read)
+            return work()
+        return await asyncio.to_thread(work)
+
+    def _read(self, root: Any, agency: Agency) -> intake.FieldRead:
+        def signer_for(claimed: str, tree: Any) -> Any:
+            if agency.has_certificate:  # its registered one, as the node API checks
+                return pki.load_cert(agency.cert_pem)
+            return intake.key_info_signer(claimed, tree)  # else a trusted CA's, in KeyInfo
+
+        return intake.read_field_tree(
+            root,
+            self.hub.intake_policy,
+            lambda claimed: None,  # looked up already: an agency of this system, open
+            signer_for,
+            strict=self.settings.strict,
+            require_signature=self.settings.require_signature,
+            at=self.hub.clock(),
+        )
 
     # -- receiving --------------------------------------------------------------------------
 
-    async def received_list(self, call: Call, agencies: list[Agency]) -> dict[str, Any]:
+    async def received_list(self, call: Call) -> dict[str, Any]:
         kind = _kind(call.param("messagetype"))
+        # The SDK keeps a client's last updateStatus mark in every later call: a status that
+        # comes with a docId is that leftover, not a filter (PROTOCOL.md: headers pile up).
         wanted = call.param("status") or ""
-        chosen = ItemFilter(wanted) if wanted in vdxp.LIST_FILTERS else ItemFilter.PENDING
-        size = _positive(call.param("pageSize"), "pageSize", MAX_PAGE)
+        leftover = call.param("docId", "docid") is not None
+        chosen = ItemFilter.PENDING
+        if wanted in vdxp.LIST_FILTERS and not leftover:
+            chosen = ItemFilter(wanted)
+        size = min(_positive(call.param("pageSize"), "pageSize", MAX_PAGE), MAX_PAGE)
         index = _positive(call.param("pageIndex"), "pageIndex", 1)
         query = ItemQuery(
             chosen,
             _utc(vdxp.parse_time(call.param("fromDate"), "fromDate")),
             _utc(vdxp.parse_time(call.param("toDate"), "toDate")),
-            limit=min(size, MAX_PAGE),
-            offset=(index - 1) * min(size, MAX_PAGE),
+            limit=size,
+            offset=(index - 1) * size,
+            fail_mark=Mark.FAIL.value,
         )
-        items = await self.store.received_items([a.organ_id for a in agencies], kind, query)
-        seen: set[str] = set()
         data = []
-        for record, delivery in items:
-            if record.id in seen:  # two of the system's agencies: one item
-                continue
-            seen.add(record.id)
-            state = vdxp.item_state(delivery.state.value, delivery.mark)
+        for record, deliveries in await self.store.received_items(call.system_id, kind, query):
+            first = deliveries[0]
+            state = vdxp.item_state(first.state.value, first.mark)
             data.append(
                 {
                     "docId": record.id,
                     "serviceType": SERVICE_TYPE,
                     "messageType": record.kind.value,
                     "created_time": _time(record.received_at),
-                    "updated_time": _time(delivery.updated_at),
+                    "updated_time": _time(max(d.updated_at for d in deliveries)),
                     "from": record.sender,
-                    "to": delivery.recipient,
+                    "to": ",".join(d.recipient for d in deliveries),  # its agencies it went to
                     "status": state.value,
                     "status_desc": vdxp.ITEM_STATES[state],
                     "notes": record.notes or "",
@@ -229,69 +244,59 @@ class NationalFace:
             )
         return vdxp.answer_ok(data=data)
 
-    async def _mine(
-        self, call: Call, agencies: list[Agency], doc_id: str | None
-    ) -> tuple[PackageRecord, list[Delivery]]:
-        """The package ``doc_id`` and the system's deliveries of it (none if it sent it)."""
+    async def _for_system(self, call: Call, doc_id: str | None) -> tuple[str, list[Agency]]:
+        """The package ``doc_id`` and the system's agencies it was sent to, through the
+        Hub's own checks; NOT_ALLOWED if it went to none of them."""
         if not doc_id:
             raise CallFailed(Fault.BAD_REQUEST, "docId is required")
-        record = await self.store.get_record(doc_id.strip())
+        package_id = doc_id.strip()
+        record = await self.store.get_record(package_id) if len(package_id) == 32 else None
         if record is None:
             raise CallFailed(Fault.UNKNOWN_DOCUMENT, doc_id)
-        members = {a.organ_id for a in agencies}
-        deliveries = [d for d in await self.store.deliveries(record.id) if d.recipient in members]
-        if not deliveries and record.sender not in members:
-            raise CallFailed(Fault.NOT_ALLOWED, f"{doc_id} is not for system {call.system_id}")
-        return record, deliveries
+        recipients = []
+        for delivery in await self.store.system_deliveries(record.id, call.system_id):
+            agency = await self.store.get_agency(delivery.recipient)
+            if agency is not None and agency.active:
+                recipients.append(agency)
+        if not recipients:
+            raise CallFailed(Fault.NOT_ALLOWED, f"{doc_id} was not sent to {call.system_id}")
+        return record.id, recipients
 
-    async def get_edoc(self, call: Call, agencies: list[Agency]) -> bytes:
-        """The stored bytes; each of the system's deliveries of it is now fetched."""
-        record, deliveries = await self._mine(call, agencies, call.param("docId", "docid"))
-        for delivery in deliveries:
-            await self._move(delivery, DeliveryEvent.FETCHED)
-        found = await self.store.get_package(record.id)
-        if found is None:  # pragma: no cover - a package is never deleted
-            raise CallFailed(Fault.UNKNOWN_DOCUMENT, record.id)
-        return found[1]
+    async def get_edoc(self, call: Call) -> bytes:
+        """The stored bytes, fetched by each of the system's agencies it went to."""
+        package_id, recipients = await self._for_system(call, call.param("docId", "docid"))
+        body = b""
+        for agency in recipients:
+            _, body = await self.hub.fetch_record(agency, package_id)
+        return body
 
-    async def update_status(self, call: Call, agencies: list[Agency]) -> dict[str, Any]:
+    async def update_status(self, call: Call) -> dict[str, Any]:
         """A transport mark (``done``: the acknowledgement) on the system's deliveries."""
-        # updateStatus writes docid, getEdoc docId: both pile up on one SDK client object.
-        doc_id = call.param("docid", "docId")
         text = (call.param("status") or "").strip()
         try:
             mark = Mark(text)
         except ValueError as exc:
             known = ", ".join(m.value for m in Mark)
             raise CallFailed(Fault.BAD_REQUEST, f"status {text!r} is none of {known}") from exc
-        record, deliveries = await self._mine(call, agencies, doc_id)
-        if not deliveries:
-            raise CallFailed(
-                Fault.NOT_ALLOWED, f"{record.id} was not sent to system {call.system_id}"
-            )
-        for delivery in deliveries:
+        # updateStatus writes docid, getEdoc docId: both pile up on one SDK client object.
+        package_id, recipients = await self._for_system(call, call.param("docid", "docId"))
+        for agency in recipients:
             if vdxp.MARKS[mark].acknowledges:
-                await self._move(delivery, DeliveryEvent.ACKED)
-            await self.store.mark_delivery(record.id, delivery.recipient, mark.value)
+                await self.hub.ack(agency, package_id)
+            await self.store.mark_delivery(package_id, agency.organ_id, mark.value)
         return vdxp.answer_ok()
 
-    async def _move(self, delivery: Delivery, event: DeliveryEvent) -> None:
-        try:
-            await self.store.apply_event(
-                delivery.package_id, delivery.recipient, event, self.hub.clock()
-            )
-        except InvalidTransition as exc:
-            raise CallFailed(
-                Fault.NOT_ALLOWED, f"{delivery.package_id} is {exc.state} for {delivery.recipient}"
-            ) from exc
-
-    async def sent_list(self, call: Call, agencies: list[Agency]) -> dict[str, Any]:
+    async def sent_list(self, call: Call) -> dict[str, Any]:
         """Each recipient's state of a package one of the system's agencies sent."""
-        record, _ = await self._mine(call, agencies, call.param("docId", "docid"))
-        if record.sender not in {a.organ_id for a in agencies}:
-            raise CallFailed(
-                Fault.NOT_ALLOWED, f"{record.id} was not sent by system {call.system_id}"
-            )
+        doc_id = (call.param("docId", "docid") or "").strip()
+        if not doc_id:
+            raise CallFailed(Fault.BAD_REQUEST, "docId is required")
+        record = await self.store.get_record(doc_id) if len(doc_id) == 32 else None
+        if record is None:
+            raise CallFailed(Fault.UNKNOWN_DOCUMENT, doc_id)
+        sender = await self.store.get_agency(record.sender)
+        if sender is None or sender.system_id != call.system_id:
+            raise CallFailed(Fault.NOT_ALLOWED, f"{doc_id} was not sent by {call.system_id}")
         code = record.document_id.rsplit(",", 1)[-1] if "," in record.document_id else ""
         data = []
         for delivery in await self.store.deliveries(record.id):
@@ -356,9 +361,7 @@ class NationalFace:
                 )  # fmt: skip
         return vdxp.answer_ok(data=data)
 
-    async def register_agency(
-        self, call: Call, agencies: list[Agency], body: bytes
-    ) -> dict[str, Any]:
+    async def register_agency(self, call: Call, body: bytes) -> dict[str, Any]:
         """An agency the system speaks for; ``pcode`` is the system or one of its agencies."""
         try:
             asked = json.loads(body or b"{}")
@@ -372,18 +375,20 @@ class NationalFace:
             raise CallFailed(Fault.BAD_REQUEST, f"code {code!r} is not an OrganId")
         if not name:
             raise CallFailed(Fault.BAD_REQUEST, "name is required")
-        if parent != call.system_id and parent not in {a.organ_id for a in agencies}:
+        if parent != call.system_id and await self._member(call, parent) is None:
             raise CallFailed(
                 Fault.NOT_ALLOWED,
                 f"pcode {parent!r}: neither system {call.system_id} nor one of its agencies",
             )
         existing = await self.store.get_agency(code)
         if existing is not None:
-            if existing.system_id == call.system_id:
-                if not existing.active:
-                    await self.store.set_agency_active(code, True)
-                return vdxp.answer_ok("Don vi da dang ky")
-            raise CallFailed(Fault.NOT_ALLOWED, f"{code} is registered, not to {call.system_id}")
+            if existing.system_id != call.system_id:
+                raise CallFailed(
+                    Fault.NOT_ALLOWED, f"{code} is registered, not to {call.system_id}"
+                )
+            if not existing.active:  # revoked: an operator reinstates it (axis agency)
+                raise CallFailed(Fault.NOT_ALLOWED, f"{code} is revoked")
+            return vdxp.answer_ok("Don vi da dang ky")
         agency = Agency(
             organ_id=code,
             name=name,
@@ -399,10 +404,11 @@ class NationalFace:
             raise CallFailed(Fault.DUPLICATE, exc.detail) from exc
         return vdxp.answer_ok()
 
-    async def delete_agency(self, call: Call, agencies: list[Agency]) -> dict[str, Any]:
+    async def delete_agency(self, call: Call) -> dict[str, Any]:
         """Revoke one of the system's agencies (its history stays)."""
         code = call.param("AgencyCode", "agencyCode") or ""
-        if code not in {a.organ_id for a in agencies}:
+        member = await self._member(call, code)
+        if member is None or member[0].organ_id != code:
             raise CallFailed(Fault.NOT_ALLOWED, f"{code!r} is not an agency of {call.system_id}")
         await self.store.set_agency_active(code, False)
         return vdxp.answer_ok()
@@ -426,12 +432,22 @@ def _kind(messagetype: str | None) -> PackageKind:
     return PackageKind(text)
 
 
-def _positive(text: str | None, name: str, default: int) -> int:
+def _positive(text: str | None, name: str, default: int, most: int = 1_000_000) -> int:
     if not text:
         return default
-    if not text.strip().isdigit() or int(text) < 1:
-        raise CallFailed(Fault.BAD_REQUEST, f"{name} {text!r} is not a positive integer")
-    return int(text)
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= most:
+        raise CallFailed(
+            Fault.BAD_REQUEST, f"{name} {text[:20]!r} is not a number from 1 to {most}"
+        )
+    return int(digits)
+
+
+def _operation(name: str) -> Operation:
+    try:
+        return Operation(name)
+    except ValueError as exc:
+        raise CallFailed(Fault.BAD_REQUEST, f"no operation {name[:40]!r}") from exc
 
 
 def _utc(local: datetime | None) -> datetime | None:
@@ -442,4 +458,4 @@ def _time(at: datetime) -> str:
     return at.astimezone(VIETNAM).strftime(vdxp.TIME_FORMAT)
 
 
-__all__ = ["Answer", "InputError", "NationalFace"]
+__all__ = ["Answer", "BodySource", "NationalFace"]

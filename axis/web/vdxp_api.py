@@ -14,12 +14,15 @@ from aiohttp import web
 
 from axis.core import vdxp
 from axis.core.vdxp import CallFailed, Fault
+from axis.errors import TooLarge
+from axis.http.body import read_body
 from axis.http.problems import access_log
-from axis.usecases.national import Answer, NationalFace
+from axis.usecases.national import NationalFace
 from axis.web.metrics import HubMetrics
 
 FACE = web.AppKey("national_face", NationalFace)
 FACE_METRICS = web.AppKey("national_face_metrics", HubMetrics)
+OPERATIONS = frozenset(op.value for op in vdxp.Operation)
 
 
 def vdxp_app(face: NationalFace, metrics: HubMetrics, prefix: str) -> web.Application:
@@ -43,16 +46,25 @@ async def handle(request: web.Request) -> web.Response:
     sent = [
         (k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in request.raw_headers
     ]
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        answer = Answer(vdxp.answer_fail(CallFailed(Fault.TOO_LARGE, "the body")), 413)
-    else:
-        answer = await face.call(operation, sent, body)
+    limits = face.hub.settings.limits
+
+    async def body() -> bytes:
+        # Read only once the caller is authenticated, within the node API's limits (size,
+        # a body that stalls or trickles); sendEdoc reads it holding an upload slot.
+        try:
+            return await read_body(
+                request, limits.max_body_bytes, limits.body_idle_timeout_s, limits.body_timeout_s
+            )
+        except TooLarge as exc:
+            raise CallFailed(Fault.TOO_LARGE, exc.detail) from exc
+
+    answer = await face.call(operation, sent, body)
+    # Label by the operations there are: a stranger's random paths add no series.
+    label = operation if operation in OPERATIONS else "unknown"
     if isinstance(answer.body, bytes):
-        metrics.vdxp_calls.labels(operation, "0").inc()
+        metrics.vdxp_calls.labels(label, "0").inc()
         return web.Response(body=answer.body, content_type="application/xml", charset="utf-8")
-    metrics.vdxp_calls.labels(operation[:40], str(answer.body.get("ErrorCode", ""))).inc()
+    metrics.vdxp_calls.labels(label, str(answer.body.get("ErrorCode", ""))).inc()
     for system, rule in answer.deviations:
         metrics.vdxp_deviations.labels(system, rule).inc()
     return web.Response(
