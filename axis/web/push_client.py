@@ -16,6 +16,15 @@ import aiohttp
 from axis.errors import PushFailed
 from axis.store.base import Agency
 
+ANSWER_READ_BYTES = 4096  # of an answer that is not 2xx: read, never kept
+REASON_CHARS = 120
+
+
+def _printable(text: str) -> str:
+    """A reason fit for ``last_error`` and the log: printable ASCII, short."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return cleaned[:REASON_CHARS]
+
 
 class HttpsPushTransport:
     """:class:`axis.usecases.delivery.PushTransport` over HTTPS with client certificates."""
@@ -43,24 +52,41 @@ class HttpsPushTransport:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Nothing of an answer is decompressed: a push endpoint is somebody else's server.
+            self._session = aiohttp.ClientSession(auto_decompress=False)
         return self._session
 
     async def push(self, recipient: Agency, package_id: str, body: bytes) -> None:
         if not recipient.endpoint:
             raise PushFailed(f"{recipient.organ_id} has no push endpoint")
-        headers = {"Content-Type": "application/xml", "Axis-Package-Id": package_id}
+        if not recipient.endpoint.startswith("https://"):
+            raise PushFailed(f"{recipient.organ_id}'s endpoint is not https")
+        headers = {
+            "Content-Type": "application/xml",
+            "Axis-Package-Id": package_id,
+            "Accept-Encoding": "identity",
+        }
         try:
+            # Never follow a redirect: it would take the hub past its pin and its https-only
+            # rule to anything on its network (a 3xx is a failed push like any other).
             async with self._http().post(
-                recipient.endpoint, data=body, headers=headers, ssl=self._context(recipient)
+                recipient.endpoint,
+                data=body,
+                headers=headers,
+                ssl=self._context(recipient),
+                allow_redirects=False,
             ) as response:
                 if not 200 <= response.status < 300:
-                    text = (await response.text(errors="replace"))[:200]
-                    raise PushFailed(f"the endpoint answered {response.status}: {text}")
+                    # The status and a short, printable reason; never the body itself, of
+                    # which at most a few KiB are read (then the connection is dropped).
+                    await response.content.read(ANSWER_READ_BYTES)
+                    response.close()
+                    reason = _printable(response.reason or "")
+                    raise PushFailed(f"the endpoint answered {response.status} {reason}".rstrip())
         except aiohttp.ClientError as exc:
-            raise PushFailed(f"{type(exc).__name__}: {exc}") from exc
+            raise PushFailed(_printable(f"{type(exc).__name__}: {exc}")) from exc
         except (ssl.SSLError, OSError) as exc:
-            raise PushFailed(f"TLS or network error: {exc}") from exc
+            raise PushFailed(_printable(f"TLS or network error: {exc}")) from exc
 
     async def close(self) -> None:
         if self._session is not None:
