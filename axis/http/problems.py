@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from axis.core.ratelimit import RateLimit, RateLimiter
 from axis.errors import PROBLEM_PREFIX, AxisError, RateLimited
 from axis.http.keys import AGENCY, PACKAGE_ID, PROBLEM
 
@@ -66,17 +67,28 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 access = logging.getLogger("axis.access")
+# Lines about requests nobody authenticated (a stranger's 4xx): at most this many a second,
+# with a burst; beyond, they are counted and the count goes on the next line written.
+STRANGER_LINES = RateLimiter(RateLimit(rate_per_s=20, burst=100))
+_unlogged = 0
 
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One line per request: who, what, how it ended, how long, and the package id."""
+    global _unlogged
     started = time.perf_counter()
     response = await handler(request)
     agency = request.get(AGENCY)
     problem = response.get(PROBLEM)
+    if agency is None and response.status >= 400:  # a stranger's junk: bounded
+        if STRANGER_LINES.take("stranger", time.monotonic()) > 0:
+            _unlogged += 1
+            return response
+    skipped, _unlogged = _unlogged, 0
     access.info(
-        "%s %s %d",
+        "%s %s %d"
+        + (f" ({skipped} requests of strangers not logged before this)" if skipped else ""),
         request.method,
         request.path,
         response.status,
