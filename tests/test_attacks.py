@@ -38,7 +38,7 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
 from axis.core import formats, pki
 from axis.core.signing import Signer
-from axis.errors import AxisError, from_problem
+from axis.errors import AxisError, DataDirError, from_problem
 from axis.host import datadir
 from axis.host.datadir import DataDir
 from axis.store.base import Agency
@@ -387,7 +387,8 @@ async def test_access(hub: LiveHub, name: str) -> None:
 async def test_a_status_from_a_non_recipient(hub: LiveHub) -> None:
     _, edoc = await sent_edoc(hub)
     body = hub.client(H10).build_status(edoc, "03")
-    await refused(hub, lambda: hub.client(H10).post_package(body), "not-allowed", 403)
+    # The same answer as for a document that does not exist: a stranger learns nothing.
+    await refused(hub, lambda: hub.client(H10).post_package(body), "unknown-document", 404)
 
 
 async def test_an_unknown_status_code(hub: LiveHub) -> None:
@@ -611,3 +612,47 @@ async def test_an_expired_certificate_is_refused_at_the_handshake(
                 pass
     assert await state_of(hub) == before
     await healthy(hub)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("rsa-1024", "1024 bits"), ("p-192", "secp192r1"), ("ed25519", "Ed25519")],
+)
+async def test_a_weak_outside_certificate_is_refused_at_registration(
+    data: DataDir, kind: str, words: str
+) -> None:
+    """A key that could never sign a package the hub takes is refused when registered, not
+    at the agency's first package (issue 16, 9)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    ca_key, ca_cert = pki.create_ca("Outside CA")
+    datadir.trust_ca(data, pki.cert_to_pem(ca_cert))
+    weak: Any = {
+        "rsa-1024": lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        "p-192": lambda: ec.generate_private_key(ec.SECP192R1()),
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+    }[kind]()
+    _, cert = pki.issue_agency_cert(ca_key, ca_cert, "000.00.00.H77", "Weak", weak)
+    with pytest.raises(DataDirError, match=words):
+        datadir.write_profile(
+            data, "000.00.00.H77", "Weak", "https://localhost:8443", cert_pem=pki.cert_to_pem(cert)
+        )
+
+
+async def test_attachments_are_counted_before_anything_is_verified(tight: LiveHub) -> None:
+    """Too many attachments and a broken signature: the count refuses it first, before any
+    attachment is decoded or the signature over them checked (issue 16, 9)."""
+    files = tuple(
+        formats.Attachment(f"cid:{n}", f"phu-luc-{n}.pdf", "application/pdf", b"%PDF-1.4 " * n)
+        for n in range(1, 4)
+    )
+    body = tight.client(SENDER).build_edoc([H41], "Ba phụ lục", attachments=files)
+    broken = body.replace("Ba phụ lục".encode(), b"Ba phu luc", 1)
+    await refused(tight, lambda: tight.client(SENDER).post_package(broken), "schema-violation", 422)
+
+
+async def test_integers_in_a_query_are_ascii_digits(hub: LiveHub) -> None:
+    """``²`` is a digit to Python but no number to int(): 422, never a 500 (issue 16, 9)."""
+    for after in ("²", "١٢", "12x"):
+        await refused(hub, lambda after=after: hub.client(H41).inbox(after=after),  # type: ignore[misc]
+                      "schema-violation", 422)  # fmt: skip

@@ -43,13 +43,20 @@ def access_text() -> Iterator[io.StringIO]:
     handler.setFormatter(TextFormatter())
     logger = logging.getLogger("axis.access")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
-    problems.STRANGER_LINES._buckets.clear()  # a fresh allowance for this test
+    level = logger.level
+    logger.setLevel(logging.INFO)  # (setLevel, not the attribute: it clears logging's cache)
+    # Another test of this process may have silenced loggers (logs.configure, dictConfig).
+    disabled, logger.disabled = logger.disabled, False
+    silenced = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    problems.STRANGER_LINES.reset()  # a fresh allowance for this test
     try:
         yield written
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.disabled = disabled
+        logging.disable(silenced)
 
 
 async def test_a_stranger_flooding_long_paths_writes_a_bounded_log(

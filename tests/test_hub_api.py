@@ -240,14 +240,17 @@ async def test_status_goes_to_the_sender_and_is_recorded(hub: LiveHub) -> None:
     ]
     assert (await sender.track(sent.answer["id"]))[0]["status_code"] == "03"
 
-    # Only a recipient may answer, and only about a document that exists.
+    # Only a recipient may answer, and only about a document that exists; who is no party
+    # of it is told what it would be told of no document at all (nothing leaks).
     with pytest.raises(AxisError) as exc:
         await hub.client(H10).post_package(_status(hub, H10, edoc, "03"))
-    assert_problem(exc, "not-allowed", 403)
+    assert_problem(exc, "unknown-document", 404)
+    stranger_said = exc.value.detail.replace(edoc.document_id, "X")
     ghost = dataclasses.replace(edoc, document_id=edoc.document_id + "-khac")
     with pytest.raises(AxisError) as exc:
         await recipient.post_package(_status(hub, H41, ghost, "03"))
     assert_problem(exc, "unknown-document", 404)
+    assert exc.value.detail.replace(ghost.document_id, "X") == stranger_said
     assert counts(hub.data) == (2, 2)
 
 

@@ -168,13 +168,10 @@ def test_a_recall_names_its_document_either_way_and_takes_it_back(named_in: str)
 
 def test_a_recall_reaches_whoever_an_update_added_and_takes_the_update_back_too() -> None:
     added = Stored("p-update", S.UPDATE, {H41: None, G22: None})
-    answered = Stored("p-recall-old", S.RECALL, {H41: "03"})
     business = f.Business(S.RECALL, DOC)
-    routed = route(
-        PARTIES[G22], edoc(business=business), facts(answered, added, ORIGINAL), Limits()
-    )
+    routed = route(PARTIES[G22], edoc(business=business), facts(added, ORIGINAL), Limits())
     assert routed.recipients == (H41, H10, G22)  # the original's first, then the update's
-    assert routed.recall_of == ("p-update", "p-original")  # not the earlier recall
+    assert routed.recall_of == ("p-update", "p-original")
 
 
 def test_a_follow_up_is_filed_under_the_document_it_acts_on() -> None:
@@ -294,7 +291,11 @@ def test_each_status_code_between_each_pair_of_parties(code: str, sender: str, t
         assert routed.recipients == (to,)
         assert routed.status_update is not None
         assert (routed.status_update.recipient, routed.status_update.code) == (H41, code)
-    else:
+    elif outsider or (code == "13") != (sender == G22):
+        # No party of the document in that direction: the answer for no document at all.
+        with pytest.raises(UnknownDocument, match="no document .* to answer"):
+            route(party, notice, Facts(CODES, {(G22, DOC): (stored,)}), Limits())
+    else:  # a party of it, addressing the wrong one
         with pytest.raises(NotAllowed):
             route(party, notice, Facts(CODES, {(G22, DOC): (stored,)}), Limits())
 
@@ -347,3 +348,20 @@ def test_15_after_another_status_came_between_still_finds_what_is_unanswered() -
     # Two updates, the newer answered: the older one is still waiting.
     older = Stored("p-update-1", S.UPDATE, {H41: None})
     assert answered_package("15", H41, (answered, older, moved_on)) == "p-update-1"
+
+
+def test_a_document_is_recalled_once() -> None:
+    recalled = Stored("p-recall", S.RECALL, {H41: None, H10: None})
+    again = edoc(document_id=f"{G22},2026/12/01,30/VPCP", business=f.Business(S.RECALL, DOC))
+    with pytest.raises(NotAllowed, match="recalled already .* p-recall"):
+        route(PARTIES[G22], again, facts(recalled, ORIGINAL), Limits())
+
+
+def test_who_a_recall_took_the_document_from_answers_only_the_recall() -> None:
+    taken = Stored("p-original", S.NEW, {H41: None}, frozenset({H41}))
+    recall = Stored("p-recall", S.RECALL, {H41: None})
+    for code in ("01", "05", "15"):
+        with pytest.raises(NotAllowed, match="taken back from 000.00.00.H41"):
+            route(PARTIES[H41], status(code, H41, G22), facts(recall, taken), Limits())
+    routed = route(PARTIES[H41], status("03", H41, G22), facts(recall, taken), Limits())
+    assert routed.status_update is not None and routed.status_update.package_id == "p-recall"

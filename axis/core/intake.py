@@ -37,6 +37,7 @@ from axis.errors import (
     InvalidSignature,
     Nonconforming,
     NotAllowed,
+    SchemaViolation,
     SenderMismatch,
     UntrustedCertificate,
 )
@@ -55,6 +56,7 @@ class IntakePolicy:
 
     verifier: Verifier
     limits: ParseLimits = DEFAULT_LIMITS
+    max_attachments: int | None = None  # counted before anything is decoded or verified
 
 
 def read_package(
@@ -67,6 +69,7 @@ def read_package(
             or UntrustedCertificate (3), InvalidSignature or UntrustedCertificate (4).
     """
     root = load_xml(body, policy.limits)
+    _count_attachments(root, policy)
     formats.validate(root)
     claimed = formats.peek_sender(root)
     certificate = signer_for(claimed, root)
@@ -77,6 +80,18 @@ def read_package(
             f"the signed From/OrganId {package.sender.organ_id} is not {claimed}, who signed"
         )
     return package
+
+
+def _count_attachments(root: etree._Element, policy: IntakePolicy) -> None:
+    """Too many attachments are refused before one is decoded, or the signature over all of
+    them verified (routing checks the same limit on what it reads)."""
+    if policy.max_attachments is None:
+        return
+    found = sum(
+        1 for _ in root.iterfind(f"{{{formats.NS}}}AttachmentEncoded/{{{formats.NS}}}Attachment")
+    )
+    if found > policy.max_attachments:
+        raise SchemaViolation(f"{found} attachments; at most {policy.max_attachments}")
 
 
 def registered_signer(
@@ -190,6 +205,7 @@ def read_field_tree(
 ) -> FieldRead:
     """:func:`read_field_package` on a tree :func:`load_xml` parsed from the body (a face
     that must look its sender up first parses once, peeks, looks up, then reads)."""
+    _count_attachments(root, policy)
     deviations = conformance.inspect(root)
     unsigned = any(d.rule is conformance.Rule.UNSIGNED for d in deviations)
     if require_signature and unsigned:

@@ -18,7 +18,8 @@ The rules, by BussinessDocType (an edoc) and by status code:
   it must be the sender's (under any code it holds or held), and the follow-up is filed
   under that document, whatever its own MessageHeader/DocumentId says. A recall goes to
   every recipient of that document still active (of the original and of its updates) and
-  takes back each of its packages not yet fetched; an update goes to the agencies of its
+  takes back each of its packages not yet fetched; a document is recalled once, and a
+  recipient it was taken back from answers only the recall (02/03); an update goes to the agencies of its
   ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1 (who receives it
   changed), else to the document's recipients still active, and changes no delivery.
 - **Replacement (3)**: a new document of its own (its own DocumentId, which begins with an
@@ -92,6 +93,7 @@ class Stored:
     package_id: str
     business_type: BusinessDocType
     deliveries: Mapping[str, str | None]
+    taken_back: frozenset[str] = frozenset()  # recipients a recall took it back from
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,14 @@ def _edoc(sender: Party, edoc: Edoc, facts: Facts, limits: Limits) -> Routed:
     recipients = _still_active(earlier, facts, document_id)
     if business.doc_type is not S.RECALL:
         return _routed(recipients, edoc, document_id)
+    recalled = next((s for s in earlier if s.business_type is S.RECALL), None)
+    if recalled is not None:
+        # One recall per document: its recipients answer it (02/03); another, under a new
+        # DocumentId, would only ask them again.
+        raise NotAllowed(
+            f"{document_id!r} is recalled already (package {recalled.package_id}); its"
+            " recipients answer that recall with 02 or 03"
+        )
     taken = tuple(s.package_id for s in earlier if s.business_type in (S.NEW, S.UPDATE))
     return _routed(recipients, edoc, document_id, recall_of=taken)
 
@@ -390,20 +400,18 @@ def _status(sender: Party, notice: StatusNotice, facts: Facts) -> Routed:
         # Only a document the national axis's face took may have another form (recorded
         # there as a deviation); any other is refused by the form's own rule.
         parse_document_id(answered.document_id, "ResponseFor/DocumentId")
+    # Who is no party of a document learns nothing of it: the same answer as for none.
+    nothing = UnknownDocument(
+        f"ResponseFor/DocumentId: no document {answered.document_id!r} from {owner_code} to answer"
+    )
     if owner is None or not stored:
-        raise UnknownDocument(
-            f"ResponseFor/DocumentId: no document {answered.document_id!r} from {owner_code}"
-            " to answer"
-        )
+        raise nothing
     other = facts.codes.get(answered.organ_id, Named(None)).party
     code = notice.status_code
     flow = STATUS_FLOWS[code]
     if flow is Flow.TO_RECIPIENT:
         if sender.organ_id != owner.organ_id:
-            raise NotAllowed(
-                f"status {code} asks a recipient to take {answered.document_id!r} back: only"
-                f" its sender, {owner.organ_id}, sends it"
-            )
+            raise nothing  # only its sender asks a recipient to take it back
         recipient = other.organ_id if other else answered.organ_id
         if not any(recipient in s.deliveries for s in stored):
             raise NotAllowed(
@@ -413,9 +421,12 @@ def _status(sender: Party, notice: StatusNotice, facts: Facts) -> Routed:
         target, filed_for = other, recipient
     else:
         if not any(sender.organ_id in s.deliveries for s in stored):
+            raise nothing  # only its recipients answer it
+        original = _original(stored)
+        if sender.organ_id in original.taken_back and code not in RECALL_ANSWERS:
             raise NotAllowed(
-                f"{sender.organ_id} is not a recipient of {answered.document_id!r}: only its"
-                f" recipients answer it ({flow})"
+                f"{answered.document_id!r} was taken back from {sender.organ_id} before it"
+                " fetched it: it answers only the recall (02 or 03)"
             )
         if other is None or other.organ_id != owner.organ_id:
             raise NotAllowed(

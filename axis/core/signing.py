@@ -247,7 +247,7 @@ class Verifier:
         _check_reference(signature)
         _check_key_info(signature, expected_cert)
         self.trust.check(expected_cert, at)
-        _check_key_strength(expected_cert, self.policy)
+        check_key_strength(expected_cert, self.policy)
         _check_algorithms(signature, self.policy)
         if self.engine is VerifierEngine.XMLSEC:
             return self._xmlsec_verify(root, signature, expected_cert)
@@ -368,7 +368,9 @@ def _check_key_info(signature: etree._Element, expected: x509.Certificate) -> No
         )
 
 
-def _check_key_strength(cert: x509.Certificate, policy: VerificationPolicy) -> None:
+def check_key_strength(cert: x509.Certificate, policy: VerificationPolicy) -> None:
+    """Refuse a signing key the policy does not take (RSA below ``min_rsa_bits``, a curve
+    not allowed, DSA, Ed25519 or anything else): InvalidSignature naming it."""
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < policy.min_rsa_bits:

@@ -23,7 +23,8 @@ from cryptography import x509
 
 from axis.core import pki
 from axis.core.formats import ORGAN_ID_FORMS, is_organ_id
-from axis.errors import ConfigError, DataDirError, UntrustedCertificate
+from axis.core.signing import VerificationPolicy, check_key_strength
+from axis.errors import ConfigError, DataDirError, InvalidSignature, UntrustedCertificate
 from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
 
@@ -257,6 +258,12 @@ def _outside_cert(data: DataDir, codes: Sequence[str], cert_pem: bytes) -> x509.
         raise DataDirError("that certificate names no OrganId in its subject (CN or O)")
     if named not in codes:
         raise DataDirError(f"that certificate belongs to {named}, not {' or '.join(codes)}")
+    try:  # refused now, not at the agency's first package
+        check_key_strength(
+            cert, VerificationPolicy(allow_sha1=data.settings().signatures.allow_sha1)
+        )
+    except InvalidSignature as exc:
+        raise DataDirError(f"that certificate's key cannot sign for the hub: {exc}") from exc
     try:
         data.trust_store().check(cert, datetime.now(UTC))
     except UntrustedCertificate as exc:

@@ -10,7 +10,6 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from axis.core.ratelimit import RateLimit, RateLimiter
 from axis.errors import PROBLEM_PREFIX, AxisError, RateLimited
 from axis.http.keys import AGENCY, PACKAGE_ID, PROBLEM
 
@@ -67,25 +66,44 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 access = logging.getLogger("axis.access")
-# Lines about requests nobody authenticated (a stranger's 4xx): at most this many a second,
-# with a burst; beyond, they are counted and the count goes on the next line written.
-STRANGER_LINES = RateLimiter(RateLimit(rate_per_s=20, burst=100))
-_unlogged = 0
+
+
+class LineBudget:
+    """Lines about requests nobody authenticated (a stranger's 4xx): ``rate_per_s`` a second
+    after a burst; beyond, they are counted, and the count goes on the next line written."""
+
+    def __init__(self, rate_per_s: float = 20.0, burst: float = 100.0) -> None:
+        self.rate_per_s, self.burst = rate_per_s, burst
+        self.tokens, self.at = burst, time.monotonic()
+        self.unlogged = 0
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.unlogged += 1
+        return False
+
+    def reset(self) -> None:
+        self.tokens, self.at, self.unlogged = self.burst, time.monotonic(), 0
+
+
+STRANGER_LINES = LineBudget()
 
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One line per request: who, what, how it ended, how long, and the package id."""
-    global _unlogged
     started = time.perf_counter()
     response = await handler(request)
     agency = request.get(AGENCY)
     problem = response.get(PROBLEM)
-    if agency is None and response.status >= 400:  # a stranger's junk: bounded
-        if STRANGER_LINES.take("stranger", time.monotonic()) > 0:
-            _unlogged += 1
-            return response
-    skipped, _unlogged = _unlogged, 0
+    if agency is None and response.status >= 400 and not STRANGER_LINES.spend():
+        return response  # a stranger's junk: counted, not written
+    skipped, STRANGER_LINES.unlogged = STRANGER_LINES.unlogged, 0
     access.info(
         "%s %s %d"
         + (f" ({skipped} requests of strangers not logged before this)" if skipped else ""),

@@ -102,6 +102,7 @@ class Hub:
             ParseLimits(
                 max_bytes=settings.limits.max_body_bytes, max_depth=settings.limits.max_xml_depth
             ),
+            max_attachments=settings.limits.max_attachments,
         )
 
     # -- identity ---------------------------------------------------------------------------

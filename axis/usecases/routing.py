@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from axis.core import routing as rules
 from axis.core.formats import Package
+from axis.core.lifecycle import DeliveryState
 from axis.core.routing import Facts, Named, Party, Routed, Stored
 from axis.host.config import Limits
 from axis.store.base import Agency, Store
@@ -77,6 +78,7 @@ class Router:
                     record.id,
                     record.business_type,
                     {d.recipient: d.status_code for d in deliveries},
+                    frozenset(d.recipient for d in deliveries if d.state is DeliveryState.RECALLED),
                 )
             )
         return tuple(stored)

@@ -46,7 +46,7 @@ def int_param(request: web.Request, name: str, default: int, most: int = 2**62) 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²" is a digit to Python
         raise SchemaViolation(f"the query parameter {name} must be a non-negative integer")
     return min(int(raw), most)
 
