@@ -19,8 +19,8 @@ The rules, by BussinessDocType (an edoc) and by status code:
   under that document, whatever its own MessageHeader/DocumentId says. A recall goes to
   every recipient of that document still active (of the original and of its updates) and
   takes back each of its packages not yet fetched; a document is recalled once, and a
-  recipient it was taken back from answers only the recall (02/03); an update goes to the agencies of its
-  ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1 (who receives it
+  recipient it was taken back from answers only the recall (02/03); an update goes to the
+  agencies of its ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1 (who receives it
   changed), else to the document's recipients still active, and changes no delivery.
 - **Replacement (3)**: a new document of its own (its own DocumentId, which begins with an
   open code) that names the documents it replaces in
