@@ -20,8 +20,9 @@ The rules, by BussinessDocType (an edoc) and by status code:
   every recipient of that document still active (of the original and of its updates) and
   takes back each of its packages not yet fetched; a document is recalled once, and a
   recipient it was taken back from answers only the recall (02/03); an update goes to the
-  agencies of its ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1 (who receives it
-  changed), else to the document's recipients still active, and changes no delivery.
+  agencies of its ``BussinessDocumentInfo/ReceiverList`` when ``DocumentReceiver`` is 1
+  (who receives it changed), else to the document's recipients still active, and changes no
+  delivery.
 - **Replacement (3)**: a new document of its own (its own DocumentId, which begins with an
   open code) that names the documents it replaces in
   ``ReplacementInfoList/ReplacementInfo/DocumentId`` (else ``Bussiness/DocumentId``), each
