@@ -19,6 +19,7 @@ import hashlib
 import logging
 import sqlite3
 import ssl
+import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -656,3 +657,84 @@ async def test_integers_in_a_query_are_ascii_digits(hub: LiveHub) -> None:
     for after in ("²", "١٢", "12x"):
         await refused(hub, lambda after=after: hub.client(H41).inbox(after=after),  # type: ignore[misc]
                       "schema-violation", 422)  # fmt: skip
+
+
+# -- issue 16, class 1: what verifying costs -------------------------------------------------
+
+
+def namespace_bomb(package: bytes, declarations: int) -> bytes:
+    """The package with ``declarations`` namespace declarations spread over its Subject's
+    ancestors and itself: inclusive C14N grows quadratically with them in libxml2."""
+    extra = " ".join(f'xmlns:n{i}="urn:axis:bomb:{i}"' for i in range(declarations))
+    assert b"<Subject>" in package
+    return package.replace(b"<Subject>", f"<Subject {extra}>".encode(), 1)
+
+
+async def bystander_worst_ms(hub: LiveHub, rounds: int) -> float:
+    worst = 0.0
+    for n in range(rounds):
+        started = time.perf_counter()
+        await hub.client(H41).send([SENDER], f"Người ngoài cuộc {n}")
+        worst = max(worst, (time.perf_counter() - started) * 1000)
+    return worst
+
+
+async def test_a_package_built_to_make_verifying_slow_is_refused_before_it(
+    own_hub: LiveHub,
+) -> None:
+    hub = own_hub
+    sender = hub.client(SENDER)
+    bomb = namespace_bomb(sender.build_edoc([H41], "Bom không gian tên"), 4000)
+    assert 100_000 < len(bomb) < 260_000  # the size that was verified on the event loop
+
+    async def attack() -> None:
+        for _ in range(20):
+            with pytest.raises(AxisError) as caught:
+                await sender.post_package(bomb)
+            assert caught.value.problem_name == "malformed-xml"
+            assert "namespace declarations" in caught.value.detail
+
+    started = time.perf_counter()
+    worst, _ = await asyncio.gather(bystander_worst_ms(hub, 10), attack())
+    assert time.perf_counter() - started < 10  # twenty of them: refused in well under a second each
+    assert worst < 1000, f"another agency waited {worst:.0f} ms"
+
+
+async def test_a_byte_identical_resend_is_answered_without_verifying_again(
+    own_hub: LiveHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = own_hub
+    running = hub.running.hub
+    calls = 0
+    verify = running._verify
+
+    def counted(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return verify(*args)
+
+    monkeypatch.setattr(running, "_verify", counted)
+    sender = hub.client(SENDER)
+    big = formats.Attachment("cid:1", "lon.pdf", "application/pdf", b"%PDF-1.4 " * 40_000)
+    package = sender.build_edoc([H41], "Gửi lại", attachments=(big,))
+    first = await sender.post_package(package)
+    again = await sender.post_package(package)
+    assert first.created and not again.created and again.answer == first.answer
+    assert calls == 1  # the resend cost a lookup, not a verification
+
+
+@module_loop
+async def hasty(staffed: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that gives one verification a millisecond."""
+    configure(staffed, verify_timeout_s=0.001)
+    async with live_hub(staffed) as live:
+        yield live
+
+
+async def test_one_verification_has_a_deadline(hasty: LiveHub) -> None:
+    sender = hasty.client(SENDER)
+    big = formats.Attachment("cid:1", "lon.pdf", "application/pdf", b"%PDF-1.4 " * 40_000)
+    package = sender.build_edoc([H41], "Quá hạn kiểm tra", attachments=(big,))
+    error = await refused(hasty, lambda: sender.post_package(package), "invalid-signature", 422)
+    assert "too costly" in error.detail
+    assert await bystander_worst_ms(hasty, 3) < 2000  # and the hub goes on serving

@@ -6,7 +6,9 @@ code looks at it. The parser refuses, with :class:`~axis.errors.MalformedXml` or
 use:
 
 - more than ``max_bytes`` of input, more than ``max_elements`` elements, nesting deeper than
-  ``max_depth``;
+  ``max_depth``, more namespace declarations (in all, or on one element) or attributes (on one
+  element) than a package needs: they are what makes canonicalization, and so verifying a
+  signature, expensive;
 - any DOCTYPE, internal or external: without one no entity can be declared, so XXE (file or
   network), billion laughs and external DTD fetches cannot even start. The prolog is scanned
   *before* libxml2 sees the bytes, so a DTD never reaches the parser's entity machinery;
@@ -50,6 +52,11 @@ class ParseLimits:
     max_bytes: int = 50 * 1024 * 1024
     max_depth: int = 64
     max_elements: int = 200_000
+    # Canonicalization (the signature's C14N) costs namespaces in scope times elements, and
+    # grows quadratically with declarations: an edXML package declares a handful.
+    max_namespaces: int = 64  # declarations in the whole package
+    max_namespaces_per_element: int = 8
+    max_attributes: int = 32  # on one element
     huge_text: bool = True
 
 
@@ -117,7 +124,7 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
     """Parse with libxml2 locked down, enforcing depth and element limits as events arrive."""
     events = etree.iterparse(
         BytesIO(data),
-        events=("start", "end", "pi", "comment"),
+        events=("start", "end", "start-ns", "pi", "comment"),
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -129,8 +136,23 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
     )
     depth = 0
     count = 0
+    declared = 0  # namespace declarations in the package
+    pending = 0  # … on the element about to start
     commented = False
-    for event, _node in events:
+    for event, node in events:
+        if event == "start-ns":
+            declared += 1
+            pending += 1
+            if declared > limits.max_namespaces:
+                raise MalformedXml(
+                    f"more than {limits.max_namespaces} namespace declarations in the package"
+                )
+            if pending > limits.max_namespaces_per_element:
+                raise MalformedXml(
+                    f"more than {limits.max_namespaces_per_element} namespace declarations"
+                    " on one element"
+                )
+            continue
         if event == "pi":
             raise MalformedXml("processing instructions are not accepted")
         if event == "comment":
@@ -144,6 +166,9 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
             continue
         depth += 1
         count += 1
+        pending = 0
+        if len(node.attrib) > limits.max_attributes:
+            raise MalformedXml(f"an element has more than {limits.max_attributes} attributes")
         if depth > limits.max_depth:
             raise MalformedXml(f"elements are nested deeper than {limits.max_depth} levels")
         if count > limits.max_elements:

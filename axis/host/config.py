@@ -44,6 +44,7 @@ shutdown_timeout_s = 30.0       # on SIGTERM, how long requests in hand may take
 idle_timeout_s = 60.0           # a connection that sends no (complete) request for this long
 body_idle_timeout_s = 30.0      # a body that stops arriving for this long is cut off (400) …
 body_timeout_s = 900.0          # … and so is one that takes longer than this in all
+verify_timeout_s = 10.0         # checking one package's signature: refused (422) beyond this
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -104,6 +105,7 @@ class Limits:
     idle_timeout_s: float = 60.0
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 900.0
+    verify_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)

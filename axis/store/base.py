@@ -282,6 +282,9 @@ class Store(Protocol):
     async def set_agency_active(self, organ_id: str, active: bool) -> bool:
         """Activate or revoke an agency; False if there is no such agency."""
 
+    async def find_by_sha256(self, sender: str, sha256: str) -> PackageRecord | None:
+        """The sender's package with exactly these bytes (by their SHA-256), if any."""
+
     async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
         """The package a sender already committed under this idempotency key."""
 

@@ -176,6 +176,13 @@ ALTER TABLE packages ADD COLUMN notes TEXT;
 ALTER TABLE deliveries ADD COLUMN mark TEXT;
 """,
     ),
+    Migration(
+        6,
+        "packages by their sender's sha256: a byte-identical resend answered before verifying",
+        """
+CREATE INDEX packages_sha256 ON packages (sender, sha256);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -169,6 +169,14 @@ class SqlReads:
 
     # -- packages ---------------------------------------------------------------------------
 
+    async def find_by_sha256(self, sender: str, sha256: str) -> PackageRecord | None:
+        rows = await self._lookup(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND sha256 = ?"
+            " ORDER BY seq LIMIT 1",
+            (sender, sha256),
+        )
+        return package_row(rows[0]) if rows else None
+
     async def find_by_key(self, sender: str, idempotency_key: str) -> PackageRecord | None:
         rows = await self._lookup(
             f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
