@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from axis.core import pki
 from axis.core.formats import STATUS_CODES
 from axis.errors import AxisError
 from axis.host import runtime
@@ -90,6 +91,26 @@ def send(
     verb = "Sent" if sent.created else "Already sent"
     click.echo(f"{verb} {a['document_id']} as package {a['id']}")
     click.echo(f"  to {', '.join(a['recipients'])}; sha256 {a['sha256']}")
+
+
+@main.command("verify-receipt")
+@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def verify_receipt_cmd(ctx: click.Context, receipt: Path) -> None:
+    """Check a receipt against the hub's own certificate (hub.pem in the profile, pinned):
+    what it says holds only if the hub's key signed it."""
+    from axis.core.receipt import verify_receipt
+
+    profile = resolve(ctx.obj["profile"])
+    try:
+        said = verify_receipt(receipt.read_bytes(), pki.load_cert(profile.hub_cert.read_bytes()))
+    except AxisError as exc:
+        click.echo(f"axis-node: {receipt}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"The hub's receipt: package {said.package_id} (sha256 {said.sha256}) from"
+        f" {said.sender} to {', '.join(said.recipients)}, taken at {said.received_at.isoformat()}"
+    )
 
 
 @main.command()

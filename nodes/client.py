@@ -11,6 +11,7 @@ with the hub's problem+json on it (``answer``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import mimetypes
 import random
@@ -25,6 +26,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+from cryptography import x509
 from lxml import etree
 
 from axis.core import formats, pki
@@ -46,9 +48,17 @@ from axis.core.formats import (
     parse_document_id,
 )
 from axis.core.intake import IntakePolicy, key_info_signer, read_field_package, read_package
+from axis.core.receipt import Receipt, verify_receipt
 from axis.core.routing import earlier_id
 from axis.core.signing import Signer, VerificationPolicy, Verifier
-from axis.errors import AxisError, SenderMismatch, Unreachable, from_problem
+from axis.errors import (
+    AxisError,
+    InvalidSignature,
+    ProfileError,
+    SenderMismatch,
+    Unreachable,
+    from_problem,
+)
 from nodes.directory import Directory
 from nodes.profile import Profile
 from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
@@ -99,6 +109,7 @@ class NodeClient:
             self.hub_url, tls_context(profile), timeout_s, max_connections
         )
         self._directory: Directory | None = None  # fetched when first needed
+        self._hub_cert: x509.Certificate | None = None  # hub.pem, read when first needed
 
     async def __aenter__(self) -> NodeClient:
         return self
@@ -368,7 +379,31 @@ class NodeClient:
         answer = await self._request(
             "POST", "/v1/packages", data=package, headers={"Content-Type": "application/xml"}
         )
-        return Sent(json.loads(answer.body), created=answer.status == 201)
+        sent = Sent(json.loads(answer.body), created=answer.status == 201)
+        self.check_receipt(sent.answer, package if isinstance(package, bytes) else None)
+        return sent
+
+    def check_receipt(self, answer: dict[str, Any], package: bytes | None = None) -> Receipt:
+        """The answer's receipt, verified against the pinned hub certificate (``hub.pem``),
+        and saying what the answer says: this package (its sha256, when ``package`` is
+        given), from this agency. A receipt any other key signed proves nothing.
+
+        Raises:
+            InvalidSignature: it is not the hub's, or not about this package."""
+        receipt = verify_receipt(str(answer.get("receipt", "")), self._hub_certificate())
+        expected = (str(answer.get("id")), str(answer.get("sha256")))
+        if (receipt.package_id, receipt.sha256) != expected or (
+            package is not None and receipt.sha256 != hashlib.sha256(package).hexdigest()
+        ):
+            raise InvalidSignature("the hub's receipt is about another package")
+        if receipt.sender != self.profile.organ_id:
+            raise InvalidSignature(f"the hub's receipt names {receipt.sender} as the sender")
+        return receipt
+
+    def _hub_certificate(self) -> x509.Certificate:
+        if self._hub_cert is None:
+            self._hub_cert = pki.load_cert(self.profile.hub_cert.read_bytes())
+        return self._hub_cert
 
     async def send(
         self, to: Sequence[str], subject: str, files: Sequence[Path] = (), **kw: Any
@@ -559,9 +594,21 @@ def _attachment(path: Path) -> Attachment:
 
 
 def tls_context(profile: Profile) -> ssl.SSLContext:
-    """TLS to the hub: the CAs the hub trusts (its certificate is among what they issued), and
-    the agency's certificate and key as the client's identity."""
-    context = ssl.create_default_context(cafile=str(profile.ca))
+    """TLS to the hub: the hub's own certificate (``hub.pem``), pinned, as the only one
+    trusted, for a server (serverAuth) named as the URL says; the agency's certificate and
+    key as the client's identity. Trusting the CA instead would let any agency, whose
+    certificate the same CA issued, pose as the hub.
+
+    Raises:
+        ProfileError: the profile has no hub.pem."""
+    if not profile.hub_cert.exists():
+        raise ProfileError(
+            f"{profile.hub_cert} is missing: the hub's certificate, which the client pins"
+            " (copy DATA/hub.pem there)"
+        )
+    context = ssl.create_default_context(cadata=profile.hub_cert.read_text(encoding="ascii"))
+    # The pinned certificate is the trust anchor itself, whoever issued it.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     context.load_cert_chain(profile.cert, profile.key)
     return context
 

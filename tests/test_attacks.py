@@ -45,7 +45,7 @@ from axis.host.datadir import DataDir
 from axis.store.base import Agency
 from nodes.client import tls_context
 from tests.conftest import AGENCIES, LiveHub, Templates, configure, copy_of, live_hub
-from tests.helpers import eventually, foreign_identity, self_signed_identity
+from tests.helpers import eventually, foreign_identity, free_port, self_signed_identity
 from tests.test_signing import signxml_sign
 
 CORPUS = Path(__file__).parent / "data" / "attacks"
@@ -738,3 +738,43 @@ async def test_one_verification_has_a_deadline(hasty: LiveHub) -> None:
     error = await refused(hasty, lambda: sender.post_package(package), "invalid-signature", 422)
     assert "too costly" in error.detail
     assert await bystander_worst_ms(hasty, 3) < 2000  # and the hub goes on serving
+
+
+# -- issue 16, class 6: the node client trusts the hub, not the CA --------------------------
+
+
+async def test_an_agency_cannot_pose_as_the_hub(hub: LiveHub) -> None:
+    """H10's certificate comes from the same CA and names localhost: a server holding it
+    was taken for the hub until the client pinned the hub's own certificate."""
+    from aiohttp import web
+
+    from nodes.client import NodeClient
+    from nodes.profile import Profile
+
+    impostor = hub.client(H10).profile
+    served: list[str] = []
+
+    async def fake(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.Response(body=b"<edXML>forged</edXML>", content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(impostor.cert, impostor.key)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        victim = NodeClient(
+            Profile.load(hub.data.profile(SENDER)), hub_url=f"https://localhost:{port}", retries=0
+        )
+        try:
+            with pytest.raises(AxisError):  # the TLS handshake fails: no such hub
+                await victim.get("0" * 32)
+        finally:
+            await victim.close()
+    finally:
+        await runner.cleanup()
+    assert served == []

@@ -4,13 +4,16 @@ over TLS are test_hub_api.py and the others."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
 from axis import errors
 from axis.core import formats, pki
+from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import signing_cert_of
 from axis.errors import PROBLEM_PREFIX, AxisError, Unreachable
 from axis.host import datadir
@@ -32,6 +35,16 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Profile:
     datadir.init(data)
     datadir.write_profile(data, G22, "Văn phòng Chính phủ", "https://hub.invalid", key_kind="ec")
     return Profile.load(data.profile(G22))
+
+
+def accepted(profile: Profile, body: bytes, status: int = 201) -> Response:
+    """What the hub answers a package: its id, sha256 and a receipt its key signed."""
+    data = DataDir(profile.root.parent.parent)  # the profile is DATA/agencies/ORGAN_ID
+    sha256 = hashlib.sha256(body).hexdigest()
+    signer = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
+    made = Receipt("0" * 32, sha256, profile.organ_id, (H41,), datetime.now(UTC), "000.00.00.A00")
+    answer = {"id": "0" * 32, "sha256": sha256, "receipt": signer.sign(made)}
+    return Response(status, json.dumps(answer).encode())
 
 
 def problem(status: int, name: str, detail: str = "why") -> Response:
@@ -92,14 +105,15 @@ async def test_an_unreachable_hub_is_tried_again_with_the_same_bytes(profile: Pr
     def flaky(request: Request) -> Response:
         if len(transport.requests) <= failures:
             raise Unreachable("connection refused")
-        return Response(201, b'{"id": "x"}')
+        assert isinstance(request.body, bytes)
+        return accepted(profile, request.body)
 
     transport = MockTransport(flaky)
     node = NodeClient(profile, retries=3, transport=transport)
     node.prime(DIRECTORY)
     package = node.build_edoc([H41], "Thử lại")
     sent = await node.post_package(package)
-    assert sent.created and sent.answer == {"id": "x"}
+    assert sent.created and sent.answer["id"] == "0" * 32
     assert [r.body for r in transport.requests] == [package] * 3
     assert transport.requests[0].headers == {"Content-Type": "application/xml"}
 
@@ -122,7 +136,8 @@ async def test_what_the_client_builds_is_signed_by_the_agency(profile: Profile) 
     def hub(request: Request) -> Response:
         if request.path == "/v1/agencies":
             return Response(200, listed.encode())
-        return Response(200, b"{}")
+        assert isinstance(request.body, bytes)
+        return accepted(profile, request.body, 200)
 
     node = NodeClient(profile, transport=MockTransport(hub))
     await node.send([H41], "Ký số")
@@ -184,3 +199,22 @@ async def test_what_the_client_fetches_it_reads_only_once_verified(profile: Prof
     fetched["body"] = package.replace("Công văn đến".encode(), "Công văn đi".encode())
     with pytest.raises(errors.InvalidSignature):
         await node.edoc("0" * 32)
+
+
+async def test_a_receipt_the_hub_did_not_sign_is_refused(profile: Profile) -> None:
+    """A receipt signed by another key (an agency's, from the same CA) proves nothing: the
+    client checks every receipt against the pinned hub certificate (issue 16, class 7)."""
+    package = b"<edXML/>"
+
+    def forger(request: Request) -> Response:
+        good = json.loads(accepted(profile, package).body)
+        signer = ReceiptSigner(profile.key.read_bytes(), profile.cert.read_bytes())
+        made = Receipt(good["id"], good["sha256"], profile.organ_id, (H41,), datetime.now(UTC), "x")
+        return Response(201, json.dumps({**good, "receipt": signer.sign(made)}).encode())
+
+    node = NodeClient(profile, transport=MockTransport(forger))
+    with pytest.raises(errors.InvalidSignature):
+        await node.post_package(package)
+    node = NodeClient(profile, transport=MockTransport(lambda r: accepted(profile, b"other")))
+    with pytest.raises(errors.InvalidSignature, match="another package"):
+        await node.post_package(package)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -12,6 +13,7 @@ from lxml import etree
 from axis.core import pki
 from axis.core.receipt import RECEIPT_NS, Receipt, ReceiptSigner, receipt_tree, verify_receipt
 from axis.errors import InvalidSignature, MalformedXml
+from tests.helpers import BIN
 
 ICT = timezone(timedelta(hours=7))  # Indochina Time, the hub's local offset
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -155,3 +157,28 @@ def test_a_receipt_that_is_not_one_is_refused_with_our_own_errors(hub: Hub) -> N
         verify_receipt('<!DOCTYPE r [<!ENTITY x "y">]><r/>', hub.cert)
     with pytest.raises(InvalidSignature):
         verify_receipt(etree.tostring(receipt_tree(RECEIPT), encoding="unicode"), hub.cert)
+
+
+def test_axis_node_verify_receipt_binds_the_hub_key(tmp_path: Path) -> None:
+    """The command checks a receipt against the profile's hub.pem: the hub's passes, one an
+    agency of the same CA signed does not (issue 16, class 7)."""
+    import subprocess
+
+    from axis.host import datadir
+    from axis.host.datadir import DataDir
+    from nodes.profile import Profile
+
+    data = DataDir(tmp_path / "data")
+    datadir.init(data)
+    datadir.write_profile(data, "000.00.00.G22", "VPCP", "https://localhost:8443", key_kind="ec")
+    profile = Profile.load(data.profile("000.00.00.G22"))
+    good = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes()).sign(RECEIPT)
+    forged = ReceiptSigner(profile.key.read_bytes(), profile.cert.read_bytes()).sign(RECEIPT)
+    for name, text, ok in (("good.xml", good, True), ("forged.xml", forged, False)):
+        (tmp_path / name).write_text(text)
+        done = subprocess.run(
+            [str(BIN / "axis-node"), "--profile", str(profile.root), "verify-receipt",
+             str(tmp_path / name)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert (done.returncode == 0) == ok, done.stderr
