@@ -10,6 +10,7 @@ means.
 
 from __future__ import annotations
 
+import io
 import ssl
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class Transport(Protocol):
         """Release connections."""
 
 
+LARGE_BODY = 1024 * 1024  # bytes sent through a file object beyond this
+
+
 class HttpsTransport:
     """:class:`Transport` over HTTPS to ``base_url``, presenting the agency's certificate."""
 
@@ -86,11 +90,14 @@ class HttpsTransport:
         return self._session
 
     async def send(self, request: Request) -> Response:
+        body: bytes | AsyncIterable[bytes] | io.BytesIO | None = request.body
+        if isinstance(body, bytes) and len(body) > LARGE_BODY:
+            body = io.BytesIO(body)  # written in pieces (aiohttp warns of big bytes at once)
         try:
             async with self._http().request(
                 request.method,
                 self.base_url + request.path,
-                data=request.body,
+                data=body,
                 headers=dict(request.headers),
             ) as answer:
                 return Response(

@@ -725,18 +725,29 @@ async def test_a_byte_identical_resend_is_answered_without_verifying_again(
 
 @module_loop
 async def hasty(staffed: DataDir) -> AsyncIterator[LiveHub]:
-    """A hub that gives one verification a millisecond."""
-    configure(staffed, verify_timeout_s=0.001)
+    """A hub that gives one verification a tenth of a second."""
+    configure(staffed, verify_timeout_s=0.1)
     async with live_hub(staffed) as live:
         yield live
 
 
-async def test_one_verification_has_a_deadline(hasty: LiveHub) -> None:
+async def test_one_verification_has_a_deadline(
+    hasty: LiveHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = hasty.running.hub
+    verify = running._verify
+
+    def slow(*args: Any) -> Any:  # as a package built to be costly would be
+        time.sleep(1.0)
+        return verify(*args)
+
+    monkeypatch.setattr(running, "_verify", slow)
     sender = hasty.client(SENDER)
     big = formats.Attachment("cid:1", "lon.pdf", "application/pdf", b"%PDF-1.4 " * 40_000)
     package = sender.build_edoc([H41], "Quá hạn kiểm tra", attachments=(big,))
     error = await refused(hasty, lambda: sender.post_package(package), "invalid-signature", 422)
     assert "too costly" in error.detail
+    monkeypatch.setattr(running, "_verify", verify)
     assert await bystander_worst_ms(hasty, 3) < 2000  # and the hub goes on serving
 
 
@@ -778,3 +789,95 @@ async def test_an_agency_cannot_pose_as_the_hub(hub: LiveHub) -> None:
     finally:
         await runner.cleanup()
     assert served == []
+
+
+# -- issue 16, class 5: what an inbox page and a fetch cost ----------------------------------
+
+
+async def test_an_inbox_of_fifty_thousand_costs_a_page(own_hub: LiveHub) -> None:
+    """50,000 packages pending for H10: a page of its inbox reads a page, and another
+    agency's requests keep their latency meanwhile."""
+    hub = own_hub
+    rows = 50_000
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    with contextlib.closing(sqlite3.connect(hub.data.database, timeout=30)) as db, db:
+        first = db.execute("SELECT coalesce(max(seq), 0) FROM packages").fetchone()[0] + 1
+        db.executemany(
+            "INSERT INTO packages (seq, id, kind, sender, document_id, idempotency_key,"
+            " business_type, sha256, subject, received_at, answer, body)"
+            " VALUES (?, ?, 'edoc', ?, ?, ?, 0, ?, 'x', ?, '{}', x'00')",
+            [(first + n, f"{n:032x}", SENDER, f"d{n}", f"k{n}", "0" * 64, now)
+             for n in range(rows)],
+        )  # fmt: skip
+        db.executemany(
+            "INSERT INTO deliveries (package_id, recipient, seq, kind, received_at, state,"
+            " updated_at) VALUES (?, ?, ?, 'edoc', ?, 'queued', ?)",
+            [(f"{n:032x}", H10, first + n, now, now) for n in range(rows)],
+        )
+    flooded = hub.client(H10)
+
+    async def pages() -> float:
+        worst = 0.0
+        cursor = None
+        for _ in range(20):
+            started = time.perf_counter()
+            page = await flooded.inbox(after=cursor, limit=100)
+            worst = max(worst, (time.perf_counter() - started) * 1000)
+            cursor = page["next"]
+        return worst
+
+    page_ms, bystander = await asyncio.gather(pages(), bystander_worst_ms(hub, 10))
+    assert page_ms < 250, f"a page of a 50,000 inbox took {page_ms:.0f} ms"
+    assert bystander < 1000, f"another agency waited {bystander:.0f} ms"
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@module_loop
+async def stalling(staffed: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that gives a client 3 s to take a package it fetches."""
+    configure(staffed, send_timeout_s=3.0)
+    async with live_hub(staffed) as live:
+        yield live
+
+
+async def test_clients_that_fetch_a_big_package_and_stop_reading(stalling: LiveHub) -> None:
+    """Ten connections fetch an 8 MB package and read nothing: the hub writes with
+    back-pressure (no queued copies of the body), cuts them off after send_timeout_s, and
+    serves another agency meanwhile (issue 16, class 5)."""
+    hub = stalling
+    big = formats.Attachment("cid:1", "lon.pdf", "application/pdf", b"%PDF-1.4 " * 900_000)
+    package = hub.client(SENDER).build_edoc([H41], "Tài liệu lớn", attachments=(big,))
+    sent = (await hub.client(SENDER).post_package(package)).answer
+    size_mb = len(package) / 2**20
+    recipient = hub.client(H41).profile
+    ctx = ssl.create_default_context(cafile=str(recipient.ca))
+    ctx.load_cert_chain(recipient.cert, recipient.key)
+    before = rss_mb()
+    stalled = []
+    for _ in range(10):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", hub.running.node_port, ssl=ctx, server_hostname="localhost"
+        )
+        writer.write(f"GET /v1/packages/{sent['id']} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the head, then nothing more is read
+        stalled.append((reader, writer))
+    await asyncio.sleep(0.5)
+    grown = rss_mb() - before
+    assert await bystander_worst_ms(hub, 3) < 2000
+    # Each holds the one body it was handed (streaming from the store is not done), never
+    # the copies queued in write buffers that took 20 of them from 206 MB to 3.1 GB.
+    assert grown < 10 * size_mb * 1.6, f"ten stalled fetches of {size_mb:.0f} MB: {grown:.0f} MB"
+    await asyncio.sleep(3.5)  # past send_timeout_s: the hub has hung up on them
+    for reader, writer in stalled:
+        taken = 0
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
+            taken += len(chunk)
+        assert taken < 8_000_000  # cut off before the whole body
+        writer.close()

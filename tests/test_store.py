@@ -894,3 +894,20 @@ async def test_a_systems_agencies_and_what_waits_for_them(store: Store) -> None:
     await store.apply_event("pkg-0002", H41, DeliveryEvent.ACKED, T0 + timedelta(days=3))
     assert await ids(ItemFilter.PENDING) == ["pkg-0001"]
     assert await store.count_received(system, PackageKind.EDOC) == 1
+
+
+async def test_an_inbox_page_reads_the_index_in_order(store: Store, backend: Backend) -> None:
+    """A page of the inbox costs what the page holds: the pending deliveries of one agency,
+    read in order from a partial index, never gathered and sorted (issue 16, class 5)."""
+    sql = (
+        "SELECT p.id FROM deliveries d JOIN packages p ON p.id = d.package_id WHERE"
+        " d.recipient = '000.00.00.H41' AND d.state IN ('delivered', 'failed', 'queued')"
+        " AND d.seq > 0 ORDER BY d.seq LIMIT 100"
+    )
+    if backend.path is not None:
+        with contextlib.closing(sqlite3.connect(backend.path)) as db:
+            plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "deliveries_pending" in plan and "TEMP B-TREE" not in plan, plan
+    for n in range(1, 30):
+        await store.insert_package(package(n, recipients=(H41,)))
+    assert [p.id for p in await store.inbox(H41, 10, 5)] == [f"pkg-{n:04d}" for n in range(11, 16)]

@@ -45,6 +45,7 @@ idle_timeout_s = 60.0           # a connection that sends no (complete) request 
 body_idle_timeout_s = 30.0      # a body that stops arriving for this long is cut off (400) …
 body_timeout_s = 900.0          # … and so is one that takes longer than this in all
 verify_timeout_s = 10.0         # checking one package's signature: refused (422) beyond this
+send_timeout_s = 300.0          # sending one package to a client that reads it: cut off beyond
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -106,6 +107,7 @@ class Limits:
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 900.0
     verify_timeout_s: float = 10.0
+    send_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,17 @@ ALTER TABLE deliveries ADD COLUMN mark TEXT;
 CREATE INDEX packages_sha256 ON packages (sender, sha256);
 """,
     ),
+    Migration(
+        7,
+        "an agency's pending deliveries in order: an inbox page costs what it holds",
+        """
+-- The states are literals, as the inbox query writes them: a planner uses a partial index
+-- only for a query that implies its WHERE. (recipient, state, seq) made a page merge and
+-- sort every pending delivery of the agency.
+CREATE INDEX deliveries_pending ON deliveries (recipient, seq)
+    WHERE state IN ('delivered', 'failed', 'queued');
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -77,6 +77,9 @@ CODE_HOLDER = (
 _Q, _D, _F = DeliveryState.QUEUED.value, DeliveryState.DELIVERED.value, DeliveryState.FAILED.value
 # A delivery to an agency of a system (the national axis's face), by the system's index.
 SYSTEM_JOIN = "deliveries d JOIN agencies a ON a.organ_id = d.recipient"
+# The pending states as literals, exactly as the partial index deliveries_pending says them
+# (migration 7): with them the inbox reads a page from the index in order, nothing more.
+PENDING_LITERAL = "d.state IN (" + ", ".join(f"'{s.value}'" for s in PENDING_STATES) + ")"
 SYSTEM_DELIVERY = "a.system_id = ?"
 
 
@@ -232,9 +235,9 @@ class SqlReads:
         rows = await self._lookup(
             f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
             " FROM deliveries d JOIN packages p ON p.id = d.package_id"
-            f" WHERE d.recipient = ? AND d.state IN ({marks(PENDING_STATES)}) AND d.seq > ?"
+            f" WHERE d.recipient = ? AND {PENDING_LITERAL} AND d.seq > ?"
             " ORDER BY d.seq LIMIT ?",
-            (recipient, *(s.value for s in PENDING_STATES), after, limit),
+            (recipient, after, limit),
         )
         return [package_row(r) for r in rows]
 

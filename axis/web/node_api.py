@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
@@ -11,6 +13,9 @@ from axis.http.body import XML_TYPES, read_body
 from axis.http.keys import AGENCY, NOTES_HEADER, PACKAGE_ID
 from axis.store.base import Agency
 from axis.web.keys import HUB, METRICS
+
+SEND_CHUNK = 64 * 1024  # a package goes out in pieces of this size
+log = logging.getLogger("axis.web")
 
 
 async def current_agency(request: web.Request) -> Agency:
@@ -77,12 +82,29 @@ async def inbox(request: web.Request) -> web.Response:
     )
 
 
-async def get_package(request: web.Request) -> web.Response:
+async def get_package(request: web.Request) -> web.StreamResponse:
     agency = await current_agency(request)
-    record, body = await request.app[HUB].fetch_record(agency, request.match_info["id"])
-    response = web.Response(body=body, content_type="application/xml", charset="utf-8")
+    hub = request.app[HUB]
+    record, body = await hub.fetch_record(agency, request.match_info["id"])
+    response = web.StreamResponse(headers={"Content-Type": "application/xml; charset=utf-8"})
+    response.content_length = len(body)
     if record.notes:  # taken on the national axis's face: unsigned or deviating (recorded)
         response.headers[NOTES_HEADER] = quote(record.notes, safe=" ;:,()'<>=")
+    await response.prepare(request)
+    # In pieces, each waiting until the client has taken the last (back-pressure): a client
+    # that stops reading holds its one body, not copies queued in buffers, and is cut off
+    # after send_timeout_s.
+    view = memoryview(body)
+    try:
+        async with asyncio.timeout(hub.settings.limits.send_timeout_s):
+            for start in range(0, len(view), SEND_CHUNK):
+                await response.write(view[start : start + SEND_CHUNK])
+    except TimeoutError:
+        log.warning("cut off %s: it stopped reading package %s", agency.organ_id, record.id)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
     return response
 
 
