@@ -55,6 +55,7 @@ from axis.errors import (
     AxisError,
     InvalidSignature,
     ProfileError,
+    RateLimited,
     SenderMismatch,
     Unreachable,
     from_problem,
@@ -64,6 +65,9 @@ from nodes.profile import Profile
 from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
+
+
+MAX_RETRY_AFTER_S = 5.0  # the longest a client waits on a 429 before asking again
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,12 @@ class NodeClient:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)  # a restarting hub is back within seconds
+                continue
+            if answer.status == 429 and attempt < retries:
+                # Over its rate or its share of upload slots: as the hub says, a moment later.
+                refused = refusal(answer)
+                wait = refused.retry_after_s if isinstance(refused, RateLimited) else 1.0
+                await asyncio.sleep(min(wait, MAX_RETRY_AFTER_S))
                 continue
             if answer.status >= 400:
                 raise refusal(answer)

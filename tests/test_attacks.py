@@ -486,8 +486,13 @@ async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: 
     for _ in range(3):
         await noisy.inbox()
     body = noisy.build_edoc([H41], "Lần thứ tư trong một giây")
+    # A client that does not wait (axis-node's waits for Retry-After, retries times over).
+    from nodes.client import NodeClient
+
+    impatient_client = NodeClient(noisy.profile, hub_url=hub.running.url, retries=0)
     with pytest.raises(AxisError) as caught:
-        await noisy.post_package(body)
+        await impatient_client.post_package(body)
+    await impatient_client.close()
     assert (caught.value.status, caught.value.type_uri) == (429, PROBLEM + "rate-limited")
     connector = aiohttp.TCPConnector(ssl=tls_context(noisy.profile))
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -881,3 +886,54 @@ async def test_clients_that_fetch_a_big_package_and_stop_reading(stalling: LiveH
             taken += len(chunk)
         assert taken < 8_000_000  # cut off before the whole body
         writer.close()
+
+
+# -- issue 16, class 3: fair intake ----------------------------------------------------------
+
+
+@module_loop
+async def trickled(staffed: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub with 4 upload slots, 2 for any one agency, that wants 2 KB a second of a body."""
+    configure(staffed, max_concurrent_uploads=4, uploads_per_agency=2)
+    async with live_hub(staffed) as live:
+        yield live
+
+
+async def test_one_agency_trickling_bodies_takes_no_more_than_its_share(
+    trickled: LiveHub,
+) -> None:
+    """G22 opens eight uploads and sends a byte now and then: two hold slots, the others are
+    told 429 at once; another agency sends meanwhile; the two trickles are cut off once
+    they fall below the minimum rate (issue 16, class 3)."""
+    hub = trickled
+    streams = []
+    for _ in range(8):
+        reader, writer = await raw_tls(hub)
+        writer.write(
+            b"POST /v1/packages HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/xml\r\nContent-Length: 100000\r\n\r\n<"
+        )
+        await writer.drain()
+        streams.append((reader, writer))
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        """A byte a second (far below 2 KB a second) until the hub answers, 12 s at most."""
+        for _ in range(12):
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(reader.read(65536), 1.0)
+            if not writer.is_closing():
+                writer.write(b" ")
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+        return b""
+
+    answering = [asyncio.create_task(trickle(r, w)) for r, w in streams]
+    await asyncio.sleep(0.5)
+    worst = await bystander_worst_ms(hub, 3)
+    assert worst < 2000, f"another agency waited {worst:.0f} ms"
+    answers = await asyncio.gather(*answering)
+    for _, writer in streams:
+        writer.close()
+    statuses = sorted(a.split(b" ", 2)[1] for a in answers if a)
+    assert statuses.count(b"429") == 6, statuses  # beyond its share: refused at once
+    assert statuses.count(b"400") == 2, statuses  # its two trickles: cut off (too slow)

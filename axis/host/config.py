@@ -37,6 +37,8 @@ max_recipients = 200            # To elements in one edoc
 max_attachments = 100
 max_xml_depth = 64
 max_concurrent_uploads = 8      # packages read and verified at once; the rest wait their turn
+uploads_per_agency = 2          # … of which one agency may hold at once (429 beyond)
+min_body_bytes_per_s = 2048.0   # a body slower than this on average (after 5 s) is cut off
 inbox_page = 100                # the largest page /v1/inbox returns
 rate_per_s = 50.0               # requests a second one agency may make on average (0 = no limit)
 rate_burst = 200                # … and at once; beyond: 429 rate-limited with Retry-After
@@ -99,6 +101,8 @@ class Limits:
     max_attachments: int = 100
     max_xml_depth: int = 64
     max_concurrent_uploads: int = 8
+    uploads_per_agency: int = 2
+    min_body_bytes_per_s: float = 2048.0
     inbox_page: int = 100
     rate_per_s: float = 50.0
     rate_burst: int = 200

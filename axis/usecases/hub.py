@@ -8,13 +8,14 @@ and no SQL: the same :class:`Hub` will serve the native-API face of SPEC §9.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +100,8 @@ class Hub:
         self.intake = asyncio.Semaphore(settings.limits.max_concurrent_uploads)
         # Set when a committed package has pushes due, so the delivery worker wakes at once.
         self.push_due = asyncio.Event()
+        self._uploading: dict[str, int] = {}  # upload slots each agency holds now
+
         self.intake_policy = IntakePolicy(
             verifier,
             ParseLimits(
@@ -106,6 +109,31 @@ class Hub:
             ),
             max_attachments=settings.limits.max_attachments,
         )
+
+    @contextlib.asynccontextmanager
+    async def upload_slot(self, agency: Agency) -> AsyncIterator[None]:
+        """One of the ``max_concurrent_uploads`` slots, of which one agency holds at most
+        ``uploads_per_agency`` at once: one agency's slow bodies cannot take them all.
+
+        Raises RateLimited: the agency holds its share already."""
+        share = max(1, self.settings.limits.uploads_per_agency)
+        held = self._uploading.get(agency.organ_id, 0)
+        if held >= share:
+            raise RateLimited(
+                f"agency {agency.organ_id} is sending {held} packages at once already, its share"
+                " of the hub's upload slots (uploads_per_agency); send them one after another",
+                retry_after_s=1.0,
+            )
+        self._uploading[agency.organ_id] = held + 1
+        try:
+            async with self.intake:
+                yield
+        finally:
+            left = self._uploading[agency.organ_id] - 1
+            if left:
+                self._uploading[agency.organ_id] = left
+            else:
+                del self._uploading[agency.organ_id]
 
     # -- identity ---------------------------------------------------------------------------
 

@@ -34,10 +34,14 @@ async def post_package(request: web.Request) -> web.Response:
             f"send the package as application/xml, not {request.content_type!r}"
         )
     hub = request.app[HUB]
-    async with hub.intake:
-        limits = hub.settings.limits
+    limits = hub.settings.limits
+    async with hub.upload_slot(agency):
         body = await read_body(
-            request, limits.max_body_bytes, limits.body_idle_timeout_s, limits.body_timeout_s
+            request,
+            limits.max_body_bytes,
+            limits.body_idle_timeout_s,
+            limits.body_timeout_s,
+            limits.min_body_bytes_per_s,
         )
         accepted = await hub.accept(agency, body)
     request[PACKAGE_ID] = accepted.answer["id"]
