@@ -937,3 +937,44 @@ async def test_one_agency_trickling_bodies_takes_no_more_than_its_share(
     statuses = sorted(a.split(b" ", 2)[1] for a in answers if a)
     assert statuses.count(b"429") == 6, statuses  # beyond its share: refused at once
     assert statuses.count(b"400") == 2, statuses  # its two trickles: cut off (too slow)
+
+
+# -- issue 16, class 4: connections ------------------------------------------------------------
+
+
+@module_loop
+async def crowded(staffed: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub whose listeners hold 60 connections, 20 from one peer."""
+    configure(staffed, max_connections=60, max_connections_per_peer=20)
+    async with live_hub(staffed) as live:
+        yield live
+
+
+async def test_strangers_holding_connections_do_not_lock_out_the_agencies(
+    crowded: LiveHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forty connections without a certificate, kept open with /healthz: twenty are held,
+    the rest closed as they open (and that is logged); an agency still connects and sends
+    (issue 16, class 4)."""
+    hub = crowded
+    ctx = ssl.create_default_context(cafile=str(hub.client(SENDER).profile.ca))
+    held = []
+    with caplog.at_level(logging.WARNING, logger="axis.serve"):
+        for _ in range(40):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", hub.running.node_port, ssl=ctx, server_hostname="localhost"
+            )
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            answer = b""
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                answer = await asyncio.wait_for(reader.read(4096), 5)
+            held.append((answer.startswith(b"HTTP/1.1 200"), writer))
+        served = sum(1 for ok, _ in held if ok)
+        assert served == 20, served  # the peer's share; the others were closed at once
+        worst = await bystander_worst_ms(hub, 3)
+        assert worst < 2000, f"an agency waited {worst:.0f} ms"
+    assert any("refusing connections" in r.getMessage() for r in caplog.records)
+    for _, writer in held:
+        writer.close()

@@ -48,6 +48,8 @@ body_idle_timeout_s = 30.0      # a body that stops arriving for this long is cu
 body_timeout_s = 900.0          # … and so is one that takes longer than this in all
 verify_timeout_s = 10.0         # checking one package's signature: refused (422) beyond this
 send_timeout_s = 300.0          # sending one package to a client that reads it: cut off beyond
+max_connections = 2048          # open connections one listener holds (closed as they open beyond)
+max_connections_per_peer = 64   # … of one agency (its certificate), or of one address without one
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -112,6 +114,8 @@ class Limits:
     body_timeout_s: float = 900.0
     verify_timeout_s: float = 10.0
     send_timeout_s: float = 300.0
+    max_connections: int = 2048
+    max_connections_per_peer: int = 64
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+import math
+import resource
 import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+log = logging.getLogger("axis.serve")
 
 
 def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -26,3 +38,128 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+class ConnectionGate:
+    """Bounds the connections a listener holds: ``total`` in all, ``per_peer`` for one peer
+    (an agency by its client certificate, else an address). A connection beyond either is
+    closed as it opens, and that is logged (at most once a minute per listener, with the
+    count since): a thousand idle strangers made both listeners unreachable before."""
+
+    def __init__(self, name: str, total: int, per_peer: int) -> None:
+        self.name, self.total, self.per_peer = name, total, per_peer
+        self.open = 0
+        self.by_peer: dict[str, int] = {}
+        self.refused = 0
+        self._logged_at = -math.inf
+
+    def admit(self, peer: str) -> bool:
+        if self.open >= self.total or self.by_peer.get(peer, 0) >= self.per_peer:
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._logged_at >= 60:
+                self._logged_at = now
+                why = "in all" if self.open >= self.total else f"from {peer[:80]}"
+                log.warning(
+                    "%s: refusing connections (%d open, too many %s; %d refused so far)",
+                    self.name, self.open, why, self.refused,
+                )  # fmt: skip
+            return False
+        self.open += 1
+        self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
+        return True
+
+    def release(self, peer: str) -> None:
+        self.open -= 1
+        left = self.by_peer.get(peer, 1) - 1
+        if left > 0:
+            self.by_peer[peer] = left
+        else:
+            self.by_peer.pop(peer, None)
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """``factory``'s protocols, admitted through the gate (after the TLS handshake, where
+        there is one: a client certificate names its agency then)."""
+
+        def gated() -> asyncio.Protocol:
+            return _Gated(self, factory())
+
+        return gated
+
+
+class _Gated(asyncio.Protocol):
+    """A protocol that asks the gate before the one it wraps sees the connection (aiohttp's
+    handler has __slots__: it is wrapped, not patched)."""
+
+    def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
+        self.gate, self.inner = gate, inner
+        self.peer: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = peer_of(transport)
+        if not self.gate.admit(peer):
+            abort = getattr(transport, "abort", transport.close)
+            abort()  # at once: a refused connection holds no file a moment longer
+            return
+        self.peer = peer
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.gate.release(self.peer)
+            self.peer = None
+            self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.peer is not None else None
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+def peer_of(transport: asyncio.BaseTransport) -> str:
+    """Who is at the other end: the agency's certificate (its SHA-256) when TLS carried one,
+    else the address."""
+    der = None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        der = ssl_object.getpeercert(binary_form=True)
+    if der:
+        return "cert:" + hashlib.sha256(der).hexdigest()
+    address = transport.get_extra_info("peername")
+    return f"addr:{address[0] if isinstance(address, tuple) else address}"
+
+
+class GatedSite(web.SockSite):
+    """:class:`aiohttp.web.SockSite` whose connections pass a :class:`ConnectionGate`
+    (``start`` as aiohttp's own, with the server's protocol factory wrapped)."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, gate: ConnectionGate,
+                 ssl_context: ssl.SSLContext | None = None) -> None:  # fmt: skip
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self.gate = gate
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self.gate.wrap(server), sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+        )
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Raise the soft limit of open files to the hard one (each connection is a file): the
+    default 1024 is what a thousand idle connections exhausted. Returns (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft, hard

@@ -26,7 +26,7 @@ from axis.host import runtime
 from axis.host.config import Settings, VdxpSettings
 from axis.host.datadir import DataDir
 from axis.http.problems import access_log, problem_middleware
-from axis.http.sockets import bind
+from axis.http.sockets import ConnectionGate, GatedSite, bind, raise_file_limit
 from axis.store import open_store
 from axis.usecases.delivery import DeliveryWorker, PushTransport
 from axis.usecases.hub import Hub
@@ -234,6 +234,8 @@ async def running_hub(
 async def _running_hub(
     data: DataDir, settings: Settings, hub: Hub, reuse_port: bool
 ) -> AsyncIterator[Running]:
+    soft, hard = raise_file_limit()  # each connection is a file: 1024 ran out before
+    log.info("open files: up to %s", soft)
     transport = HttpsPushTransport(data.hub_cert, data.hub_key)
     hub_metrics = HubMetrics()
     checkpointer = Checkpointer(
@@ -278,12 +280,23 @@ async def _running_hub(
     await node_runner.setup()
     try:
         await admin_runner.setup()
-        node_site = web.SockSite(node_runner, node_sock, ssl_context=server_ssl_context(data))
+        limits = settings.limits
+        node_gate = ConnectionGate(
+            "node API", limits.max_connections, limits.max_connections_per_peer
+        )
+        node_site = GatedSite(
+            node_runner, node_sock, node_gate, ssl_context=server_ssl_context(data)
+        )
         admin_site = web.SockSite(admin_runner, admin_sock)
         sites: list[web.BaseSite] = [node_site, admin_site]
         if vdxp_runner is not None:
             await vdxp_runner.setup()
-            sites.append(web.SockSite(vdxp_runner, socks[2], ssl_context=vdxp_ssl_context(face)))
+            # Its clients are known by address only, and one gateway carries many agencies.
+            per_address = max(limits.max_connections_per_peer, limits.max_connections // 4)
+            vdxp_gate = ConnectionGate("national axis API", limits.max_connections, per_address)
+            sites.append(
+                GatedSite(vdxp_runner, socks[2], vdxp_gate, ssl_context=vdxp_ssl_context(face))
+            )
         for site in sites:
             await site.start()
         async with _background(runtime.trim_memory, "axis-malloc-trim"):
