@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -136,3 +137,22 @@ def test_set_setting_changes_one_key_and_keeps_the_comments(data: DataDir) -> No
     with pytest.raises(ConfigError, match="verifier must be one of"):
         datadir.set_setting(data, "verifier", "hand-rolled")
     assert data.config.read_text() == before  # a refused value leaves the file as it was
+
+
+def test_every_command_finds_one_database_for_a_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--db, else $AXIS_DB, else axis.toml, else DATA/axis.db: the order every command uses
+    (axis simulate --hub once skipped $AXIS_DB and registered its agencies in SQLite beside a
+    hub on PostgreSQL, every document refused)."""
+    data = DataDir(tmp_path / "data")
+    datadir.init(data)
+    monkeypatch.delenv("AXIS_DB", raising=False)
+    assert data.database_url() == str(data.database)
+    datadir.set_setting(data, "database", "postgresql://toml@127.0.0.1/axis")
+    assert data.database_url() == "postgresql://toml@127.0.0.1/axis"
+    monkeypatch.setenv("AXIS_DB", "postgresql://env@127.0.0.1/axis")
+    assert data.database_url() == "postgresql://env@127.0.0.1/axis"
+    assert (
+        data.database_url("postgresql://flag@127.0.0.1/axis") == "postgresql://flag@127.0.0.1/axis"
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from axis.host import datadir
 from axis.host.datadir import DataDir
 from nodes.profile import Profile
 from nodes.sim.simulate import agencies_for, listens, simulate
@@ -75,7 +76,8 @@ def test_the_command_prints_only_json_with_json() -> None:
     summary = json.loads(done.stdout)
     assert set(summary) == {
         "documents_sent", "documents_accepted", "updates", "deliveries", "acknowledged",
-        "failed", "statuses", "lost", "duplicates", "elapsed_s", "docs_per_s", "latency_ms",
+        "failed", "statuses", "lost", "duplicates", "refused", "elapsed_s", "docs_per_s",
+        "latency_ms",
         "dialects", "faces",
     }  # fmt: skip
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0
@@ -157,3 +159,25 @@ async def test_half_the_country_on_the_national_axis_api_loses_nothing() -> None
     assert s["acknowledged"] == s["deliveries"] == hub["deliveries"]
     assert hub["statuses"] == s["statuses"]
     assert hub["by_state"] == {"acknowledged": s["deliveries"]}
+
+
+def test_a_run_in_which_the_hub_refuses_documents_fails_and_says_how_many(
+    tmp_path: Path,
+) -> None:
+    """A hub that takes one recipient per document refuses most of the scenario's: the run
+    exits non-zero, naming how many and why, instead of ending "0 lost"."""
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    init_data(data, port)
+    datadir.set_setting(DataDir(data), "max_recipients", 1)
+    with serving(data, port, admin_port):
+        done = subprocess.run(
+            [str(BIN / "axis"), "simulate", "--hub", f"https://localhost:{port}", "--data",
+             str(data), "--documents", "20", "--agencies", "6", "--seed", "3", "--json"],
+            capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+    summary = json.loads(done.stdout)
+    assert done.returncode == 1, done.stderr
+    assert summary["refused"] > 0 and summary["lost"] == 0
+    assert f"{summary['refused']} documents were refused by the hub" in done.stderr
+    assert "schema-violation" in done.stderr

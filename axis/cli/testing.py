@@ -116,8 +116,12 @@ def simulate(
         )  # fmt: skip
     if as_json:
         click.echo(json.dumps(outcome.summary, ensure_ascii=False))
-        return
-    render_summary(outcome, Console())
+    else:
+        render_summary(outcome, Console())
+    refused = outcome.summary["refused"]
+    if refused:
+        why = ", ".join(f"{n} {name}" for name, n in sorted(outcome.report["refused"].items()))
+        fail(f"{refused:,} documents were refused by the hub ({why}): the run is not valid")
 
 
 def render_summary(outcome: Any, console: Console) -> None:

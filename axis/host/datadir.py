@@ -119,8 +119,15 @@ class DataDir:
         return load_settings(self.config)
 
     def database_url(self, override: str | None = None) -> str:
-        """``--db`` or ``$AXIS_DB`` if given, else ``axis.toml``'s, else ``DATA/axis.db``."""
-        return override or self.settings().hub.database or str(self.database)
+        """The one database of this data folder, for every command alike: ``--db``, else
+        ``$AXIS_DB``, else ``axis.toml``'s ``database``, else ``DATA/axis.db``. (A command
+        that skipped ``$AXIS_DB`` registered agencies in SQLite beside a hub on PostgreSQL.)"""
+        return (
+            override
+            or os.environ.get("AXIS_DB")
+            or self.settings().hub.database
+            or str(self.database)
+        )
 
     def require(self) -> None:
         """Raises DataDirError unless ``axis init`` has run here."""

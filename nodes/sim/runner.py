@@ -52,6 +52,7 @@ class Tally:
 
     sent: int = 0
     accepted: int = 0
+    broken: int = 0  # sent broken on purpose (--faults): their refusal is the point
     updates: int = 0  # accepted updates (BussinessDocType 2) of accepted documents
     refused: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
@@ -200,6 +201,7 @@ class Simulation:
             b"%PDF-1.4\n" + rng.randbytes(planned.attachment_bytes),
         )  # fmt: skip
         broken = self.faults.broken(self.model.seed, planned.n)
+        self.tally.broken += bool(broken)
         recipients = planned.recipients
         if broken == "unknown-recipient":
             recipients = (*recipients, UNKNOWN_AGENCY)
@@ -369,6 +371,9 @@ class Simulation:
             "statuses": t.statuses,
             "lost": t.lost,
             "duplicates": t.duplicates,
+            # Documents the hub refused that were not broken on purpose: a run with any is
+            # not valid (an agency unknown to the hub, a hub on another database…).
+            "refused": max(0, t.sent - t.accepted - t.broken),
             "elapsed_s": elapsed,
             "docs_per_s": round(t.accepted / elapsed, 1) if elapsed else 0.0,
             "latency_ms": percentiles(t.latencies_ms),
