@@ -52,10 +52,15 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
         report["per_day"][0]["day"] == "2019-12-09" and report["per_day"][-1]["day"] == "2020-02-10"
     )
     assert sum(a["sent"] for a in report["per_agency"]) == 60
+    # As the axis counts: edocs sent (updates too) plus their deliveries.
+    assert (s["sent"], s["received"]) == (60 + s["updates"], s["deliveries"])
+    assert s["sent_and_received"] == s["sent"] + s["received"]
+    assert report["comparison"]["this_run"].startswith(f"{s['sent_and_received']:,} documents sent")
+    assert "sent + received" in report["comparison"]["convention"]
     assert report["by_status_code"] == hub["by_status_code"]
     assert (
-        "1,260,000 documents exchanged between 95 agencies in 63 days"
-        in (report["comparison"]["published"])
+        "1,260,000 documents sent and received (about 273,913 sent + 986,087 received)"
+        " between 95 agencies in 63 days" in report["comparison"]["published"]
     )
     csv = (tmp_path / "report" / "per_day.csv").read_text().splitlines()
     assert csv[0] == "day,documents" and len(csv) == 1 + len(report["per_day"])
@@ -76,8 +81,8 @@ def test_the_command_prints_only_json_with_json() -> None:
     summary = json.loads(done.stdout)
     assert set(summary) == {
         "documents_sent", "documents_accepted", "updates", "deliveries", "acknowledged",
-        "failed", "statuses", "lost", "duplicates", "refused", "elapsed_s", "docs_per_s",
-        "latency_ms",
+        "failed", "statuses", "lost", "duplicates", "refused", "sent", "received",
+        "sent_and_received", "elapsed_s", "docs_per_s", "latency_ms",
         "dialects", "faces",
     }  # fmt: skip
     assert summary["documents_accepted"] == 12 and summary["lost"] == 0

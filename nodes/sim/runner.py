@@ -364,6 +364,11 @@ class Simulation:
         return {
             "documents_sent": t.sent,
             "documents_accepted": t.accepted,
+            # As the axis counts (nodes.sim.report.CONVENTION): edocs sent (updates too),
+            # deliveries received, and the two together.
+            "sent": t.accepted + t.updates,
+            "received": t.deliveries,
+            "sent_and_received": t.accepted + t.updates + t.deliveries,
             "updates": t.updates,
             "deliveries": t.deliveries,
             "acknowledged": t.acknowledged,

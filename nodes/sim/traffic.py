@@ -21,7 +21,11 @@ from datetime import date, datetime, time, timedelta
 from nodes.sim.country import SimAgency, Tier
 
 WINDOW = (date(2019, 12, 9), date(2020, 2, 10))
-PUBLISHED_DOCUMENTS = 1_260_000
+PUBLISHED_DOCUMENTS = 1_260_000  # as the axis counts: documents sent plus received
+RECEIPTS_PER_DOCUMENT = 3.6  # the axis's own ratio (July 2022: 485,666 / 135,164)
+BROADCAST_SHARE = 0.033  # of a central agency's documents: to all 63 provinces
+ONE_SHARE = 0.70  # one recipient; then a handful (2-5) up to FEW_SHARE, then 6-20
+FEW_SHARE = 0.92
 PUBLISHED_AGENCIES = 95
 TET_HOLIDAY = (date(2020, 1, 23), date(2020, 1, 29))  # Tết Canh Tý: 25 Jan 2020
 NEW_YEAR = date(2020, 1, 1)
@@ -43,6 +47,12 @@ STATUS_PLANS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.05, ("02",)),  # refused
     (0.45, ()),  # acknowledged, the rest handled outside the axis
 )
+
+
+def documents_for(events: int) -> int:
+    """How many documents to send for ``events`` as the axis counts them (sent + received),
+    at the calibrated RECEIPTS_PER_DOCUMENT: the published 1,260,000 is about 274,000."""
+    return max(1, round(events / (1 + RECEIPTS_PER_DOCUMENT)))
 
 
 def day_weight(day: date) -> float:
@@ -131,9 +141,14 @@ class TrafficModel:
         others = [a for a in self._senders if a != sender]
         roll = rng.random()
         central_sender = sender in self._central
-        if roll < 0.01 and central_sender and self._provinces:
+        # Calibrated to the axis's published ratio, about 3.6 receipts per document sent
+        # (July 2022: 485,666 received for 135,164 sent): mostly one recipient, some a
+        # handful or dozens, and the centre's broadcasts to every province.
+        if roll < BROADCAST_SHARE and central_sender and self._provinces:
             return tuple(p for p in self._provinces if p != sender)  # to every province
-        fan_out = 1 if roll < 0.80 else rng.randint(2, 5) if roll < 0.95 else rng.randint(6, 20)
+        fan_out = (
+            1 if roll < ONE_SHARE else rng.randint(2, 5) if roll < FEW_SHARE else rng.randint(6, 20)
+        )
         fan_out = min(fan_out, len(others))
         upward = 0.7 if not central_sender else 0.4  # provinces mostly write to the centre
         pool_central = [a for a in self._central if a != sender]
