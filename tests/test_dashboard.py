@@ -62,9 +62,11 @@ async def test_the_dashboard_after_login(hub: LiveHub, browser: Browser, tmp_pat
     await total.filter(has_text="4").wait_for(timeout=15_000)
     cards = {
         label: await page.inner_text(f'[data-total="{label}"] .n')
-        for label in ("documents", "statuses", "deliveries", "acknowledged", "recalled")
-    }
+        for label in ("documents", "statuses", "deliveries", "acknowledged", "recalled",
+                      "sent + received (as the axis counts)")
+    }  # fmt: skip
     assert cards == {
+        "sent + received (as the axis counts)": "9",
         "documents": "4",
         "statuses": "4",
         "deliveries": "5",

@@ -62,6 +62,9 @@ async def test_statistics_add_up_exactly(hub: LiveHub) -> None:
     assert stats["documents"] == 4  # A, B, C and the recall of B
     assert stats["statuses"] == 4
     assert stats["deliveries"] == 5  # A×2, B, C, recall
+    # As the axis counts: 4 sent + 5 received.
+    assert (stats["sent"], stats["received"], stats["sent_and_received"]) == (4, 5, 9)
+    assert stats["convention"].startswith("sent + received")
     # A→H41 and A→H10 acknowledged; C→G22 and the recall→H41 fetched; B→H41 recalled.
     assert stats["by_state"] == {"acknowledged": 2, "delivered": 2, "recalled": 1}
     assert stats["by_status_code"] == {"01": 1, "03": 2, "05": 1}

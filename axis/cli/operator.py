@@ -91,9 +91,10 @@ def render_stats(figures: dict[str, Any], console: Console) -> None:
     agencies = figures["agencies"]
     latency = "{p50} / {p95} / {p99}".format(**figures["latency_ms"])
     for label, value in (
-        ("documents", figures["documents"]),
+        ("documents (sent)", figures["documents"]),
         ("statuses", figures["statuses"]),
-        ("deliveries", figures["deliveries"]),
+        ("deliveries (received)", figures["deliveries"]),
+        ("sent + received, as the axis counts", figures["sent_and_received"]),
         ("agencies active / registered", f"{agencies['active']} / {agencies['registered']}"),
         (
             "latency p50 / p95 / p99 (ms, ≤)",

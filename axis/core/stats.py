@@ -99,10 +99,17 @@ def top(values: Mapping[str, int], n: int) -> list[dict[str, Any]]:
 def summarize(counters: Counters, registered: int, active: int, top_n: int = 10) -> dict[str, Any]:
     """The ``GET /v1/stats`` document (SPEC §6)."""
     histogram = {int(k): v for k, v in counters.nonzero(Metric.LATENCY).items()}
+    documents, deliveries = counters.total(Metric.DOCUMENTS), counters.total(Metric.DELIVERIES)
     return {
-        "documents": counters.total(Metric.DOCUMENTS),
+        "documents": documents,
         "statuses": counters.total(Metric.STATUSES),
-        "deliveries": counters.total(Metric.DELIVERIES),
+        "deliveries": deliveries,
+        # As the national axis counts, and its published figures: sent plus received.
+        "sent": documents,
+        "received": deliveries,
+        "sent_and_received": documents + deliveries,
+        "convention": "sent + received, as the national axis counts"
+        " (a document sent to 4 agencies: 5)",
         "by_state": counters.nonzero(Metric.STATE),
         "by_status_code": counters.nonzero(Metric.STATUS_CODE),
         "agencies": {"registered": registered, "active": active},
