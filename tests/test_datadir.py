@@ -156,3 +156,18 @@ def test_every_command_finds_one_database_for_a_data_folder(
     assert (
         data.database_url("postgresql://flag@127.0.0.1/axis") == "postgresql://flag@127.0.0.1/axis"
     )
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_the_hubs_key_is_ecdsa_unless_asked_for_rsa(tmp_path: Path, kind: str) -> None:
+    """ECDSA P-256 by default: the hub signs every receipt and checkpoint with it, at a
+    fraction of RSA's cost; RSA-2048 for operators who ask (axis init --hub-key rsa)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    data = DataDir(tmp_path / "data")
+    datadir.init(data, hub_key_kind=kind)
+    key = pki.load_key(data.hub_key.read_bytes())
+    if kind == "ec":
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048

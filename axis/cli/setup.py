@@ -14,12 +14,19 @@ from axis.host import datadir
 @click.command()
 @data_option
 @db_option
-def init(data_dir: Path | None, db: str | None) -> None:
+@click.option(
+    "--hub-key",
+    type=click.Choice(["ec", "rsa"]),
+    default="ec",
+    show_default=True,
+    help="The hub's key: ECDSA P-256 (cheap to sign receipts with), or RSA-2048.",
+)
+def init(data_dir: Path | None, db: str | None, hub_key: str) -> None:
     """Create a data folder (development CA, hub certificate, admin token, axis.toml) and
     bring its database's schema up to date."""
     data = data_folder(data_dir, need_init=False)
     try:
-        datadir.init(data)
+        datadir.init(data, hub_key_kind=hub_key)
     except DataDirError as exc:
         fail(str(exc))
     run_store(data, db, lambda store: store.ping())  # opening applies the migrations

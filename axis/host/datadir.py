@@ -161,8 +161,13 @@ def set_setting(data: DataDir, key: str, value: str | bool | int | float) -> Non
         raise
 
 
-def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:
+def init(
+    data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",), hub_key_kind: str = "ec"
+) -> None:
     """Create the development CA, the hub's key and certificate, the admin token, axis.toml.
+
+    ``hub_key_kind``: "ec" (ECDSA P-256, the default: it signs every receipt and checkpoint,
+    and serves TLS, at a fraction of RSA's cost) or "rsa" (RSA-2048, for operators who ask).
 
     Raises:
         DataDirError: the folder was already initialised.
@@ -174,7 +179,9 @@ def init(data: DataDir, hub_hosts: tuple[str, ...] = ("localhost",)) -> None:
     ca_key, ca_cert = pki.create_ca("Axis development CA")
     pki.write_private(data.ca_key, pki.key_to_pem(ca_key))
     data.ca_cert.write_bytes(pki.cert_to_pem(ca_cert))
-    hub_key, hub_cert = pki.issue_hub_cert(ca_key, ca_cert, hub_hosts)
+    hub_key, hub_cert = pki.issue_hub_cert(
+        ca_key, ca_cert, hub_hosts, key=pki.new_key(hub_key_kind)
+    )
     pki.write_private(data.hub_key, pki.key_to_pem(hub_key))
     data.hub_cert.write_bytes(pki.cert_to_pem(hub_cert))
     pki.write_private(data.admin_token, (secrets.token_urlsafe(32) + "\n").encode())
