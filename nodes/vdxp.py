@@ -30,7 +30,7 @@ import json
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -39,9 +39,9 @@ from multidict import CIMultiDict
 
 from axis.core import vdxp
 from axis.core.vdxp import PREFIX, USER_AGENT, VERSION, Operation
+from axis.core.vdxp import VIETNAM as VIETNAM  # the protocol's zone, for callers of this client
 from axis.errors import UnexpectedAnswer, Unreachable
 
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 #: What the SDK sends with sendEdoc (Java's HttpURLConnection default), and on every other call

@@ -243,3 +243,11 @@ def hub_stats(admin_port: int, token: str) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=5) as response:
         stats: dict[str, Any] = json.loads(response.read())
         return stats
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (an in-process hub's included), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")

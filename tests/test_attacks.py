@@ -45,7 +45,7 @@ from axis.host.datadir import DataDir
 from axis.store.base import Agency
 from nodes.client import tls_context
 from tests.conftest import AGENCIES, LiveHub, Templates, configure, copy_of, live_hub
-from tests.helpers import eventually, foreign_identity, free_port, self_signed_identity
+from tests.helpers import eventually, foreign_identity, free_port, rss_mb, self_signed_identity
 from tests.test_signing import signxml_sign
 
 CORPUS = Path(__file__).parent / "data" / "attacks"
@@ -834,13 +834,6 @@ async def test_an_inbox_of_fifty_thousand_costs_a_page(own_hub: LiveHub) -> None
     page_ms, bystander = await asyncio.gather(pages(), bystander_worst_ms(hub, 10))
     assert page_ms < 250, f"a page of a 50,000 inbox took {page_ms:.0f} ms"
     assert bystander < 1000, f"another agency waited {bystander:.0f} ms"
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 @module_loop

@@ -9,7 +9,6 @@ import contextlib
 import gzip
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -18,17 +17,10 @@ from axis.http.sockets import bind
 from nodes.listen import listen_ssl_context
 from nodes.profile import Profile
 from tests.conftest import LiveHub
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, rss_mb
 
 G22, H41, H58 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H58"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 async def serve(app: web.Application, port: int, ssl_ctx: object = None) -> web.AppRunner:

@@ -36,10 +36,9 @@ from axis.core.edxml_model import (
     is_document_id,
     is_organ_id,
 )
-from axis.core.edxml_schema import header
+from axis.core.edxml_schema import PLACEHOLDERS, header
 
 _NSMAP = {"e": NS}
-_PLACEHOLDERS = (f"{{{NS}}}Signature", "Signature", f"{{{NS}}}DigitalSignature")
 
 
 class Rule(StrEnum):
@@ -78,7 +77,7 @@ def inspect(root: etree._Element) -> tuple[Deviation, ...]:
     head = header(root)
     found: list[Deviation] = []
     if head.find(f"{{{DS_NS}}}Signature") is None:
-        placeholder = next((c for c in head if c.tag in _PLACEHOLDERS), None)
+        placeholder = next((c for c in head if c.tag in PLACEHOLDERS), None)
         what = (
             "none"
             if placeholder is None
@@ -189,6 +188,6 @@ def _built_answered(answered: etree._Element) -> str:
 def _without_placeholder(root: etree._Element) -> etree._Element:
     head = header(root)
     for child in list(head):
-        if child.tag in _PLACEHOLDERS:
+        if child.tag in PLACEHOLDERS:
             head.remove(child)
     return root

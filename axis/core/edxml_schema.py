@@ -65,7 +65,7 @@ CARDINALITIES: Mapping[PackageKind, Mapping[str, Mapping[str, tuple[int, int]]]]
 
 # What the SDKs write where a signature goes when they do not sign: the Java SDK a
 # <Signature> in the edXML namespace with fixed fake values, the .NET one <DigitalSignature/>.
-_PLACEHOLDERS = frozenset({f"{{{NS}}}Signature", "Signature", f"{{{NS}}}DigitalSignature"})
+PLACEHOLDERS = frozenset({f"{{{NS}}}Signature", "Signature", f"{{{NS}}}DigitalSignature"})
 
 
 def _q(name: str) -> str:
@@ -152,7 +152,7 @@ def validate(root: etree._Element) -> PackageKind:
 
 def _refuse_placeholder(head: etree._Element) -> None:
     for child in head:
-        if child.tag in _PLACEHOLDERS:
+        if child.tag in PLACEHOLDERS:
             name = etree.QName(child).localname
             raise InvalidSignature(
                 f"edXMLHeader holds a placeholder <{name}> (an SDK writes one when it does not"

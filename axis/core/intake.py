@@ -21,7 +21,6 @@ refusal is an :class:`axis.errors.InputError` that names its reason.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -213,7 +212,8 @@ def read_field_tree(
             f"unsigned: {conformance.RULES[conformance.Rule.UNSIGNED]}; this hub requires it"
             " on every face ([vdxp] require_signature)"
         )
-    readable = conformance.conforming(root if unsigned else copy.deepcopy(root), deviations)
+    # A copy only where something is replaced: a signed package's own tree is verified below.
+    readable = conformance.conforming(root, deviations)
     formats.validate(readable)  # first: an address that is no OrganId is refused as such
     if strict and deviations:
         first = deviations[0]

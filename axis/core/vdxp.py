@@ -31,7 +31,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -45,6 +45,8 @@ HASH_HEADER = PREFIX + "hash-header"
 SYSTEM_ID = PREFIX + "systemid"
 VERSION = "3.0.201608"
 USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
+#: The zone of every time this face reads and writes: Vietnam's (UTC+7, no summer time).
+VIETNAM = timezone(timedelta(hours=7), "ICT")
 #: Dates in answers and list filters: ``dd/MM/yyyy HH:mm:ss``, Vietnam time (the .NET SDK's
 #: comment gives this form for fromDate/toDate; the answers' own form is not published).
 TIME_FORMAT = "%d/%m/%Y %H:%M:%S"
@@ -196,7 +198,12 @@ def hmac_hex(secret: str, message: bytes) -> str:
 def unpadded_sha256(body: bytes) -> str:
     """The SDK's ``hash-file``: each byte of the SHA-256 in hex without zero-padding (Java's
     ``Integer.toHexString``), so it may be shorter than 64 characters."""
-    return "".join(format(b, "x") for b in hashlib.sha256(body).digest())
+    return unpadded_hex(hashlib.sha256(body).digest())
+
+
+def unpadded_hex(digest: bytes) -> str:
+    """A digest as :func:`unpadded_sha256` writes it."""
+    return "".join(format(b, "x") for b in digest)
 
 
 def sign(params: Sequence[tuple[str, str]], secret: str) -> list[tuple[str, str]]:

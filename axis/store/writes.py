@@ -29,6 +29,7 @@ from :mod:`axis.store.counters`; the chain's links from :mod:`axis.core.logchain
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -605,15 +606,17 @@ def add_checkpoint(checkpoint: Checkpoint) -> Step[None]:
     )  # fmt: skip
 
 
-class SqlWrites:
+class SqlWrites(abc.ABC):
     """The write half of :class:`axis.store.base.Store`, for a store that can run a step in one
     committed transaction (``_write``) and then calls :meth:`_committed` with the entries it
     logged."""
 
     _observers: list[Callable[[LogEntry], None]]
 
+    @abc.abstractmethod
     async def _write(self, step: Step[T]) -> T:
-        raise NotImplementedError  # each store's own
+        """Run ``step`` in one committed transaction (each store's own way): a store that
+        lacks it cannot be made at all."""
 
     def observe(self, callback: Callable[[LogEntry], None]) -> None:
         """Call ``callback`` with every log entry once its transaction has committed."""

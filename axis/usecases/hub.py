@@ -171,7 +171,8 @@ class Hub:
             InputError: any of the problems of SPEC §5; nothing is stored then.
         """
         # The same bytes again are the same package: answered before paying to verify them.
-        earlier = await self.store.find_by_sha256(agency.organ_id, hashlib.sha256(body).hexdigest())
+        sha256 = hashlib.sha256(body).hexdigest()
+        earlier = await self.store.find_by_sha256(agency.organ_id, sha256)
         if earlier is not None:
             return Accepted(json.loads(earlier.answer), created=False)
         codes = await self.codes(agency)
@@ -179,7 +180,7 @@ class Hub:
             package = self._verify(agency, codes, body)
         else:
             package = await self._verify_off_loop(agency, codes, body)
-        return await self.admit(agency, codes, package, body)
+        return await self.admit(agency, codes, package, body, sha256=sha256)
 
     async def _verify_off_loop(
         self, agency: Agency, codes: dict[str, str | None], body: bytes
@@ -209,15 +210,17 @@ class Hub:
         body: bytes,
         notes: str | None = None,
         tallies: tuple[tuple[str, str], ...] = (),
+        sha256: str | None = None,
     ) -> Accepted:
         """Route and commit a package already read from ``body`` (and verified, or vouched
         for by the face that read it, which says how in ``notes``), sent by ``agency``.
-        Every face comes through here: the rules of SPEC §5 are applied once.
+        Every face comes through here: the rules of SPEC §5 are applied once. ``sha256``:
+        the body's, when the caller has it already (a big body is hashed once).
 
         Raises:
             InputError: any routing problem of SPEC §5, or a resend with other bytes.
         """
-        sha256 = hashlib.sha256(body).hexdigest()
+        sha256 = sha256 or hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
         earlier = await self.store.find_by_key(agency.organ_id, key)
         if earlier is not None:
@@ -381,6 +384,12 @@ class Hub:
             return await self.store.apply_event(record.id, agency.organ_id, event, self.clock())
         except InvalidTransition as exc:
             raise NotAllowed(f"package {record.id} is {exc.state} for {agency.organ_id}") from exc
+
+    async def record(self, package_id: str) -> PackageRecord:
+        """The package ``package_id`` (without its body).
+
+        Raises UnknownDocument: no such package, or no id as the hub makes them."""
+        return await self._record(package_id)
 
     async def _record(self, package_id: str) -> PackageRecord:
         record = await self.store.get_record(_checked_id(package_id))

@@ -16,24 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from axis.core import conformance, formats, intake, pki, vdxp
 from axis.core.formats import ORGAN_ID_2016_RE, ORGAN_ID_QD20_RE, PackageKind, is_organ_id
 from axis.core.stats import Metric
-from axis.core.vdxp import Call, CallFailed, Fault, ItemState, Mark, Operation
+from axis.core.vdxp import VIETNAM, Call, CallFailed, Fault, ItemState, Mark, Operation
 from axis.core.xmlsafe import load_xml
 from axis.errors import AxisError, DuplicateConflict, Nonconforming
 from axis.host.config import VdxpSettings
 from axis.store.base import Agency, ItemFilter, ItemQuery, System
 from axis.usecases.hub import INLINE_VERIFY_BYTES, Hub
 
-VIETNAM = timezone(timedelta(hours=7))
 SERVICE_TYPE = "eDoc"
 MAX_PAGE = 1000  # the largest page of a received list (the SDK's example asks for all)
 
@@ -151,10 +151,13 @@ class NationalFace:
         sender = call.param("from") or ""
         if sender != call.system_id and await self._member(call, sender) is None:
             raise CallFailed(Fault.WRONG_FROM, call.system_id, from_=sender or "(none)")
-        declared = call.param("hash-file")
+        declared = (call.param("hash-file") or "").lower()
         if not declared:  # the SDK always sends it: without it, the body would be unsigned
             raise CallFailed(Fault.BAD_REQUEST, "hash-file is required on sendEdoc")
-        if declared.lower() not in {vdxp.unpadded_sha256(edxml), vdxp.unpadded_sha256(body)}:
+        digest = hashlib.sha256(edxml).digest()  # once: for hash-file and for the hub
+        if declared != vdxp.unpadded_hex(digest) and (
+            body == edxml or declared != vdxp.unpadded_sha256(body)  # a client without CRLF
+        ):
             raise CallFailed(Fault.BAD_REQUEST, "hash-file is not the SHA-256 of the body sent")
         root = await self._offloaded(edxml, lambda: load_xml(edxml, self.hub.intake_policy.limits))
         claimed = formats.peek_sender(root)
@@ -172,7 +175,13 @@ class NationalFace:
             (Metric.DEVIATIONS.value, f"{call.system_id} {d.rule}") for d in read.deviations
         ]
         accepted = await self.hub.admit(
-            agency, await self.hub.codes(agency), read.package, edxml, notes, tuple(tallies)
+            agency,
+            await self.hub.codes(agency),
+            read.package,
+            edxml,
+            notes,
+            tuple(tallies),
+            sha256=digest.hex(),
         )
         said = accepted.answer.get("notes", "")
         desc = f"{vdxp.ERRORS[Fault.NONCONFORMING].desc} (da ghi nhan): {said}" if said else ""
@@ -249,10 +258,7 @@ class NationalFace:
         Hub's own checks; NOT_ALLOWED if it went to none of them."""
         if not doc_id:
             raise CallFailed(Fault.BAD_REQUEST, "docId is required")
-        package_id = doc_id.strip()
-        record = await self.store.get_record(package_id) if len(package_id) == 32 else None
-        if record is None:
-            raise CallFailed(Fault.UNKNOWN_DOCUMENT, doc_id)
+        record = await self.hub.record(doc_id.strip())  # the hub's own rule for an id
         recipients = []
         for delivery in await self.store.system_deliveries(record.id, call.system_id):
             agency = await self.store.get_agency(delivery.recipient)
@@ -291,9 +297,7 @@ class NationalFace:
         doc_id = (call.param("docId", "docid") or "").strip()
         if not doc_id:
             raise CallFailed(Fault.BAD_REQUEST, "docId is required")
-        record = await self.store.get_record(doc_id) if len(doc_id) == 32 else None
-        if record is None:
-            raise CallFailed(Fault.UNKNOWN_DOCUMENT, doc_id)
+        record = await self.hub.record(doc_id)
         sender = await self.store.get_agency(record.sender)
         if sender is None or sender.system_id != call.system_id:
             raise CallFailed(Fault.NOT_ALLOWED, f"{doc_id} was not sent by {call.system_id}")
