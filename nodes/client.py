@@ -62,7 +62,14 @@ from axis.errors import (
 )
 from nodes.directory import Directory
 from nodes.profile import Profile
-from nodes.transport import MAX_CONNECTIONS, HttpsTransport, Request, Response, Transport
+from nodes.transport import (
+    MAX_CONNECTIONS,
+    HttpsTransport,
+    Meter,
+    Request,
+    Response,
+    Transport,
+)
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 
@@ -93,13 +100,14 @@ class NodeClient:
         allow_sha1: bool = False,
         dialect: Dialect | None = None,
         seed: int | None = None,
+        meter: Meter | None = None,
     ) -> None:
         """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
         profile's hub, with the agency's certificate). ``allow_sha1``: read packages that
         older agency software signed with SHA-1. ``dialect``: the layout it writes (the
         standard's, or one of the field's: :mod:`axis.core.edxml_dialects`; default: the
         profile's ``dialect``); ``seed`` makes what the dialect draws (attachment UUIDs)
-        repeatable."""
+        repeatable. ``meter``: count the default transport's requests and connections."""
         self.dialect = dialect or DIALECTS[profile.dialect]
         self._rng = random.Random(seed)
         self.profile = profile
@@ -110,7 +118,7 @@ class NodeClient:
         trust = pki.TrustStore(tuple(pki.load_certs(profile.ca.read_bytes())))
         self._intake = IntakePolicy(Verifier(VerificationPolicy(allow_sha1=allow_sha1), trust))
         self.transport = transport or HttpsTransport(
-            self.hub_url, tls_context(profile), timeout_s, max_connections
+            self.hub_url, tls_context(profile), timeout_s, max_connections, meter
         )
         self._directory: Directory | None = None  # fetched when first needed
         self._hub_cert: x509.Certificate | None = None  # hub.pem, read when first needed

@@ -11,9 +11,12 @@ means.
 from __future__ import annotations
 
 import io
+import re
 import ssl
+from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Protocol
 
 import aiohttp
@@ -63,6 +66,30 @@ class Transport(Protocol):
 
 
 LARGE_BODY = 1024 * 1024  # bytes sent through a file object beyond this
+_PACKAGE_ID = re.compile(r"/[0-9a-f]{32}(?=/|$)")
+
+
+def route_of(method: str, path: str) -> str:
+    """A request's route, as the hub's router names it: ``POST /v1/packages/{id}/ack``."""
+    return f"{method} {_PACKAGE_ID.sub('/{id}', path.split('?', 1)[0])}"
+
+
+@dataclass
+class Meter:
+    """What the transports sharing it sent (``axis bench`` counts through one): requests by
+    route, and the new connections they opened, each a TLS handshake."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    connections: int = 0
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+
+        async def opened(session: object, context: SimpleNamespace, params: object) -> None:
+            self.connections += 1
+
+        config.on_connection_create_end.append(opened)
+        return config
 
 
 class HttpsTransport:
@@ -74,10 +101,13 @@ class HttpsTransport:
         ssl_context: ssl.SSLContext,
         timeout_s: float = 60.0,
         max_connections: int = MAX_CONNECTIONS,
+        meter: Meter | None = None,
     ) -> None:
+        """``meter``: count the requests and new connections (shared by several)."""
         self.base_url = base_url.rstrip("/")
         self.ssl_context = ssl_context
         self.max_connections = max_connections
+        self.meter = meter
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -86,6 +116,7 @@ class HttpsTransport:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.ssl_context, limit=self.max_connections),
                 timeout=self._timeout,
+                trace_configs=[self.meter.trace_config()] if self.meter else None,
             )
         return self._session
 
@@ -93,6 +124,8 @@ class HttpsTransport:
         body: bytes | AsyncIterable[bytes] | io.BytesIO | None = request.body
         if isinstance(body, bytes) and len(body) > LARGE_BODY:
             body = io.BytesIO(body)  # written in pieces (aiohttp warns of big bytes at once)
+        if self.meter is not None:
+            self.meter.requests[route_of(request.method, request.path)] += 1
         try:
             async with self._http().request(
                 request.method,

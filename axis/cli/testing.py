@@ -205,6 +205,14 @@ def render_summary(outcome: Any, console: Console) -> None:
     show_default=True,
     help="The agencies' API: axis-node's (native), or the national axis's, as VNPT's SDK calls it.",
 )
+@click.option(
+    "--scenario",
+    type=click.Choice(["point-to-point", "seed-2020"]),
+    default="point-to-point",
+    show_default=True,
+    help="point-to-point: the floor and the pipeline alone (one recipient, no status); "
+    "seed-2020: the national mix of axis simulate (95 agencies, ~3.6 recipients, statuses).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the figures as JSON on stdout.")
 def bench(
     documents: int,
@@ -214,14 +222,22 @@ def bench(
     db: str | None,
     workers: int,
     face: str,
+    scenario: str,
     as_json: bool,
 ) -> None:
     """Measure the floor (sign + verify + store in one process) and the end-to-end exchange
-    through a real hub on loopback; print both, their ratio, send latency and peak RSS."""
+    through a real hub on loopback; print both, their ratio, send latency and peak RSS.
+    With --scenario seed-2020, the national mix instead: what a document costs in CPU,
+    requests and TLS handshakes, the hub's memory over the run, the projected window."""
     from nodes.sim.bench import bench as run_bench
 
     if workers > 1 and not db:
         fail("--workers above 1 needs --db postgresql://… (SQLite serves one worker)")
+    if scenario == "seed-2020":
+        if face != "native" or verifier != "xmlsec":
+            fail("--scenario seed-2020 runs the native face with the xmlsec verifier")
+        _bench_mix(documents, attachment_kb, concurrency, db, workers, as_json)
+        return
 
     stages = {
         "sign": "floor: sign",
@@ -259,6 +275,101 @@ def bench(
         render_bench(result, Console())
     if result.lost:
         fail(f"{result.lost} accepted documents were never acknowledged: the run is not valid")
+
+
+def _bench_mix(
+    documents: int,
+    attachment_kb: float,
+    concurrency: int,
+    db: str | None,
+    workers: int,
+    as_json: bool,
+) -> None:
+    from nodes.sim.bench_mix import bench_mix
+
+    stages = {"mix": "national mix: full rate", "paced": "national mix: half rate"}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stages[stage], total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = runtime.run(
+            bench_mix(
+                documents,
+                attachment_kb=attachment_kb,
+                concurrency=concurrency,
+                db=db,
+                workers=workers,
+                progress=progress,
+            )
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    else:
+        render_mix(result, Console())
+    if result.lost or result.refused:
+        fail(
+            f"{result.lost} documents never acknowledged, {result.refused} refused:"
+            " the run is not valid"
+        )
+
+
+def render_mix(result: Any, console: Console) -> None:
+    """The national mix's figures as a table, with how each was measured."""
+    figures = result.as_json()
+    table = Table(
+        title=f"axis bench --scenario seed-2020: {result.documents:,} documents",
+        show_header=False,
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_column("how", style="dim")
+    table.add_row(
+        "rate", f"{result.per_s:,.1f} documents/s",
+        f"through axis serve ({result.hub}) over TLS, {result.elapsed_s:.0f} s",
+    )  # fmt: skip
+    table.add_row(
+        "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
+        f"agencies {result.agencies_cpu_ms:.1f} ms (from /proc, at full rate)",
+    )  # fmt: skip
+    by_route = ", ".join(
+        f"{route} {n}" for route, n in figures["requests_per_doc_by_route"].items()
+    )
+    table.add_row(
+        "requests per document", f"{figures['requests_per_doc']}", f"{by_route} (target ≤ 7)"
+    )
+    table.add_row(
+        "TLS handshakes per document", f"{figures['tls_handshakes_per_doc']}",
+        f"{result.connections:,} new connections (target ≤ 0.1)",
+    )  # fmt: skip
+    table.add_row(
+        "signed packages per document", f"{figures['signed_packages_per_doc']}",
+        f"documents, updates, statuses; {figures['deliveries_per_doc']} deliveries each",
+    )  # fmt: skip
+    send, full = result.send_ms, result.saturated_send_ms
+    table.add_row(
+        "send latency p50 / p99", f"{send['p50']} / {send['p99']} ms",
+        f"POST → answer at half rate ({result.paced_per_s:.1f}/s, {result.paced_documents:,}"
+        f" documents; target p99 ≤ 50 ms); at full rate {full['p50']} / {full['p99']} ms",
+    )  # fmt: skip
+    table.add_row(
+        "hub RSS", f"{figures['hub_rss_mb_last']} MB",
+        f"first {figures['hub_rss_mb_first']}, at 1,000 documents"
+        f" {figures['hub_rss_mb_at_1000']}, peak {figures['hub_rss_mb_peak']} MB"
+        " (target ≤ 300, flat)",
+    )  # fmt: skip
+    table.add_row(
+        "the whole window", f"{figures['projected_window_min']} min",
+        f"{figures['window_documents']:,} documents (1.26 million sent + received)"
+        " at this rate",
+    )  # fmt: skip
+    console.print(table)
 
 
 def render_bench(result: Any, console: Console) -> None:

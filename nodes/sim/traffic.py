@@ -102,10 +102,19 @@ class PlannedDocument:
 class TrafficModel:
     """Plans the documents of one run."""
 
-    def __init__(self, agencies: Sequence[SimAgency], seed: int, attachment_kb: float = 20):
+    def __init__(
+        self,
+        agencies: Sequence[SimAgency],
+        seed: int,
+        attachment_kb: float = 20,
+        first_number: int = 1,
+    ) -> None:
+        """``first_number`` keeps a second run's DocumentIds apart from the first's (the same
+        number on the same day from the same sender would be the same document)."""
         self.agencies = tuple(agencies)
         self.seed = seed
         self.attachment_kb = attachment_kb
+        self.first_number = first_number
         self._senders = [a.organ_id for a in self.agencies]
         self._sender_weights = [_writes(a) for a in self.agencies]
         self._provinces = [a.organ_id for a in self.agencies if a.tier is Tier.PROVINCE]
@@ -122,7 +131,12 @@ class TrafficModel:
             stamps = sorted(_office_time(rng) for _ in range(count))
             for stamp in stamps:
                 n += 1
-                yield self._document(rng, n, datetime.combine(day, stamp))
+                planned = self._document(rng, n, datetime.combine(day, stamp))
+                yield (
+                    replace(planned, n=n + self.first_number - 1)
+                    if self.first_number != 1
+                    else planned
+                )
 
     def _document(self, rng: random.Random, n: int, sent_at: datetime) -> PlannedDocument:
         sender = rng.choices(self._senders, self._sender_weights)[0]
@@ -179,24 +193,7 @@ class PointToPoint(TrafficModel):
     """The benchmark's exchange (``axis bench``): each document goes to one other agency with
     one attachment of exactly ``attachment_kb``, and its recipient acknowledges it with no
     business status. So every document is the pipeline and nothing more: sign, send, verify,
-    store, route, fetch, ack. ``first_number`` keeps a second run's DocumentIds apart from
-    the first's (the same number on the same day would be the same document)."""
-
-    def __init__(
-        self,
-        agencies: Sequence[SimAgency],
-        seed: int,
-        attachment_kb: float = 20,
-        first_number: int = 1,
-    ) -> None:
-        super().__init__(agencies, seed, attachment_kb)
-        self.first_number = first_number
-
-    def documents(
-        self, total: int, window: Sequence[date] | None = None
-    ) -> Iterator[PlannedDocument]:
-        for planned in super().documents(total, window):
-            yield replace(planned, n=planned.n + self.first_number - 1)
+    store, route, fetch, ack."""
 
     def _recipients(self, rng: random.Random, sender: str) -> tuple[str, ...]:
         return (rng.choice([a for a in self._senders if a != sender]),)

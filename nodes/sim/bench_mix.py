@@ -1,0 +1,251 @@
+"""``axis bench --scenario seed-2020``: the national mix, measured.
+
+The point-to-point bench (:mod:`nodes.sim.bench`) measures the pipeline alone: one recipient,
+no business status. This one runs what ``axis simulate --scenario seed-2020`` runs, the 95
+agencies of the launch window with the calibrated recipient mix (about 3.6 receipts per
+document), their business statuses, updates and every dialect of edXML, through a real
+``axis serve`` over TLS, and counts what a document costs there:
+
+- documents/s, and the hub's and the simulated agencies' CPU per document (from /proc:
+  steadier than rates on a shared machine);
+- requests per document by route, and new connections (TLS handshakes) per document, as the
+  agencies' transports counted them;
+- signed packages per document (documents, updates and statuses the agencies signed);
+- the hub's resident memory as the run goes (it must stay flat);
+- the send latency (POST to its answer) at half the measured rate, and at full rate;
+- the projected time of the whole window (its documents at the measured rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axis.core.edxml_dialects import DIALECTS
+from nodes.client import NodeClient
+from nodes.sim.bench import _cpu_s, _hub_processes, _own_peak_rss_mb
+from nodes.sim.runner import Simulation, Tally, percentiles
+from nodes.sim.simulate import DEFAULT_MIX, Site, agencies_for, client_of, own_hub
+from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
+from nodes.transport import Meter
+
+# progress(stage, done, total): "mix" (documents acknowledged by all), "paced"
+MixProgress = Callable[[str, int, int], None]
+
+PACED_S = 30.0  # the half-rate run lasts about this long (or the whole N, if that is less)
+CLIENT_RETRIES = 20
+RSS_EVERY_S = 1.0  # how often the hub's resident memory is sampled
+WINDOW_DOCUMENTS = documents_for(PUBLISHED_DOCUMENTS)  # the launch window, as documents sent
+
+
+@dataclass(frozen=True)
+class MixResult:
+    """One run of the national mix."""
+
+    documents: int
+    per_s: float
+    elapsed_s: float
+    hub_cpu_ms: float
+    agencies_cpu_ms: float
+    requests: dict[str, int]  # by route, over the full-rate run
+    connections: int  # new TLS connections the agencies opened in the full-rate run
+    signed: int  # packages the agencies signed and the hub accepted (documents, updates, statuses)
+    deliveries: int
+    send_ms: dict[str, float | None]  # POST → answer at half rate
+    saturated_send_ms: dict[str, float | None]
+    paced_per_s: float
+    paced_documents: int
+    hub_rss_mb: list[tuple[int, float]]  # (documents accepted so far, the hub's RSS in MB)
+    agencies_peak_rss_mb: float
+    lost: int
+    duplicates: int
+    refused: int
+    hub: str = ""
+
+    @property
+    def requests_per_document(self) -> float:
+        return sum(self.requests.values()) / max(1, self.documents)
+
+    @property
+    def projected_window_s(self) -> float:
+        """The whole launch window (about 274,000 documents) at this rate."""
+        return WINDOW_DOCUMENTS / self.per_s if self.per_s else float("inf")
+
+    def rss_at(self, documents: int) -> float | None:
+        """The hub's RSS at the first sample with at least ``documents`` accepted."""
+        return next((mb for n, mb in self.hub_rss_mb if n >= documents), None)
+
+    def as_json(self) -> dict[str, Any]:
+        n = max(1, self.documents)
+        return {
+            "scenario": "seed-2020",
+            "documents": self.documents,
+            "docs_per_s": round(self.per_s, 1),
+            "hub_cpu_ms_per_doc": round(self.hub_cpu_ms, 2),
+            "agencies_cpu_ms_per_doc": round(self.agencies_cpu_ms, 2),
+            "requests_per_doc": round(self.requests_per_document, 2),
+            "requests_per_doc_by_route": {
+                route: round(count / n, 3) for route, count in sorted(self.requests.items())
+            },
+            "tls_handshakes_per_doc": round(self.connections / n, 4),
+            "signed_packages_per_doc": round(self.signed / n, 2),
+            "deliveries_per_doc": round(self.deliveries / n, 2),
+            "p50_ms": self.send_ms["p50"],
+            "p99_ms": self.send_ms["p99"],
+            "saturated_p99_ms": self.saturated_send_ms["p99"],
+            "hub_rss_mb_first": self.hub_rss_mb[0][1] if self.hub_rss_mb else None,
+            "hub_rss_mb_at_1000": self.rss_at(1000),
+            "hub_rss_mb_last": self.hub_rss_mb[-1][1] if self.hub_rss_mb else None,
+            "hub_rss_mb_peak": max((mb for _, mb in self.hub_rss_mb), default=None),
+            "projected_window_min": round(self.projected_window_s / 60, 1),
+            "window_documents": WINDOW_DOCUMENTS,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "refused": self.refused,
+            "hub": self.hub,
+        }
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class _RssWatch:
+    pids: list[int]
+    tally: Callable[[], Tally]
+    samples: list[tuple[int, float]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(RSS_EVERY_S)
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError):
+            rss = sum(_rss_mb(pid) for pid in self.pids)
+            self.samples.append((self.tally().accepted, round(rss, 1)))
+
+
+@contextlib.asynccontextmanager
+async def _clients(
+    site: Site, seed: int, meter: Meter, concurrency: int
+) -> AsyncIterator[dict[str, NodeClient]]:
+    chosen = agencies_for("seed-2020", None)
+    written = dialects_of(chosen, DEFAULT_MIX, seed)
+    clients = {
+        a.organ_id: await client_of(
+            site,
+            a,
+            frozenset(),
+            retries=CLIENT_RETRIES,
+            dialect=DIALECTS[written[a.organ_id]],
+            seed=seed,
+            meter=meter,
+        )
+        for a in chosen
+    }
+    try:
+        yield clients
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+async def bench_mix(
+    documents: int,
+    *,
+    attachment_kb: float = 20,
+    concurrency: int = 8,
+    seed: int = 2020,
+    db: str | None = None,
+    workers: int = 1,
+    progress: MixProgress | None = None,
+) -> MixResult:
+    """The national mix through a real hub: ``documents`` at full rate, then half that rate
+    for about PACED_S seconds (see the module doc). ``db``: an empty PostgreSQL database for
+    the hub instead of SQLite, served by ``workers`` processes."""
+    report = progress or (lambda stage, done, total: None)
+    chosen = agencies_for("seed-2020", None)
+    settings = {"database": db} if db else {}
+    meter = Meter()
+    async with (
+        own_hub(chosen, push=False, workers=workers, settings=settings) as site,
+        _clients(site, seed, meter, concurrency) as clients,
+    ):
+        hub_settings = site.data.settings()
+        assert site.pid is not None
+        hub_pids = _hub_processes(site.pid)
+        sent = 0
+
+        def counting(stage: str, total: int) -> Callable[[str, int], None]:
+            def on(what: str, n: int) -> None:
+                nonlocal sent
+                if what == "sent":
+                    sent += n
+                    report(stage, sent, total)
+
+            return on
+
+        full = Simulation(
+            clients,
+            TrafficModel(chosen, seed, attachment_kb),
+            documents,
+            concurrency,
+            progress=counting("mix", documents),
+        )
+        watch = _RssWatch(hub_pids, lambda: full.tally)
+        watcher = asyncio.create_task(watch.run())
+        cpu_before = _cpu_s(hub_pids), _cpu_s([os.getpid()])
+        try:
+            tally = await full.run()
+            watch.sample()
+        finally:
+            watcher.cancel()
+        n = max(1, tally.accepted)
+        hub_cpu = (_cpu_s(hub_pids) - cpu_before[0]) / n * 1000
+        own_cpu = (_cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
+        requests, connections = dict(meter.requests), meter.connections
+        rate = tally.accepted / full.elapsed_s
+        paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
+        sent = 0
+        paced = Simulation(
+            clients,
+            TrafficModel(chosen, seed + 1, attachment_kb, first_number=documents + 1),
+            paced_n,
+            concurrency,
+            progress=counting("paced", paced_n),
+            pace_per_s=rate / 2,
+        )
+        paced_tally = await paced.run()
+    database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
+    plural = "s" if workers > 1 else ""
+    return MixResult(
+        documents=tally.accepted,
+        per_s=rate,
+        elapsed_s=full.elapsed_s,
+        hub_cpu_ms=hub_cpu,
+        agencies_cpu_ms=own_cpu,
+        requests=requests,
+        connections=connections,
+        signed=tally.accepted + tally.updates + tally.statuses,
+        deliveries=tally.deliveries,
+        send_ms=percentiles(paced_tally.send_ms),
+        saturated_send_ms=percentiles(tally.send_ms),
+        paced_per_s=paced_tally.accepted / paced.elapsed_s,
+        paced_documents=paced_n,
+        hub_rss_mb=watch.samples,
+        agencies_peak_rss_mb=_own_peak_rss_mb(),
+        lost=tally.lost + paced_tally.lost,
+        duplicates=tally.duplicates + paced_tally.duplicates,
+        refused=sum(tally.refused.values()) + sum(paced_tally.refused.values()),
+        hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
+    )
