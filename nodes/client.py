@@ -11,6 +11,7 @@ with the hub's problem+json on it (``answer``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import mimetypes
@@ -57,6 +58,7 @@ from axis.errors import (
     ProfileError,
     RateLimited,
     SenderMismatch,
+    UnexpectedAnswer,
     Unreachable,
     from_problem,
 )
@@ -445,6 +447,46 @@ class NodeClient:
             query.append(f"limit={limit}")
         path = "/v1/inbox" + ("?" + "&".join(query) if query else "")
         result: dict[str, Any] = await self._json("GET", path)
+        return result
+
+    async def take(
+        self, after: str | None = None, limit: int | None = None, max_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """One page of pending packages carrying the packages themselves (``GET
+        /v1/inbox?bodies=1``): each item's ``body`` is its exact bytes, checked against its
+        sha256, or None when the page's byte budget (``max_bytes``, the hub's at most) was
+        spent before it: :meth:`fetch` that one. Carried packages count as fetched; they stay
+        in the inbox until acknowledged.
+
+        Raises:
+            UnexpectedAnswer: a body is not what its sha256 says."""
+        query = ["bodies=1"]
+        if after:
+            query.append(f"after={after}")
+        if limit:
+            query.append(f"limit={limit}")
+        if max_bytes is not None:
+            query.append(f"max_bytes={max_bytes}")
+        page: dict[str, Any] = await self._json("GET", "/v1/inbox?" + "&".join(query))
+        for item in page["items"]:
+            if item.get("body") is None:
+                continue
+            body = base64.b64decode(item["body"], validate=True)
+            if hashlib.sha256(body).hexdigest() != item["sha256"]:
+                raise UnexpectedAnswer(f"package {item['id']} arrived other than it was stored")
+            item["body"] = body
+        return page
+
+    async def ack_many(self, package_ids: Sequence[str]) -> dict[str, Any]:
+        """Acknowledge several packages in one request (``POST /v1/acks``; idempotent):
+        ``{"acknowledged": [ids], "refused": [{"id", "type", "status", "detail"}]}``."""
+        answer = await self._request(
+            "POST",
+            "/v1/acks",
+            data=json.dumps({"ids": list(package_ids)}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        result: dict[str, Any] = json.loads(answer.body)
         return result
 
     async def inbox_all(self) -> list[dict[str, Any]]:

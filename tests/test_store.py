@@ -31,6 +31,7 @@ from axis.errors import DuplicateConflict, Unavailable
 from axis.store import open_store
 from axis.store.base import (
     Agency,
+    Delivery,
     ItemFilter,
     ItemQuery,
     NewPackage,
@@ -525,6 +526,33 @@ async def test_apply_event_follows_the_lifecycle_table(store: Store) -> None:
         state = expected
         [stored] = await store.deliveries(p.id)
         assert stored.state is expected
+
+
+async def test_apply_events_moves_several_in_one_write_and_reports_each(store: Store) -> None:
+    """A batched ack (or read): each delivery moves as apply_event would move it; one the
+    table cannot move is reported and left, one that does not exist is None; each real move
+    is logged once, a repeat changes nothing."""
+    for n in (1, 2, 3):
+        await store.insert_package(package(n, recipients=(H41,)))
+    await store.apply_event("pkg-0003", H41, E.RECALLED, T0)
+    head_before = (await store.log_head())[0]
+    at = T0 + timedelta(minutes=5)
+    ids = ["pkg-0001", "pkg-0002", "pkg-0003", "pkg-0404"]
+    moved = await store.apply_events(ids, H41, E.FETCHED, at)  # a read carrying them
+    assert [getattr(m, "state", None) for m in moved[:2]] == [S.DELIVERED, S.DELIVERED]
+    assert isinstance(moved[2], InvalidTransition) and moved[2].state is S.RECALLED
+    assert moved[3] is None
+    assert (await store.log_head())[0] == head_before + 2
+    acked = await store.apply_events(ids, H41, E.ACKED, at)  # an ack of a recall: a no-op
+    assert [getattr(m, "state", None) for m in acked] == [
+        S.ACKNOWLEDGED, S.ACKNOWLEDGED, S.RECALLED, None
+    ]  # fmt: skip
+    assert (await store.log_head())[0] == head_before + 4
+    again = await store.apply_events(ids[:2], H41, E.ACKED, at + timedelta(minutes=1))
+    assert [m.updated_at for m in again if isinstance(m, Delivery)] == [at, at]
+    assert (await store.log_head())[0] == head_before + 4
+    assert [d.state for d in await store.deliveries("pkg-0003")] == [S.RECALLED]
+    assert await store.apply_events([], H41, E.ACKED, at) == []
 
 
 async def test_apply_event_records_when_the_state_changed(store: Store) -> None:

@@ -22,6 +22,20 @@ def test_a_document_leaves_the_open_set_once_every_recipient_acknowledged() -> N
     assert not t.acknowledged_by("p9", "A"), "a package the run never sent is not counted"
 
 
+def test_an_acknowledgement_before_the_sender_heard_the_answer_counts() -> None:
+    """The hub committed a document, restarted before its answer reached the sender, and a
+    recipient read and acknowledged it before the sender's resend got the 200: not lost."""
+    t = Tally()
+    assert not t.acknowledged_by("p1", "A")  # the sender has not heard yet
+    t.confirm("p1|A")
+    assert t.opened("p1", ("A", "B")) == 1
+    assert t.acknowledged == 1 and t.waiting["A"] == 0 and t.waiting["B"] == 1
+    assert t.acknowledged_by("p1", "B")
+    assert t.lost == 0 and t.acknowledged == 2
+    t.confirm("p2|A")
+    assert t.opened("p2", ("A",)) == 1 and t.lost == 0 and "p2" not in t.open
+
+
 def test_confirmed_acknowledgements_are_remembered_in_a_window(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
-from axis.core.lifecycle import DeliveryEvent, DeliveryState
+from axis.core.lifecycle import DeliveryEvent, DeliveryState, InvalidTransition
 from axis.core.logchain import Checkpoint, LogEntry
 from axis.core.routing import StatusUpdate
 
@@ -317,6 +317,11 @@ class Store(Protocol):
     async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
         """Packages still pending for ``recipient`` with ``seq > after``, oldest first."""
 
+    async def inbox_sized(
+        self, recipient: str, after: int, limit: int
+    ) -> list[tuple[PackageRecord, int]]:
+        """:meth:`inbox`, each package with the size of its body in bytes."""
+
     async def apply_event(
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
     ) -> Delivery | None:
@@ -325,6 +330,13 @@ class Store(Protocol):
         Raises:
             axis.core.lifecycle.InvalidTransition: the move is not allowed from its state.
         """
+
+    async def apply_events(
+        self, package_ids: Sequence[str], recipient: str, event: DeliveryEvent, at: datetime
+    ) -> list[Delivery | InvalidTransition | None]:
+        """:meth:`apply_event` on several of one recipient's deliveries in one transaction;
+        for each, in order, what :meth:`apply_event` would return or raise (a delivery the
+        table cannot move is left as it is; the others move)."""
 
     async def trace(self, package_id: str) -> list[Hop]:
         """The hub's trace of a package, oldest first."""

@@ -232,14 +232,22 @@ class SqlReads:
         return delivery_row(rows[0]) if rows else None
 
     async def inbox(self, recipient: str, after: int, limit: int) -> list[PackageRecord]:
+        # The size comes from the row's header (SQLite) or the TOAST pointer (PostgreSQL):
+        # the body itself is not read.
+        return [record for record, _ in await self.inbox_sized(recipient, after, limit)]
+
+    async def inbox_sized(
+        self, recipient: str, after: int, limit: int
+    ) -> list[tuple[PackageRecord, int]]:
         rows = await self._lookup(
-            f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))}"
+            f"SELECT {', '.join('p.' + c.strip() for c in PACKAGE_COLUMNS.split(','))},"
+            " length(p.body)"
             " FROM deliveries d JOIN packages p ON p.id = d.package_id"
             f" WHERE d.recipient = ? AND {PENDING_LITERAL} AND d.seq > ?"
             " ORDER BY d.seq LIMIT ?",
             (recipient, after, limit),
         )
-        return [package_row(r) for r in rows]
+        return [(package_row(r[:-1]), int(r[-1] or 0)) for r in rows]
 
     async def received_items(
         self, system_id: str, kind: PackageKind, query: ItemQuery

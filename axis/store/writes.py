@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from axis.core import lifecycle
 from axis.core.edxml_model import PackageKind
-from axis.core.lifecycle import DeliveryEvent, DeliveryState, next_state
+from axis.core.lifecycle import DeliveryEvent, DeliveryState, InvalidTransition, next_state
 from axis.core.logchain import (
     GENESIS,
     Checkpoint,
@@ -511,6 +511,22 @@ def apply_event(
     return (yield from _move(package_id, recipient, event, at))
 
 
+def apply_events(
+    package_ids: Sequence[str], recipient: str, event: DeliveryEvent, at: datetime
+) -> Step[list[Delivery | InvalidTransition | None]]:
+    """One lifecycle event on several of one recipient's deliveries (a batched read, a
+    batched ack), as one write. A delivery the table cannot move is reported and left as it
+    is: :func:`_move` raises before it changes anything."""
+    yield SERIALIZE
+    moved: list[Delivery | InvalidTransition | None] = []
+    for package_id in package_ids:
+        try:
+            moved.append((yield from _move(package_id, recipient, event, at)))
+        except InvalidTransition as refused:
+            moved.append(refused)
+    return moved
+
+
 # -- push delivery --------------------------------------------------------------------------
 
 # Due deliveries, at most ``per_recipient`` leased per recipient counting the live leases it
@@ -656,6 +672,11 @@ class SqlWrites(abc.ABC):
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime
     ) -> Delivery | None:
         return await self._write(apply_event(package_id, recipient, event, at))
+
+    async def apply_events(
+        self, package_ids: Sequence[str], recipient: str, event: DeliveryEvent, at: datetime
+    ) -> list[Delivery | InvalidTransition | None]:
+        return await self._write(apply_events(package_ids, recipient, event, at))
 
     async def claim_pushes(
         self, owner: str, now: datetime, lease_s: float, limit: int, per_recipient: int = 1_000_000

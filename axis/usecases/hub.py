@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography import x509
 
-from axis.core import intake, pki
+from axis.core import intake, lifecycle, pki
 from axis.core.formats import BusinessDocType, Edoc, Package
 from axis.core.intake import IntakePolicy
 from axis.core.lifecycle import DeliveryEvent, InvalidTransition
@@ -31,6 +31,7 @@ from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import Verifier
 from axis.core.xmlsafe import ParseLimits
 from axis.errors import (
+    AxisError,
     DuplicateConflict,
     InvalidSignature,
     NotAllowed,
@@ -60,6 +61,17 @@ INLINE_VERIFY_BYTES = 64 * 1024
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One package of an inbox read that carries the packages (:meth:`Hub.take`): its record,
+    the size of its body, and the body, or None when the read's byte budget was spent before
+    it (the recipient fetches it on its own)."""
+
+    record: PackageRecord
+    size: int
+    body: bytes | None
 
 
 @dataclass(frozen=True)
@@ -317,6 +329,73 @@ class Hub:
         limit = max(1, min(limit, self.settings.limits.inbox_page))
         items = await self.store.inbox(agency.organ_id, after, limit)
         return items, (items[-1].seq if len(items) == limit else None)
+
+    async def take(
+        self, agency: Agency, after: int, limit: int, max_bytes: int
+    ) -> tuple[list[Taken], int | None]:
+        """:meth:`inbox` carrying the packages themselves: oldest first, as many as fit in
+        ``max_bytes`` (at most ``inbox_bytes``); the rest of the page is listed without its
+        body. Each package carried is fetched, as ``GET /v1/packages/{id}`` fetches it, all in
+        one write; one recalled or acknowledged since it was listed is left out. A carried
+        package stays in the inbox until it is acknowledged, so a recipient that loses the
+        answer gets it again on its next read."""
+        limit = max(1, min(limit, self.settings.limits.inbox_page))
+        budget = max(0, min(max_bytes, self.settings.limits.inbox_bytes))
+        listed = await self.store.inbox_sized(agency.organ_id, after, limit)
+        carried: list[str] = []
+        spent = 0
+        for record, size in listed:
+            if spent + size > budget:
+                break  # in order: a later small package never jumps a large one
+            carried.append(record.id)
+            spent += size
+        moved = await self.store.apply_events(
+            carried, agency.organ_id, DeliveryEvent.FETCHED, self.clock()
+        )
+        fetched = [
+            pid
+            for pid, delivery in zip(carried, moved, strict=True)
+            if isinstance(delivery, Delivery) and delivery.state in lifecycle.PENDING
+        ]
+        bodies = await self.store.package_bodies(fetched)
+        gone = set(carried) - set(fetched)
+        items = [
+            Taken(record, size, bodies.get(record.id))
+            for record, size in listed
+            if record.id not in gone
+        ]
+        return items, (listed[-1][0].seq if len(listed) == limit else None)
+
+    async def ack_many(
+        self, agency: Agency, package_ids: list[str]
+    ) -> tuple[list[str], list[tuple[str, AxisError]]]:
+        """Acknowledge several packages in one write; repeating any of it is harmless. The
+        ids acknowledged (a recalled package's ack is the harmless no-op :meth:`ack` makes
+        it), and each one refused with why (:meth:`ack`'s refusals: an unknown id, or a
+        package not addressed to the agency); the others are acknowledged all the same."""
+        ids = list(dict.fromkeys(package_ids))
+        valid = [pid for pid in ids if PACKAGE_ID_RE.match(pid)]
+        moved = await self.store.apply_events(
+            valid, agency.organ_id, DeliveryEvent.ACKED, self.clock()
+        )
+        outcome = dict(zip(valid, moved, strict=True))
+        acknowledged: list[str] = []
+        refused: list[tuple[str, AxisError]] = []
+        for pid in ids:
+            delivery = outcome.get(pid)
+            if isinstance(delivery, Delivery):
+                acknowledged.append(pid)
+            elif isinstance(delivery, InvalidTransition):
+                refused.append(
+                    (pid, NotAllowed(f"package {pid} is {delivery.state} for {agency.organ_id}"))
+                )
+            elif pid in outcome and await self.store.get_record(pid) is not None:
+                refused.append(
+                    (pid, NotAllowed(f"package {pid} is not addressed to {agency.organ_id}"))
+                )
+            else:
+                refused.append((pid, UnknownDocument(f"no package {pid[:64]!r}")))
+        return acknowledged, refused
 
     async def fetch(self, agency: Agency, package_id: str) -> bytes:
         """The exact stored bytes, for the sender or a recipient; a recipient's fetch marks

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -11,7 +14,7 @@ from aiohttp import web
 from axis.errors import SchemaViolation, UnsupportedMediaType
 from axis.http.body import XML_TYPES, read_body
 from axis.http.keys import AGENCY, NOTES_HEADER, PACKAGE_ID
-from axis.store.base import Agency
+from axis.store.base import Agency, PackageRecord
 from axis.web.keys import HUB, METRICS
 
 SEND_CHUNK = 64 * 1024  # a package goes out in pieces of this size
@@ -60,28 +63,84 @@ def int_param(request: web.Request, name: str, default: int, most: int = 2**62) 
     return min(int(raw), most)
 
 
+def bool_param(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter (``1``/``true``, ``0``/``false``, or absent); 422 else."""
+    raw = request.query.get(name, "").lower()
+    if raw not in _BOOLEANS:
+        raise SchemaViolation(f"the query parameter {name} must be 1, 0, true or false")
+    return _BOOLEANS[raw]
+
+
+_BOOLEANS = {"": False, "0": False, "false": False, "1": True, "true": True}
+
+
+def _item(p: PackageRecord) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "kind": p.kind.value,
+        "from": p.sender,
+        "document_id": p.document_id,
+        "subject": p.subject,
+        "received_at": p.received_at.isoformat(timespec="milliseconds"),
+        # Taken on the national axis's face: unsigned, or deviating (read it so).
+        "notes": p.notes or None,
+    }
+
+
 async def inbox(request: web.Request) -> web.Response:
     agency = await current_agency(request)
     hub = request.app[HUB]
+    limits = hub.settings.limits
     after = int_param(request, "after", 0)
-    limit = int_param(request, "limit", hub.settings.limits.inbox_page)
-    items, cursor = await hub.inbox(agency, after, limit)
+    limit = int_param(request, "limit", limits.inbox_page)
+    if bool_param(request, "bodies"):
+        # The packages themselves, base64 in the JSON (exact bytes, and their sha256 to
+        # check them by): one request where a page of GETs would be many.
+        max_bytes = int_param(request, "max_bytes", limits.inbox_bytes)
+        taken, cursor = await hub.take(agency, after, limit, max_bytes)
+        items = [
+            _item(t.record)
+            | {
+                "sha256": t.record.sha256,
+                "size": t.size,
+                "body": None if t.body is None else base64.b64encode(t.body).decode("ascii"),
+            }
+            for t in taken
+        ]
+    else:
+        records, cursor = await hub.inbox(agency, after, limit)
+        items = [_item(p) for p in records]
+    return web.json_response({"items": items, "next": None if cursor is None else str(cursor)})
+
+
+ACKS_BODY_BYTES = 64 * 1024  # a batch of ids: 500 of 32 hex digits, quoted, fit in 20 KB
+
+
+async def ack_many(request: web.Request) -> web.Response:
+    agency = await current_agency(request)
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f'send {{"ids": [...]}} as application/json, not {request.content_type!r}'
+        )
+    hub = request.app[HUB]
+    limits = hub.settings.limits
+    body = await read_body(request, ACKS_BODY_BYTES, limits.body_idle_timeout_s, 30.0)
+    try:
+        ids = json.loads(body)["ids"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SchemaViolation('the body must be JSON: {"ids": ["package id", ...]}') from exc
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise SchemaViolation('"ids" must be a list of package ids (strings)')
+    if len(ids) > limits.ack_batch:
+        raise SchemaViolation(f"at most {limits.ack_batch} ids in one acknowledgement")
+    acknowledged, refused = await hub.ack_many(agency, ids)
     return web.json_response(
         {
-            "items": [
-                {
-                    "id": p.id,
-                    "kind": p.kind.value,
-                    "from": p.sender,
-                    "document_id": p.document_id,
-                    "subject": p.subject,
-                    "received_at": p.received_at.isoformat(timespec="milliseconds"),
-                    # Taken on the national axis's face: unsigned, or deviating (read it so).
-                    "notes": p.notes or None,
-                }
-                for p in items
+            "acknowledged": acknowledged,
+            "refused": [
+                {"id": pid[:64], "type": e.type_uri, "status": e.status, "detail": e.detail}
+                for pid, e in refused
             ],
-            "next": None if cursor is None else str(cursor),
         }
     )
 
@@ -157,6 +216,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/inbox", inbox)
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/packages/{id}/ack", ack)
+    app.router.add_post("/v1/acks", ack_many)
     app.router.add_get("/v1/packages/{id}/deliveries", deliveries)
     app.router.add_get("/v1/packages/{id}/trace", trace)
     app.router.add_get("/v1/agencies", agencies)

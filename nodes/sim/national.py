@@ -12,7 +12,7 @@ would, so the simulation counts it the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -100,6 +100,36 @@ class NationalAgency(NodeClient):
         """updateStatus done: the acknowledgement."""
         _raise_for(await self._retrying(lambda: self.sdk.update_status(package_id, "done")))
         self._notes.pop(package_id, None)
+
+    async def take(
+        self, after: str | None = None, limit: int | None = None, max_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """The received lists, each package fetched with getEdoc (this face has no read that
+        carries them)."""
+        page = await self.inbox(after, limit)
+        for item in page["items"]:
+            try:
+                item["body"], item["notes"] = await self.fetch(item["id"])
+            except AxisError as exc:
+                if not exc.remote:
+                    raise
+                item["body"] = None  # refused now: the caller fetches it alone, and sees why
+        return page
+
+    async def ack_many(self, package_ids: Sequence[str]) -> dict[str, Any]:
+        """updateStatus done, one package at a time (this face acknowledges no batch)."""
+        acknowledged: list[str] = []
+        refused: list[dict[str, Any]] = []
+        for package_id in package_ids:
+            try:
+                await self.ack(package_id)
+            except AxisError as exc:
+                if not exc.remote:
+                    raise
+                refused.append({"id": package_id, "type": exc.type_uri, "detail": exc.detail})
+            else:
+                acknowledged.append(package_id)
+        return {"acknowledged": acknowledged, "refused": refused}
 
 
 def _raise_for(answer: VdxpAnswer) -> None:

@@ -38,6 +38,7 @@ Progress = Callable[[str, int], None]
 UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra recipient
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
 INBOX_PAGE = 100
+GATHER_S = 1.0  # a woken receiver reads this much later: one read carries what came meanwhile
 
 
 DONE_WINDOW = 500_000  # acknowledgements remembered to recognise a package handed out again
@@ -77,11 +78,21 @@ class Tally:
     def lost(self) -> int:
         return len(self.open)
 
-    def opened(self, package_id: str, recipients: tuple[str, ...]) -> None:
+    def opened(self, package_id: str, recipients: tuple[str, ...]) -> int:
+        """An accepted edoc's deliveries are due; how many were acknowledged already."""
         if package_id in self.open:
-            return  # a resend the hub answered with 200: the same package
-        self.open[package_id] = (set(recipients), time.perf_counter())
-        self.waiting.update(recipients)
+            return 0  # a resend the hub answered with 200: the same package
+        # A recipient may have read and acknowledged the package before its sender heard the
+        # hub's answer (the answer was lost in a restart and the resend came later): that
+        # acknowledgement was confirmed already, and counts now.
+        early = [r for r in recipients if f"{package_id}|{r}" in self.done]
+        self.acknowledged += len(early)
+        self.latencies_ms.extend(0.0 for _ in early)
+        waiting = set(recipients) - set(early)
+        if waiting:
+            self.open[package_id] = (waiting, time.perf_counter())
+            self.waiting.update(waiting)
+        return len(early)
 
     def acknowledged_by(self, package_id: str, recipient: str) -> bool:
         """A recipient's confirmed acknowledgement of an edoc: True the first time."""
@@ -133,10 +144,13 @@ class Simulation:
         progress: Progress | None = None,
         faults: Faults | None = None,
         pace_per_s: float | None = None,
+        gather_s: float = GATHER_S,
     ) -> None:
         """``pace_per_s``: hand documents to the senders at this steady rate instead of as
         fast as ``concurrency`` senders can post them (a latency measurement below the
-        maximum rate)."""
+        maximum rate). ``gather_s``: how long a receiver woken by new work lets more gather
+        before it reads (fewer, fuller reads)."""
+        self.gather_s = gather_s
         self.clients = clients
         self.pace_per_s = pace_per_s
         self.faults = faults or Faults()
@@ -254,8 +268,10 @@ class Simulation:
     def _deliver(self, package_id: str, recipients: tuple[str, ...]) -> None:
         """An accepted edoc's deliveries are due: count them, wake their recipients."""
         self.tally.deliveries += len(recipients)
-        self.tally.opened(package_id, recipients)
+        early = self.tally.opened(package_id, recipients)
         self.progress("deliveries", len(recipients))
+        if early:
+            self.progress("acknowledged", early)
         for recipient in recipients:
             self._wake[recipient].set()
 
@@ -281,6 +297,9 @@ class Simulation:
         return self.faults.offline_from <= done < self.faults.offline_until
 
     async def _receive(self, organ_id: str) -> None:
+        """The agency's receiving side: read the inbox with the packages in it, handle them,
+        acknowledge them in one request, then answer with business statuses; sleep until a
+        hint (or POLL_S), and let work gather for ``gather_s`` before the next read."""
         client = self.clients[organ_id]
         wake = self._wake[organ_id]
         while True:
@@ -289,13 +308,13 @@ class Simulation:
                 continue
             wake.clear()
             try:
-                items = (await client.inbox(limit=INBOX_PAGE))["items"]
+                items = (await client.take(limit=INBOX_PAGE))["items"]
             except AxisError as exc:
                 if not _from_the_hub(exc):
                     raise
                 items = []
-            for item in items:
-                await self._handle(client, organ_id, item)
+            if items:
+                await self._handle_all(client, organ_id, items)
             if len(items) == INBOX_PAGE:
                 continue  # a full page: there is probably more
             if self._sending_done.is_set() and not self._waiting_on(organ_id):
@@ -303,48 +322,111 @@ class Simulation:
             try:
                 await asyncio.wait_for(wake.wait(), POLL_S)
             except TimeoutError:
-                pass
+                continue
+            if self.gather_s and not self._sending_done.is_set():
+                # More is probably on its way: one read a little later carries it all.
+                await asyncio.sleep(self.gather_s)
 
     def _waiting_on(self, organ_id: str) -> bool:
         return self.tally.waiting[organ_id] > 0
 
-    async def _handle(self, client: NodeClient, organ_id: str, item: dict[str, Any]) -> None:
-        key = f"{item['id']}|{organ_id}"
-        t = self.tally
-        if organ_id in self.faults.slow:
-            await asyncio.sleep(self.faults.slow_s)
-        try:
-            if key in t.done:
-                # The hub confirmed this ack (204, or 201 for status 01), yet hands the package
-                # out again as new work: that is a duplicate. Ack again; do not redo the work.
-                t.duplicates += 1
-                await client.ack(item["id"])
-                return
-            body, notes = await client.fetch(item["id"])
-            if item["kind"] == "status":
-                await client.ack(item["id"])
-                t.confirm(key)
-                return
-            edoc = await client.verified(body, notes)
-            assert isinstance(edoc, Edoc)
-            if edoc.business.doc_type is BusinessDocType.UPDATE:
-                codes: tuple[str, ...] = ("15",)  # the update is taken: it agrees (15)
-            else:
-                codes = self.model.statuses(edoc.document_id, organ_id)
-            if codes[:1] == ("01",):
-                await self._status(client, edoc, "01")
-                codes = codes[1:]
-            else:
-                await client.ack(item["id"])
-            if t.acknowledged_by(item["id"], organ_id):
-                self.progress("acknowledged", 1)
-            t.confirm(key)
-            for code in codes:
+    async def _handle_all(
+        self, client: NodeClient, organ_id: str, items: list[dict[str, Any]]
+    ) -> None:
+        """One read's packages: each read and checked; a document whose first answer is 01
+        acknowledged by that status, the rest in one batch; then the business statuses of
+        those acknowledged. What the hub refuses or cannot take stays in the inbox for the
+        next read."""
+        to_ack: dict[str, tuple[Edoc, tuple[str, ...]] | None] = {}  # None: a status
+        answer_next: list[tuple[Edoc, tuple[str, ...]]] = []
+        for item in items:
+            if organ_id in self.faults.slow:
+                await asyncio.sleep(self.faults.slow_s)
+            try:
+                answered = await self._handle(client, organ_id, item, to_ack)
+            except AxisError as exc:
+                if not _from_the_hub(exc):
+                    raise
+                continue  # still in the inbox: handled on a later read
+            if answered is not None:
+                answer_next.append(answered)
+        if to_ack:
+            try:
+                acknowledged = (await client.ack_many(list(to_ack)))["acknowledged"]
+            except AxisError as exc:
+                if not _from_the_hub(exc):
+                    raise
+                acknowledged = []
+            for package_id in acknowledged:
+                planned = to_ack[package_id]
+                self._confirmed(package_id, organ_id, edoc=planned is not None)
+                if planned is not None:
+                    answer_next.append(planned)
+        for edoc, codes in answer_next:
+            await self._answer(client, edoc, codes)
+
+    async def _handle(
+        self,
+        client: NodeClient,
+        organ_id: str,
+        item: dict[str, Any],
+        to_ack: dict[str, tuple[Edoc, tuple[str, ...]] | None],
+    ) -> tuple[Edoc, tuple[str, ...]] | None:
+        """One package: put on ``to_ack`` with what to answer once acknowledged, or
+        acknowledged here by status 01 (then: the edoc and the codes still to send)."""
+        package_id = item["id"]
+        if f"{package_id}|{organ_id}" in self.tally.done:
+            # The hub confirmed this ack (204, or 201 for status 01), yet hands the package
+            # out again as new work: that is a duplicate. Ack again; do not redo the work.
+            self.tally.duplicates += 1
+            to_ack[package_id] = None
+            return None
+        edoc = await self._read(client, item)
+        if edoc is None:
+            to_ack[package_id] = None
+            return None
+        codes = self._answers(edoc, organ_id)
+        if codes[:1] != ("01",):
+            to_ack[package_id] = (edoc, codes)
+            return None
+        await self._status(client, edoc, "01")  # 01 acknowledges
+        self._confirmed(package_id, organ_id, edoc=True)
+        return edoc, codes[1:]
+
+    async def _answer(self, client: NodeClient, edoc: Edoc, codes: tuple[str, ...]) -> None:
+        """The business statuses of an acknowledged edoc, in order; a refusal ends them."""
+        for code in codes:
+            try:
                 await self._status(client, edoc, code)
-        except AxisError as exc:
-            if not _from_the_hub(exc):
-                raise
-            return  # still in the inbox: handled on a later round
+            except AxisError as exc:
+                if not _from_the_hub(exc):
+                    raise
+                return
+
+    async def _read(self, client: NodeClient, item: dict[str, Any]) -> Edoc | None:
+        """The item's edoc, read and checked as the hub vouched for it (fetched alone when
+        the read did not carry it); None for a status."""
+        body = item.get("body")
+        if body is None:
+            body, notes = await client.fetch(item["id"])
+        else:
+            notes = item.get("notes")
+        if item["kind"] == "status":
+            return None
+        edoc = await client.verified(body, notes)
+        assert isinstance(edoc, Edoc)
+        return edoc
+
+    def _answers(self, edoc: Edoc, organ_id: str) -> tuple[str, ...]:
+        if edoc.business.doc_type is BusinessDocType.UPDATE:
+            return ("15",)  # the update is taken: it agrees (15)
+        return self.model.statuses(edoc.document_id, organ_id)
+
+    def _confirmed(self, package_id: str, organ_id: str, edoc: bool) -> None:
+        """The hub confirmed the acknowledgement of one package."""
+        if edoc and self.tally.acknowledged_by(package_id, organ_id):
+            self.progress("acknowledged", 1)
+        self.tally.confirm(f"{package_id}|{organ_id}")
 
     async def _status(self, client: NodeClient, edoc: Edoc, code: str) -> None:
         package = client.build_status(edoc, code)
