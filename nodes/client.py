@@ -18,7 +18,7 @@ import mimetypes
 import random
 import re
 import ssl
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
@@ -31,6 +31,7 @@ from cryptography import x509
 from lxml import etree
 
 from axis.core import formats, pki
+from axis.core.clock import HEADER as SIMULATED_TIME
 from axis.core.edxml_dialects import DIALECTS, Dialect
 from axis.core.formats import (
     Attachment,
@@ -103,13 +104,17 @@ class NodeClient:
         dialect: Dialect | None = None,
         seed: int | None = None,
         meter: Meter | None = None,
+        simulated_clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
         profile's hub, with the agency's certificate). ``allow_sha1``: read packages that
         older agency software signed with SHA-1. ``dialect``: the layout it writes (the
         standard's, or one of the field's: :mod:`axis.core.edxml_dialects`; default: the
         profile's ``dialect``); ``seed`` makes what the dialect draws (attachment UUIDs)
-        repeatable. ``meter``: count the default transport's requests and connections."""
+        repeatable. ``meter``: count the default transport's requests and connections.
+        ``simulated_clock``: tell the hub what time it is in a simulation, with every request
+        (``Axis-Simulated-Time``: only the simulator's own hub listens to it)."""
+        self.simulated_clock = simulated_clock
         self.dialect = dialect or DIALECTS[profile.dialect]
         self._rng = random.Random(seed)
         self.profile = profile
@@ -154,6 +159,8 @@ class NodeClient:
             AxisError: the hub refused (:func:`axis.errors.from_problem`).
             Unreachable: no answer, ``retries`` times over.
         """
+        if self.simulated_clock is not None:
+            headers = {**(headers or {}), SIMULATED_TIME: self.simulated_clock().isoformat()}
         request = Request(method, path, data, headers or {})
         # A streamed body is spent once sent: only bytes can be sent again, the same bytes.
         retries = self.retries if data is None or isinstance(data, bytes) else 0

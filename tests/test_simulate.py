@@ -62,6 +62,14 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
         "1,260,000 documents sent and received (about 273,913 sent + 986,087 received)"
         " between 95 agencies in 63 days" in report["comparison"]["published"]
     )
+    # The hub ran on the simulation's clock: its own statistics show the window's days, the
+    # same edocs and deliveries on each as the run sent.
+    days = report["by_day"]
+    assert days["compared"] and days["agrees"], days["days_disagreeing"]
+    assert sum(r["sent"] for r in days["rows"]) == hub["documents"]
+    assert sum(r["hub_received"] for r in days["rows"]) == hub["deliveries"]
+    assert len({r["day"] for r in days["rows"] if r["hub_sent"]}) > 10
+    assert {d["day"] for d in hub["per_day"]} <= {r["day"] for r in days["rows"]}
     csv = (tmp_path / "report" / "per_day.csv").read_text().splitlines()
     assert csv[0] == "day,documents" and len(csv) == 1 + len(report["per_day"])
     page = (tmp_path / "report" / "report.html").read_text()

@@ -39,6 +39,12 @@ from axis.store import open_store
     help="Hub worker processes on the same ports (more than one needs PostgreSQL: --db).",
 )
 @click.option("--reuse-port", is_flag=True, hidden=True, help="One of --workers' processes.")
+@click.option(
+    "--simulated-clock",
+    is_flag=True,
+    hidden=True,
+    help="Record the times requests say (axis simulate's own hub only; refused elsewhere).",
+)
 def serve(
     data_dir: Path | None,
     db: str | None,
@@ -50,6 +56,7 @@ def serve(
     log_format: str,
     workers: int,
     reuse_port: bool,
+    simulated_clock: bool,
 ) -> None:
     """Run the hub until interrupted."""
     from axis.web.app import serve_forever
@@ -61,6 +68,8 @@ def serve(
             host=host, port=port, admin_port=admin_port, allow_sha1=allow_sha1, vdxp_port=vdxp_port
         )
         url = data.database_url(db)
+        if simulated_clock:
+            data.check_simulated_clock(settings)  # refused before anything starts
         if workers > 1:
             if open_store(url).single_node:
                 fail(
@@ -69,8 +78,8 @@ def serve(
                 )
             from axis.host.workers import supervise
 
-            runtime.run(supervise(data, settings, url, workers, log_format))
+            runtime.run(supervise(data, settings, url, workers, log_format, simulated_clock))
             return
-        runtime.run(serve_forever(data, settings, db, reuse_port))
+        runtime.run(serve_forever(data, settings, db, reuse_port, simulated_clock))
     except (AxisError, OSError) as exc:
         fail(str(exc))

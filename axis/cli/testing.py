@@ -136,6 +136,13 @@ def simulate(
     if refused:
         why = ", ".join(f"{n} {name}" for name, n in sorted(outcome.report["refused"].items()))
         fail(f"{refused:,} documents were refused by the hub ({why}): the run is not valid")
+    days = outcome.report["by_day"]
+    if days["compared"] and not days["agrees"]:
+        wrong = days["days_disagreeing"] + days["hub_days_outside_window"]
+        fail(
+            f"the hub's own statistics disagree with the run on {len(wrong)} days"
+            f" ({', '.join(wrong[:5])}{'…' if len(wrong) > 5 else ''}): see report.json by_day"
+        )
 
 
 def render_summary(outcome: Any, console: Console) -> None:
@@ -158,6 +165,14 @@ def render_summary(outcome: Any, console: Console) -> None:
     console.print(f"Published: {comparison['published']}.")
     console.print(f"This run:  {comparison['this_run']}.")
     console.print(f"Counted as: {comparison['convention']}.")
+    days = outcome.report["by_day"]
+    if days["compared"]:
+        shown = sum(1 for r in days["rows"] if r["hub_sent"])
+        verdict = "agree" if days["agrees"] else "DISAGREE"
+        console.print(
+            f"The hub's own statistics {verdict} with the run day by day (it ran on the"
+            f" simulation's clock: {shown} days with documents)."
+        )
     written = outcome.report.get("dialects") or {}
     if written:
         listed = ", ".join(

@@ -87,6 +87,32 @@ class DataDir:
     def profile(self, organ_id: str) -> Path:
         return self.root / "agencies" / organ_id
 
+    @property
+    def simulation_marker(self) -> Path:
+        """Present in a data folder ``axis simulate`` made for a hub of its own: only such a
+        hub may run on the simulation's clock."""
+        return self.root / "simulation"
+
+    def check_simulated_clock(self, settings: Settings) -> None:
+        """Refuse the simulation's clock (:mod:`axis.core.clock`) to a hub that could serve
+        real agencies: it must be the simulator's own data folder, listening on loopback.
+
+        Raises:
+            DataDirError: it is not."""
+        if not self.simulation_marker.exists():
+            raise DataDirError(
+                f"{self.root} was not made by axis simulate: only the simulator's own hub runs"
+                " on the simulation's clock"
+            )
+        hosts = [settings.hub.host, settings.hub.admin_host]
+        if settings.vdxp.enabled:
+            hosts.append(settings.vdxp.vdxp_host)
+        if any(host not in LOOPBACK for host in hosts):
+            raise DataDirError(
+                "a hub on the simulation's clock listens on loopback only, not on"
+                f" {', '.join(h for h in hosts if h not in LOOPBACK)}"
+            )
+
     @contextlib.contextmanager
     def serving_lock(self) -> Iterator[None]:
         """Hold ``DATA/serve.lock`` while a hub serves this folder: one hub per folder.
@@ -188,6 +214,17 @@ def init(
     data.systems_key_bytes()
     if not data.config.exists():
         data.config.write_text(DEFAULT_TOML, encoding="utf-8")
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def mark_simulation(data: DataDir) -> None:
+    """Mark a data folder as the simulator's own (:meth:`DataDir.check_simulated_clock`)."""
+    data.simulation_marker.write_text(
+        "Made by axis simulate for a hub of its own, which runs on the simulation's clock.\n",
+        encoding="utf-8",
+    )
 
 
 def load_issuer(data: DataDir) -> tuple[pki.PrivateKey, x509.Certificate]:

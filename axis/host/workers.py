@@ -48,7 +48,9 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def worker_command(data: DataDir, settings: Settings, log_format: str = "text") -> list[str]:
+def worker_command(
+    data: DataDir, settings: Settings, log_format: str = "text", simulated_clock: bool = False
+) -> list[str]:
     """How one worker is started: the settings the parent resolved, on the shared ports."""
     command = [
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
@@ -59,11 +61,18 @@ def worker_command(data: DataDir, settings: Settings, log_format: str = "text") 
         command.append("--allow-sha1")
     if settings.vdxp.enabled:  # the national axis's face too, in every worker
         command += ["--vdxp-port", str(settings.vdxp.vdxp_port)]
+    if simulated_clock:
+        command.append("--simulated-clock")
     return command
 
 
 async def supervise(
-    data: DataDir, settings: Settings, db_url: str, workers: int, log_format: str = "text"
+    data: DataDir,
+    settings: Settings,
+    db_url: str,
+    workers: int,
+    log_format: str = "text",
+    simulated_clock: bool = False,
 ) -> None:
     """Run ``workers`` hub processes until SIGTERM or SIGINT, replacing any that dies (with
     a growing pause while it keeps dying young).
@@ -82,7 +91,7 @@ async def supervise(
         loop.add_signal_handler(sig, stop.set)
     # The database URL goes by environment, not argv: a password would show in `ps`.
     env = {**os.environ, "AXIS_DB": db_url}
-    command = worker_command(data, settings, log_format)
+    command = worker_command(data, settings, log_format, simulated_clock)
     started: dict[int, float] = {}
     young: dict[int, int] = {}
     running: dict[int, asyncio.subprocess.Process] = {}

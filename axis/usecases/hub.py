@@ -94,6 +94,8 @@ class Hub:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: the time the hub records things at (a simulation's, in a time-warped
+        replay: :mod:`axis.core.clock`); certificates are checked against the real time."""
         self.store = store
         self.router = Router(store, settings.limits)
         self.receipts = receipts
@@ -250,7 +252,7 @@ class Hub:
         the agency of the TLS connection with its registered certificate, From naming one of
         its open ``codes``."""
         signer = intake.registered_signer(agency.organ_id, self._certificate(agency), codes)
-        return intake.read_package(body, self.intake_policy, signer, self.clock())
+        return intake.read_package(body, self.intake_policy, signer, utc_now())
 
     def _certificate(self, agency: Agency) -> x509.Certificate:
         """The agency's registered certificate, parsed once per fingerprint."""

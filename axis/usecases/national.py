@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from axis.core import conformance, formats, intake, pki, vdxp
@@ -209,7 +209,7 @@ class NationalFace:
             signer_for,
             strict=self.settings.strict,
             require_signature=self.settings.require_signature,
-            at=self.hub.clock(),
+            at=datetime.now(UTC),  # certificates are checked against the real time
         )
 
     # -- receiving --------------------------------------------------------------------------

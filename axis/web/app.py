@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from axis.core import pki
+from axis.core.clock import HEADER as SIMULATED_TIME
+from axis.core.clock import SimulatedClock, parse_instant
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
+from axis.errors import SchemaViolation
 from axis.host import runtime
 from axis.host.config import Settings, VdxpSettings
 from axis.host.datadir import DataDir
@@ -29,7 +32,7 @@ from axis.http.problems import access_log, problem_middleware
 from axis.http.sockets import ConnectionGate, GatedSite, bind, raise_file_limit
 from axis.store import open_store
 from axis.usecases.delivery import DeliveryWorker, PushTransport
-from axis.usecases.hub import Hub
+from axis.usecases.hub import Hub, utc_now
 from axis.usecases.national import NationalFace
 from axis.usecases.operations import Checkpointer
 from axis.web import node_api
@@ -42,8 +45,14 @@ from axis.web.vdxp_api import vdxp_app
 log = logging.getLogger("axis.serve")
 
 
-def build_hub(data: DataDir, settings: Settings, db_url: str | None = None) -> Hub:
-    """A Hub for a data folder: its store, trust, keys and policy, loaded once."""
+def build_hub(
+    data: DataDir,
+    settings: Settings,
+    db_url: str | None = None,
+    clock: SimulatedClock | None = None,
+) -> Hub:
+    """A Hub for a data folder: its store, trust, keys and policy, loaded once (``clock``:
+    the simulation's, for the simulator's own hub)."""
     data.require()
     verifier = Verifier(
         VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
@@ -52,7 +61,26 @@ def build_hub(data: DataDir, settings: Settings, db_url: str | None = None) -> H
     )
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
     store = open_store(data.database_url(db_url))
-    return Hub(store, verifier, receipts, settings)
+    return Hub(store, verifier, receipts, settings, clock=clock or utc_now)
+
+
+def simulated_time(clock: SimulatedClock) -> Middleware:
+    """What a request records happens at the simulated time its ``Axis-Simulated-Time``
+    header says (the simulator's own hub only: :mod:`axis.core.clock`)."""
+
+    @web.middleware
+    async def at_simulated_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        raw = request.headers.get(SIMULATED_TIME)
+        if raw is None:
+            return await handler(request)
+        try:
+            instant = parse_instant(raw)
+        except ValueError as exc:
+            raise SchemaViolation(f"{SIMULATED_TIME}: {exc}") from exc
+        with clock.at(instant):
+            return await handler(request)
+
+    return at_simulated_time
 
 
 def server_ssl_context(data: DataDir) -> ssl.SSLContext:
@@ -73,12 +101,14 @@ def node_app(
     checkpointer: Checkpointer | None = None,
     in_flight: InFlight | None = None,
     sole_pusher: bool = False,
+    clock: SimulatedClock | None = None,
 ) -> web.Application:
     """The node API application. Its cleanup contexts open and close the store and, given
     them, run the push delivery worker and the log checkpointer while the application runs.
 
     ``sole_pusher``: no other process pushes from this store (the caller holds the data
     folder's serve lock), so leases found at start are a dead hub's and are resumed at once.
+    ``clock``: the hub runs on the simulation's clock, as each request says.
     """
     hub_metrics = hub_metrics or HubMetrics()
     in_flight = in_flight or InFlight()
@@ -88,6 +118,7 @@ def node_app(
             hub_metrics.middleware(),
             access_log,
             problem_middleware,
+            *([simulated_time(clock)] if clock else []),
         ],
         client_max_size=hub.settings.limits.max_body_bytes + 1,
     )
@@ -217,22 +248,33 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_hub(
-    data: DataDir, settings: Settings, db_url: str | None = None, reuse_port: bool = False
+    data: DataDir,
+    settings: Settings,
+    db_url: str | None = None,
+    reuse_port: bool = False,
+    simulated_clock: bool = False,
 ) -> AsyncIterator[Running]:
-    """Start both listeners, yield while they serve, stop them cleanly.
+    """Start both listeners, yield while they serve, stop them cleanly (``simulated_clock``:
+    on the simulation's clock, for the simulator's own hub).
 
     Raises:
-        DataDirError: another hub serves this data folder (SQLite: one hub per folder).
+        DataDirError: another hub serves this data folder (SQLite: one hub per folder), or
+            the simulation's clock was asked of a hub that could serve real agencies.
     """
-    hub = build_hub(data, settings, db_url)  # opens nothing yet: the lock comes first
+    clock = None
+    if simulated_clock:
+        data.check_simulated_clock(settings)
+        clock = SimulatedClock()
+        log.warning("this hub runs on the simulation's clock: it records simulated times")
+    hub = build_hub(data, settings, db_url, clock)  # opens nothing yet: the lock comes first
     with data.serving_lock() if hub.store.single_node else contextlib.nullcontext():
-        async with _running_hub(data, settings, hub, reuse_port) as running:
+        async with _running_hub(data, settings, hub, reuse_port, clock) as running:
             yield running
 
 
 @contextlib.asynccontextmanager
 async def _running_hub(
-    data: DataDir, settings: Settings, hub: Hub, reuse_port: bool
+    data: DataDir, settings: Settings, hub: Hub, reuse_port: bool, clock: SimulatedClock | None
 ) -> AsyncIterator[Running]:
     soft, hard = raise_file_limit()  # each connection is a file: 1024 ran out before
     log.info("open files: up to %s", soft)
@@ -249,7 +291,13 @@ async def _running_hub(
     # starts the timer when it connects): slow or half-sent headers do not hold a slot.
     node_runner = web.AppRunner(
         node_app(
-            hub, transport, hub_metrics, checkpointer, in_flight, sole_pusher=hub.store.single_node
+            hub,
+            transport,
+            hub_metrics,
+            checkpointer,
+            in_flight,
+            sole_pusher=hub.store.single_node,
+            clock=clock,
         ),
         access_log=None,
         keepalive_timeout=settings.limits.idle_timeout_s,
@@ -327,14 +375,18 @@ def vdxp_ssl_context(face: VdxpSettings) -> ssl.SSLContext | None:
 
 
 async def serve_forever(
-    data: DataDir, settings: Settings, db_url: str | None = None, reuse_port: bool = False
+    data: DataDir,
+    settings: Settings,
+    db_url: str | None = None,
+    reuse_port: bool = False,
+    simulated_clock: bool = False,
 ) -> None:
     """``axis serve``: run until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_hub(data, settings, db_url, reuse_port) as running:
+    async with running_hub(data, settings, db_url, reuse_port, simulated_clock) as running:
         log.info(
             "axis hub listening: node API %s, operator API %s",
             running.url,

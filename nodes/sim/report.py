@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,11 @@ def build(
     agencies: Sequence[tuple[str, str, int, int]],
     hub_stats: dict[str, Any] | None,
     scenario: dict[str, Any],
+    edocs_per_day: tuple[Mapping[str, int], Mapping[str, int]] = ({}, {}),
 ) -> dict[str, Any]:
-    """report.json: the summary plus per day, per agency, per state and code, latency."""
+    """report.json: the summary plus per day, per agency, per state and code, latency;
+    ``edocs_per_day``: the edocs accepted and their deliveries per day, to set beside the
+    hub's own statistics."""
     window = [d.isoformat() for d in days(scenario["start"], scenario["end"])]
     span = (scenario["end"] - scenario["start"]).days  # 9 Dec 2019 to 10 Feb 2020: 63 days
     registered = len(agencies)
@@ -40,6 +43,9 @@ def build(
         "scenario": {k: (v.isoformat() if isinstance(v, date) else v) for k, v in scenario.items()},
         "summary": summary,
         "per_day": [{"day": d, "documents": per_day.get(d, 0)} for d in window],
+        "by_day": by_day(
+            window, *edocs_per_day, hub_stats, own_hub=scenario.get("hub") == "in-process"
+        ),
         "per_agency": [
             {"organ_id": o, "name": n, "sent": s, "received": r} for o, n, s, r in agencies
         ],
@@ -58,6 +64,40 @@ def build(
             f" {registered} agencies in {span} days",
             "share_of_published": round(summary["sent_and_received"] / PUBLISHED_DOCUMENTS, 6),
         },
+    }
+
+
+def by_day(
+    window: Sequence[str],
+    sent: Mapping[str, int],
+    received: Mapping[str, int],
+    hub_stats: dict[str, Any] | None,
+    own_hub: bool,
+) -> dict[str, Any]:
+    """The run's edocs and deliveries day by day beside the hub's own statistics for those
+    days. The hub this run started records the simulation's times (:mod:`axis.core.clock`),
+    so the two must agree on every day; a hub someone else runs counts its own days."""
+    hub_days = {row["day"]: row for row in (hub_stats or {}).get("per_day", [])}
+    rows = [
+        {
+            "day": day,
+            "sent": sent.get(day, 0),
+            "received": received.get(day, 0),
+            "hub_sent": hub_days.get(day, {}).get("documents", 0),
+            "hub_received": hub_days.get(day, {}).get("deliveries", 0),
+        }
+        for day in window
+    ]
+    outside = sorted(set(hub_days) - set(window))
+    disagreeing = [
+        r["day"] for r in rows if (r["sent"], r["received"]) != (r["hub_sent"], r["hub_received"])
+    ]
+    return {
+        "compared": own_hub,
+        "agrees": own_hub and not disagreeing and not outside,
+        "days_disagreeing": disagreeing if own_hub else [],
+        "hub_days_outside_window": outside if own_hub else [],
+        "rows": rows,
     }
 
 

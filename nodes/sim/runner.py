@@ -27,9 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from axis.core.clock import SimulatedClock
 from axis.core.formats import Attachment, BusinessDocType, Edoc
 from axis.errors import AxisError, Unreachable
-from nodes.client import NodeClient, Sent
+from nodes.client import VIETNAM, NodeClient, Sent
 from nodes.sim.traffic import Faults, PlannedDocument, TrafficModel
 
 # progress(what, n): "sent" documents, "deliveries" now due (a document was accepted),
@@ -61,7 +62,10 @@ class Tally:
     statuses: int = 0
     status_codes: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
-    per_day: Counter[str] = field(default_factory=Counter)
+    per_day: Counter[str] = field(default_factory=Counter)  # new documents accepted
+    # as the hub counts its days: edocs accepted (updates too) and their deliveries
+    sent_per_day: Counter[str] = field(default_factory=Counter)
+    received_per_day: Counter[str] = field(default_factory=Counter)
     sent_by: Counter[str] = field(default_factory=Counter)
     received_by: Counter[str] = field(default_factory=Counter)
     # packages each dialect of edXML wrote, and how many the hub accepted
@@ -107,6 +111,11 @@ class Tally:
         self.latencies_ms.append((time.perf_counter() - entry[1]) * 1000)
         return True
 
+    def count_day(self, day: str, recipients: int) -> None:
+        """An edoc accepted on ``day`` of the simulation, with its deliveries."""
+        self.sent_per_day[day] += 1
+        self.received_per_day[day] += recipients
+
     def confirm(self, key: str) -> None:
         """Remember that the hub confirmed this acknowledgement."""
         self.done[key] = None
@@ -145,12 +154,15 @@ class Simulation:
         faults: Faults | None = None,
         pace_per_s: float | None = None,
         gather_s: float = GATHER_S,
+        clock: SimulatedClock | None = None,
     ) -> None:
         """``pace_per_s``: hand documents to the senders at this steady rate instead of as
         fast as ``concurrency`` senders can post them (a latency measurement below the
         maximum rate). ``gather_s``: how long a receiver woken by new work lets more gather
-        before it reads (fewer, fuller reads)."""
+        before it reads (fewer, fuller reads). ``clock``: the simulation's, which the clients
+        tell the hub (a sender the time of the document it sends, the others the latest)."""
         self.gather_s = gather_s
+        self.clock = clock or SimulatedClock()
         self.clients = clients
         self.pace_per_s = pace_per_s
         self.faults = faults or Faults()
@@ -208,6 +220,10 @@ class Simulation:
         await asyncio.gather(*workers)
 
     async def _send(self, planned: PlannedDocument) -> None:
+        with self.clock.at(planned.sent_at.replace(tzinfo=VIETNAM)):
+            await self._send_at(planned)
+
+    async def _send_at(self, planned: PlannedDocument) -> None:
         client = self.clients[planned.sender]
         rng = random.Random(f"{self.model.seed}:body:{planned.n}")
         attachment = Attachment(
@@ -243,6 +259,7 @@ class Simulation:
         t.send_ms.append((time.perf_counter() - posted) * 1000)
         t.accepted += 1
         t.per_day[planned.sent_at.date().isoformat()] += 1
+        t.count_day(planned.sent_at.date().isoformat(), len(planned.recipients))
         t.sent_by[planned.sender] += 1
         for recipient in planned.recipients:
             t.received_by[recipient] += 1
@@ -286,6 +303,7 @@ class Simulation:
         sent = await self._post(client, package)
         if sent is not None:
             self.tally.updates += 1
+            self.tally.count_day(planned.sent_at.date().isoformat(), len(planned.recipients))
             self._deliver(sent.answer["id"], planned.recipients)
 
     # -- receiving --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from axis.core import vdxp
+from axis.core.clock import SimulatedClock
 from axis.core.edxml_dialects import DIALECTS
 from axis.host import datadir
 from axis.host.datadir import DataDir
@@ -37,7 +38,7 @@ from axis.http.sockets import free_port
 from axis.store import open_store
 from axis.store.base import Store, System
 from axis.usecases import operations, registration
-from nodes.client import NodeClient
+from nodes.client import VIETNAM, NodeClient
 from nodes.listen import listening
 from nodes.profile import Profile
 from nodes.sim import country, report
@@ -108,16 +109,19 @@ async def own_hub(
     workers: int = 1,
     national: frozenset[str] = frozenset(),
     settings: Mapping[str, str] | None = None,
+    simulated_clock: bool = False,
 ) -> AsyncIterator[Site]:
     """A fresh data folder, ``axis serve`` on it (``--workers``), and (with ``push``) the
     listening agencies' push endpoints; all of it stopped and removed afterwards (the hub's
     output is in DATA/serve.log). ``settings`` are axis.toml keys to set first (``database``
     for a PostgreSQL hub: give it an empty database). ``national``: the agencies on the
-    national axis's face (the hub serves it on a port of its own)."""
+    national axis's face (the hub serves it on a port of its own). ``simulated_clock``: the
+    hub records the times the agencies' requests say (:mod:`axis.core.clock`)."""
     work = Path(tempfile.mkdtemp(prefix="axis-simulate-"))
     try:
         data = DataDir(work / "data")
         datadir.init(data)
+        datadir.mark_simulation(data)
         for key, value in (settings or {}).items():
             datadir.set_setting(data, key, value)
         port, admin_port = free_port(), free_port()
@@ -127,7 +131,8 @@ async def own_hub(
         await store.open()
         try:
             await _register(data, url, store, agencies, push, national)
-            async with _serving(data, port, admin_port, workers, vdxp_port) as pid:
+            serving = _serving(data, port, admin_port, workers, vdxp_port, simulated_clock)
+            async with serving as pid:
                 async with _push_endpoints(data, store, agencies):
                     yield Site(data, url, store, pid, _vdxp_url(data, vdxp_port))
         finally:
@@ -159,7 +164,12 @@ async def _push_endpoints(
 
 @asynccontextmanager
 async def _serving(
-    data: DataDir, port: int, admin_port: int, workers: int = 1, vdxp_port: int | None = None
+    data: DataDir,
+    port: int,
+    admin_port: int,
+    workers: int = 1,
+    vdxp_port: int | None = None,
+    simulated_clock: bool = False,
 ) -> AsyncIterator[int]:
     """``axis serve`` as a child process until the block ends, then SIGTERM (it finishes
     what it holds and exits); SIGKILL if it has not gone within HUB_STOP_S."""
@@ -168,6 +178,7 @@ async def _serving(
         sys.executable, "-m", "axis", "serve", "--data", str(data.root),
         "--port", str(port), "--admin-port", str(admin_port), "--workers", str(workers),
         *(["--vdxp-port", str(vdxp_port)] if vdxp_port else []),
+        *(["--simulated-clock"] if simulated_clock else []),
         stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -313,8 +324,11 @@ async def simulate(
     hub = (
         _their_hub(data, hub_url, chosen, national)
         if hub_url and data
-        else own_hub(chosen, national=national)
+        else own_hub(chosen, national=national, simulated_clock=True)
     )
+    # The hub this run starts records the window's times, as the agencies say them; a hub
+    # someone else runs keeps its own clock.
+    clock = None if hub_url else SimulatedClock(datetime.combine(WINDOW[0], time(), VIETNAM))
     async with hub as site:
         store = site.store
         if on_ready:
@@ -328,6 +342,7 @@ async def simulate(
                 retries=CLIENT_RETRIES,
                 dialect=DIALECTS[written[a.organ_id]],
                 seed=seed,
+                simulated_clock=clock,
             )
             for a in chosen
         }
@@ -335,7 +350,13 @@ async def simulate(
             model = TrafficModel(chosen, seed, attachment_kb)
             fault_plan = plan_faults(chosen, seed) if faults else None
             run = Simulation(
-                clients, model, documents, concurrency, progress=progress, faults=fault_plan
+                clients,
+                model,
+                documents,
+                concurrency,
+                progress=progress,
+                faults=fault_plan,
+                clock=clock,
             )
             tally = await run.run()
         finally:
@@ -351,6 +372,7 @@ async def simulate(
         hub_stats,
         {"name": scenario, "seed": seed, "documents": documents, "start": WINDOW[0],
          "end": WINDOW[1], "faults": faults, "hub": hub_url or "in-process"},
+        (tally.sent_per_day, tally.received_per_day),
     )  # fmt: skip
     built["refused"] = dict(tally.refused)
     faces = {"native": len(chosen) - len(national), "vdxp": len(national)}
