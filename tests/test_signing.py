@@ -83,12 +83,12 @@ def outside_verifier(engine: str) -> Verifier:
     )
 
 
-def signer_for(pair: Pair) -> Signer:
-    return Signer(pki.key_to_pem(pair[0]), pki.cert_to_pem(pair[1]))
+def signer_for(pair: Pair, engine: str = "xmlsec") -> Signer:
+    return Signer(pki.key_to_pem(pair[0]), pki.cert_to_pem(pair[1]), engine=engine)
 
 
-def sign(pair: Pair, root: etree._Element | None = None) -> bytes:
-    return signer_for(pair).sign(unsigned_edoc() if root is None else root)
+def sign(pair: Pair, root: etree._Element | None = None, engine: str = "xmlsec") -> bytes:
+    return signer_for(pair, engine).sign(unsigned_edoc() if root is None else root)
 
 
 def with_placeholder(root: etree._Element) -> etree._Element:
@@ -179,15 +179,20 @@ def test_signing_cert_of() -> None:
 # --- our own signatures ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("signing", ["xmlsec", "signxml"])  # each engine verifies the other's
 @pytest.mark.parametrize(
     ("agency", "method"),
     [("rsa_agency", SignatureMethod.RSA_SHA256), ("ec_agency", SignatureMethod.ECDSA_SHA256)],
 )
 def test_round_trip(
-    request: pytest.FixtureRequest, verifier: Verifier, agency: str, method: SignatureMethod
+    request: pytest.FixtureRequest,
+    verifier: Verifier,
+    agency: str,
+    method: SignatureMethod,
+    signing: str,
 ) -> None:
     pair: Pair = request.getfixturevalue(agency)
-    data = sign(pair)
+    data = sign(pair, engine=signing)
     assert data.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
     root = etree.fromstring(data)
     header = root.find(HEADER)
@@ -200,10 +205,16 @@ def test_round_trip(
     assert signed.find(f".//{ED}ContentTransferEncoded") is not None
 
 
+@pytest.mark.parametrize("signing", ["xmlsec", "signxml"])
 @pytest.mark.parametrize("digest", ["sha384", "sha512"])
-def test_round_trip_other_digests(verifier: Verifier, rsa_agency: Pair, digest: str) -> None:
-    signer = Signer(pki.key_to_pem(rsa_agency[0]), pki.cert_to_pem(rsa_agency[1]), digest=digest)
-    verifier.verify(signer.sign(unsigned_edoc()), rsa_agency[1])
+def test_round_trip_other_digests(
+    verifier: Verifier, rsa_agency: Pair, ec_agency: Pair, digest: str, signing: str
+) -> None:
+    for pair in (rsa_agency, ec_agency):
+        key, cert = pki.key_to_pem(pair[0]), pki.cert_to_pem(pair[1])
+        signed = Signer(key, cert, digest=digest, engine=signing).sign(unsigned_edoc())
+        assert f"sha{digest[3:]}".encode() in signed
+        verifier.verify(signed, pair[1])
 
 
 def test_signer_refuses_sha1(rsa_agency: Pair) -> None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import cryptography.exceptions
+import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
-from signxml.exceptions import SignXMLException
-from signxml.signer import XMLSigner
-from signxml.verifier import XMLVerifier
 
 from axis.core import pki
+from axis.core.signing import (
+    sign_enveloped,
+    verify_whole,
+    xmlsec_private_key,
+    xmlsec_public_key,
+)
 from axis.core.xmlsafe import load_xml
-from axis.errors import InvalidSignature
+from axis.errors import InvalidSignature, UntrustedCertificate
 
 RECEIPT_NS = "urn:axis:receipt:1"
 
@@ -56,23 +59,21 @@ def receipt_tree(r: Receipt) -> etree._Element:
 
 
 class ReceiptSigner:
-    """Signs receipts with the hub's key; the key and certificate are loaded once."""
+    """Signs receipts with the hub's key (libxmlsec1); the key is loaded once."""
 
     def __init__(self, key_pem: bytes, cert_pem: bytes) -> None:
-        self._key = pki.load_key(key_pem)
-        self._cert = pki.load_cert(cert_pem)  # parsed once: signxml re-parses PEM per call
-        self._signer = XMLSigner(
-            signature_algorithm=SignatureMethod.RSA_SHA256
-            if isinstance(self._key, rsa.RSAPrivateKey)
-            else SignatureMethod.ECDSA_SHA256,
-            digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-        )
+        self._ecdsa = not isinstance(pki.load_key(key_pem), rsa.RSAPrivateKey)
+        self._key = xmlsec_private_key(key_pem, cert_pem)
 
     def sign(self, receipt: Receipt) -> str:
         """The signed receipt as a UTF-8 XML string."""
-        signed = self._signer.sign(receipt_tree(receipt), key=self._key, cert=[self._cert])
-        return etree.tostring(signed, encoding="unicode")
+        root = receipt_tree(receipt)
+        sign_enveloped(root, root, self._key, self._ecdsa)
+        return etree.tostring(root, encoding="unicode")
+
+
+_KEYS: dict[bytes, xmlsec.Key] = {}  # hub certificate (DER) → its key, for checking receipts
+_KEYS_KEPT = 16
 
 
 def verify_receipt(xml: str | bytes, hub_cert: x509.Certificate) -> Receipt:
@@ -83,13 +84,17 @@ def verify_receipt(xml: str | bytes, hub_cert: x509.Certificate) -> Receipt:
         InvalidSignature: the hub's key did not sign it, or it was changed since.
     """
     data = xml.encode() if isinstance(xml, str) else xml
+    der = hub_cert.public_bytes(Encoding.DER)
+    key = _KEYS.get(der)
+    if key is None:
+        if len(_KEYS) >= _KEYS_KEPT:
+            _KEYS.clear()
+        key = _KEYS[der] = xmlsec_public_key(hub_cert)
     try:
-        result = XMLVerifier().verify(load_xml(data), x509_cert=hub_cert)
-    except (SignXMLException, cryptography.exceptions.InvalidSignature, ValueError) as exc:
-        raise InvalidSignature(f"the receipt does not verify: {exc}") from exc
-    assert not isinstance(result, list)  # one Reference is expected by default
-    signed = result.signed_xml
-    if signed is None or signed.tag != f"{{{RECEIPT_NS}}}Receipt":
+        signed = verify_whole(load_xml(data), key, hub_cert)
+    except (InvalidSignature, UntrustedCertificate) as exc:
+        raise InvalidSignature(f"the receipt does not verify: {exc.detail}") from exc
+    if signed.tag != f"{{{RECEIPT_NS}}}Receipt":
         raise InvalidSignature("the signed content is not a receipt")
 
     def text(name: str) -> str:
