@@ -40,7 +40,7 @@ max_concurrent_uploads = 8      # packages read and verified at once; the rest w
 uploads_per_agency = 2          # … of which one agency may hold at once (429 beyond)
 min_body_bytes_per_s = 2048.0   # a body slower than this on average (after 5 s) is cut off
 inbox_page = 100                # the largest page /v1/inbox returns
-inbox_bytes = 8388608           # 8 MiB: package bytes one /v1/inbox?bodies=1 carries at most
+inbox_bytes = 1048576           # 1 MiB: package bytes one /v1/inbox?bodies=1 carries at most
 ack_batch = 500                 # package ids one POST /v1/acks may acknowledge
 rate_per_s = 50.0               # requests a second one agency may make on average (0 = no limit)
 rate_burst = 200                # … and at once; beyond: 429 rate-limited with Retry-After
@@ -108,7 +108,7 @@ class Limits:
     uploads_per_agency: int = 2
     min_body_bytes_per_s: float = 2048.0
     inbox_page: int = 100
-    inbox_bytes: int = 8 * 1024 * 1024
+    inbox_bytes: int = 1024 * 1024
     ack_batch: int = 500
     rate_per_s: float = 50.0
     rate_burst: int = 200

@@ -112,6 +112,9 @@ class Hub:
         # Bounds the bodies held in memory at once: a package is read, parsed and verified
         # only while it holds a slot (a 50 MiB package costs several times that to verify).
         self.intake = asyncio.Semaphore(settings.limits.max_concurrent_uploads)
+        # … and so do the inbox reads that carry packages (each holds up to inbox_bytes, and
+        # its answer a few copies of that while it is encoded).
+        self.carrying = asyncio.Semaphore(settings.limits.max_concurrent_uploads)
         # Set when a committed package has pushes due, so the delivery worker wakes at once.
         self.push_due = asyncio.Event()
         self._uploading: dict[str, int] = {}  # upload slots each agency holds now
