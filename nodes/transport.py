@@ -65,7 +65,10 @@ class Transport(Protocol):
         """Release connections."""
 
 
-LARGE_BODY = 1024 * 1024  # bytes sent through a file object beyond this
+# Bodies beyond this go through a file object, which aiohttp writes 64 KiB at a time: a
+# body written at once would grow the TLS layer's buffer (OpenSSL's memory BIO) to its size,
+# and the buffer keeps that size for the connection's life.
+LARGE_BODY = 64 * 1024
 _PACKAGE_ID = re.compile(r"/[0-9a-f]{32}(?=/|$)")
 
 

@@ -86,3 +86,21 @@ async def test_the_hub_runs_as_asked() -> None:
         result = await bench.bench(15, db=url, workers=2)
     assert result.hub == "xmlsec, PostgreSQL, 2 workers"
     assert result.lost == 0
+
+
+@pytest.mark.process  # axis bench starts a hub
+def test_the_national_mix_counts_what_a_document_costs() -> None:
+    """The seed-2020 bench runs the national mix end to end and counts per document what
+    the issue asks for: requests by route (the carried inbox read and the batch ack among
+    them), handshakes, signed packages, CPU, the hub's memory; nothing lost or refused."""
+    done = cli("axis", "bench", "--scenario", "seed-2020", "--documents", "40", "--json")
+    figures = json.loads(done.stdout)
+    assert figures["documents"] == 40 and figures["lost"] == figures["refused"] == 0
+    routes = figures["requests_per_doc_by_route"]
+    assert {"POST /v1/packages", "GET /v1/inbox", "POST /v1/acks"} <= set(routes)
+    assert figures["requests_per_doc"] == pytest.approx(sum(routes.values()), abs=0.05)
+    assert routes["POST /v1/packages"] == pytest.approx(figures["signed_packages_per_doc"], abs=0.2)
+    assert figures["deliveries_per_doc"] >= 1 and figures["signed_packages_per_doc"] > 1
+    assert 0 < figures["tls_handshakes_per_doc"] and figures["hub_cpu_ms_per_doc"] > 0
+    assert figures["agencies_cpu_ms_per_doc"] > 0 and figures["hub_rss_mb_peak"] > 10
+    assert figures["projected_window_min"] > 0 and figures["window_documents"] == 273_913

@@ -88,7 +88,7 @@ def _item(p: PackageRecord) -> dict[str, Any]:
     }
 
 
-async def inbox(request: web.Request) -> web.Response:
+async def inbox(request: web.Request) -> web.StreamResponse:
     agency = await current_agency(request)
     hub = request.app[HUB]
     limits = hub.settings.limits
@@ -98,9 +98,12 @@ async def inbox(request: web.Request) -> web.Response:
         max_bytes = int_param(request, "max_bytes", limits.inbox_bytes)
         async with hub.carrying:  # bounds the bodies held in memory at once
             taken, cursor = await hub.take(agency, after, limit, max_bytes)
-            return web.Response(
-                body=_carried(taken, cursor), content_type="application/json", charset="utf-8"
+            body = _carried(taken, cursor)
+            del taken
+            response = web.StreamResponse(
+                headers={"Content-Type": "application/json; charset=utf-8"}
             )
+            return await _send_in_pieces(request, response, body, f"an inbox page of {agency}")
     records, cursor = await hub.inbox(agency, after, limit)
     items = [_item(p) for p in records]
     return web.json_response({"items": items, "next": None if cursor is None else str(cursor)})
@@ -161,20 +164,28 @@ async def get_package(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     record, body = await hub.fetch_record(agency, request.match_info["id"])
     response = web.StreamResponse(headers={"Content-Type": "application/xml; charset=utf-8"})
-    response.content_length = len(body)
     if record.notes:  # taken on the national axis's face: unsigned or deviating (recorded)
         response.headers[NOTES_HEADER] = quote(record.notes, safe=" ;:,()'<>=")
+    return await _send_in_pieces(request, response, body, f"package {record.id}")
+
+
+async def _send_in_pieces(
+    request: web.Request, response: web.StreamResponse, body: bytes, what: str
+) -> web.StreamResponse:
+    """Send ``body`` in pieces, each waiting until the client has taken the last
+    (back-pressure): a client that stops reading holds its one body, not copies queued in
+    buffers, and is cut off after send_timeout_s. Small writes also keep the TLS layer's
+    buffers small: OpenSSL's memory BIO keeps the largest write it ever held for the
+    connection's life (a megabyte written at once cost a megabyte per kept-alive connection)."""
+    response.content_length = len(body)
     await response.prepare(request)
-    # In pieces, each waiting until the client has taken the last (back-pressure): a client
-    # that stops reading holds its one body, not copies queued in buffers, and is cut off
-    # after send_timeout_s.
     view = memoryview(body)
     try:
-        async with asyncio.timeout(hub.settings.limits.send_timeout_s):
+        async with asyncio.timeout(request.app[HUB].settings.limits.send_timeout_s):
             for start in range(0, len(view), SEND_CHUNK):
                 await response.write(view[start : start + SEND_CHUNK])
     except TimeoutError:
-        log.warning("cut off %s: it stopped reading package %s", agency.organ_id, record.id)
+        log.warning("cut off %s: it stopped reading %s", request.get(AGENCY), what)
         if request.transport is not None:
             request.transport.abort()
         return response

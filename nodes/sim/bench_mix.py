@@ -102,6 +102,10 @@ class MixResult:
             "hub_rss_mb_at_1000": self.rss_at(1000),
             "hub_rss_mb_last": self.hub_rss_mb[-1][1] if self.hub_rss_mb else None,
             "hub_rss_mb_peak": max((mb for _, mb in self.hub_rss_mb), default=None),
+            # the hub's RSS as the run went: at every tenth of its documents
+            "hub_rss_mb_series": {
+                k: self.rss_at(k) for k in range(max(1, n // 10), n + 1, max(1, n // 10))
+            },
             "projected_window_min": round(self.projected_window_s / 60, 1),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
