@@ -11,7 +11,7 @@ with the hub's problem+json on it (``answer``).
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import hashlib
 import json
 import mimetypes
@@ -478,7 +478,10 @@ class NodeClient:
         for item in page["items"]:
             if item.get("body") is None:
                 continue
-            body = base64.b64decode(item["body"], validate=True)
+            try:
+                body = binascii.a2b_base64(item["body"], strict_mode=True)
+            except (binascii.Error, ValueError) as exc:
+                raise UnexpectedAnswer(f"package {item['id']} is not base64") from exc
             if hashlib.sha256(body).hexdigest() != item["sha256"]:
                 raise UnexpectedAnswer(f"package {item['id']} arrived other than it was stored")
             item["body"] = body
