@@ -360,6 +360,9 @@ class Simulation:
         for item in items:
             if organ_id in self.faults.slow:
                 await asyncio.sleep(self.faults.slow_s)
+            # Checking a package takes a millisecond or two on this shared loop: between two,
+            # let the senders' answers in (a page of 40 checked in one go held them 60 ms).
+            await asyncio.sleep(0)
             try:
                 answered = await self._handle(client, organ_id, item, to_ack)
             except AxisError as exc:
