@@ -349,9 +349,14 @@ def render_mix(result: Any, console: Console) -> None:
         "rate", f"{result.per_s:,.1f} documents/s",
         f"through axis serve ({result.hub}) over TLS, {result.elapsed_s:.0f} s",
     )  # fmt: skip
+    database = (
+        f", PostgreSQL server {result.database_cpu_ms:.1f} ms"
+        if result.database_cpu_ms is not None
+        else ""
+    )
     table.add_row(
         "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
-        f"agencies {result.agencies_cpu_ms:.1f} ms (from /proc, at full rate)",
+        f"agencies {result.agencies_cpu_ms:.1f} ms{database} (from /proc, at full rate)",
     )  # fmt: skip
     by_route = ", ".join(
         f"{route} {n}" for route, n in figures["requests_per_doc_by_route"].items()

@@ -66,6 +66,9 @@ class MixResult:
     duplicates: int
     refused: int
     hub: str = ""
+    # the PostgreSQL server's CPU per document (every postgres process here), when it ran on
+    # PostgreSQL: the hub's own figure leaves the database out
+    database_cpu_ms: float | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -87,6 +90,9 @@ class MixResult:
             "documents": self.documents,
             "docs_per_s": round(self.per_s, 1),
             "hub_cpu_ms_per_doc": round(self.hub_cpu_ms, 2),
+            "database_cpu_ms_per_doc": (
+                None if self.database_cpu_ms is None else round(self.database_cpu_ms, 2)
+            ),
             "agencies_cpu_ms_per_doc": round(self.agencies_cpu_ms, 2),
             "requests_per_doc": round(self.requests_per_document, 2),
             "requests_per_doc_by_route": {
@@ -209,6 +215,7 @@ async def bench_mix(
         watch = _RssWatch(hub_pids, lambda: full.tally)
         watcher = asyncio.create_task(watch.run())
         cpu_before = _cpu_s(hub_pids), _cpu_s([os.getpid()])
+        database_before = _postgres_cpu_s() if db else None
         try:
             tally = await full.run()
             watch.sample()
@@ -217,6 +224,9 @@ async def bench_mix(
         n = max(1, tally.accepted)
         hub_cpu = (_cpu_s(hub_pids) - cpu_before[0]) / n * 1000
         own_cpu = (_cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
+        database_cpu = (
+            None if database_before is None else (_postgres_cpu_s() - database_before) / n * 1000
+        )
         requests, connections = dict(meter.requests), meter.connections
         rate = tally.accepted / full.elapsed_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
@@ -252,4 +262,22 @@ async def bench_mix(
         duplicates=tally.duplicates + paced_tally.duplicates,
         refused=sum(tally.refused.values()) + sum(paced_tally.refused.values()),
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
+        database_cpu_ms=database_cpu,
     )
+
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds every PostgreSQL server process on this machine has used (the bench's
+    database among them: on a machine that serves others too, an upper bound). Backends
+    that ended meanwhile are missed: the hub's pool keeps its connections for the run."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += _cpu_s([pid])
+    return total
