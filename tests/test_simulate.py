@@ -73,7 +73,9 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
     csv = (tmp_path / "report" / "per_day.csv").read_text().splitlines()
     assert csv[0] == "day,documents" and len(csv) == 1 + len(report["per_day"])
     page = (tmp_path / "report" / "report.html").read_text()
-    assert page.count("<svg") >= 2 and "http" not in page.replace("http://www.w3", "")
+    assert page.count("<svg") >= 3 and "http" not in page.replace("http://www.w3", "")
+    assert "Edocs per day, as the hub" in page
+    assert "agree on every day" in page
 
 
 async def test_the_same_seed_sends_the_same_documents() -> None:

@@ -203,6 +203,7 @@ This run: {html.escape(comparison["this_run"])}
 ({comparison["share_of_published"]:.2%} of the published volume).</p>
 <div class="cards">{card_html}</div>
 <h2>Documents per day (Tết holiday in red)</h2>{_bars(per_day, 1000, 260, tet)}
+{_hub_days(report)}
 <h2>Top senders</h2>{_bars([(a["organ_id"], a["sent"]) for a in top], 1000, 220)}
 {
         _table(
@@ -221,6 +222,28 @@ This run: {html.escape(comparison["this_run"])}
 (BussinessDocumentInfo saying what changed).</p>
 </body></html>
 """
+
+
+def _hub_days(report: dict[str, Any]) -> str:
+    """The hub's own edocs per day beside the run's, when this run started the hub (it
+    recorded the simulation's times); nothing for a hub someone else runs."""
+    days_ = report.get("by_day") or {}
+    if not days_.get("compared"):
+        return ""
+    rows = days_["rows"]
+    verdict = (
+        "agree on every day"
+        if days_["agrees"]
+        else f"disagree on {len(days_['days_disagreeing'])} days:"
+        f" {', '.join(days_['days_disagreeing'][:10])}"
+    )
+    return (
+        "<h2>Edocs per day, as the hub's own statistics count them</h2>"
+        f"<p class=\"lead\">The hub ran on the simulation's clock. Its counts and the run's"
+        f" {html.escape(verdict)} (edocs sent: {sum(r['hub_sent'] for r in rows):,};"
+        f" deliveries: {sum(r['hub_received'] for r in rows):,}).</p>"
+        + _bars([(r["day"], r["hub_sent"]) for r in rows], 1000, 200)
+    )
 
 
 def _dialect_rows(report: dict[str, Any]) -> list[tuple[str, int, int, int]]:
