@@ -96,14 +96,12 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     limit = int_param(request, "limit", limits.inbox_page)
     if bool_param(request, "bodies"):
         max_bytes = int_param(request, "max_bytes", limits.inbox_bytes)
-        async with hub.carrying:  # bounds the bodies held in memory at once
-            taken, cursor = await hub.take(agency, after, limit, max_bytes)
-            body = _carried(taken, cursor)
-            del taken
-            response = web.StreamResponse(
-                headers={"Content-Type": "application/json; charset=utf-8"}
-            )
-            return await _send_in_pieces(request, response, body, f"an inbox page of {agency}")
+        # The slot bounds the bodies held while a page is read and encoded; it is given back
+        # before sending, so a client that reads slowly holds its one page, not a slot.
+        async with hub.carrying:
+            body = _carried(*await hub.take(agency, after, limit, max_bytes))
+        response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+        return await _send_in_pieces(request, response, body, "an inbox page")
     records, cursor = await hub.inbox(agency, after, limit)
     items = [_item(p) for p in records]
     return web.json_response({"items": items, "next": None if cursor is None else str(cursor)})
@@ -128,6 +126,7 @@ def _carried(taken: list[Taken], cursor: int | None) -> bytes:
 
 
 ACKS_BODY_BYTES = 64 * 1024  # a batch of ids: 500 of 32 hex digits, quoted, fit in 20 KB
+ACKS_BODY_TIMEOUT_S = 30.0  # that much arrives in well under a second
 
 
 async def ack_many(request: web.Request) -> web.Response:
@@ -138,7 +137,13 @@ async def ack_many(request: web.Request) -> web.Response:
         )
     hub = request.app[HUB]
     limits = hub.settings.limits
-    body = await read_body(request, ACKS_BODY_BYTES, limits.body_idle_timeout_s, 30.0)
+    body = await read_body(
+        request,
+        ACKS_BODY_BYTES,
+        limits.body_idle_timeout_s,
+        ACKS_BODY_TIMEOUT_S,
+        limits.min_body_bytes_per_s,
+    )
     try:
         ids = json.loads(body)["ids"]
     except (ValueError, TypeError, KeyError) as exc:
