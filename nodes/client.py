@@ -447,13 +447,7 @@ class NodeClient:
 
     async def inbox(self, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of pending packages: ``{"items": [...], "next": cursor or None}``."""
-        query = []
-        if after:
-            query.append(f"after={after}")
-        if limit:
-            query.append(f"limit={limit}")
-        path = "/v1/inbox" + ("?" + "&".join(query) if query else "")
-        result: dict[str, Any] = await self._json("GET", path)
+        result: dict[str, Any] = await self._json("GET", _inbox_path(after, limit))
         return result
 
     async def take(
@@ -467,14 +461,8 @@ class NodeClient:
 
         Raises:
             UnexpectedAnswer: a body is not what its sha256 says."""
-        query = ["bodies=1"]
-        if after:
-            query.append(f"after={after}")
-        if limit:
-            query.append(f"limit={limit}")
-        if max_bytes is not None:
-            query.append(f"max_bytes={max_bytes}")
-        page: dict[str, Any] = await self._json("GET", "/v1/inbox?" + "&".join(query))
+        path = _inbox_path(after, limit, bodies=True, max_bytes=max_bytes)
+        page: dict[str, Any] = await self._json("GET", path)
         for item in page["items"]:
             if item.get("body") is None:
                 continue
@@ -656,6 +644,20 @@ class NodeClient:
         result: list[dict[str, Any]] = await self._json("GET", "/v1/agencies")
         self._directory = Directory.from_json(result)
         return result
+
+
+def _inbox_path(
+    after: str | None, limit: int | None, bodies: bool = False, max_bytes: int | None = None
+) -> str:
+    """``/v1/inbox`` with the query the arguments ask for."""
+    query = ["bodies=1"] if bodies else []
+    if after:
+        query.append(f"after={after}")
+    if limit:
+        query.append(f"limit={limit}")
+    if max_bytes is not None:
+        query.append(f"max_bytes={max_bytes}")
+    return "/v1/inbox" + ("?" + "&".join(query) if query else "")
 
 
 def _attachment(path: Path) -> Attachment:

@@ -3,7 +3,9 @@ benchmark. Both live beside the simulated agencies (:mod:`nodes.sim`), loaded on
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +263,7 @@ def bench(
         "e2e": "hub: full rate",
         "paced": "hub: half rate",
     }
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, transient=as_json,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stages[stage], total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with _stage_bars(stages, as_json) as progress:
         result = runtime.run(
             run_bench(
                 documents,
@@ -292,6 +284,26 @@ def bench(
         fail(f"{result.lost} accepted documents were never acknowledged: the run is not valid")
 
 
+@contextlib.contextmanager
+def _stage_bars(
+    stages: dict[str, str], transient: bool
+) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar for each stage a bench reports (``progress(stage, done, total)``),
+    on stderr; gone at the end with ``transient`` (--json)."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=transient,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stages[stage], total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress
+
+
 def _bench_mix(
     documents: int,
     attachment_kb: float,
@@ -303,17 +315,7 @@ def _bench_mix(
     from nodes.sim.bench_mix import bench_mix
 
     stages = {"mix": "national mix: full rate", "paced": "national mix: half rate"}
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, transient=as_json,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stages[stage], total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with _stage_bars(stages, as_json) as progress:
         result = runtime.run(
             bench_mix(
                 documents,

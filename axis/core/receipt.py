@@ -18,12 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from axis.core import pki
-from axis.core.signing import (
-    sign_enveloped,
-    verify_whole,
-    xmlsec_private_key,
-    xmlsec_public_key,
-)
+from axis.core.signing import checked_public_key, sign_enveloped, verify_whole, xmlsec_private_key
 from axis.core.xmlsafe import load_xml
 from axis.errors import InvalidSignature, UntrustedCertificate
 
@@ -89,10 +84,14 @@ def verify_receipt(xml: str | bytes, hub_cert: x509.Certificate) -> Receipt:
     if key is None:
         if len(_KEYS) >= _KEYS_KEPT:
             _KEYS.clear()
-        key = _KEYS[der] = xmlsec_public_key(hub_cert)
+        try:
+            key = checked_public_key(hub_cert)
+        except (InvalidSignature, UntrustedCertificate) as exc:
+            raise InvalidSignature(f"the receipt does not verify: {exc.detail}") from exc
+        _KEYS[der] = key
     try:
-        signed = verify_whole(load_xml(data), key, hub_cert)
-    except (InvalidSignature, UntrustedCertificate) as exc:
+        signed = verify_whole(load_xml(data), key)
+    except InvalidSignature as exc:
         raise InvalidSignature(f"the receipt does not verify: {exc.detail}") from exc
     if signed.tag != f"{{{RECEIPT_NS}}}Receipt":
         raise InvalidSignature("the signed content is not a receipt")

@@ -285,9 +285,10 @@ class Verifier:
         ``URI=""`` with these transforms leaves out: the signature (enveloped) and comments
         (C14N without comments). Comments must go: ``<Subject>A<!---->B</Subject>`` is signed
         as "AB", but lxml's ``.text`` would read "A"."""
-        key = self._xmlsec_keys.get(cert.public_bytes(Encoding.DER))
+        der = cert.public_bytes(Encoding.DER)
+        key = self._xmlsec_keys.get(der)
         if key is None:
-            key = self._xmlsec_keys[cert.public_bytes(Encoding.DER)] = xmlsec_public_key(cert)
+            key = self._xmlsec_keys[der] = xmlsec_public_key(cert)
         return _xmlsec_check(
             root, signature, key, self._reference_transforms, self._signature_transforms
         )
@@ -348,31 +349,32 @@ def _xmlsec_check(
     return root
 
 
-_DEFAULT_POLICY_TRANSFORMS: dict[bool, list[Any]] = {}
-
-
-def verify_whole(root: etree._Element, key: xmlsec.Key, cert: x509.Certificate) -> etree._Element:
-    """An enveloped signature over the whole of ``root`` (its last child; one Reference,
-    ``URI=""``), made with ``cert``'s key (``key``: :func:`xmlsec_public_key` of it), under the
-    default policy's algorithms, checked by libxmlsec1: what a receipt carries. ``root`` is
-    consumed; the signed tree is returned.
+def checked_public_key(cert: x509.Certificate) -> xmlsec.Key:
+    """:func:`xmlsec_public_key` of a certificate whose key the default policy takes (for
+    :func:`verify_whole`: checked once, when the key is made, not per signature).
 
     Raises:
-        InvalidSignature: the shape, an algorithm, the key or the signature is wrong."""
-    policy = VerificationPolicy()
-    if not _DEFAULT_POLICY_TRANSFORMS:
-        _DEFAULT_POLICY_TRANSFORMS[True] = _xmlsec_transforms(policy, reference=True)
-        _DEFAULT_POLICY_TRANSFORMS[False] = _xmlsec_transforms(policy, reference=False)
+        InvalidSignature: the key is too weak or of a kind not accepted.
+        UntrustedCertificate: libxmlsec1 cannot use it."""
+    check_key_strength(cert, _DEFAULT_POLICY)
+    return xmlsec_public_key(cert)
+
+
+def verify_whole(root: etree._Element, key: xmlsec.Key) -> etree._Element:
+    """An enveloped signature over the whole of ``root`` (its last child; one Reference,
+    ``URI=""``), made with ``key`` (:func:`checked_public_key`), under the default policy's
+    algorithms, checked by libxmlsec1: what a receipt carries. ``root`` is consumed; the
+    signed tree is returned.
+
+    Raises:
+        InvalidSignature: the shape, an algorithm or the signature is wrong."""
     signatures = list(root.iter(f"{_DS}Signature"))
     if len(signatures) != 1 or signatures[0].getparent() is not root:
         raise InvalidSignature("expected one ds:Signature, a child of the document element")
     signature = signatures[0]
     _check_reference(signature)
-    _check_algorithms(signature, policy)
-    check_key_strength(cert, policy)
-    return _xmlsec_check(
-        root, signature, key, _DEFAULT_POLICY_TRANSFORMS[True], _DEFAULT_POLICY_TRANSFORMS[False]
-    )
+    _check_algorithms(signature, _DEFAULT_POLICY)
+    return _xmlsec_check(root, signature, key, *_DEFAULT_TRANSFORMS)
 
 
 def sign_enveloped(
@@ -421,6 +423,12 @@ _XMLSEC_TRANSFORMS = tuple(
     value
     for name, value in vars(xmlsec.constants).items()
     if name.startswith("Transform") and getattr(value, "href", None)
+)
+_DEFAULT_POLICY = VerificationPolicy()
+# What verify_whole enables: in the Reference, then in SignedInfo.
+_DEFAULT_TRANSFORMS = (
+    _xmlsec_transforms(_DEFAULT_POLICY, reference=True),
+    _xmlsec_transforms(_DEFAULT_POLICY, reference=False),
 )
 
 

@@ -331,7 +331,7 @@ class Hub:
         self, agency: Agency, after: int, limit: int
     ) -> tuple[list[PackageRecord], int | None]:
         """The agency's pending packages after cursor ``after``, and the next cursor."""
-        limit = max(1, min(limit, self.settings.limits.inbox_page))
+        limit = self._page(limit)
         items = await self.store.inbox(agency.organ_id, after, limit)
         return items, (items[-1].seq if len(items) == limit else None)
 
@@ -344,7 +344,7 @@ class Hub:
         one write; one recalled or acknowledged since it was listed is left out. A carried
         package stays in the inbox until it is acknowledged, so a recipient that loses the
         answer gets it again on its next read."""
-        limit = max(1, min(limit, self.settings.limits.inbox_page))
+        limit = self._page(limit)
         budget = max(0, min(max_bytes, self.settings.limits.inbox_bytes))
         listed = await self.store.inbox_sized(agency.organ_id, after, limit)
         carried: list[str] = []
@@ -370,6 +370,10 @@ class Hub:
             if record.id not in gone
         ]
         return items, (listed[-1][0].seq if len(listed) == limit else None)
+
+    def _page(self, limit: int) -> int:
+        """A page size the hub serves: 1 to ``inbox_page``."""
+        return max(1, min(limit, self.settings.limits.inbox_page))
 
     async def ack_many(
         self, agency: Agency, package_ids: list[str]

@@ -22,14 +22,13 @@ never asserted in tests; this command is what we watch.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import resource
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -47,10 +46,8 @@ from lxml import etree
 from axis.core import formats, pki
 from axis.core.formats import Attachment, Edoc, Organ, Trace
 from axis.core.signing import DS_NS, EDXML_NS
-from nodes.client import NodeClient
-from nodes.sim.country import SimAgency
 from nodes.sim.runner import Simulation, percentiles
-from nodes.sim.simulate import Site, agencies_for, client_of, own_hub
+from nodes.sim.simulate import agencies_for, clients_of, own_hub
 from nodes.sim.traffic import PointToPoint
 
 # progress(stage, done, total): "sign", "verify", "store", "e2e", "paced"
@@ -283,22 +280,23 @@ def floor(
 # -- end to end -----------------------------------------------------------------------------
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """A process's peak resident set (VmHWM), in MB."""
+def status_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of a process from /proc/PID/status, in MB: its peak resident set
+    (VmHWM) by default, or its resident set now (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def _hub_processes(pid: int) -> list[int]:
+def hub_processes(pid: int) -> list[int]:
     """The hub's process, or with --workers its workers (the parent serves nothing)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     found = [int(c) for c in children.read_text().split()] if children.exists() else []
     return found or [pid]
 
 
-def _cpu_s(pids: list[int]) -> float:
+def cpu_s(pids: list[int]) -> float:
     """CPU seconds (user + system) the processes have used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -309,22 +307,8 @@ def _cpu_s(pids: list[int]) -> float:
     return total / ticks
 
 
-def _own_peak_rss_mb() -> float:
+def own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@contextlib.asynccontextmanager
-async def _clients(
-    site: Site, agencies: Sequence[SimAgency], national: frozenset[str]
-) -> AsyncIterator[dict[str, NodeClient]]:
-    clients = {
-        a.organ_id: await client_of(site, a, national, retries=CLIENT_RETRIES) for a in agencies
-    }
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            await client.close()
 
 
 async def bench(
@@ -350,7 +334,7 @@ async def bench(
     national = frozenset(a.organ_id for a in chosen) if face == "vdxp" else frozenset()
     async with (
         own_hub(chosen, push=False, workers=workers, national=national, settings=settings) as site,
-        _clients(site, chosen, national) as clients,
+        clients_of(site, chosen, national, retries=CLIENT_RETRIES) as clients,
     ):
         hub_settings = site.data.settings()  # what the hub runs with, for the record
         acked = 0
@@ -366,8 +350,8 @@ async def bench(
 
         total = documents
         assert site.pid is not None
-        hub_pids = _hub_processes(site.pid)
-        cpu_before = _cpu_s(hub_pids), _cpu_s([os.getpid()])
+        hub_pids = hub_processes(site.pid)
+        cpu_before = cpu_s(hub_pids), cpu_s([os.getpid()])
         full = Simulation(
             clients,
             PointToPoint(chosen, seed, attachment_kb),
@@ -377,8 +361,8 @@ async def bench(
         )
         tally = await full.run()
         e2e_s = full.elapsed_s
-        hub_cpu = (_cpu_s(hub_pids) - cpu_before[0]) / max(1, tally.acknowledged) * 1000
-        own_cpu = (_cpu_s([os.getpid()]) - cpu_before[1]) / max(1, tally.acknowledged) * 1000
+        hub_cpu = (cpu_s(hub_pids) - cpu_before[0]) / max(1, tally.acknowledged) * 1000
+        own_cpu = (cpu_s([os.getpid()]) - cpu_before[1]) / max(1, tally.acknowledged) * 1000
         rate = tally.acknowledged / e2e_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
         acked, total = 0, paced_n
@@ -391,7 +375,7 @@ async def bench(
             pace_per_s=rate / 2,
         )
         paced_tally = await paced.run()
-        hub_rss = max(_peak_rss_mb(pid) for pid in hub_pids)
+        hub_rss = max(status_mb(pid) for pid in hub_pids)
     database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
     return Result(
         documents=documents,
@@ -403,7 +387,7 @@ async def bench(
         send_ms=percentiles(paced_tally.send_ms),
         saturated_send_ms=percentiles(tally.send_ms),
         hub_peak_rss_mb=hub_rss,
-        bench_peak_rss_mb=_own_peak_rss_mb(),
+        bench_peak_rss_mb=own_peak_rss_mb(),
         lost=tally.lost + paced_tally.lost,
         hub_cpu_ms=hub_cpu,
         agencies_cpu_ms=own_cpu,

@@ -21,16 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axis.core.edxml_dialects import DIALECTS
-from nodes.client import NodeClient
-from nodes.sim.bench import _cpu_s, _hub_processes, _own_peak_rss_mb
+from nodes.sim.bench import cpu_s, hub_processes, own_peak_rss_mb, status_mb
 from nodes.sim.runner import Simulation, Tally, percentiles
-from nodes.sim.simulate import DEFAULT_MIX, Site, agencies_for, client_of, own_hub
+from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
 from nodes.transport import Meter
 
@@ -121,13 +119,6 @@ class MixResult:
         }
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 @dataclass
 class _RssWatch:
     pids: list[int]
@@ -141,33 +132,8 @@ class _RssWatch:
 
     def sample(self) -> None:
         with contextlib.suppress(OSError):
-            rss = sum(_rss_mb(pid) for pid in self.pids)
+            rss = sum(status_mb(pid, "VmRSS") for pid in self.pids)
             self.samples.append((self.tally().accepted, round(rss, 1)))
-
-
-@contextlib.asynccontextmanager
-async def _clients(
-    site: Site, seed: int, meter: Meter, concurrency: int
-) -> AsyncIterator[dict[str, NodeClient]]:
-    chosen = agencies_for("seed-2020", None)
-    written = dialects_of(chosen, DEFAULT_MIX, seed)
-    clients = {
-        a.organ_id: await client_of(
-            site,
-            a,
-            frozenset(),
-            retries=CLIENT_RETRIES,
-            dialect=DIALECTS[written[a.organ_id]],
-            seed=seed,
-            meter=meter,
-        )
-        for a in chosen
-    }
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            await client.close()
 
 
 async def bench_mix(
@@ -189,11 +155,18 @@ async def bench_mix(
     meter = Meter()
     async with (
         own_hub(chosen, push=False, workers=workers, settings=settings) as site,
-        _clients(site, seed, meter, concurrency) as clients,
+        clients_of(
+            site,
+            chosen,
+            written=dialects_of(chosen, DEFAULT_MIX, seed),
+            retries=CLIENT_RETRIES,
+            seed=seed,
+            meter=meter,
+        ) as clients,
     ):
         hub_settings = site.data.settings()
         assert site.pid is not None
-        hub_pids = _hub_processes(site.pid)
+        hub_pids = hub_processes(site.pid)
         sent = 0
 
         def counting(stage: str, total: int) -> Callable[[str, int], None]:
@@ -214,7 +187,7 @@ async def bench_mix(
         )
         watch = _RssWatch(hub_pids, lambda: full.tally)
         watcher = asyncio.create_task(watch.run())
-        cpu_before = _cpu_s(hub_pids), _cpu_s([os.getpid()])
+        cpu_before = cpu_s(hub_pids), cpu_s([os.getpid()])
         database_before = _postgres_cpu_s() if db else None
         try:
             tally = await full.run()
@@ -222,8 +195,8 @@ async def bench_mix(
         finally:
             watcher.cancel()
         n = max(1, tally.accepted)
-        hub_cpu = (_cpu_s(hub_pids) - cpu_before[0]) / n * 1000
-        own_cpu = (_cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
+        hub_cpu = (cpu_s(hub_pids) - cpu_before[0]) / n * 1000
+        own_cpu = (cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
         database_cpu = (
             None if database_before is None else (_postgres_cpu_s() - database_before) / n * 1000
         )
@@ -257,7 +230,7 @@ async def bench_mix(
         paced_per_s=paced_tally.accepted / paced.elapsed_s,
         paced_documents=paced_n,
         hub_rss_mb=watch.samples,
-        agencies_peak_rss_mb=_own_peak_rss_mb(),
+        agencies_peak_rss_mb=own_peak_rss_mb(),
         lost=tally.lost + paced_tally.lost,
         duplicates=tally.duplicates + paced_tally.duplicates,
         refused=sum(tally.refused.values()) + sum(paced_tally.refused.values()),
@@ -279,5 +252,5 @@ def _postgres_cpu_s() -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            total += _cpu_s([pid])
+            total += cpu_s([pid])
     return total

@@ -18,7 +18,7 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -298,6 +298,27 @@ async def client_of(
     return NationalAgency(profile, sdk, hub_url=site.url, **kw)
 
 
+@asynccontextmanager
+async def clients_of(
+    site: Site,
+    agencies: Sequence[SimAgency],
+    national: frozenset[str] = frozenset(),
+    written: Mapping[str, str] | None = None,
+    **kw: Any,
+) -> AsyncIterator[dict[str, NodeClient]]:
+    """Every agency's software (:func:`client_of`), each writing the dialect ``written``
+    names for it (default: its profile's), all closed when the block ends."""
+    clients: dict[str, NodeClient] = {}
+    try:
+        for a in agencies:
+            dialect = {"dialect": DIALECTS[written[a.organ_id]]} if written else {}
+            clients[a.organ_id] = await client_of(site, a, national, **kw, **dialect)
+        yield clients
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
 async def simulate(
     *,
     scenario: str = "seed-2020",
@@ -321,32 +342,28 @@ async def simulate(
     if hub_url is not None and data is None:
         raise ValueError("--hub needs --data: the data folder of the hub it drives")
     national = frozenset(a.organ_id for a in chosen if on_national_face(a, vdxp_share))
-    hub = (
-        _their_hub(data, hub_url, chosen, national)
-        if hub_url and data
-        else own_hub(chosen, national=national, simulated_clock=True)
-    )
     # The hub this run starts records the window's times, as the agencies say them; a hub
     # someone else runs keeps its own clock.
     clock = None if hub_url else SimulatedClock(datetime.combine(WINDOW[0], time(), VIETNAM))
+    hub = (
+        _their_hub(data, hub_url, chosen, national)
+        if hub_url and data
+        else own_hub(chosen, national=national, simulated_clock=clock is not None)
+    )
     async with hub as site:
         store = site.store
         if on_ready:
             on_ready(len(chosen))
         written = dialects_of(chosen, dialects or DEFAULT_MIX, seed)
-        clients = {
-            a.organ_id: await client_of(
-                site,
-                a,
-                national,
-                retries=CLIENT_RETRIES,
-                dialect=DIALECTS[written[a.organ_id]],
-                seed=seed,
-                simulated_clock=clock,
-            )
-            for a in chosen
-        }
-        try:
+        async with clients_of(
+            site,
+            chosen,
+            national,
+            written,
+            retries=CLIENT_RETRIES,
+            seed=seed,
+            simulated_clock=clock,
+        ) as clients:
             model = TrafficModel(chosen, seed, attachment_kb)
             fault_plan = plan_faults(chosen, seed) if faults else None
             run = Simulation(
@@ -359,9 +376,6 @@ async def simulate(
                 clock=clock,
             )
             tally = await run.run()
-        finally:
-            for client in clients.values():
-                await client.close()
         hub_stats = await operations.statistics(store)
     summary = run.summary(failed=hub_stats["by_state"].get("failed", 0))
     names = {a.organ_id: a.name for a in chosen}
