@@ -139,7 +139,10 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
 
 
 def undo_5(db: sqlite3.Connection) -> None:
-    """Take a database back from schema 6 to 4 (systems, notes, marks; packages by sha256)."""
+    """Take a database back from schema 8 to 4 (systems, notes, marks; packages by sha256;
+    the pending log)."""
+    db.execute("DROP TABLE IF EXISTS log_pending")
+    db.execute("DROP TABLE IF EXISTS daily_pending")
     db.execute("DROP INDEX IF EXISTS packages_sha256")
     db.execute("DROP INDEX IF EXISTS deliveries_pending")
     db.execute("DELETE FROM schema_migrations WHERE version >= 6")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -775,7 +776,7 @@ async def test_two_workers_writing_at_once_keep_one_chain_and_one_order(
     store: Store, backend: Backend
 ) -> None:
     """Two stores on one database (two hub workers): concurrent writes make one unbroken
-    log chain, and sequence numbers follow commit order, so an inbox never skips."""
+    log chain, and an inbox read once they have committed lists every package, in order."""
     if backend.name != "postgres":
         pytest.skip("one SQLite file has one writer process by design (the serve lock)")
     other = backend.open()
@@ -794,6 +795,115 @@ async def test_two_workers_writing_at_once_keep_one_chain_and_one_order(
         assert len(inbox) == 80 and [r.seq for r in inbox] == sorted(r.seq for r in inbox)
     finally:
         await other.close()
+
+
+async def test_two_workers_changing_the_same_deliveries_keep_chain_counters_and_states(
+    store: Store, backend: Backend
+) -> None:
+    """No write lock: two workers fetch, acknowledge and answer with statuses the same
+    deliveries at once, in batches given in opposite orders. Each delivery moves once per
+    event, the chain holds every move once and verifies, nothing waits unchained, and the
+    counters (summed by the chainer) say what the deliveries say."""
+    if backend.name != "postgres":
+        pytest.skip("one SQLite file has one writer process by design (the serve lock)")
+    other = backend.open()
+    await other.open()
+    try:
+        ids = [f"pkg-{n:04d}" for n in range(1, 31)]
+        await asyncio.gather(
+            *((store, other)[n % 2].insert_package(package(n)) for n in range(1, 31))
+        )
+        at = T0 + timedelta(minutes=5)
+        for event in (E.FETCHED, E.ACKED):
+            await asyncio.gather(
+                store.apply_events(ids, H41, event, at),
+                other.apply_events(ids[::-1], H41, event, at),
+                *(s.apply_event(pid, H10, event, at) for pid in ids for s in (store, other)),
+            )
+        entries = await other.log_entries(0, 10_000)
+        assert verify_chain(entries) is None
+        moves = [(e.package_id, e.organ_id, e.event) for e in entries if e.event != "received"]
+        assert len(moves) == len(set(moves)) == 30 * 2 * 2
+        assert await store.unchained_entries() == 0
+        assert await other.unchained_entries() == 0
+        assert await store.counter_total("documents") == 30
+        assert await store.counter_total("pending") == 0
+        states = {d.state for d in await store.deliveries_of(ids)}
+        assert states == {S.ACKNOWLEDGED}
+    finally:
+        await other.close()
+
+
+async def test_one_document_sent_through_two_workers_at_once_is_stored_once(
+    store: Store, backend: Backend
+) -> None:
+    """A resend racing the first send on another worker (no write lock orders them): one is
+    created, the other answers with the first record, as any resend does."""
+    if backend.name != "postgres":
+        pytest.skip("one SQLite file has one writer process by design (the serve lock)")
+    other = backend.open()
+    await other.open()
+    try:
+        for n in range(1, 11):
+            first, second = await asyncio.gather(
+                store.insert_package(package(n)), other.insert_package(package(n))
+            )
+            assert sorted([first[1], second[1]]) == [False, True]
+            assert first[0].id == second[0].id
+        assert await store.counter_total("documents") == 10
+    finally:
+        await other.close()
+
+
+async def test_entries_a_killed_worker_left_unchained_are_chained_by_the_next(
+    backend: Backend,
+) -> None:
+    """A worker killed between its commit and the chainer's pass leaves its entries pending:
+    the change is there, its trace shows them, verification reads them as the log's tail, the
+    lag says how many, and the next worker to open links them (the chain verifies) and folds
+    their counters."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite's one writer chains each entry where it is written")
+    from axis.core import pki
+    from axis.store.postgres import PostgresStore
+    from axis.usecases.verification import verify_log
+
+    def honest(n: int) -> NewPackage:  # its sha256 is its body's, as verification checks
+        return package(n, sha=hashlib.sha256(package(n).body).hexdigest())
+
+    _, hub_cert = pki.issue_hub_cert(*pki.create_ca("Axis development CA"))
+    dying = backend.open()
+    assert isinstance(dying, PostgresStore)
+    await dying.open()
+    await dying.insert_package(honest(1))  # chained
+    await dying._chainer.stop()  # noqa: SLF001 - as if killed: nothing links what follows
+    await dying.insert_package(honest(2))
+    await dying.apply_event("pkg-0001", H41, E.FETCHED, T0 + timedelta(minutes=1))
+    try:
+        assert await dying.unchained_entries() == 2
+        assert [h.event for h in await dying.trace("pkg-0001")] == ["received", "delivered"]
+        assert await dying.counter_total("documents") == 1  # pkg-0002's count not folded yet
+        report = await verify_log(dying, hub_cert)
+        assert report.ok, report.problem
+        assert report.entries == 1
+    finally:
+        await dying.close()
+    successor = backend.open()
+    await successor.open()
+    try:
+        assert await successor.unchained_entries() == 0
+        entries = await successor.log_entries(0, 100)
+        assert verify_chain(entries) is None
+        assert [(e.event, e.package_id) for e in entries] == [
+            ("received", "pkg-0001"),
+            ("received", "pkg-0002"),
+            ("delivered", "pkg-0001"),
+        ]
+        assert await successor.counter_total("documents") == 2
+        report = await verify_log(successor, hub_cert)
+        assert report.ok and report.entries == 3, report.problem
+    finally:
+        await successor.close()
 
 
 async def test_two_workers_never_claim_the_same_push(store: Store, backend: Backend) -> None:

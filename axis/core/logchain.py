@@ -147,6 +147,30 @@ def entry_hash(fields: dict[str, object]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An entry as a change writes it, before it takes its place in the chain: everything
+    but ``seq``, ``prev`` and ``hash``, which only the chain's order gives."""
+
+    at: str
+    event: str
+    organ_id: str | None = None
+    package_id: str | None = None
+    detail: str | None = None
+    sha256: str | None = None
+    cert_sha256: str | None = None
+
+    def chained(self, prev: str, seq: int) -> LogEntry:
+        """This entry as link ``seq`` of the chain, after the entry whose hash is ``prev``."""
+        # The event as written (a pending row edited behind the hub's back may hold anything;
+        # verification reports it, the chainer does not trip over it).
+        draft = LogEntry(
+            seq, self.at, self.event, self.organ_id, self.package_id, self.detail, self.sha256,
+            prev, "", self.cert_sha256,
+        )  # fmt: skip
+        return replace(draft, hash=entry_hash(draft.fields()))
+
+
 def link(
     prev: str,
     seq: int,

@@ -339,7 +339,7 @@ class Store(Protocol):
         table cannot move is left as it is; the others move)."""
 
     async def trace(self, package_id: str) -> list[Hop]:
-        """The hub's trace of a package, oldest first."""
+        """The hub's trace of a package, oldest first (entries not yet chained included)."""
 
     async def deliveries_in(self, state: DeliveryState, limit: int) -> list[Delivery]:
         """Deliveries in one state, most recently changed first (for operators)."""
@@ -376,7 +376,8 @@ class Store(Protocol):
         """ "received" log entries with ``after < seq <= upto``, in order."""
 
     async def state_entries(self, package_ids: list[str], upto: int) -> list[LogEntry]:
-        """The delivery and status entries of these packages with ``seq <= upto``, in order."""
+        """The delivery and status entries of these packages with ``seq <= upto``, in order,
+        then those not yet chained (seq 0; see :meth:`unchained_entries`)."""
 
     async def package_sizes(self, package_ids: list[str]) -> dict[str, int]:
         """The stored size of each of these packages that exists."""
@@ -388,11 +389,16 @@ class Store(Protocol):
         """Every delivery of these packages."""
 
     async def unlogged_package(self) -> str | None:
-        """A stored package that no "received" entry records, if there is one."""
+        """A stored package that no "received" entry records, chained or not, if there is
+        one."""
 
     async def agency_entries(self) -> list[LogEntry]:
         """Every entry about the directory (agency-registered, agency-revoked,
-        agency-code-added, agency-code-closed), in order."""
+        agency-code-added, agency-code-closed), in order, those not yet chained last."""
+
+    async def unchained_entries(self) -> int:
+        """How many committed log entries wait to be chained: the chainer's lag (always 0
+        on SQLite, whose one writer chains each entry where it is written)."""
 
     async def checkpoints(self) -> list[Checkpoint]:
         """Every signed checkpoint of the log, in order."""

@@ -194,6 +194,33 @@ CREATE INDEX deliveries_pending ON deliveries (recipient, seq)
     WHERE state IN ('delivered', 'failed', 'queued');
 """,
     ),
+    Migration(
+        8,
+        "log entries and counter increments committed before they are chained and folded",
+        """
+-- PostgreSQL's workers commit their entries here, unchained; a chainer moves them into log
+-- in one order just after (axis.store.postgres). SQLite chains at once and leaves both empty.
+CREATE TABLE log_pending (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    organ_id    TEXT,
+    package_id  TEXT,
+    detail      TEXT,
+    sha256      TEXT,
+    cert_sha256 TEXT
+);
+CREATE INDEX log_pending_package ON log_pending (package_id) WHERE package_id IS NOT NULL;
+-- Increments of daily, appended without touching its rows (which every change shares) and
+-- summed into them by the chainer.
+CREATE TABLE daily_pending (
+    day    TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    n      INTEGER NOT NULL
+);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -2,10 +2,26 @@
 
 Several hub workers, on one host or many, use one database. What keeps them correct:
 
-- **One log order.** Every transaction that appends to the hash-chained log first takes one
-  transaction-scoped advisory lock (``WRITE_LOCK``), then reads the chain's head: appends are
-  serialized, so the chain never forks, and package sequence numbers are handed out in commit
-  order (an inbox read by ``seq > after`` never skips a package committed late).
+- **No write lock in the request path.** A change locks only the rows it changes (``FOR
+  UPDATE``; unique keys for new rows), so workers' changes run side by side. Its log entries
+  and counter increments are appended to ``log_pending`` and ``daily_pending``, which no other
+  change touches, and commit with it.
+- **One chain, linked just after.** A :class:`Chainer` in each worker takes the one
+  transaction-scoped advisory lock (``CHAIN_LOCK``), moves every committed pending entry into
+  the chain in one order (by the order they were written: an entry that depends on another was
+  written after that one committed), and sums the pending increments into ``daily``. One pass
+  serves every change waiting on it, so the lock is taken once per batch, not once per change.
+  A change's call returns once a pass that began after its commit has ended: the log, its
+  observers and the statistics read as before, the chain never forks, and a worker killed in
+  between leaves its entries pending for the next pass of any worker (each worker also passes
+  every ``CHAIN_TICK_S``, and once when it opens). ``axis log verify`` checks what is chained and
+  reads what is pending as the log's tail; ``axis_log_unchained_entries`` is the lag.
+- **Package sequence numbers** come from a sequence, in the order packages were written, which
+  may differ from their commit order by what was in flight. An inbox page (``seq > after``) can
+  therefore pass over a package that commits late; it stays pending, so the next read from the
+  start (every poll and ``take`` starts there) returns it: at-least-once holds.
+- **Directory changes** (agencies, codes, systems) check what is there before they change it;
+  they take their own advisory lock (``DIRECTORY_LOCK``) and run one at a time.
 - **Push leases.** Claims lock the rows they take with ``FOR UPDATE SKIP LOCKED``, so two
   workers never claim one delivery; a dead worker's leases expire (``lease_until``) and are
   taken over. A starting worker never gives back leases it does not own: others are alive.
@@ -20,27 +36,62 @@ for both. Timestamps are ISO 8601 text here too, so both stores sort and convert
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
-from axis.core.logchain import LogEntry
-from axis.errors import DuplicateConflict, Unavailable
+from axis.core.logchain import GENESIS, Draft, LogEntry
+from axis.errors import Unavailable
 from axis.store import writes
+from axis.store.counters import Bump
 from axis.store.migrations import TRACKING, check_not_newer, pending
+from axis.store.rows import LOG_HEAD, LOG_INSERT, log_values
 from axis.store.sql_reads import SqlReads
-from axis.store.writes import Command, CommandMany, Logged, Op, Query, Serialize, SqlWrites, Step
+from axis.store.writes import (
+    Append,
+    Command,
+    CommandMany,
+    Counted,
+    KeyTaken,
+    Op,
+    Query,
+    Serialize,
+    SqlWrites,
+    Step,
+)
 
 T = TypeVar("T")
+log = logging.getLogger("axis.store")
 
-WRITE_LOCK = 0x4158_4953  # "AXIS": the advisory lock that serializes log appends
+CHAIN_LOCK = 0x4158_4953  # "AXIS": held by the one chainer that links pending entries
+DIRECTORY_LOCK = 0x4158_4953_44  # held by a change to the directory; the others wait
 MIGRATE_LOCK = 0x4158_4953_4D  # held while one worker migrates; the others wait
 POOL_SIZE = 10
+CHAIN_BATCH = 5000  # pending entries linked per transaction of a pass
+CHAIN_TICK_S = 2.0  # a pass at least this often: entries a killed worker left get chained
+
+_DRAFT_COLUMNS = "at, event, organ_id, package_id, detail, sha256, cert_sha256"
+_PENDING_INSERT = f"INSERT INTO log_pending ({_DRAFT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+_DAILY_PENDING_INSERT = "INSERT INTO daily_pending (day, metric, key, n) VALUES ($1, $2, $3, $4)"
+# The oldest pending entries, taken out to be linked (ids in the order they were written).
+_TAKE_PENDING = (
+    f"DELETE FROM log_pending WHERE id IN (SELECT id FROM log_pending ORDER BY id LIMIT $1)"
+    f" RETURNING id, {_DRAFT_COLUMNS}"
+)
+# Every committed increment, summed into the counters it moves: one row each per pass.
+_FOLD_COUNTERS = (
+    "WITH moved AS (DELETE FROM daily_pending RETURNING day, metric, key, n)"
+    " INSERT INTO daily (day, metric, key, n)"
+    " SELECT day, metric, key, sum(n)::bigint FROM moved GROUP BY day, metric, key"
+    " ON CONFLICT (day, metric, key) DO UPDATE SET n = daily.n + excluded.n"
+)
 # A worker that hangs (or loses its network) inside a transaction must not hold the write
 # lock for long: the server ends such a session, and a wait for a lock gives up, after 30 s;
 # keepalives find a vanished client in about a minute instead of two hours.
@@ -74,26 +125,25 @@ def _count(status: str) -> int:
 
 @dataclass
 class PgTx:
-    """One open write transaction: its connection, whether it holds the write lock, and the
-    log entries appended in it."""
+    """One open write transaction: its connection, and the log entries and counter
+    increments its step wrote, kept to be appended at its end in one statement each."""
 
     conn: asyncpg.Connection
-    serialized: bool = False
-    appended: list[LogEntry] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+    bumps: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     async def execute(self, op: Op) -> Any:
-        """One operation of a write step. A unique key taken meanwhile is DuplicateConflict
-        (the transaction is lost either way), as on SQLite."""
+        """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
+        transaction is lost; the write may run again), as on SQLite."""
         try:
             return await self._execute(op)
         except asyncpg.UniqueViolationError as exc:
-            raise DuplicateConflict(f"already stored: {exc}") from exc
+            raise KeyTaken(f"already stored: {exc}") from exc
 
     async def _execute(self, op: Op) -> Any:
         match op:
             case Serialize():
-                await self.conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-                self.serialized = True
+                await self.conn.execute("SELECT pg_advisory_xact_lock($1)", DIRECTORY_LOCK)
             case Query(sql, args, pg_lock):
                 rows = await self.conn.fetch(pg(f"{sql} {pg_lock}" if pg_lock else sql), *args)
                 return [tuple(row) for row in rows]
@@ -101,13 +151,89 @@ class PgTx:
                 return _count(await self.conn.execute(pg(sql), *args))
             case CommandMany(sql, rows):
                 await self.conn.executemany(pg(sql), rows)
-            case Logged(entry):
-                # Without the lock two workers could read the same head and fork the chain.
-                assert self.serialized, "a write that logs must yield SERIALIZE first"
-                self.appended.append(entry)
+            case Append(draft):
+                self.drafts.append(draft)
+            case Counted(bumps):
+                for day, metric, key, n in bumps:
+                    self.bumps[day, metric, key] = self.bumps.get((day, metric, key), 0) + n
             case _:
                 raise TypeError(f"not an operation of a write step: {op!r}")
         return None
+
+    async def finish(self) -> None:
+        """Append what the step logged and counted, unchained, before the commit."""
+        if self.drafts:
+            await self.conn.executemany(
+                _PENDING_INSERT,
+                [
+                    (d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256)
+                    for d in self.drafts
+                ],
+            )
+        if self.bumps:
+            rows: list[Bump] = [(*key, n) for key, n in self.bumps.items()]
+            await self.conn.executemany(_DAILY_PENDING_INSERT, rows)
+
+    @property
+    def logged(self) -> bool:
+        return bool(self.drafts or self.bumps)
+
+
+class Chainer:
+    """Links the committed pending entries of every worker into the chain, one pass for all
+    the changes of this worker that wait on it (group commit, for the chain)."""
+
+    def __init__(self, chain_pending: Callable[[], Awaitable[int]]) -> None:
+        self._chain_pending = chain_pending
+        self._wake = asyncio.Event()
+        self._waiting: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="axis-log-chainer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._release(self._waiting)
+        self._waiting = []
+
+    async def chained(self) -> None:
+        """Return once a pass that began after this call has ended (or failed: the change
+        has committed all the same, and its entries wait for the next pass)."""
+        if self._task is None:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), CHAIN_TICK_S)
+            self._wake.clear()
+            waiting, self._waiting = self._waiting, []
+            try:
+                await self._chain_pending()
+                failures = 0
+            except _DB_ERRORS + (Unavailable,) as exc:
+                failures += 1
+                log.warning("could not chain the pending log entries (they wait): %s", exc)
+            finally:
+                self._release(waiting)
+            if failures:
+                await asyncio.sleep(min(CHAIN_TICK_S, 0.1 * 2**failures))
+
+    @staticmethod
+    def _release(waiting: list[asyncio.Future[None]]) -> None:
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class PostgresStore(SqlReads, SqlWrites):
@@ -123,6 +249,7 @@ class PostgresStore(SqlReads, SqlWrites):
         self._snapshot: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
             "axis_pg_snapshot", default=None
         )
+        self._chainer = Chainer(self.chain_pending)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -143,6 +270,10 @@ class PostgresStore(SqlReads, SqlWrites):
             await pool.close()
             raise
         self._pool = pool
+        # Entries a worker killed between its commit and the next pass left behind.
+        with contextlib.suppress(Unavailable):
+            await self.chain_pending()
+        self._chainer.start()
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
         """Apply the missing migrations, one worker at a time (a session advisory lock)."""
@@ -169,6 +300,7 @@ class PostgresStore(SqlReads, SqlWrites):
             raise Unavailable(f"cannot migrate the database: {exc}") from exc
 
     async def close(self) -> None:
+        await self._chainer.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -207,15 +339,51 @@ class PostgresStore(SqlReads, SqlWrites):
     _lookup = _read
 
     async def _write(self, step: Step[T]) -> T:
-        """Run a write step in one committed transaction (under the write lock if it logs).
-        Database errors leave as Unavailable; ours as they are, with the step rolled back."""
-        tx: PgTx | None = None
+        """Run a write step in one committed transaction, then wait for its log entries to be
+        chained. Database errors leave as Unavailable; ours as they are, with the step rolled
+        back."""
         try:
             async with self._p.acquire() as conn:
                 async with conn.transaction():
                     tx = PgTx(conn)
                     result = await writes.drive_async(step, tx.execute)
+                    await tx.finish()
         except _DB_ERRORS as exc:
             raise Unavailable(f"database write failed: {exc}") from exc
-        self._committed(tx.appended)
+        if tx.logged:
+            await self._chainer.chained()
         return result
+
+    async def chain_pending(self) -> int:
+        """Link every committed pending entry into the chain, and fold the pending counter
+        increments into ``daily``: what one pass of the :class:`Chainer` does. Returns how
+        many entries it linked."""
+        linked = 0
+        while True:
+            try:
+                async with self._p.acquire() as conn:
+                    async with conn.transaction():
+                        entries, full = await self._chain_batch(conn)
+            except _DB_ERRORS as exc:
+                raise Unavailable(f"database write failed: {exc}") from exc
+            self._committed(entries)
+            linked += len(entries)
+            if not full:
+                return linked
+
+    @staticmethod
+    async def _chain_batch(conn: asyncpg.Connection) -> tuple[list[LogEntry], bool]:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        # Read after the lock (a new snapshot): everything committed before it was taken.
+        rows = sorted(await conn.fetch(_TAKE_PENDING, CHAIN_BATCH), key=lambda row: row[0])
+        entries: list[LogEntry] = []
+        if rows:
+            head = await conn.fetch(LOG_HEAD)
+            seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+            for row in rows:
+                entry = Draft(*row[1:]).chained(prev, seq + 1)
+                entries.append(entry)
+                seq, prev = entry.seq, entry.hash
+            await conn.executemany(pg(LOG_INSERT), [log_values(e) for e in entries])
+        await conn.execute(_FOLD_COUNTERS)
+        return entries, len(rows) == CHAIN_BATCH

@@ -51,6 +51,8 @@ from axis.store.rows import (
     ts,
 )
 
+# A pending entry (axis.store.postgres) read as the log's tail: seq 0, no links yet.
+PENDING_AS_LOG = "0, at, event, organ_id, package_id, detail, sha256, '', '', cert_sha256"
 DIRECTORY_EVENTS = tuple(
     e.value
     for e in (
@@ -331,6 +333,10 @@ class SqlReads:
             "SELECT organ_id, event, at, detail FROM log WHERE package_id = ? ORDER BY seq",
             (package_id,),
         )
+        rows += await self._read(
+            "SELECT organ_id, event, at, detail FROM log_pending WHERE package_id = ? ORDER BY id",
+            (package_id,),
+        )
         return [Hop(organ_id or "", event, dt(at), detail) for organ_id, event, at, detail in rows]
 
     async def log_entries(self, after: int, limit: int) -> list[LogEntry]:
@@ -365,6 +371,11 @@ class SqlReads:
             " AND event != 'received' AND seq <= ? ORDER BY seq",
             (*package_ids, upto),
         )
+        rows += await self._read(
+            f"SELECT {PENDING_AS_LOG} FROM log_pending WHERE package_id IN"
+            f" ({marks(package_ids)}) AND event != 'received' ORDER BY id",
+            tuple(package_ids),
+        )
         return [log_row(r) for r in rows]
 
     async def package_sizes(self, package_ids: list[str]) -> dict[str, int]:
@@ -397,6 +408,8 @@ class SqlReads:
     async def unlogged_package(self) -> str | None:
         rows = await self._read(
             "SELECT p.id FROM packages p WHERE NOT EXISTS (SELECT 1 FROM log l"
+            " WHERE l.package_id = p.id AND l.event = 'received')"
+            " AND NOT EXISTS (SELECT 1 FROM log_pending l"
             " WHERE l.package_id = p.id AND l.event = 'received') ORDER BY p.seq LIMIT 1"
         )
         return str(rows[0][0]) if rows else None
@@ -407,7 +420,16 @@ class SqlReads:
             " ORDER BY seq",
             DIRECTORY_EVENTS,
         )
+        rows += await self._read(
+            f"SELECT {PENDING_AS_LOG} FROM log_pending"
+            f" WHERE event IN ({marks(DIRECTORY_EVENTS)}) ORDER BY id",
+            DIRECTORY_EVENTS,
+        )
         return [log_row(r) for r in rows]
+
+    async def unchained_entries(self) -> int:
+        rows = await self._read("SELECT count(*) FROM log_pending")
+        return int(rows[0][0])
 
     async def checkpoints(self) -> list[Checkpoint]:
         rows = await self._read("SELECT seq, head, at, signature FROM checkpoints ORDER BY seq")

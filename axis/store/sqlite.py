@@ -17,15 +17,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from axis.errors import DuplicateConflict, Unavailable
+from axis.errors import Unavailable
 from axis.store import writes
 from axis.store.migrations import migrate_sqlite
+from axis.store.rows import UPSERT_DAILY
 from axis.store.sql_reads import SqlReads
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 from axis.store.writes import (
+    Append,
     Command,
     CommandMany,
-    Logged,
+    Counted,
+    KeyTaken,
     Op,
     Query,
     Serialize,
@@ -61,14 +64,19 @@ def _execute(tx: WriteTx, op: Op) -> Any:
                 return tx.conn.execute(sql, args).rowcount
             case CommandMany(sql, rows):
                 tx.conn.executemany(sql, rows)
-            case Logged(entry):
+            case Append(draft):
+                # One writer, one transaction at a time: the head read here is the head at
+                # commit, so each entry is chained where it is written.
+                entry = writes.drive(writes.chain_now(draft), lambda op: _execute(tx, op))
                 tx.appended.append(entry)  # told to the observers once the commit returns
+            case Counted(bumps):
+                tx.conn.executemany(UPSERT_DAILY, bumps)
             case Serialize():
                 pass  # this one writer thread runs one transaction at a time anyway
             case _:
                 raise TypeError(f"not an operation of a write step: {op!r}")
     except sqlite3.IntegrityError as exc:
-        raise DuplicateConflict(f"already stored: {exc}") from exc
+        raise KeyTaken(f"already stored: {exc}") from exc
     return None
 
 

@@ -6,12 +6,17 @@ sent each answer back:
 - :class:`Query`: the rows of a statement (a list of tuples);
 - :class:`Command`: how many rows a statement changed;
 - :class:`CommandMany`: one statement for many rows (no answer);
-- :data:`SERIALIZE`: yielded first by every write that appends to the log. On PostgreSQL the
-  driver takes the one transaction-scoped advisory lock that keeps the chain in one order and
-  hands out package sequence numbers in commit order; SQLite's one writer thread serializes
-  every write already;
-- :class:`Logged`: an entry the step appended, told to the store's observers once the
-  transaction has committed;
+- :data:`SERIALIZE`: yielded first by every change to the directory (agencies, their codes,
+  systems), which checks what is there before it changes it. On PostgreSQL the driver takes a
+  transaction-scoped advisory lock, so two such changes run one after the other; SQLite's one
+  writer thread serializes every write already. Packages and deliveries need no such lock:
+  their rows are locked one by one (``FOR UPDATE``) and their keys are unique;
+- :class:`Append`: a log entry, as a :class:`~axis.core.logchain.Draft`. Where it takes its
+  place in the chain is the driver's business: SQLite's one writer links it to the head at
+  once; PostgreSQL's workers commit it unchained, and a chainer links what has committed, in
+  one order, just after (:mod:`axis.store.postgres`). Either way the entry commits or vanishes
+  with its change, and the store's observers hear of it once it is chained;
+- :class:`Counted`: increments of the daily statistics counters, which commit with the change.
 
 and it returns the write's result. So the rules of a write (what it checks, what it changes,
 what it logs and counts, and in which order) exist once, here, with no driver in sight: the
@@ -41,10 +46,10 @@ from axis.core.lifecycle import DeliveryEvent, DeliveryState, InvalidTransition,
 from axis.core.logchain import (
     GENESIS,
     Checkpoint,
+    Draft,
     LogEntry,
     LogEvent,
     code_closed,
-    link,
     received_detail,
 )
 from axis.core.stats import Metric
@@ -67,7 +72,6 @@ from axis.store.rows import (
     LOG_INSERT,
     PACKAGE_COLUMNS,
     SYSTEM_COLUMNS,
-    UPSERT_DAILY,
     code_row,
     delivery_row,
     log_values,
@@ -108,20 +112,32 @@ class CommandMany:
 
 @dataclass(frozen=True)
 class Serialize:
-    """Take the write lock: the first thing a write that appends to the log does."""
+    """Run alone among the directory's changes: the first thing such a change does."""
 
 
 SERIALIZE = Serialize()
 
 
 @dataclass(frozen=True)
-class Logged:
-    """An entry the step appended to the chain."""
+class Append:
+    """A log entry the step writes, to be chained in the same transaction or just after."""
 
-    entry: LogEntry
+    draft: Draft
 
 
-Op = Query | Command | CommandMany | Serialize | Logged
+@dataclass(frozen=True)
+class Counted:
+    """Increments of the daily counters (:data:`axis.store.counters.Bump`)."""
+
+    bumps: Sequence[counters.Bump]
+
+
+class KeyTaken(DuplicateConflict):
+    """A unique key another transaction took while this one ran (PostgreSQL: there is no
+    write lock). The transaction is rolled back; the write may run again and see the row."""
+
+
+Op = Query | Command | CommandMany | Serialize | Append | Counted
 Step = Generator[Op, Any, T]
 
 
@@ -175,19 +191,25 @@ def _append(
     detail: str | None = None,
     sha256: str | None = None,
     cert_sha256: str | None = None,
-) -> Step[LogEntry]:
-    """Append one entry to the chain (the write lock, or the one writer, holds its head)."""
+) -> Step[None]:
+    """Write one log entry (see :class:`Append`)."""
+    yield Append(Draft(ts(at), event.value, organ_id, package_id, detail, sha256, cert_sha256))
+
+
+def chain_now(draft: Draft) -> Step[LogEntry]:
+    """Link ``draft`` to the chain's head and store it: for a driver whose transactions run one
+    at a time (SQLite's writer), which may chain each entry where it is written."""
     head = yield from _rows(LOG_HEAD)
     seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
-    entry = link(prev, seq + 1, ts(at), event, organ_id, package_id, detail, sha256, cert_sha256)
+    entry = draft.chained(prev, seq + 1)
     yield from _count(LOG_INSERT, *log_values(entry))
-    yield Logged(entry)
     return entry
 
 
 def _bump(bumps: list[counters.Bump]) -> Step[None]:
     """Move the statistics counters, in the same transaction as the change they count."""
-    yield from _many(UPSERT_DAILY, bumps)
+    if bumps:
+        yield Counted(bumps)
 
 
 # -- agencies -------------------------------------------------------------------------------
@@ -348,7 +370,6 @@ def set_system_active(system_id: str, active: bool, at: datetime) -> Step[bool]:
 
 def mark_delivery(package_id: str, recipient: str, mark: str) -> Step[bool]:
     """A system's transport mark on one delivery (moves nothing; see axis.core.vdxp)."""
-    yield SERIALIZE
     changed = yield from _count(
         "UPDATE deliveries SET mark = ? WHERE package_id = ? AND recipient = ?",
         mark, package_id, recipient,
@@ -365,7 +386,6 @@ def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
     the first record and False.
 
     Raises DuplicateConflict: the key was committed before with other bytes."""
-    yield SERIALIZE
     rows = yield from _rows(
         f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
         p.sender,
@@ -507,7 +527,6 @@ def apply_event(
     package_id: str, recipient: str, event: DeliveryEvent, at: datetime
 ) -> Step[Delivery | None]:
     """One lifecycle event on one delivery (a fetch, an ack), as its own write."""
-    yield SERIALIZE
     return (yield from _move(package_id, recipient, event, at))
 
 
@@ -517,14 +536,15 @@ def apply_events(
     """One lifecycle event on several of one recipient's deliveries (a batched read, a
     batched ack), as one write. A delivery the table cannot move is reported and left as it
     is: :func:`_move` raises before it changes anything."""
-    yield SERIALIZE
-    moved: list[Delivery | InvalidTransition | None] = []
-    for package_id in package_ids:
+    # In one order (the ids'), whatever order they came in: two batches over the same rows
+    # then lock them alike and never wait for each other in a circle.
+    moved: dict[str, Delivery | InvalidTransition | None] = {}
+    for package_id in sorted(set(package_ids)):
         try:
-            moved.append((yield from _move(package_id, recipient, event, at)))
+            moved[package_id] = yield from _move(package_id, recipient, event, at)
         except InvalidTransition as refused:
-            moved.append(refused)
-    return moved
+            moved[package_id] = refused
+    return [moved[package_id] for package_id in package_ids]
 
 
 # -- push delivery --------------------------------------------------------------------------
@@ -582,7 +602,6 @@ def release_leases(owner: str | None) -> Step[int]:
 
 def push_delivered(job: PushJob, at: datetime) -> Step[Delivery | None]:
     """The push got a 2xx: the delivery is ``delivered``, its lease and next try gone."""
-    yield SERIALIZE
     delivery = yield from _move(job.package_id, job.recipient, DeliveryEvent.PUSHED, at, "push")
     yield from _count(
         "UPDATE deliveries SET next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
@@ -598,7 +617,6 @@ def push_failed(
 ) -> Step[None]:
     """Count a failed push and schedule the next, or give up (``failed``) when ``retry_at`` is
     None; nothing at all if ``owner`` lost the lease meanwhile."""
-    yield SERIALIZE
     changed = yield from _count(
         "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
         " lease_owner = NULL, lease_until = NULL"
@@ -666,7 +684,12 @@ class SqlWrites(abc.ABC):
         return await self._write(set_agency_active(organ_id, active, datetime.now(UTC)))
 
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
-        return await self._write(insert_package(package))
+        try:
+            return await self._write(insert_package(package))
+        except KeyTaken:
+            # The same key committed by another worker while this one ran: the step, run
+            # again, finds that row and answers as for any resend (or refuses other bytes).
+            return await self._write(insert_package(package))
 
     async def apply_event(
         self, package_id: str, recipient: str, event: DeliveryEvent, at: datetime

@@ -67,6 +67,11 @@ class HubMetrics:
             "Edoc deliveries not yet acknowledged (in recipients' inboxes)",
             registry=self.registry,
         )
+        self.unchained = Gauge(
+            "axis_log_unchained_entries",
+            "Committed log entries not yet linked into the chain (PostgreSQL's chainer lag)",
+            registry=self.registry,
+        )
 
     def log_entry(self, entry: LogEntry) -> None:
         """The store's post-commit hook: count deliveries as the log records them."""
@@ -82,8 +87,9 @@ class HubMetrics:
             self.push_retries.inc()
 
     async def exposition(self, store: Store) -> bytes:
-        """The text format, with the queue depth read now."""
+        """The text format, with the queue depth and the chainer's lag read now."""
         self.queue_depth.set(await store.counter_total(Metric.PENDING))
+        self.unchained.set(await store.unchained_entries())
         return generate_latest(self.registry)
 
     def middleware(self) -> Middleware:
