@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nodes.sim.bench import cpu_s, hub_processes, own_peak_rss_mb, status_mb
 from nodes.sim.runner import Simulation, Tally, percentiles
@@ -123,6 +124,7 @@ class MixResult:
 class _RssWatch:
     pids: list[int]
     tally: Callable[[], Tally]
+    database: _DatabaseCpu | None = None
     samples: list[tuple[int, float]] = field(default_factory=list)
 
     async def run(self) -> None:
@@ -134,6 +136,8 @@ class _RssWatch:
         with contextlib.suppress(OSError):
             rss = sum(status_mb(pid, "VmRSS") for pid in self.pids)
             self.samples.append((self.tally().accepted, round(rss, 1)))
+        if self.database is not None:
+            self.database.sample()
 
 
 async def bench_mix(
@@ -185,10 +189,12 @@ async def bench_mix(
             concurrency,
             progress=counting("mix", documents),
         )
-        watch = _RssWatch(hub_pids, lambda: full.tally)
+        server = _DatabaseCpu(urlsplit(db).path.lstrip("/")) if db else None
+        watch = _RssWatch(hub_pids, lambda: full.tally, server)
+        if server is not None:
+            server.sample()
         watcher = asyncio.create_task(watch.run())
         cpu_before = cpu_s(hub_pids), cpu_s([os.getpid()])
-        database_before = _postgres_cpu_s() if db else None
         try:
             tally = await full.run()
             watch.sample()
@@ -197,9 +203,7 @@ async def bench_mix(
         n = max(1, tally.accepted)
         hub_cpu = (cpu_s(hub_pids) - cpu_before[0]) / n * 1000
         own_cpu = (cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
-        database_cpu = (
-            None if database_before is None else (_postgres_cpu_s() - database_before) / n * 1000
-        )
+        database_cpu = None if server is None else server.used_s / n * 1000
         requests, connections = dict(meter.requests), meter.connections
         rate = tally.accepted / full.elapsed_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
@@ -239,18 +243,34 @@ async def bench_mix(
     )
 
 
-def _postgres_cpu_s() -> float:
-    """CPU seconds every PostgreSQL server process on this machine has used (the bench's
-    database among them: on a machine that serves others too, an upper bound). Backends
-    that ended meanwhile are missed: the hub's pool keeps its connections for the run."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += cpu_s([pid])
-    return total
+@dataclass
+class _DatabaseCpu:
+    """The CPU the PostgreSQL server spent on one database over the run: each backend's
+    growth since it was first seen (from 0 for one that connected during the run), summed,
+    sampled every RSS_EVERY_S so that a backend that ends keeps what it used. Backends are
+    told by their process title (``postgres: … USER DATABASE HOST …``)."""
+
+    database: str
+    first: dict[int, float] = field(default_factory=dict)
+    last: dict[int, float] = field(default_factory=dict)
+    started: bool = False
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if (entry / "comm").read_text().strip() != "postgres":
+                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+                if self.database not in title:
+                    continue
+                pid = int(entry.name)
+                used = cpu_s([pid])
+                self.first.setdefault(pid, used if not self.started else 0.0)
+                self.last[pid] = used
+        self.started = True
+
+    @property
+    def used_s(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
