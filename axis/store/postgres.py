@@ -104,8 +104,9 @@ _TAKE_PENDING = (
 )
 
 # A worker that hangs (or loses its network) inside a transaction must not hold its locks
-# (the chain's, a directory change's, its rows') for long: the server ends such a session, and a wait for a lock gives up, after 30 s;
-# keepalives find a vanished client in about a minute instead of two hours.
+# (the chain's, a directory change's, its rows') for long: the server ends such a session,
+# and a wait for a lock gives up, after 30 s; keepalives find a vanished client in about a
+# minute instead of two hours.
 SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "30s",
     "lock_timeout": "30s",
