@@ -153,10 +153,14 @@ async def test_an_unexpected_error_fails_one_push_not_the_worker(store: Store) -
     transport = FlakyTransport(broken="pkg-0001")
     worker = DeliveryWorker(store, transport, FAST)
 
-    async def second_delivered() -> bool:
-        return "pkg-0002" in transport.delivered
+    async def second_delivered_first_failed() -> bool:
+        # Both, whichever comes first: the pushes run side by side, and the failed one's
+        # record may commit after the other's delivery (a PostgreSQL worker waits for the
+        # chainer on a delivery, not on a retry).
+        failed = await store.delivery("pkg-0001", H41)
+        return "pkg-0002" in transport.delivered and failed is not None and failed.attempts >= 1
 
-    await _run_until(worker, second_delivered)
+    await _run_until(worker, second_delivered_first_failed)
     row = await store.delivery("pkg-0001", H41)
     assert row is not None and row.attempts >= 1
     assert row.last_error is not None and row.last_error.startswith("UnicodeError")
