@@ -160,22 +160,28 @@ class Draft:
     sha256: str | None = None
     cert_sha256: str | None = None
 
-    def chained(self, prev: str, seq: int) -> LogEntry:
-        """This entry as link ``seq`` of the chain, after the entry whose hash is ``prev``."""
-        # The event as written (a pending row edited behind the hub's back may hold anything;
-        # verification reports it, the chainer does not trip over it).
-        draft = LogEntry(
-            seq, self.at, self.event, self.organ_id, self.package_id, self.detail, self.sha256,
-            prev, "", self.cert_sha256,
-        )  # fmt: skip
-        return replace(draft, hash=entry_hash(draft.fields()))
+
+def linked(drafts: Iterable[Draft], head: tuple[int, str] | None) -> list[LogEntry]:
+    """``drafts``, in order, as the next links of the chain whose last entry has ``head``'s
+    seq and hash (None: the chain is empty). Each event is linked as written: a pending row
+    edited behind the hub's back may hold anything, which verification reports."""
+    seq, prev = head if head is not None else (0, GENESIS)
+    entries = []
+    for d in drafts:
+        seq += 1
+        entry = link(
+            prev, seq, d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256
+        )
+        entries.append(entry)
+        prev = entry.hash
+    return entries
 
 
 def link(
     prev: str,
     seq: int,
     at: str,
-    event: LogEvent,
+    event: str,
     organ_id: str | None = None,
     package_id: str | None = None,
     detail: str | None = None,

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from axis.core.logchain import GENESIS, Draft, LogEntry
+from axis.core.logchain import Draft, LogEntry, linked
 from axis.errors import Unavailable
 from axis.store import writes
 from axis.store.migrations import TRACKING, check_not_newer, pending
@@ -237,9 +237,12 @@ class Chainer:
             try:
                 await self._chain_pending()
                 failures = 0
-            except _DB_ERRORS + (Unavailable,) as exc:
+            except Unavailable as exc:
                 failures += 1
                 log.warning("could not chain the pending log entries (they wait): %s", exc)
+            except Exception:  # a bug: this task must outlive it, or every write waits forever
+                failures += 1
+                log.exception("the chainer failed; the pending log entries wait")
             finally:
                 self._release(waiting)
             if failures:
@@ -405,13 +408,10 @@ class PostgresStore(SqlReads, SqlWrites):
         # The next statement reads after the lock (a new snapshot): everything committed
         # before it was taken, the head included.
         rows = await conn.fetch(_TAKE_PENDING, CHAIN_BATCH)
-        entries: list[LogEntry] = []
-        if rows:
-            head_seq, head_hash = rows[0][0], rows[0][1]
-            seq, prev = (int(head_seq), str(head_hash)) if head_seq is not None else (0, GENESIS)
-            for row in rows:
-                entry = Draft(*row[3:]).chained(prev, seq + 1)
-                entries.append(entry)
-                seq, prev = entry.seq, entry.hash
-            await conn.executemany(pg(LOG_INSERT), [log_values(e) for e in entries])
+        if not rows:
+            return [], False
+        head_seq, head_hash = rows[0][0], rows[0][1]
+        head = (int(head_seq), str(head_hash)) if head_seq is not None else None
+        entries = linked((Draft(*row[3:]) for row in rows), head)
+        await conn.executemany(pg(LOG_INSERT), [log_values(e) for e in entries])
         return entries, len(rows) == CHAIN_BATCH

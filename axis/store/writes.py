@@ -44,12 +44,12 @@ from axis.core import lifecycle
 from axis.core.edxml_model import PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState, InvalidTransition, next_state
 from axis.core.logchain import (
-    GENESIS,
     Checkpoint,
     Draft,
     LogEntry,
     LogEvent,
     code_closed,
+    linked,
     received_detail,
 )
 from axis.core.stats import Metric
@@ -200,8 +200,7 @@ def chain_now(draft: Draft) -> Step[LogEntry]:
     """Link ``draft`` to the chain's head and store it: for a driver whose transactions run one
     at a time (SQLite's writer), which may chain each entry where it is written."""
     head = yield from _rows(LOG_HEAD)
-    seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
-    entry = draft.chained(prev, seq + 1)
+    (entry,) = linked([draft], (int(head[0][0]), str(head[0][1])) if head else None)
     yield from _count(LOG_INSERT, *log_values(entry))
     return entry
 
