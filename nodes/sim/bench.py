@@ -311,6 +311,22 @@ def own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def stage_progress(
+    report: Callable[[str, int, int], None], stage: str, total: int, counted: str
+) -> Callable[[str, int], None]:
+    """A :class:`~nodes.sim.runner.Simulation` progress hook that reports the ``counted``
+    events (``sent``, ``acknowledged``) of one run as ``stage``'s progress out of ``total``."""
+    done = 0
+
+    def on(what: str, n: int) -> None:
+        nonlocal done
+        if what == counted:
+            done += n
+            report(stage, done, total)
+
+    return on
+
+
 async def bench(
     documents: int,
     *,
@@ -337,18 +353,6 @@ async def bench(
         clients_of(site, chosen, national, retries=CLIENT_RETRIES) as clients,
     ):
         hub_settings = site.data.settings()  # what the hub runs with, for the record
-        acked = 0
-
-        def count(stage: str) -> Callable[[str, int], None]:
-            def on(what: str, n: int) -> None:
-                nonlocal acked
-                if what == "acknowledged":
-                    acked += n
-                    report(stage, acked, total)
-
-            return on
-
-        total = documents
         assert site.pid is not None
         hub_pids = hub_processes(site.pid)
         cpu_before = cpu_s(hub_pids), cpu_s([os.getpid()])
@@ -357,7 +361,7 @@ async def bench(
             PointToPoint(chosen, seed, attachment_kb),
             documents,
             concurrency,
-            progress=count("e2e"),
+            progress=stage_progress(report, "e2e", documents, "acknowledged"),
         )
         tally = await full.run()
         e2e_s = full.elapsed_s
@@ -365,13 +369,12 @@ async def bench(
         own_cpu = (cpu_s([os.getpid()]) - cpu_before[1]) / max(1, tally.acknowledged) * 1000
         rate = tally.acknowledged / e2e_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
-        acked, total = 0, paced_n
         paced = Simulation(
             clients,
             PointToPoint(chosen, seed + 1, attachment_kb, first_number=documents + 1),
             paced_n,
             concurrency,
-            progress=count("paced"),
+            progress=stage_progress(report, "paced", paced_n, "acknowledged"),
             pace_per_s=rate / 2,
         )
         paced_tally = await paced.run()

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodes.sim.bench import cpu_s, hub_processes, own_peak_rss_mb, status_mb
+from nodes.sim.bench import cpu_s, hub_processes, own_peak_rss_mb, stage_progress, status_mb
 from nodes.sim.runner import Simulation, Tally, percentiles
 from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
 from nodes.transport import Meter
 
-# progress(stage, done, total): "mix" (documents acknowledged by all), "paced"
+# progress(stage, done, total): "mix" (documents sent at full rate), "paced" (at half rate)
 MixProgress = Callable[[str, int, int], None]
 
 PACED_S = 30.0  # the half-rate run lasts about this long (or the whole N, if that is less)
@@ -171,23 +171,12 @@ async def bench_mix(
         hub_settings = site.data.settings()
         assert site.pid is not None
         hub_pids = hub_processes(site.pid)
-        sent = 0
-
-        def counting(stage: str, total: int) -> Callable[[str, int], None]:
-            def on(what: str, n: int) -> None:
-                nonlocal sent
-                if what == "sent":
-                    sent += n
-                    report(stage, sent, total)
-
-            return on
-
         full = Simulation(
             clients,
             TrafficModel(chosen, seed, attachment_kb),
             documents,
             concurrency,
-            progress=counting("mix", documents),
+            progress=stage_progress(report, "mix", documents, "sent"),
         )
         server = _DatabaseCpu(urlsplit(db).path.lstrip("/")) if db else None
         watch = _RssWatch(hub_pids, lambda: full.tally, server)
@@ -207,13 +196,12 @@ async def bench_mix(
         requests, connections = dict(meter.requests), meter.connections
         rate = tally.accepted / full.elapsed_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
-        sent = 0
         paced = Simulation(
             clients,
             TrafficModel(chosen, seed + 1, attachment_kb, first_number=documents + 1),
             paced_n,
             concurrency,
-            progress=counting("paced", paced_n),
+            progress=stage_progress(report, "paced", paced_n, "sent"),
             pace_per_s=rate / 2,
         )
         paced_tally = await paced.run()
