@@ -211,6 +211,14 @@ PG_URL = os.environ.get("AXIS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5
 REQUIRE_PG = os.environ.get("AXIS_REQUIRE_POSTGRES") == "1"
 
 
+# SQL that swaps an agency's certificate fingerprint behind the hub's back: always another
+# value (a plain 'ab' || … leaves one that starts with "ab" as it was: 1 run in 256).
+SWAPPED_FINGERPRINT = (
+    "fingerprint = CASE WHEN fingerprint LIKE 'ab%' THEN 'cd' ELSE 'ab' END"
+    " || substr(fingerprint, 3)"
+)
+
+
 @contextlib.asynccontextmanager
 async def postgres_schema() -> AsyncIterator[str]:
     """A database URL whose tables live in a fresh schema, dropped afterwards: each test gets

@@ -18,7 +18,7 @@ from axis.store.base import Agency
 from axis.store.migrations import LATEST, MIGRATIONS, for_postgres, migrate_sqlite
 from axis.store.sqlite import SqliteStore
 from axis.usecases.verification import verify_log
-from tests.helpers import postgres_schema
+from tests.helpers import SWAPPED_FINGERPRINT, postgres_schema
 
 # The schema an Axis before migrations created (CREATE ... IF NOT EXISTS at every start).
 PRE_MIGRATION_TABLES = MIGRATIONS[0].sql
@@ -129,7 +129,7 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
             )
         assert (await verify_log(store, hub_cert)).ok
         with contextlib.closing(sqlite3.connect(path)) as db, db:
-            db.execute("UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3)")
+            db.execute(f"UPDATE agencies SET {SWAPPED_FINGERPRINT}")
         report = await verify_log(store, hub_cert)
         assert report.problem == (
             "agency 000.00.00.G22: its certificate is not the one the log recorded"

@@ -20,7 +20,7 @@ from axis.usecases.verification import Cadence, verify_log
 from axis.web.admin import admin_app
 from axis.web.metrics import HubMetrics
 from tests.conftest import LiveHub
-from tests.helpers import cli
+from tests.helpers import SWAPPED_FINGERPRINT, cli
 
 G22, H41, H10 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H10"
 
@@ -250,8 +250,7 @@ async def test_metrics(hub: LiveHub) -> None:
             "package {c}: missing (the log recorded its arrival at entry",
         ),
         (
-            "UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3)"
-            " WHERE organ_id = '000.00.00.H41'",
+            f"UPDATE agencies SET {SWAPPED_FINGERPRINT} WHERE organ_id = '000.00.00.H41'",
             "agency 000.00.00.H41: its certificate is not the one the log recorded",
         ),
         (
@@ -344,7 +343,7 @@ async def test_a_revoke_and_a_reactivation_do_not_launder_a_swapped_certificate(
     so a certificate swapped in the table behind the hub's back still shows."""
     _tamper(
         hub,
-        "UPDATE agencies SET fingerprint = 'ab' || substr(fingerprint, 3) WHERE organ_id = ?",
+        f"UPDATE agencies SET {SWAPPED_FINGERPRINT} WHERE organ_id = ?",
         H41,
     )
     store = hub.running.hub.store
