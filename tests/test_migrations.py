@@ -139,8 +139,9 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
 
 
 def undo_5(db: sqlite3.Connection) -> None:
-    """Take a database back from schema 8 to 4 (systems, notes, marks; packages by sha256;
-    the pending log)."""
+    """Take a database back from schema 9 to 4 (systems, notes, marks; packages by sha256;
+    the pending log; the count of directory changes)."""
+    db.execute("DROP TABLE IF EXISTS directory_changes")
     db.execute("DROP TABLE IF EXISTS log_pending")
     db.execute("DROP TABLE IF EXISTS daily_pending")
     db.execute("DROP INDEX IF EXISTS packages_sha256")

@@ -276,6 +276,10 @@ class Store(Protocol):
     async def agency_by_fingerprint(self, fingerprint: str) -> Agency | None:
         """The agency whose registered certificate has this SHA-256 fingerprint."""
 
+    async def directory_changes(self) -> int:
+        """How many changes the directory (agencies, codes, systems) has had: a number that
+        grows with every committed change, whichever process made it."""
+
     async def list_agencies(self) -> list[Agency]:
         """Every registered agency, by OrganId."""
 

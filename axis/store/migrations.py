@@ -221,6 +221,21 @@ CREATE TABLE daily_pending (
 );
 """,
     ),
+    Migration(
+        9,
+        "a count of the directory's changes: a hub keeps the directory in memory between two",
+        """
+-- Every change to agencies, their codes or systems adds one, in its own transaction
+-- (axis.store.writes). A hub process reads it once a request and keeps the directory's
+-- lookups while it stands still (axis.usecases.directory), whoever made the change: another
+-- worker, or the command line on the same database.
+CREATE TABLE directory_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);
+INSERT INTO directory_changes (id, n) VALUES (1, 0);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -122,6 +122,10 @@ class SqlReads:
         )
         return agency_row(rows[0]) if rows else None
 
+    async def directory_changes(self) -> int:
+        rows = await self._lookup("SELECT n FROM directory_changes WHERE id = 1")
+        return int(rows[0][0])
+
     async def find_code(self, code: str) -> AgencyCode | None:
         rows = await self._lookup(
             f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE code = ?", (code,)

@@ -7,10 +7,12 @@ sent each answer back:
 - :class:`Command`: how many rows a statement changed;
 - :class:`CommandMany`: one statement for many rows (no answer);
 - :data:`SERIALIZE`: yielded first by every change to the directory (agencies, their codes,
-  systems), which checks what is there before it changes it. On PostgreSQL the driver takes a
-  transaction-scoped advisory lock, so two such changes run one after the other; SQLite's one
-  writer thread serializes every write already. Packages and deliveries need no such lock:
-  their rows are locked one by one (``FOR UPDATE``) and their keys are unique;
+  systems), which checks what is there before it changes it (and counts itself in
+  ``directory_changes``, which tells a hub process that its directory in memory is stale).
+  On PostgreSQL the driver takes a transaction-scoped advisory lock, so two such changes run
+  one after the other; SQLite's one writer thread serializes every write already. Packages
+  and deliveries need no such lock: their rows are locked one by one (``FOR UPDATE``) and
+  their keys are unique;
 - :class:`Append`: a log entry, as a :class:`~axis.core.logchain.Draft`. Where it takes its
   place in the chain is the driver's business: SQLite's one writer links it to the head at
   once; PostgreSQL's workers commit it unchained, and a chainer links what has committed, in
@@ -178,6 +180,14 @@ def _count(sql: str, *args: Any) -> Generator[Op, Any, int]:
     return changed
 
 
+def _directory_change() -> Generator[Op, Any, None]:
+    """The start of every change to the directory (agencies, codes, systems): serialized
+    with the others (:data:`SERIALIZE`), and counted in ``directory_changes``, which commits
+    with it, so that every hub process sees the directory it keeps in memory is stale."""
+    yield SERIALIZE
+    yield Command("UPDATE directory_changes SET n = n + 1 WHERE id = 1", ())
+
+
 def _many(sql: str, rows: Sequence[Row]) -> Generator[Op, Any, None]:
     if rows:
         yield CommandMany(sql, rows)
@@ -219,7 +229,7 @@ def add_agency(agency: Agency, aliases: Sequence[str] = ()) -> Step[None]:
     fingerprint and each alias.
 
     Raises DuplicateConflict if the certificate or any of the codes is taken."""
-    yield SERIALIZE
+    yield from _directory_change()
     codes = list(dict.fromkeys([agency.organ_id, *aliases]))
     owner = yield from _rows(
         "SELECT organ_id FROM agencies WHERE fingerprint = ?", agency.fingerprint
@@ -265,7 +275,7 @@ def add_code(organ_id: str, code: str, at: datetime) -> Step[bool]:
     """Let an agency hold one more code; False if there is no such agency.
 
     Raises DuplicateConflict if the code is another's, or closed."""
-    yield SERIALIZE
+    yield from _directory_change()
     if not (yield from _rows("SELECT 1 FROM agencies WHERE organ_id = ?", organ_id)):
         return False
     found = yield from _rows("SELECT organ_id, successor FROM agency_codes WHERE code = ?", code)
@@ -288,7 +298,7 @@ def close_code(code: str, successor: str, at: datetime) -> Step[AgencyCode]:
     """Close a code, held or not, naming its successor.
 
     Raises DuplicateConflict if it is closed already with another successor."""
-    yield SERIALIZE
+    yield from _directory_change()
     found = yield from _rows(f"SELECT {CODE_COLUMNS} FROM agency_codes WHERE code = ?", code)
     if found:
         record = code_row(found[0])
@@ -321,7 +331,7 @@ def set_agency_active(organ_id: str, active: bool, at: datetime) -> Step[bool]:
     A reactivation's entry names no certificate: the agency keeps the one its registration
     logged. (Naming the table's would let a certificate swapped behind the hub's back into
     the log by a revoke and a reactivation.)"""
-    yield SERIALIZE
+    yield from _directory_change()
     found = yield from _rows("SELECT active FROM agencies WHERE organ_id = ?", organ_id)
     if not found:
         return False
@@ -340,7 +350,7 @@ def add_system(system: System) -> Step[None]:
     """Add a system, logged (its id, never its secret).
 
     Raises DuplicateConflict if the id is taken."""
-    yield SERIALIZE
+    yield from _directory_change()
     taken = yield from _rows("SELECT system_id FROM systems WHERE system_id = ?", system.system_id)
     if taken:
         raise DuplicateConflict(f"system {system.system_id} already exists")
@@ -354,7 +364,7 @@ def add_system(system: System) -> Step[None]:
 
 def set_system_active(system_id: str, active: bool, at: datetime) -> Step[bool]:
     """Revoke or reinstate a system, logged when it changes."""
-    yield SERIALIZE
+    yield from _directory_change()
     changed = yield from _count(
         "UPDATE systems SET active = ? WHERE system_id = ? AND active <> ?",
         int(active), system_id, int(active),

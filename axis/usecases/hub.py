@@ -49,6 +49,7 @@ from axis.store.base import (
     PackageRecord,
     Store,
 )
+from axis.usecases.directory import Directory
 from axis.usecases.routing import Routed, Router
 
 PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -97,7 +98,9 @@ class Hub:
         """``clock``: the time the hub records things at (a simulation's, in a time-warped
         replay: :mod:`axis.core.clock`); certificates are checked against the real time."""
         self.store = store
-        self.router = Router(store, settings.limits)
+        # The directory's answers between two of its changes: asked a dozen times a document.
+        self.cached_directory = Directory(store)
+        self.router = Router(store, settings.limits, self.cached_directory)
         self.receipts = receipts
         self.settings = settings
         self.clock = clock
@@ -165,7 +168,11 @@ class Hub:
         """
         if not peer_der:
             raise UntrustedCertificate("a client certificate is required on the node API")
-        agency = await self.store.agency_by_fingerprint(hashlib.sha256(peer_der).hexdigest())
+        # Once a request, first: a revocation committed anywhere before it is seen.
+        await self.cached_directory.refresh()
+        agency = await self.cached_directory.agency_by_fingerprint(
+            hashlib.sha256(peer_der).hexdigest()
+        )
         if agency is None:
             raise UntrustedCertificate("this client certificate is not registered to any agency")
         if not agency.active:
@@ -216,8 +223,11 @@ class Hub:
             ) from exc
 
     async def codes(self, agency: Agency) -> dict[str, str | None]:
-        """Every code ``agency`` holds, each with its successor once closed."""
-        return {c.code: c.successor for c in await self.store.agency_codes(agency.organ_id)}
+        """Every code ``agency`` holds, each with its successor once closed (as of the
+        request's :meth:`Directory.refresh`)."""
+        return {
+            c.code: c.successor for c in await self.cached_directory.agency_codes(agency.organ_id)
+        }
 
     async def admit(
         self,

@@ -97,6 +97,8 @@ class NationalFace:
 
     async def _authenticate(self, sent: Sequence[tuple[str, str]]) -> Call:
         system_id = next((v for k, v in sent if k.lower() == vdxp.SYSTEM_ID.lower()), "")
+        # Once a call, first: the directory's changes committed anywhere before it are seen.
+        await self.hub.cached_directory.refresh()
         system = await self.store.get_system(system_id) if system_id else None
         secret = self._secret(system) if system is not None and system.active else None
         return vdxp.authenticate(sent, lambda sid: secret if sid == system_id else None)
@@ -135,7 +137,7 @@ class NationalFace:
     async def _member(self, call: Call, code: str) -> tuple[Agency, str | None] | None:
         """The active agency of the calling system holding ``code``, and the code's
         successor once closed; None if no such agency of this system."""
-        found = await self.store.code_holder(code)
+        found = await self.hub.cached_directory.code_holder(code)
         if found is None:
             return None
         record, agency = found

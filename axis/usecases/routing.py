@@ -13,6 +13,7 @@ from axis.core.lifecycle import DeliveryState
 from axis.core.routing import Facts, Named, Party, Routed, Stored
 from axis.host.config import Limits
 from axis.store.base import Agency, Store
+from axis.usecases.directory import Directory
 
 __all__ = ["Routed", "Router", "party_of"]
 
@@ -31,10 +32,12 @@ def party_of(agency: Agency, codes: Mapping[str, str | None] | None = None) -> P
 
 
 class Router:
-    """Routes packages against one store's directory and documents."""
+    """Routes packages against one store's directory (as ``directory`` keeps it) and
+    documents."""
 
-    def __init__(self, store: Store, limits: Limits) -> None:
+    def __init__(self, store: Store, limits: Limits, directory: Directory) -> None:
         self.store = store
+        self.directory = directory
         self.limits = rules.Limits(limits.max_recipients, limits.max_attachments)
 
     async def route(
@@ -63,7 +66,7 @@ class Router:
     async def _named(self, code: str) -> Named:
         """What ``code`` stands for: the agency holding it (open or closed), and its
         successor once closed."""
-        found = await self.store.code_holder(code)
+        found = await self.directory.code_holder(code)
         if found is None:
             return Named(None)
         record, agency = found
