@@ -103,5 +103,8 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     assert figures["deliveries_per_doc"] >= 1 and figures["signed_packages_per_doc"] > 1
     assert 0 < figures["tls_handshakes_per_doc"] and figures["hub_cpu_ms_per_doc"] > 0
     assert figures["agencies_cpu_ms_per_doc"] > 0 and figures["hub_rss_mb_peak"] > 10
+    # The hub's sockets: its listeners and the agencies' connections (two each at most).
+    sockets = list(figures["hub_sockets_series"].values())
+    assert sockets and all(n is not None and 2 < n <= 2 * 95 + 16 for n in sockets)
     assert figures["projected_window_min"] > 0 and figures["window_documents"] == 273_913
     assert figures["database_cpu_ms_per_doc"] is None  # SQLite: in the hub's own figure

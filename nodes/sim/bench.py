@@ -22,6 +22,7 @@ never asserted in tests; this command is what we watch.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import resource
@@ -278,6 +279,15 @@ def floor(
 
 
 # -- end to end -----------------------------------------------------------------------------
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets ``pid`` holds open: its listeners and its connections."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed since it was listed
+            count += os.readlink(fd).startswith("socket:")
+    return count
 
 
 def status_mb(pid: int, field: str = "VmHWM") -> float:

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodes.sim.bench import cpu_s, hub_processes, own_peak_rss_mb, stage_progress, status_mb
+from nodes.sim.bench import (
+    cpu_s,
+    hub_processes,
+    open_sockets,
+    own_peak_rss_mb,
+    stage_progress,
+    status_mb,
+)
 from nodes.sim.runner import Simulation, Tally, percentiles
 from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
@@ -60,6 +67,9 @@ class MixResult:
     paced_per_s: float
     paced_documents: int
     hub_rss_mb: list[tuple[int, float]]  # (documents accepted so far, the hub's RSS in MB)
+    # (documents accepted so far, the sockets the hub holds open): its memory follows these
+    # (each TLS connection keeps read buffers of its own), not the documents
+    hub_sockets: list[tuple[int, int]]
     agencies_peak_rss_mb: float
     lost: int
     duplicates: int
@@ -82,8 +92,13 @@ class MixResult:
         """The hub's RSS at the first sample with at least ``documents`` accepted."""
         return next((mb for n, mb in self.hub_rss_mb if n >= documents), None)
 
+    def sockets_at(self, documents: int) -> int | None:
+        """The hub's open sockets at the first sample with at least ``documents`` accepted."""
+        return next((k for n, k in self.hub_sockets if n >= documents), None)
+
     def as_json(self) -> dict[str, Any]:
         n = max(1, self.documents)
+        tenths = range(max(1, n // 10), n + 1, max(1, n // 10))
         return {
             "scenario": "seed-2020",
             "documents": self.documents,
@@ -108,9 +123,8 @@ class MixResult:
             "hub_rss_mb_last": self.hub_rss_mb[-1][1] if self.hub_rss_mb else None,
             "hub_rss_mb_peak": max((mb for _, mb in self.hub_rss_mb), default=None),
             # the hub's RSS as the run went: at every tenth of its documents
-            "hub_rss_mb_series": {
-                k: self.rss_at(k) for k in range(max(1, n // 10), n + 1, max(1, n // 10))
-            },
+            "hub_rss_mb_series": {k: self.rss_at(k) for k in tenths},
+            "hub_sockets_series": {k: self.sockets_at(k) for k in tenths},
             "projected_window_min": round(self.projected_window_s / 60, 1),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
@@ -126,6 +140,7 @@ class _RssWatch:
     tally: Callable[[], Tally]
     database: _DatabaseCpu | None = None
     samples: list[tuple[int, float]] = field(default_factory=list)
+    sockets: list[tuple[int, int]] = field(default_factory=list)
 
     async def run(self) -> None:
         while True:
@@ -135,7 +150,10 @@ class _RssWatch:
     def sample(self) -> None:
         with contextlib.suppress(OSError):
             rss = sum(status_mb(pid, "VmRSS") for pid in self.pids)
-            self.samples.append((self.tally().accepted, round(rss, 1)))
+            sockets = sum(open_sockets(pid) for pid in self.pids)
+            accepted = self.tally().accepted
+            self.samples.append((accepted, round(rss, 1)))
+            self.sockets.append((accepted, sockets))
         if self.database is not None:
             self.database.sample()
 
@@ -222,6 +240,7 @@ async def bench_mix(
         paced_per_s=paced_tally.accepted / paced.elapsed_s,
         paced_documents=paced_n,
         hub_rss_mb=watch.samples,
+        hub_sockets=watch.sockets,
         agencies_peak_rss_mb=own_peak_rss_mb(),
         lost=tally.lost + paced_tally.lost,
         duplicates=tally.duplicates + paced_tally.duplicates,
