@@ -384,7 +384,7 @@ def render_mix(result: Any, console: Console) -> None:
         "hub RSS", f"{figures['hub_rss_mb_last']} MB",
         f"first {figures['hub_rss_mb_first']}, at 1,000 documents"
         f" {figures['hub_rss_mb_at_1000']}, peak {figures['hub_rss_mb_peak']} MB"
-        " (target ≤ 300, flat); it follows the sockets open, "
+        " (target ≤ 300, flat); sockets open "
         + " → ".join(str(k) for k in figures["hub_sockets_series"].values()),
     )  # fmt: skip
     table.add_row(
