@@ -16,6 +16,7 @@ from axis.core import formats, pki
 from axis.core.receipt import verify_receipt
 from axis.core.signing import Signer
 from axis.errors import AxisError
+from axis.store import open_store
 from nodes.client import NodeClient
 from tests.conftest import LiveHub
 from tests.helpers import assert_problem, counts, foreign_identity, self_signed_identity
@@ -182,16 +183,30 @@ async def test_transport_rules(hub: LiveHub) -> None:
         assert exc.value.status == 404
 
 
-async def test_revoked_agency_is_refused_at_once(hub: LiveHub) -> None:
+@pytest.mark.parametrize("revoker", ["hub", "command-line"])
+async def test_revoked_agency_is_refused_at_once(hub: LiveHub, revoker: str) -> None:
+    """Revoked through the hub's own store, or by ``axis agency revoke``, which opens the
+    database itself beside the running hub: the directory the hub keeps in memory must not
+    serve the revoked agency one request longer. A bystander is still served."""
     sender = hub.client(G22)
     await sender.send([H41], "Trước khi thu hồi")
-    await hub.running.hub.store.set_agency_active(H41, False)
+    await hub.client(H41).inbox()  # the hub has H41 in memory now
+    if revoker == "hub":
+        await hub.running.hub.store.set_agency_active(H41, False)
+    else:
+        cli = open_store(hub.data.database_url())
+        await cli.open()
+        try:
+            await cli.set_agency_active(H41, False)
+        finally:
+            await cli.close()
     with pytest.raises(AxisError) as exc:
         await hub.client(H41).inbox()
     assert_problem(exc, "not-allowed", 403)
     with pytest.raises(AxisError) as exc:
         await sender.send([H41], "Sau khi thu hồi")
     assert_problem(exc, "unknown-recipient", 422)
+    assert (await sender.inbox()) is not None  # the bystander
 
 
 async def test_oversized_body_is_refused(data_small_limit: LiveHub) -> None:
