@@ -139,8 +139,10 @@ async def test_a_log_written_before_schema_3_still_proves_the_certificates(
 
 
 def undo_5(db: sqlite3.Connection) -> None:
-    """Take a database back from schema 9 to 4 (systems, notes, marks; packages by sha256;
-    the pending log; the count of directory changes)."""
+    """Take a database back from schema 10 to 4 (systems, notes, marks; packages by sha256;
+    the pending log; the count of directory changes; the claim's indexes)."""
+    db.execute("DROP INDEX IF EXISTS deliveries_due_by_state")
+    db.execute("DROP INDEX IF EXISTS deliveries_leases_by_recipient")
     db.execute("DROP TABLE IF EXISTS directory_changes")
     db.execute("DROP TABLE IF EXISTS log_pending")
     db.execute("DROP TABLE IF EXISTS daily_pending")
