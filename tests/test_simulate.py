@@ -3,17 +3,26 @@ the hub's own statistics."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
+from collections import defaultdict
+from datetime import datetime
+from datetime import time as clock_time
 from pathlib import Path
 
 import pytest
 
+from axis.core.clock import SimulatedClock
+from axis.core.logchain import LogEvent
 from axis.host import datadir
 from axis.host.datadir import DataDir
+from nodes.client import VIETNAM
 from nodes.profile import Profile
-from nodes.sim.simulate import agencies_for, listens, simulate
+from nodes.sim.runner import Simulation
+from nodes.sim.simulate import agencies_for, clients_of, listens, own_hub, simulate
+from nodes.sim.traffic import ANSWER_HOURS, OFFICE, WINDOW, TrafficModel, after_office_hours
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
 
 pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
@@ -69,13 +78,57 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
     assert sum(r["sent"] for r in days["rows"]) == hub["documents"]
     assert sum(r["hub_received"] for r in days["rows"]) == hub["deliveries"]
     assert len({r["day"] for r in days["rows"] if r["hub_sent"]}) > 10
-    assert {d["day"] for d in hub["per_day"]} <= {r["day"] for r in days["rows"]}
+    # Edocs and deliveries fall in the window; answers may come in the days after it.
+    answered_later = {d["day"] for d in hub["per_day"]} - {r["day"] for r in days["rows"]}
+    assert all(d["day"] > "2020-02-10" for d in hub["per_day"] if d["day"] in answered_later)
+    assert not any(
+        d["documents"] or d["deliveries"] for d in hub["per_day"] if d["day"] in answered_later
+    )
     csv = (tmp_path / "report" / "per_day.csv").read_text().splitlines()
     assert csv[0] == "day,documents" and len(csv) == 1 + len(report["per_day"])
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("<svg") >= 3 and "http" not in page.replace("http://www.w3", "")
     assert "Edocs per day, as the hub" in page
     assert "agree on every day" in page
+
+
+async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:
+    """Recipients answer as real ones do: taking a document in within hours of reading it,
+    handling it over days, in office hours; the hub on the simulation's clock records each
+    status when it was due, in order after the step before it."""
+    chosen = agencies_for("seed-2020", 6)
+    clock = SimulatedClock(datetime.combine(WINDOW[0], clock_time(), VIETNAM))
+    async with (
+        own_hub(chosen, push=False, simulated_clock=True) as site,
+        clients_of(site, chosen, simulated_clock=clock, seed=5) as clients,
+    ):
+        run = Simulation(clients, TrafficModel(chosen, 5), 150, concurrency=4, clock=clock)
+        tally = await run.run()
+        entries = await site.store.log_entries(0, 100_000)
+    assert tally.lost == 0 and tally.statuses > 0
+    steps: dict[tuple[str | None, str | None], list[tuple[datetime, str]]] = defaultdict(list)
+    for e in entries:
+        if e.event in (LogEvent.ACKNOWLEDGED, LogEvent.STATUS):
+            at = datetime.fromisoformat(e.at).astimezone(VIETNAM)
+            steps[e.package_id, e.organ_id].append(
+                (at, (e.detail or "") if e.event == "status" else "")
+            )
+    answers = [(at, code) for chain in steps.values() for at, code in chain if code > "01"]
+    assert len(answers) == tally.statuses - tally.status_codes["01"]
+    for at, _ in answers:
+        assert at.weekday() < 5 and OFFICE[0] <= at.time() <= OFFICE[1], at
+    for chain in steps.values():
+        assert chain == sorted(chain, key=lambda step: step[0]), chain  # in order of time
+        codes = [code for _, code in chain if code > "01"]
+        assert codes == sorted(codes), chain  # 03 before 04 before 05 before 06
+    # Each status at least its fewest office hours after the step before it.
+    later = 0
+    for chain in steps.values():
+        for (before, _), (at, code) in itertools.pairwise(chain):
+            if code > "01":
+                assert at >= after_office_hours(before, ANSWER_HOURS[code][0]), chain
+                later += at.date() > before.date()
+    assert later  # some answers come on a later day than the step before them
 
 
 async def test_the_same_seed_sends_the_same_documents() -> None:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
+from nodes.client import VIETNAM
 from nodes.sim.country import Tier, first, seed_2020
-from nodes.sim.traffic import WINDOW, TrafficModel, day_weight, days, dialects_of, per_day
+from nodes.sim.traffic import (
+    ANSWER_HOURS,
+    WINDOW,
+    TrafficModel,
+    after_office_hours,
+    day_weight,
+    days,
+    dialects_of,
+    per_day,
+)
 
 
 def test_the_country_has_95_agencies_with_organ_ids() -> None:
@@ -103,3 +113,31 @@ def test_the_published_figure_is_documents_sent_plus_received() -> None:
 
     assert documents_for(PUBLISHED_DOCUMENTS) == 273_913  # and 986,087 received
     assert documents_for(4_600) == 1_000
+
+
+def test_answers_take_office_hours() -> None:
+    """A recipient answers within its office hours (08:00-17:00, Monday to Friday): what a
+    day's end leaves of the time an answer takes carries to the next working morning."""
+    friday = datetime(2020, 1, 10, 16, 0, tzinfo=VIETNAM)
+    assert after_office_hours(friday, 0.5) == friday + timedelta(minutes=30)
+    # 1 hour to closing on Friday, 2 more from Monday's opening.
+    assert after_office_hours(friday, 3) == datetime(2020, 1, 13, 10, 0, tzinfo=VIETNAM)
+    # Read at night or on a Sunday: the clock starts at the next opening.
+    night = datetime(2020, 1, 14, 22, 30, tzinfo=VIETNAM)
+    assert after_office_hours(night, 1) == datetime(2020, 1, 15, 9, 0, tzinfo=VIETNAM)
+    sunday = datetime(2020, 1, 12, 7, 0, tzinfo=VIETNAM)
+    assert after_office_hours(sunday, 0) == datetime(2020, 1, 13, 8, 0, tzinfo=VIETNAM)
+    # Five working days of nine hours: a week later, to the minute.
+    monday = datetime(2020, 1, 6, 9, 0, tzinfo=VIETNAM)
+    assert after_office_hours(monday, 45) == datetime(2020, 1, 13, 9, 0, tzinfo=VIETNAM)
+
+
+def test_each_answer_is_drawn_within_its_hours_and_again_the_same() -> None:
+    model = TrafficModel(seed_2020(), seed=2020)
+    read = datetime(2020, 1, 6, 9, 0, tzinfo=VIETNAM)
+    for n in range(200):
+        document = f"000.00.00.G22,2020/01/06,{n}/SIM"
+        for code, (fewest, most) in ANSWER_HOURS.items():
+            at = model.answered_at(document, "000.00.00.H26", code, read)
+            assert after_office_hours(read, fewest) <= at <= after_office_hours(read, most)
+            assert at == model.answered_at(document, "000.00.00.H26", code, read)

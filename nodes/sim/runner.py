@@ -2,7 +2,10 @@
 
 Senders sign and post the planned documents (retrying connection errors with the same bytes,
 so a hub restart loses nothing); receivers pull their inboxes, fetch each package, acknowledge
-it (status 01 or an ack) and answer with the business statuses the traffic model gives them.
+it (status 01 or an ack) and answer with the business statuses the traffic model gives them,
+each when the simulated clock reaches the office hours it takes (taking a document in the same
+morning, handling it days later), as real agencies spread their answers; once the last document
+is sent the clock stops, and the answers still due go at once, in order.
 Every agency goes through :class:`nodes.client.NodeClient`, exactly as real agency software.
 
 Each agency writes the dialect of edXML its client was given (:mod:`axis.core.edxml_dialects`),
@@ -19,12 +22,15 @@ documents and updates alike, as the hub does (every edoc's).
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from axis.core.clock import SimulatedClock
@@ -39,7 +45,9 @@ Progress = Callable[[str, int], None]
 UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra recipient
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
 INBOX_PAGE = 100
-GATHER_S = 1.0  # a woken receiver reads this much later: one read carries what came meanwhile
+GATHER_S = 1.0  # a woken receiver reads about this much later: one read carries what came meanwhile
+ANSWERERS = 8  # statuses being posted at once
+ANSWER_TICK_S = 0.05  # how often the answers look at the simulated clock
 
 
 DONE_WINDOW = 500_000  # acknowledgements remembered to recognise a package handed out again
@@ -176,6 +184,13 @@ class Simulation:
         # A hint for each agency's receiver that its inbox has new work (it still pulls through
         # the API; without the hint it polls every POLL_S, as agency software does).
         self._wake = {organ_id: asyncio.Event() for organ_id in clients}
+        # Each agency's own rhythm of reading (agency software does not look in step).
+        self._rhythm = {organ_id: random.Random(f"{model.seed}:{organ_id}") for organ_id in clients}
+        # Statuses still to send: (due on the simulated clock, a tie-break, the recipient that
+        # answers, the edoc it answers without its attachments, the codes left in order).
+        self._due: list[tuple[datetime, int, str, Edoc, tuple[str, ...]]] = []
+        self._numbered = itertools.count()
+        self._receiving_done = asyncio.Event()
 
     async def run(self) -> Tally:
         started = time.perf_counter()
@@ -184,6 +199,7 @@ class Simulation:
         for client in self.clients.values():
             client.prime(directory)
         receivers = [asyncio.create_task(self._receive(organ_id)) for organ_id in self.clients]
+        answering = asyncio.create_task(self._answering())
         try:
             await self._send_all()
             self._sending_done.set()
@@ -196,6 +212,11 @@ class Simulation:
             for task in receivers:
                 task.cancel()
             await asyncio.gather(*receivers, return_exceptions=True)
+            self._receiving_done.set()
+            if not self._sending_done.is_set():  # the run failed: its answers go with it
+                answering.cancel()
+                await asyncio.gather(answering, return_exceptions=True)
+        await answering  # the answers still due, sent now in order (the clock has stopped)
         self.elapsed_s = time.perf_counter() - started
         return self.tally
 
@@ -342,8 +363,10 @@ class Simulation:
             except TimeoutError:
                 continue
             if self.gather_s and not self._sending_done.is_set():
-                # More is probably on its way: one read a little later carries it all.
-                await asyncio.sleep(self.gather_s)
+                # More is probably on its way: one read a little later carries it all. Each
+                # agency waits a while of its own (half to one and a half gather_s), so the
+                # recipients of a broadcast do not all read at the same instant.
+                await asyncio.sleep(self.gather_s * (0.5 + self._rhythm[organ_id].random()))
 
     def _waiting_on(self, organ_id: str) -> bool:
         return self.tally.waiting[organ_id] > 0
@@ -353,8 +376,8 @@ class Simulation:
     ) -> None:
         """One read's packages: each read and checked; a document whose first answer is 01
         acknowledged by that status, the rest in one batch; then the business statuses of
-        those acknowledged. What the hub refuses or cannot take stays in the inbox for the
-        next read."""
+        those acknowledged are scheduled. What the hub refuses or cannot take stays in the
+        inbox for the next read."""
         to_ack: dict[str, tuple[Edoc, tuple[str, ...]] | None] = {}  # None: a status
         answer_next: list[tuple[Edoc, tuple[str, ...]]] = []
         for item in items:
@@ -383,8 +406,9 @@ class Simulation:
                 self._confirmed(package_id, organ_id, edoc=planned is not None)
                 if planned is not None:
                     answer_next.append(planned)
+        now = self.clock()
         for edoc, codes in answer_next:
-            await self._answer(client, edoc, codes)
+            self._schedule(organ_id, edoc, codes, now)
 
     async def _handle(
         self,
@@ -414,15 +438,64 @@ class Simulation:
         self._confirmed(package_id, organ_id, edoc=True)
         return edoc, codes[1:]
 
-    async def _answer(self, client: NodeClient, edoc: Edoc, codes: tuple[str, ...]) -> None:
-        """The business statuses of an acknowledged edoc, in order; a refusal ends them."""
-        for code in codes:
-            try:
-                await self._status(client, edoc, code)
-            except AxisError as exc:
-                if not _from_the_hub(exc):
-                    raise
-                return
+    def _schedule(self, organ_id: str, edoc: Edoc, codes: tuple[str, ...], after: datetime) -> None:
+        """``organ_id`` will answer ``edoc`` with ``codes``, the first some office hours after
+        ``after`` (on the simulated clock), each of the others after the one before."""
+        if not codes:
+            return
+        due = self.model.answered_at(
+            edoc.document_id, organ_id, codes[0], after.astimezone(VIETNAM)
+        )
+        # What a status is built from, not the files (thousands wait at once on a long run).
+        kept = replace(edoc, attachments=(), recipients=(), content=None, traces=())
+        heapq.heappush(self._due, (due, next(self._numbered), organ_id, kept, codes))
+
+    async def _answering(self) -> None:
+        """Send each scheduled status once the simulated clock reaches it, ANSWERERS at a time;
+        once sending is done, every one left at once in order of when it is due. Ends when
+        the receivers have ended and nothing is left to answer."""
+        slots = asyncio.Semaphore(ANSWERERS)
+        posting: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                for task in [t for t in posting if t.done()]:
+                    posting.discard(task)
+                    task.result()  # a fault of the simulator's own must not hide
+                if not self._due:
+                    if self._receiving_done.is_set() and not posting:
+                        return
+                    await asyncio.sleep(ANSWER_TICK_S)
+                    continue
+                if not self._sending_done.is_set() and self._due[0][0] > self.clock():
+                    await asyncio.sleep(ANSWER_TICK_S)
+                    continue
+                await slots.acquire()
+                due, _, organ_id, edoc, codes = heapq.heappop(self._due)
+                posting.add(asyncio.create_task(self._answer(slots, organ_id, edoc, codes, due)))
+        finally:
+            for task in posting:
+                task.cancel()
+
+    async def _answer(
+        self,
+        slots: asyncio.Semaphore,
+        organ_id: str,
+        edoc: Edoc,
+        codes: tuple[str, ...],
+        due: datetime,
+    ) -> None:
+        """The first of ``codes`` at ``due``, and the rest scheduled; a refusal ends them."""
+        try:
+            with self.clock.at(due):
+                try:
+                    await self._status(self.clients[organ_id], edoc, codes[0])
+                except AxisError as exc:
+                    if not _from_the_hub(exc):
+                        raise
+                    return
+            self._schedule(organ_id, edoc, codes[1:], due)
+        finally:
+            slots.release()
 
     async def _read(self, client: NodeClient, item: dict[str, Any]) -> Edoc | None:
         """The item's edoc, read and checked as the hub vouched for it (fetched alone when

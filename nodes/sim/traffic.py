@@ -4,9 +4,10 @@ Documents are spread over the days by weight (working days full, weekends light,
 holidays and Tết almost empty, the fortnight before Tết busier), over office hours within a day
 (08:00–11:30 and 13:30–17:00, Vietnam time), sent by agencies weighted by how much they write
 (the Government Office most), to mostly one recipient, some to a handful or dozens, and a few
-broadcasts to all 63 provinces. Each recipient's answer (its business status codes) is drawn
-from a hash of the seed, the document and the recipient, so it needs no memory and a run with the
-same seed gives the same documents, recipients and statuses.
+broadcasts to all 63 provinces. Each recipient's answer (its business status codes, and the
+office hours each takes after the step before it) is drawn from a hash of the seed, the document
+and the recipient, so it needs no memory and a run with the same seed gives the same documents,
+recipients, statuses and times.
 """
 
 from __future__ import annotations
@@ -47,6 +48,20 @@ STATUS_PLANS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.05, ("02",)),  # refused
     (0.45, ()),  # acknowledged, the rest handled outside the axis
 )
+
+
+OFFICE = (time(8, 0), time(17, 0))  # when recipients work on what they received, Mon-Fri
+# How long a recipient takes to send each status after its previous step, in office hours
+# (fewest, most): taking a document in is quick, handling it takes days. 01 is the
+# acknowledgement itself and goes as the document is read.
+ANSWER_HOURS: Mapping[str, tuple[float, float]] = {
+    "02": (0.5, 8.0),  # refused, after a look
+    "03": (0.25, 4.0),  # taken in (registered)
+    "04": (1.0, 9.0),  # assigned to whoever handles it
+    "05": (2.0, 18.0),  # being handled
+    "06": (9.0, 45.0),  # done: one to five working days
+    "15": (0.25, 2.0),  # an update agreed to
+}
 
 
 def documents_for(events: int) -> int:
@@ -178,6 +193,14 @@ class TrafficModel:
         size = self.attachment_kb * 1024 * math.exp(rng.gauss(0, 0.9))
         return int(min(max(size, 512), 8 * 1024 * 1024))
 
+    def answered_at(self, document_id: str, recipient: str, code: str, after: datetime) -> datetime:
+        """When ``recipient`` sends status ``code`` about ``document_id``, its previous step
+        (reading the document, or its previous status) having been at ``after``: some office
+        hours later (:data:`ANSWER_HOURS`), drawn from a hash like the codes themselves."""
+        fewest, most = ANSWER_HOURS.get(code, (0.0, 0.0))
+        share = _share(f"{self.seed}|{document_id}|{recipient}|{code}|answered")
+        return after_office_hours(after, fewest + (most - fewest) * share)
+
     def statuses(self, document_id: str, recipient: str) -> tuple[str, ...]:
         """The business status codes ``recipient`` answers ``document_id`` with."""
         digest = hashlib.sha256(f"{self.seed}|{document_id}|{recipient}".encode()).digest()
@@ -203,6 +226,29 @@ class PointToPoint(TrafficModel):
 
     def statuses(self, document_id: str, recipient: str) -> tuple[str, ...]:
         return ()
+
+
+def after_office_hours(start: datetime, hours: float) -> datetime:
+    """``start`` plus ``hours`` of office time (:data:`OFFICE`, Monday to Friday, in
+    ``start``'s own time zone): what a day's end leaves carries to the next working morning."""
+    at, left = _in_office(start), timedelta(hours=hours)
+    while True:
+        closing = datetime.combine(at.date(), OFFICE[1], at.tzinfo)
+        if at + left <= closing:
+            return at + left
+        left -= closing - at
+        at = _in_office(closing)
+
+
+def _in_office(at: datetime) -> datetime:
+    """``at``, or the next opening of the office after it."""
+    while True:
+        if at.weekday() >= 5 or at.time() >= OFFICE[1]:
+            at = datetime.combine(at.date() + timedelta(days=1), OFFICE[0], at.tzinfo)
+        elif at.time() < OFFICE[0]:
+            at = datetime.combine(at.date(), OFFICE[0], at.tzinfo)
+        else:
+            return at
 
 
 def _share(key: str) -> float:
