@@ -95,7 +95,8 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
 async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:
     """Recipients answer as real ones do: taking a document in within hours of reading it,
     handling it over days, in office hours; the hub on the simulation's clock records each
-    status when it was due, in order after the step before it."""
+    status when it was due, in order after the step before it; the run ends once every
+    answer is read."""
     chosen = agencies_for("seed-2020", 6)
     clock = SimulatedClock(datetime.combine(WINDOW[0], clock_time(), VIETNAM))
     async with (
@@ -105,7 +106,10 @@ async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:
         run = Simulation(clients, TrafficModel(chosen, 5), 150, concurrency=4, clock=clock)
         tally = await run.run()
         entries = await site.store.log_entries(0, 100_000)
+        # The run ends once the senders have read every answer: no inbox holds anything.
+        left = {o: (await c.inbox())["items"] for o, c in clients.items()}
     assert tally.lost == 0 and tally.statuses > 0
+    assert not any(left.values()), {o: len(items) for o, items in left.items() if items}
     steps: dict[tuple[str | None, str | None], list[tuple[datetime, str]]] = defaultdict(list)
     for e in entries:
         if e.event in (LogEvent.ACKNOWLEDGED, LogEvent.STATUS):

@@ -5,7 +5,9 @@ so a hub restart loses nothing); receivers pull their inboxes, fetch each packag
 it (status 01 or an ack) and answer with the business statuses the traffic model gives them,
 each when the simulated clock reaches the office hours it takes (taking a document in the same
 morning, handling it days later), as real agencies spread their answers; once the last document
-is sent the clock stops, and the answers still due go at once, in order.
+is sent the clock stops, and the answers still due go at once, in order. The run ends when
+every answer is posted and its recipient (the document's sender) has read it: the inboxes are
+left empty, so a run pays for everything it sent and the next one starts clean.
 Every agency goes through :class:`nodes.client.NodeClient`, exactly as real agency software.
 
 Each agency writes the dialect of edXML its client was given (:mod:`axis.core.edxml_dialects`),
@@ -83,7 +85,6 @@ class Tally:
     send_ms: array[float] = field(default_factory=lambda: array("d"))  # POST to its answer
     # package id -> (recipients still to acknowledge, when the hub took it)
     open: dict[str, tuple[set[str], float]] = field(default_factory=dict)
-    waiting: Counter[str] = field(default_factory=Counter)  # open deliveries per recipient
     done: dict[str, None] = field(default_factory=dict)  # "package|recipient", oldest first
 
     @property
@@ -103,7 +104,6 @@ class Tally:
         waiting = set(recipients) - set(early)
         if waiting:
             self.open[package_id] = (waiting, time.perf_counter())
-            self.waiting.update(waiting)
         return len(early)
 
     def acknowledged_by(self, package_id: str, recipient: str) -> bool:
@@ -112,7 +112,6 @@ class Tally:
         if entry is None or recipient not in entry[0]:
             return False
         entry[0].discard(recipient)
-        self.waiting[recipient] -= 1
         if not entry[0]:
             del self.open[package_id]
         self.acknowledged += 1
@@ -190,7 +189,10 @@ class Simulation:
         # answers, the edoc it answers without its attachments, the codes left in order).
         self._due: list[tuple[datetime, int, str, Edoc, tuple[str, ...]]] = []
         self._numbered = itertools.count()
-        self._receiving_done = asyncio.Event()
+        self._handling = 0  # reads being handled (their answers are not all scheduled yet)
+        self._receiving_done = asyncio.Event()  # the receivers ended (or were stopped)
+        # Every answer is posted: the receivers' last read takes them, and they end.
+        self._answered = asyncio.Event()
 
     async def run(self) -> Tally:
         started = time.perf_counter()
@@ -346,6 +348,8 @@ class Simulation:
                 await asyncio.sleep(0.2)  # its software is down: nobody reads the inbox
                 continue
             wake.clear()
+            # Told before the read: a status posted while it runs is taken by the next one.
+            last = self._answered.is_set()
             try:
                 items = (await client.take(limit=INBOX_PAGE))["items"]
             except AxisError as exc:
@@ -356,8 +360,8 @@ class Simulation:
                 await self._handle_all(client, organ_id, items)
             if len(items) == INBOX_PAGE:
                 continue  # a full page: there is probably more
-            if self._sending_done.is_set() and not self._waiting_on(organ_id):
-                return
+            if last:
+                return  # everything acknowledged and answered, and this read took the rest
             try:
                 await asyncio.wait_for(wake.wait(), POLL_S)
             except TimeoutError:
@@ -368,9 +372,6 @@ class Simulation:
                 # recipients of a broadcast do not all read at the same instant.
                 await asyncio.sleep(self.gather_s * (0.5 + self._rhythm[organ_id].random()))
 
-    def _waiting_on(self, organ_id: str) -> bool:
-        return self.tally.waiting[organ_id] > 0
-
     async def _handle_all(
         self, client: NodeClient, organ_id: str, items: list[dict[str, Any]]
     ) -> None:
@@ -378,6 +379,15 @@ class Simulation:
         acknowledged by that status, the rest in one batch; then the business statuses of
         those acknowledged are scheduled. What the hub refuses or cannot take stays in the
         inbox for the next read."""
+        self._handling += 1
+        try:
+            await self._handle_read(client, organ_id, items)
+        finally:
+            self._handling -= 1
+
+    async def _handle_read(
+        self, client: NodeClient, organ_id: str, items: list[dict[str, Any]]
+    ) -> None:
         to_ack: dict[str, tuple[Edoc, tuple[str, ...]] | None] = {}  # None: a status
         answer_next: list[tuple[Edoc, tuple[str, ...]]] = []
         for item in items:
@@ -452,8 +462,10 @@ class Simulation:
 
     async def _answering(self) -> None:
         """Send each scheduled status once the simulated clock reaches it, ANSWERERS at a time;
-        once sending is done, every one left at once in order of when it is due. Ends when
-        the receivers have ended and nothing is left to answer."""
+        once sending is done, every one left at once in order of when it is due. Ends, and
+        tells the receivers to take their last read, when nothing is left to answer and
+        nothing more can be: every delivery acknowledged and no read still being handled
+        (or the receivers were stopped)."""
         slots = asyncio.Semaphore(ANSWERERS)
         posting: set[asyncio.Task[None]] = set()
         try:
@@ -462,7 +474,10 @@ class Simulation:
                     posting.discard(task)
                     task.result()  # a fault of the simulator's own must not hide
                 if not self._due:
-                    if self._receiving_done.is_set() and not posting:
+                    if not posting and (self._receiving_done.is_set() or self._all_taken()):
+                        self._answered.set()
+                        for wake in self._wake.values():
+                            wake.set()
                         return
                     await asyncio.sleep(ANSWER_TICK_S)
                     continue
@@ -475,6 +490,10 @@ class Simulation:
         finally:
             for task in posting:
                 task.cancel()
+
+    def _all_taken(self) -> bool:
+        """Sending is done and every delivery acknowledged, its answers scheduled."""
+        return self._sending_done.is_set() and not self.tally.open and not self._handling
 
     async def _answer(
         self,
