@@ -22,7 +22,14 @@ from nodes.client import VIETNAM
 from nodes.profile import Profile
 from nodes.sim.runner import Simulation
 from nodes.sim.simulate import agencies_for, clients_of, listens, own_hub, simulate
-from nodes.sim.traffic import ANSWER_HOURS, OFFICE, WINDOW, TrafficModel, after_office_hours
+from nodes.sim.traffic import (
+    ANSWER_HOURS,
+    OFFICE,
+    WINDOW,
+    TrafficModel,
+    after_office_hours,
+    working_day,
+)
 from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
 
 pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
@@ -120,7 +127,7 @@ async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:
     answers = [(at, code) for chain in steps.values() for at, code in chain if code > "01"]
     assert len(answers) == tally.statuses - tally.status_codes["01"]
     for at, _ in answers:
-        assert at.weekday() < 5 and OFFICE[0] <= at.time() <= OFFICE[1], at
+        assert working_day(at.date()) and OFFICE[0] <= at.time() <= OFFICE[1], at
     for chain in steps.values():
         assert chain == sorted(chain, key=lambda step: step[0]), chain  # in order of time
         codes = [code for _, code in chain if code > "01"]

@@ -16,6 +16,7 @@ from nodes.sim.traffic import (
     days,
     dialects_of,
     per_day,
+    working_day,
 )
 
 
@@ -116,8 +117,9 @@ def test_the_published_figure_is_documents_sent_plus_received() -> None:
 
 
 def test_answers_take_office_hours() -> None:
-    """A recipient answers within its office hours (08:00-17:00, Monday to Friday): what a
-    day's end leaves of the time an answer takes carries to the next working morning."""
+    """A recipient answers within its office hours (08:00-17:00 on working days: Monday to
+    Friday, not a public holiday): what a day's end leaves of the time an answer takes
+    carries to the next working morning."""
     friday = datetime(2020, 1, 10, 16, 0, tzinfo=VIETNAM)
     assert after_office_hours(friday, 0.5) == friday + timedelta(minutes=30)
     # 1 hour to closing on Friday, 2 more from Monday's opening.
@@ -130,6 +132,13 @@ def test_answers_take_office_hours() -> None:
     # Five working days of nine hours: a week later, to the minute.
     monday = datetime(2020, 1, 6, 9, 0, tzinfo=VIETNAM)
     assert after_office_hours(monday, 45) == datetime(2020, 1, 13, 9, 0, tzinfo=VIETNAM)
+    # Offices close for New Year's Day and for Tết (23-29 January 2020): what the day
+    # before leaves waits for the next working morning.
+    new_years_eve = datetime(2019, 12, 31, 16, 30, tzinfo=VIETNAM)
+    assert after_office_hours(new_years_eve, 1) == datetime(2020, 1, 2, 8, 30, tzinfo=VIETNAM)
+    before_tet = datetime(2020, 1, 22, 16, 0, tzinfo=VIETNAM)
+    assert after_office_hours(before_tet, 2) == datetime(2020, 1, 30, 9, 0, tzinfo=VIETNAM)
+    assert not working_day(date(2020, 1, 27)) and working_day(date(2020, 1, 30))
 
 
 def test_each_answer_is_drawn_within_its_hours_and_again_the_same() -> None:

@@ -50,7 +50,9 @@ STATUS_PLANS: tuple[tuple[float, tuple[str, ...]], ...] = (
 )
 
 
-OFFICE = (time(8, 0), time(17, 0))  # when recipients work on what they received, Mon-Fri
+# When recipients work on what they received: on working days (Monday to Friday, not New
+# Year's Day nor the Tết holiday, when offices are closed as the day weights say).
+OFFICE = (time(8, 0), time(17, 0))
 # How long a recipient takes to send each status after its previous step, in office hours
 # (fewest, most): taking a document in is quick, handling it takes days. 01 is the
 # acknowledgement itself and goes as the document is read.
@@ -228,8 +230,13 @@ class PointToPoint(TrafficModel):
         return ()
 
 
+def working_day(day: date) -> bool:
+    """Monday to Friday, and not a public holiday of the window (New Year's Day, Tết)."""
+    return day.weekday() < 5 and day != NEW_YEAR and not TET_HOLIDAY[0] <= day <= TET_HOLIDAY[1]
+
+
 def after_office_hours(start: datetime, hours: float) -> datetime:
-    """``start`` plus ``hours`` of office time (:data:`OFFICE`, Monday to Friday, in
+    """``start`` plus ``hours`` of office time (:data:`OFFICE` on a :func:`working_day`, in
     ``start``'s own time zone): what a day's end leaves carries to the next working morning."""
     at, left = _in_office(start), timedelta(hours=hours)
     while True:
@@ -243,7 +250,7 @@ def after_office_hours(start: datetime, hours: float) -> datetime:
 def _in_office(at: datetime) -> datetime:
     """``at``, or the next opening of the office after it."""
     while True:
-        if at.weekday() >= 5 or at.time() >= OFFICE[1]:
+        if not working_day(at.date()) or at.time() >= OFFICE[1]:
             at = datetime.combine(at.date() + timedelta(days=1), OFFICE[0], at.tzinfo)
         elif at.time() < OFFICE[0]:
             at = datetime.combine(at.date(), OFFICE[0], at.tzinfo)
