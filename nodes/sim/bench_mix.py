@@ -35,7 +35,7 @@ from nodes.sim.bench import (
     stage_progress,
     status_mb,
 )
-from nodes.sim.runner import Simulation, Tally, percentiles
+from nodes.sim.runner import NATIONAL_GATHER_S, Simulation, Tally, percentiles
 from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
 from nodes.transport import Meter
@@ -194,6 +194,7 @@ async def bench_mix(
             TrafficModel(chosen, seed, attachment_kb),
             documents,
             concurrency,
+            gather_s=NATIONAL_GATHER_S,
             progress=stage_progress(report, "mix", documents, "sent"),
         )
         server = _DatabaseCpu(urlsplit(db).path.lstrip("/")) if db else None
@@ -219,6 +220,7 @@ async def bench_mix(
             TrafficModel(chosen, seed + 1, attachment_kb, first_number=documents + 1),
             paced_n,
             concurrency,
+            gather_s=NATIONAL_GATHER_S,
             progress=stage_progress(report, "paced", paced_n, "sent"),
             pace_per_s=rate / 2,
         )

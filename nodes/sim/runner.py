@@ -48,6 +48,10 @@ UNKNOWN_AGENCY = "000.00.00.Z99"  # no such agency: a broken package's extra rec
 POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
 INBOX_PAGE = 100
 GATHER_S = 1.0  # a woken receiver reads about this much later: one read carries what came meanwhile
+# The national mix's agencies let more gather (at the whole window's pace, half an hour of its
+# clock, as agency software polls): statuses come back to the senders all day long.
+NATIONAL_GATHER_S = 2.0
+DRAIN_GATHER_S = 0.25  # once sending ends the last answers go at once: a shorter wait takes them
 ANSWERERS = 8  # statuses being posted at once
 ANSWER_TICK_S = 0.05  # how often the answers look at the simulated clock
 
@@ -366,11 +370,15 @@ class Simulation:
                 await asyncio.wait_for(wake.wait(), POLL_S)
             except TimeoutError:
                 continue
-            if self.gather_s and not self._sending_done.is_set():
-                # More is probably on its way: one read a little later carries it all. Each
-                # agency waits a while of its own (half to one and a half gather_s), so the
-                # recipients of a broadcast do not all read at the same instant.
-                await asyncio.sleep(self.gather_s * (0.5 + self._rhythm[organ_id].random()))
+            if self.gather_s and not self._answered.is_set():
+                # More is probably on its way: one read a little later carries it all (the
+                # last answers too, posted at once after sending ends). Each agency waits a
+                # while of its own (half to one and a half of it), so the recipients of a
+                # broadcast do not all read at the same instant.
+                gather = self.gather_s
+                if self._sending_done.is_set():
+                    gather = min(gather, DRAIN_GATHER_S)
+                await asyncio.sleep(gather * (0.5 + self._rhythm[organ_id].random()))
 
     async def _handle_all(
         self, client: NodeClient, organ_id: str, items: list[dict[str, Any]]

@@ -44,7 +44,7 @@ from nodes.profile import Profile
 from nodes.sim import country, report
 from nodes.sim.country import SimAgency
 from nodes.sim.national import NationalAgency, system_of
-from nodes.sim.runner import Progress, Simulation
+from nodes.sim.runner import NATIONAL_GATHER_S, Progress, Simulation
 from nodes.sim.traffic import WINDOW, TrafficModel, dialects_of, plan_faults
 from nodes.vdxp import VdxpClient
 
@@ -373,6 +373,7 @@ async def simulate(
                 concurrency,
                 progress=progress,
                 faults=fault_plan,
+                gather_s=NATIONAL_GATHER_S,
                 clock=clock,
             )
             tally = await run.run()
