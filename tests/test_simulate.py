@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from axis.core.clock import SimulatedClock
+from axis.core.edxml_model import Package
 from axis.core.logchain import LogEvent
 from axis.host import datadir
 from axis.host.datadir import DataDir
-from nodes.client import VIETNAM
+from nodes.client import VIETNAM, NodeClient
 from nodes.profile import Profile
 from nodes.sim.runner import Simulation
 from nodes.sim.simulate import agencies_for, clients_of, listens, own_hub, simulate
@@ -140,6 +141,25 @@ async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:
                 assert at >= after_office_hours(before, ANSWER_HOURS[code][0]), chain
                 later += at.date() > before.date()
     assert later  # some answers come on a later day than the step before them
+
+
+async def test_a_package_is_verified_once_for_all_its_recipients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulated agencies share one process: each package delivered to several of them
+    is verified once (the same bytes read the same), each other one for itself."""
+    verified: list[bytes] = []
+    real = NodeClient.verified
+
+    async def counted(self: NodeClient, body: bytes, notes: str | None = None) -> Package:
+        verified.append(body)
+        return await real(self, body, notes)
+
+    monkeypatch.setattr(NodeClient, "verified", counted)
+    outcome = await simulate(documents=30, agencies=12, seed=4)
+    summary = outcome.summary
+    assert summary["lost"] == 0 and summary["deliveries"] > summary["sent"]
+    assert len(verified) == len(set(verified)) == summary["sent"]  # each edoc, once
 
 
 async def test_the_same_seed_sends_the_same_documents() -> None:

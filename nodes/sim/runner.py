@@ -24,12 +24,13 @@ documents and updates alike, as the hub does (every edoc's).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import random
 import time
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -57,6 +58,9 @@ ANSWER_TICK_S = 0.05  # how often the answers look at the simulated clock
 
 
 DONE_WINDOW = 500_000  # acknowledgements remembered to recognise a package handed out again
+# Packages read lately, verified once for all their recipients (a broadcast reaches 63
+# provinces within seconds): the same bytes under the same trust read the same.
+READ_CACHE = 1024
 
 
 @dataclass
@@ -193,6 +197,7 @@ class Simulation:
         # answers, the edoc it answers without its attachments, the codes left in order).
         self._due: list[tuple[datetime, int, str, Edoc, tuple[str, ...]]] = []
         self._numbered = itertools.count()
+        self._read_lately: OrderedDict[tuple[str, str | None], Edoc] = OrderedDict()
         self._handling = 0  # reads being handled (their answers are not all scheduled yet)
         self._receiving_done = asyncio.Event()  # the receivers ended (or were stopped)
         # Every answer is posted: the receivers' last read takes them, and they end.
@@ -526,7 +531,12 @@ class Simulation:
 
     async def _read(self, client: NodeClient, item: dict[str, Any]) -> Edoc | None:
         """The item's edoc, read and checked as the hub vouched for it (fetched alone when
-        the read did not carry it); None for a status."""
+        the read did not carry it); None for a status.
+
+        The agencies of a run share one process and one trust: a package its other recipients
+        read lately (the same bytes, by their sha256, with the same notes) was verified once
+        for them all. Verifying is half of what the simulated agencies spend, and a document
+        goes to 3.6 recipients on average."""
         body = item.get("body")
         if body is None:
             body, notes = await client.fetch(item["id"])
@@ -534,8 +544,14 @@ class Simulation:
             notes = item.get("notes")
         if item["kind"] == "status":
             return None
-        edoc = await client.verified(body, notes)
-        assert isinstance(edoc, Edoc)
+        key = hashlib.sha256(body).hexdigest(), notes
+        edoc = self._read_lately.get(key)
+        if edoc is None:
+            read = await client.verified(body, notes)
+            assert isinstance(read, Edoc)
+            edoc = self._read_lately[key] = read
+            if len(self._read_lately) > READ_CACHE:
+                self._read_lately.popitem(last=False)
         return edoc
 
     def _answers(self, edoc: Edoc, organ_id: str) -> tuple[str, ...]:
