@@ -68,6 +68,7 @@ class PushReceiver:
         self.policy = IntakePolicy(verifier, ParseLimits(max_bytes=MAX_BODY))
         self.fetch_directory = directory
         self.directory: Directory | None = None
+        self._writing: set[asyncio.Task[Stored]] = set()  # stores running in threads
 
     def check(self, body: bytes) -> Package:
         """The package, if its signature is intact and its signer is the agency it names
@@ -86,12 +87,26 @@ class PushReceiver:
         """:meth:`store` off the event loop; when the signer's certificate names a code the
         directory held here does not give the sender, fetch the directory again, once."""
         try:
-            return await asyncio.to_thread(self.store, package_id, body)
+            return await self._in_thread(package_id, body)
         except SenderMismatch:
             if self.fetch_directory is None:
                 raise
             self.directory = await self.fetch_directory()
-            return await asyncio.to_thread(self.store, package_id, body)
+            return await self._in_thread(package_id, body)
+
+    async def _in_thread(self, package_id: str, body: bytes) -> Stored:
+        """:meth:`store` in a thread, which a cancelled request does not stop: the write
+        runs to its end, and :meth:`settle` waits for it."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.store, package_id, body))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+        return await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait for the writes still running (a stopped server cancels the requests that
+        started them, not the threads): once this returns, nothing writes into ``out``."""
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
 
     def store(self, package_id: str, body: bytes) -> Stored:
         """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir)."""
@@ -168,8 +183,8 @@ async def listening(
 ) -> AsyncIterator[int]:
     """Serve the push endpoint on 127.0.0.1:port (0: a free port, yielded); ``announce`` is
     told of every package once it is on disk; ``directory`` fetches the hub's directory."""
-    app = listen_app(PushReceiver(profile, out, allow_sha1, directory), announce)
-    runner = web.AppRunner(app, access_log=None)
+    receiver = PushReceiver(profile, out, allow_sha1, directory)
+    runner = web.AppRunner(listen_app(receiver, announce), access_log=None)
     await runner.setup()
     try:
         sock = bind("127.0.0.1", port)
@@ -177,6 +192,10 @@ async def listening(
         yield int(sock.getsockname()[1])
     finally:
         await runner.cleanup()
+        # A push being written when the server stopped finishes first: whoever removes
+        # ``out`` next (the simulator's throw-away data folder) does not pull it from under
+        # a rename.
+        await receiver.settle()
 
 
 async def listen_forever(profile: Profile, port: int, out: Path, allow_sha1: bool) -> None:

@@ -16,7 +16,7 @@ from axis.errors import AxisError
 from axis.host.datadir import DataDir
 from axis.http.sockets import bind
 from nodes.client import NodeClient
-from nodes.listen import PushReceiver, listen_ssl_context, listening
+from nodes.listen import PushReceiver, Stored, listen_ssl_context, listening
 from nodes.profile import Profile
 from tests.conftest import LiveHub, configure
 from tests.helpers import (
@@ -275,3 +275,28 @@ def test_a_second_hub_on_the_same_data_folder_is_refused(tmp_path: Path) -> None
         hub.wait()
     with serving(data, port, admin_port):
         pass
+
+
+async def test_a_push_being_written_when_the_endpoint_stops_is_finished_first(
+    hub: LiveHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping server cancels the request whose package is being written, not the
+    thread writing it: the receiver waits for that write (settle), so whoever removes the
+    folder next does not pull it from under the rename."""
+    profile = await hub.register(H58, "UBND TP Hồ Chí Minh")
+    body = hub.client(G22).build_edoc([H58], "Đang ghi thì dừng")
+    receiver = PushReceiver(profile, tmp_path / "received")
+    real = receiver.store
+
+    def slow(package_id: str, package: bytes) -> Stored:
+        time.sleep(0.3)  # the request is cancelled meanwhile
+        return real(package_id, package)
+
+    monkeypatch.setattr(receiver, "store", slow)
+    package_id = "ab" * 16
+    request = asyncio.create_task(receiver.take(package_id, body))
+    await asyncio.sleep(0.05)
+    request.cancel()
+    await receiver.settle()
+    assert (tmp_path / "received" / f"{package_id}.xml").read_bytes() == body
+    assert not list((tmp_path / "received").glob(".*.tmp"))
