@@ -3,6 +3,7 @@ the hub's own statistics."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import subprocess
@@ -280,3 +281,25 @@ def test_a_run_in_which_the_hub_refuses_documents_fails_and_says_how_many(
     assert summary["refused"] > 0 and summary["lost"] == 0
     assert f"{summary['refused']} documents were refused by the hub" in done.stderr
     assert "schema-violation" in done.stderr
+
+
+async def test_the_drain_waits_while_the_run_moves_and_ends_when_it_stalls() -> None:
+    """The last answers and their reads may take longer than drain_timeout_s on a long run:
+    the drain waits as long as packages are read (or acknowledged, or answered), and ends
+    after drain_timeout_s in which nothing moved."""
+    run = Simulation({}, TrafficModel(agencies_for("seed-2020", 4), 1), 10, drain_timeout_s=0.3)
+
+    async def reading(reads: int) -> None:
+        for _ in range(reads):
+            await asyncio.sleep(0.1)
+            run._taken += 1
+
+    started = time.monotonic()
+    await run._drain([asyncio.create_task(reading(12))])  # 1.2 s, four timeouts' worth
+    assert time.monotonic() - started >= 1.1
+
+    stalled = asyncio.create_task(asyncio.sleep(60))
+    with pytest.raises(TimeoutError):
+        await run._drain([stalled])
+    await asyncio.sleep(0)
+    assert stalled.cancelled()

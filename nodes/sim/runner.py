@@ -164,7 +164,7 @@ class Simulation:
         model: TrafficModel,
         documents: int,
         concurrency: int = 8,
-        drain_timeout_s: float = 120.0,
+        drain_timeout_s: float = 120.0,  # with nothing moving: see _drain
         progress: Progress | None = None,
         faults: Faults | None = None,
         pace_per_s: float | None = None,
@@ -198,6 +198,7 @@ class Simulation:
         self._due: list[tuple[datetime, int, str, Edoc, tuple[str, ...]]] = []
         self._numbered = itertools.count()
         self._read_lately: OrderedDict[tuple[str, str | None], Edoc] = OrderedDict()
+        self._taken = 0  # packages read from the inboxes: the drain's sign of life
         self._handling = 0  # reads being handled (their answers are not all scheduled yet)
         self._receiving_done = asyncio.Event()  # the receivers ended (or were stopped)
         # Every answer is posted: the receivers' last read takes them, and they end.
@@ -216,7 +217,7 @@ class Simulation:
             self._sending_done.set()
             for wake in self._wake.values():  # idle receivers see at once that they are done
                 wake.set()
-            await asyncio.wait_for(asyncio.gather(*receivers), self.drain_timeout_s)
+            await self._drain(receivers)
         except TimeoutError:
             pass  # what is still open counts as lost
         finally:
@@ -230,6 +231,26 @@ class Simulation:
         await answering  # the answers still due, sent now in order (the clock has stopped)
         self.elapsed_s = time.perf_counter() - started
         return self.tally
+
+    async def _drain(self, receivers: list[asyncio.Task[None]]) -> None:
+        """Wait for the receivers to end while the run still moves. The last answers and
+        their reads can take minutes on a long run (a third of the statuses of 20,000
+        documents come due after the last one is sent); drain_timeout_s with nothing read,
+        acknowledged or answered ends the run, and what is open then counts as lost."""
+        ended = asyncio.gather(*receivers)
+        moved = -1
+        try:
+            while (now := self._taken + self.tally.acknowledged + self.tally.statuses) != moved:
+                moved = now
+                try:
+                    await asyncio.wait_for(asyncio.shield(ended), self.drain_timeout_s)
+                    return
+                except TimeoutError:
+                    continue
+            raise TimeoutError
+        finally:
+            if not ended.done():
+                ended.cancel()  # the receivers with it (run() stops them anyway)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -366,6 +387,7 @@ class Simulation:
                     raise
                 items = []
             if items:
+                self._taken += len(items)
                 await self._handle_all(client, organ_id, items)
             if len(items) == INBOX_PAGE:
                 continue  # a full page: there is probably more
