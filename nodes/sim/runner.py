@@ -52,7 +52,9 @@ GATHER_S = 1.0  # a woken receiver reads about this much later: one read carries
 # The national mix's agencies let more gather (at the whole window's pace, half an hour of its
 # clock, as agency software polls): statuses come back to the senders all day long.
 NATIONAL_GATHER_S = 2.0
-DRAIN_GATHER_S = 0.25  # once sending ends the last answers go at once: a shorter wait takes them
+# Once sending has ended and no answer is left to post but the last few in flight, a receiver
+# reads this soon: nothing more will gather.
+LAST_GATHER_S = 0.25
 ANSWERERS = 8  # statuses being posted at once
 ANSWER_TICK_S = 0.05  # how often the answers look at the simulated clock
 
@@ -403,8 +405,8 @@ class Simulation:
                 # while of its own (half to one and a half of it), so the recipients of a
                 # broadcast do not all read at the same instant.
                 gather = self.gather_s
-                if self._sending_done.is_set():
-                    gather = min(gather, DRAIN_GATHER_S)
+                if self._sending_done.is_set() and not self._due:
+                    gather = min(gather, LAST_GATHER_S)
                 await asyncio.sleep(gather * (0.5 + self._rhythm[organ_id].random()))
 
     async def _handle_all(
