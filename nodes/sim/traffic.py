@@ -72,9 +72,14 @@ def documents_for(events: int) -> int:
     return max(1, round(events / (1 + RECEIPTS_PER_DOCUMENT)))
 
 
+def holiday(day: date) -> bool:
+    """A public holiday of the window: New Year's Day, or Tết."""
+    return day == NEW_YEAR or TET_HOLIDAY[0] <= day <= TET_HOLIDAY[1]
+
+
 def day_weight(day: date) -> float:
     """How busy a day is, relative to an ordinary working day."""
-    if TET_HOLIDAY[0] <= day <= TET_HOLIDAY[1] or day == NEW_YEAR:
+    if holiday(day):
         return 0.02
     if day.weekday() == 6:
         return 0.04
@@ -231,8 +236,8 @@ class PointToPoint(TrafficModel):
 
 
 def working_day(day: date) -> bool:
-    """Monday to Friday, and not a public holiday of the window (New Year's Day, Tết)."""
-    return day.weekday() < 5 and day != NEW_YEAR and not TET_HOLIDAY[0] <= day <= TET_HOLIDAY[1]
+    """Monday to Friday, and not a public :func:`holiday`."""
+    return day.weekday() < 5 and not holiday(day)
 
 
 def after_office_hours(start: datetime, hours: float) -> datetime:
