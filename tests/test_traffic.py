@@ -45,6 +45,14 @@ def test_documents_stay_in_the_window_and_add_up() -> None:
     assert sum(per_day(1_260_000, days())) == 1_260_000
 
 
+def test_a_model_given_a_slice_of_the_window_keeps_its_documents_in_it() -> None:
+    # The half-rate stage of the national bench: its documents as dense as the full stage's.
+    slice_ = days()[:2]
+    documents = list(TrafficModel(seed_2020(), seed=3, window=slice_).documents(300))
+    assert len(documents) == 300
+    assert {d.sent_at.date() for d in documents} == set(slice_)
+
+
 def test_tet_carries_clearly_less_traffic() -> None:
     documents = list(TrafficModel(seed_2020(), seed=2).documents(20_000))
     by_day = Counter(d.sent_at.date() for d in documents)

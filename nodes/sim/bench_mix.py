@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,13 @@ from nodes.sim.bench import (
 )
 from nodes.sim.runner import NATIONAL_GATHER_S, Simulation, Tally, percentiles
 from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
-from nodes.sim.traffic import PUBLISHED_DOCUMENTS, TrafficModel, dialects_of, documents_for
+from nodes.sim.traffic import (
+    PUBLISHED_DOCUMENTS,
+    TrafficModel,
+    days,
+    dialects_of,
+    documents_for,
+)
 from nodes.transport import Meter
 
 # progress(stage, done, total): "mix" (documents sent at full rate), "paced" (at half rate)
@@ -215,9 +222,17 @@ async def bench_mix(
         requests, connections = dict(meter.requests), meter.connections
         rate = tally.accepted / full.elapsed_s
         paced_n = max(1, min(documents, int(rate / 2 * PACED_S)))
+        # As many documents a simulated day as the full stage sent: the same N over the whole
+        # window would move its clock hours a document, and each document would release at
+        # once every answer that came due meanwhile (bursts of forty statuses in a quarter of
+        # a second, the hub saturated for their length at "half" the rate).
+        window = days()
+        window = window[: math.ceil(len(window) * paced_n / documents)]
         paced = Simulation(
             clients,
-            TrafficModel(chosen, seed + 1, attachment_kb, first_number=documents + 1),
+            TrafficModel(
+                chosen, seed + 1, attachment_kb, first_number=documents + 1, window=window
+            ),
             paced_n,
             concurrency,
             gather_s=NATIONAL_GATHER_S,

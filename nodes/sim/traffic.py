@@ -130,9 +130,12 @@ class TrafficModel:
         seed: int,
         attachment_kb: float = 20,
         first_number: int = 1,
+        window: Sequence[date] | None = None,
     ) -> None:
         """``first_number`` keeps a second run's DocumentIds apart from the first's (the same
-        number on the same day from the same sender would be the same document)."""
+        number on the same day from the same sender would be the same document). ``window``:
+        the days the documents fall on (the launch window's, by default)."""
+        self.window = tuple(window) if window is not None else None
         self.agencies = tuple(agencies)
         self.seed = seed
         self.attachment_kb = attachment_kb
@@ -147,7 +150,7 @@ class TrafficModel:
     ) -> Iterator[PlannedDocument]:
         """The run's documents in time order, generated day by day (no list of them all)."""
         n = 0
-        window = list(window or days())
+        window = list(window or self.window or days())
         for day, count in zip(window, per_day(total, window), strict=True):
             rng = random.Random(f"{self.seed}:{day.isoformat()}")
             stamps = sorted(_office_time(rng) for _ in range(count))
