@@ -50,7 +50,7 @@ POLL_S = 2.0  # how often an idle agency looks at its inbox without a hint
 INBOX_PAGE = 100
 GATHER_S = 1.0  # a woken receiver reads about this much later: one read carries what came meanwhile
 # The national mix's agencies let more gather: statuses come back to the senders all day long.
-# At the pace this machine replays the window (63 days in about three hours: 9 minutes of its
+# At the pace this machine replays the window (63 days in about three hours: 8 minutes of its
 # clock a second) 3 s is under half an hour of the window's clock, as agency software polls.
 NATIONAL_GATHER_S = 3.0
 # Once sending has ended and no answer is left to post but the last few in flight, a receiver
@@ -509,11 +509,10 @@ class Simulation:
 
     async def _answering(self) -> None:
         """Send each scheduled status once the simulated clock reaches it, FEW_ANSWERERS at a
-        time, ANSWERERS while they fall behind; once sending is done, every one left at once
-        in order of when it is due. Ends, and
-        tells the receivers to take their last read, when nothing is left to answer and
-        nothing more can be: every delivery acknowledged and no read still being handled
-        (or the receivers were stopped)."""
+        time, up to ANSWERERS once they fall behind; once sending is done, every one left at
+        once in order of when it is due. Ends, and tells the receivers to take their last
+        read, when nothing is left to answer and nothing more can be: every delivery
+        acknowledged and no read still being handled (or the receivers were stopped)."""
         slots = asyncio.Semaphore(ANSWERERS)
         posting: set[asyncio.Task[None]] = set()
         late_since: float | None = None  # since when the oldest due answer has been due
