@@ -513,7 +513,6 @@ class Simulation:
         once in order of when it is due. Ends, and tells the receivers to take their last
         read, when nothing is left to answer and nothing more can be: every delivery
         acknowledged and no read still being handled (or the receivers were stopped)."""
-        slots = asyncio.Semaphore(ANSWERERS)
         posting: set[asyncio.Task[None]] = set()
         late_since: float | None = None  # since when the oldest due answer has been due
         loop = asyncio.get_running_loop()
@@ -537,18 +536,14 @@ class Simulation:
                     continue
                 if late_since is None:
                     late_since = loop.time()
-                if (
-                    len(posting) >= FEW_ANSWERERS
-                    and not self._sending_done.is_set()
-                    and loop.time() - late_since < LATE_S
-                ):
+                behind = self._sending_done.is_set() or loop.time() - late_since >= LATE_S
+                if len(posting) >= (ANSWERERS if behind else FEW_ANSWERERS):
                     await asyncio.wait(
                         posting, timeout=ANSWER_TICK_S, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
-                await slots.acquire()
                 due, _, organ_id, edoc, codes = heapq.heappop(self._due)
-                posting.add(asyncio.create_task(self._answer(slots, organ_id, edoc, codes, due)))
+                posting.add(asyncio.create_task(self._answer(organ_id, edoc, codes, due)))
         finally:
             for task in posting:
                 task.cancel()
@@ -558,25 +553,17 @@ class Simulation:
         return self._sending_done.is_set() and not self.tally.open and not self._handling
 
     async def _answer(
-        self,
-        slots: asyncio.Semaphore,
-        organ_id: str,
-        edoc: Edoc,
-        codes: tuple[str, ...],
-        due: datetime,
+        self, organ_id: str, edoc: Edoc, codes: tuple[str, ...], due: datetime
     ) -> None:
         """The first of ``codes`` at ``due``, and the rest scheduled; a refusal ends them."""
-        try:
-            with self.clock.at(due):
-                try:
-                    await self._status(self.clients[organ_id], edoc, codes[0])
-                except AxisError as exc:
-                    if not _from_the_hub(exc):
-                        raise
-                    return
-            self._schedule(organ_id, edoc, codes[1:], due)
-        finally:
-            slots.release()
+        with self.clock.at(due):
+            try:
+                await self._status(self.clients[organ_id], edoc, codes[0])
+            except AxisError as exc:
+                if not _from_the_hub(exc):
+                    raise
+                return
+        self._schedule(organ_id, edoc, codes[1:], due)
 
     async def _read(self, client: NodeClient, item: dict[str, Any]) -> Edoc | None:
         """The item's edoc, read and checked as the hub vouched for it (fetched alone when

@@ -145,12 +145,10 @@ class TrafficModel:
         self._provinces = [a.organ_id for a in self.agencies if a.tier is Tier.PROVINCE]
         self._central = [a.organ_id for a in self.agencies if a.tier is not Tier.PROVINCE]
 
-    def documents(
-        self, total: int, window: Sequence[date] | None = None
-    ) -> Iterator[PlannedDocument]:
+    def documents(self, total: int) -> Iterator[PlannedDocument]:
         """The run's documents in time order, generated day by day (no list of them all)."""
         n = 0
-        window = list(window or self.window or days())
+        window = list(self.window or days())
         for day, count in zip(window, per_day(total, window), strict=True):
             rng = random.Random(f"{self.seed}:{day.isoformat()}")
             stamps = sorted(_office_time(rng) for _ in range(count))
