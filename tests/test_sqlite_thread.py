@@ -149,3 +149,40 @@ async def test_work_queued_before_stop_still_commits(writer: GroupWriter) -> Non
     assert len(committed_rows(writer.path)) == 20
     with pytest.raises(Unavailable):
         await writer.transact(insert("late", 1))
+
+
+async def test_the_seal_writes_what_the_committing_transactions_left(tmp_path: Path) -> None:
+    """The seal runs once a group, before its COMMIT, with the transactions that succeeded:
+    what a rolled-back one left for it (a log draft, a counter) is never written."""
+    sealed: list[list[str]] = []
+
+    def seal(conn: sqlite3.Connection, txs: list[WriteTx]) -> None:
+        keys = [str(draft) for tx in txs for draft in tx.drafts]
+        conn.executemany("INSERT INTO t (k, v) VALUES (?, 0)", [(f"sealed-{k}",) for k in keys])
+        sealed.append(keys)
+
+    def leave(k: str, fail: bool = False) -> Callable[[WriteTx], str]:
+        def fn(tx: WriteTx) -> str:
+            tx.conn.execute("INSERT INTO t (k, v) VALUES (?, 1)", (k,))
+            tx.drafts.append(k)  # type: ignore[arg-type] # the seal here takes any value
+            if fail:
+                raise ValueError("refused after leaving work for the seal")
+            return k
+
+        return fn
+
+    w = GroupWriter(tmp_path / "g.db", setup, lambda entries: None, seal)
+    await w.start()
+    try:
+        results = await asyncio.gather(
+            *(w.transact(leave(f"k{n}", fail=n == 2)) for n in range(5)),
+            return_exceptions=True,
+        )
+    finally:
+        await w.stop()
+    assert isinstance(results[2], ValueError)
+    assert [k for group in sealed for k in group] == ["k0", "k1", "k3", "k4"]
+    assert committed_rows(w.path) == {
+        **{f"k{n}": 1 for n in (0, 1, 3, 4)},
+        **{f"sealed-k{n}": 0 for n in (0, 1, 3, 4)},
+    }

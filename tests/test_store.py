@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -705,6 +705,46 @@ async def test_concurrent_inserts_with_distinct_keys_all_commit(store: Store) ->
     inbox = await store.inbox(H41, 0, 100)
     assert {r.id for r in inbox} == {p.id for p in packages}
     assert [r.seq for r in inbox] == sorted(r.seq for r in inbox)
+
+
+async def test_writes_committed_together_chain_and_count_only_what_committed(
+    store: Store,
+) -> None:
+    """Writes queued at once commit together (SQLite's group; PostgreSQL's chainer): the log
+    holds each committed change's entries once, in one verified chain, the observers hear of
+    each once, and the counters are the sums of what committed, never of a refused write."""
+    told: list[int] = []
+    store.observe(lambda entry: told.append(entry.seq))
+    first = package(1, recipients=(H41,))
+    await store.insert_package(first)
+    refused = replace(package(99, key=first.idempotency_key), sha256="f" * 64)
+    news = [package(n, recipients=(H41, H10)) for n in range(2, 42)]
+    writes: list[Awaitable[object]] = [store.insert_package(p) for p in news]
+    writes.insert(20, store.insert_package(refused))
+    writes += [store.apply_event(first.id, H41, e, T0) for e in (E.FETCHED, E.ACKED)]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], DuplicateConflict)
+
+    async def chained() -> bool:
+        return await store.unchained_entries() == 0
+
+    await eventually(chained)
+    entries = await store.log_entries(0, 1000)
+    assert verify_chain(entries) is None
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert refused.id not in {e.package_id for e in entries}
+    received = [str(e.package_id) for e in entries if e.event == "received"]
+    assert sorted(received) == sorted([first.id, *(p.id for p in news)])
+
+    async def all_told() -> bool:
+        return len(told) >= len(entries)
+
+    await eventually(all_told)
+    assert sorted(told) == [e.seq for e in entries]
+    assert await store.counter_total("documents") == 41
+    assert await store.counter_total("deliveries") == 1 + 2 * 40
+    assert await store.counter_total("pending") == 2 * 40
 
 
 async def test_concurrent_resends_of_one_package_create_it_once(store: Store) -> None:

@@ -12,15 +12,17 @@ answers 201.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from axis.core.logchain import linked
 from axis.errors import Unavailable
 from axis.store import writes
 from axis.store.migrations import migrate_sqlite
-from axis.store.rows import UPSERT_DAILY
+from axis.store.rows import LOG_HEAD, LOG_INSERT, UPSERT_DAILY, log_values
 from axis.store.sql_reads import SqlReads
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 from axis.store.writes import (
@@ -65,12 +67,9 @@ def _execute(tx: WriteTx, op: Op) -> Any:
             case CommandMany(sql, rows):
                 tx.conn.executemany(sql, rows)
             case Append(draft):
-                # One writer, one transaction at a time: the head read here is the head at
-                # commit, so each entry is chained where it is written.
-                entry = writes.drive(writes.chain_now(draft), lambda op: _execute(tx, op))
-                tx.appended.append(entry)  # told to the observers once the commit returns
+                tx.drafts.append(draft)  # chained by _seal with the rest of the group
             case Counted(bumps):
-                tx.conn.executemany(UPSERT_DAILY, bumps)
+                tx.bumps.extend(bumps)  # summed by _seal with the rest of the group
             case Serialize():
                 pass  # this one writer thread runs one transaction at a time anyway
             case _:
@@ -78,6 +77,29 @@ def _execute(tx: WriteTx, op: Op) -> Any:
     except sqlite3.IntegrityError as exc:
         raise KeyTaken(f"already stored: {exc}") from exc
     return None
+
+
+def _seal(conn: sqlite3.Connection, txs: list[WriteTx]) -> None:
+    """Write the log entries and counter increments of a group's committing transactions, just
+    before its COMMIT: each entry linked to the head in the group's order (one writer holds
+    the file, so the head read here is the head at commit), each counter moved once by the
+    sum of the group's increments. A group of sixty-four accepted packages wrote some four
+    hundred entries and a thousand upserts one statement each; now two statements and a few
+    dozen upserts."""
+    drafts = [draft for tx in txs for draft in tx.drafts]
+    if drafts:
+        head = conn.execute(LOG_HEAD).fetchone()
+        entries = linked(drafts, (int(head[0]), str(head[1])) if head else None)
+        conn.executemany(LOG_INSERT, [log_values(entry) for entry in entries])
+        taken = iter(entries)
+        for tx in txs:  # told to the observers once the commit returns
+            tx.appended.extend(itertools.islice(taken, len(tx.drafts)))
+    totals: dict[tuple[str, str, str], int] = {}
+    for tx in txs:
+        for day, metric, key, n in tx.bumps:
+            totals[day, metric, key] = totals.get((day, metric, key), 0) + n
+    # A counter moved up and down again in one group (queued, then delivered) is left alone.
+    conn.executemany(UPSERT_DAILY, [(*key, n) for key, n in totals.items() if n])
 
 
 class SqliteStore(SqlReads, SqlWrites):
@@ -93,7 +115,7 @@ class SqliteStore(SqlReads, SqlWrites):
         self._observers = []
 
     async def open(self) -> None:
-        writer = GroupWriter(self.path, _setup_writer, self._committed)
+        writer = GroupWriter(self.path, _setup_writer, self._committed, _seal)
         reader = SqliteThread(self.path, _setup_reader, "axis-sqlite-reader")
         try:
             await writer.start()  # first: it creates the schema

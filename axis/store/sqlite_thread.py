@@ -10,6 +10,11 @@ one ``BEGIN IMMEDIATE … COMMIT``, each under its own SAVEPOINT, so one that fa
 back alone and the others still commit. Every caller is answered only after the COMMIT that
 holds its work has returned, so "201 once it is durable" still holds; the group pays for one
 commit (and one fsync) instead of one each.
+
+What every transaction of a group adds to the same few rows (the log's chain, the daily
+counters) it leaves on its :class:`WriteTx` instead; the writer's ``seal`` writes those of the
+transactions that succeeded just before the COMMIT, all at once (one read of the chain's head,
+one insert of all the entries, one upsert per counter). If that fails, the whole group does.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from axis.core.logchain import LogEntry
+from axis.core.logchain import Draft, LogEntry
 from axis.errors import Unavailable
+from axis.store.counters import Bump
 
 T = TypeVar("T")
 
@@ -33,11 +39,19 @@ MAX_GROUP = 64  # transactions in one commit: bounds how long one group holds th
 
 @dataclass
 class WriteTx:
-    """What a write function gets: the connection, inside an open transaction, and the list
-    its log entries go to (told to the observers once the commit has returned)."""
+    """What a write function gets: the connection, inside an open transaction; what it adds
+    to the chain and the counters, which the group's ``seal`` writes (see the module doc);
+    and the log entries it committed (told to the observers once the commit has returned)."""
 
     conn: sqlite3.Connection
+    drafts: list[Draft] = field(default_factory=list)
+    bumps: list[Bump] = field(default_factory=list)
     appended: list[LogEntry] = field(default_factory=list)
+
+
+# seal(conn, txs): writes what the group's successful transactions left on their WriteTx,
+# in their order, inside the group's transaction (and fills each one's ``appended``).
+Seal = Callable[[sqlite3.Connection, list[WriteTx]], None]
 
 
 @dataclass
@@ -154,9 +168,11 @@ class GroupWriter(SqliteThread):
         path: Path,
         setup: Callable[[sqlite3.Connection], None],
         on_commit: Callable[[list[LogEntry]], None],
+        seal: Seal | None = None,
     ) -> None:
         super().__init__(path, setup, "axis-sqlite-writer")
         self._on_commit = on_commit
+        self._seal = seal
         self.groups = 0  # commits made, and transactions in them: the grouping ratio
         self.transactions = 0
 
@@ -214,8 +230,10 @@ class GroupWriter(SqliteThread):
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
                 self._in_savepoint(conn, job)
+            if self._seal is not None:
+                self._seal(conn, [j.tx for j in jobs if j.error is None and j.tx is not None])
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - the seal's own bug must not end the thread
             # The group could not commit: nothing of it was written, and everyone is told so.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -239,7 +257,7 @@ class GroupWriter(SqliteThread):
                 if isinstance(exc, sqlite3.Error)
                 else exc
             )
-            conn.execute("ROLLBACK TO job")  # undoes this job's work only
+            conn.execute("ROLLBACK TO job")  # undoes this job's work only (the seal skips it)
         conn.execute("RELEASE job")
 
     def _settle(self, jobs: list[_Job[Any]]) -> None:

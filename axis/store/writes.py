@@ -14,10 +14,12 @@ sent each answer back:
   and deliveries need no such lock: their rows are locked one by one (``FOR UPDATE``) and
   their keys are unique;
 - :class:`Append`: a log entry, as a :class:`~axis.core.logchain.Draft`. Where it takes its
-  place in the chain is the driver's business: SQLite's one writer links it to the head at
-  once; PostgreSQL's workers commit it unchained, and a chainer links what has committed, in
-  one order, just after (:mod:`axis.store.postgres`). Either way the entry commits or vanishes
-  with its change, and the store's observers hear of it once it is chained;
+  place in the chain is the driver's business: SQLite's one writer links the entries of a
+  whole group of transactions to the head just before it commits them
+  (:func:`axis.store.sqlite._seal`); PostgreSQL's workers commit them unchained, and a
+  chainer links what has committed, in one order, just after (:mod:`axis.store.postgres`).
+  Either way the entry commits or vanishes with its change, and the store's observers hear
+  of it once it is chained;
 - :class:`Counted`: increments of the daily statistics counters, which commit with the change.
 
 and it returns the write's result. So the rules of a write (what it checks, what it changes,
@@ -51,7 +53,6 @@ from axis.core.logchain import (
     LogEntry,
     LogEvent,
     code_closed,
-    linked,
     received_detail,
 )
 from axis.core.stats import Metric
@@ -70,13 +71,10 @@ from axis.store.rows import (
     AGENCY_COLUMNS,
     CODE_COLUMNS,
     DELIVERY_COLUMNS,
-    LOG_HEAD,
-    LOG_INSERT,
     PACKAGE_COLUMNS,
     SYSTEM_COLUMNS,
     code_row,
     delivery_row,
-    log_values,
     marks,
     package_row,
     ts,
@@ -204,15 +202,6 @@ def _append(
 ) -> Step[None]:
     """Write one log entry (see :class:`Append`)."""
     yield Append(Draft(ts(at), event.value, organ_id, package_id, detail, sha256, cert_sha256))
-
-
-def chain_now(draft: Draft) -> Step[LogEntry]:
-    """Link ``draft`` to the chain's head and store it: for a driver whose transactions run one
-    at a time (SQLite's writer), which may chain each entry where it is written."""
-    head = yield from _rows(LOG_HEAD)
-    (entry,) = linked([draft], (int(head[0][0]), str(head[0][1])) if head else None)
-    yield from _count(LOG_INSERT, *log_values(entry))
-    return entry
 
 
 def _bump(bumps: list[counters.Bump]) -> Step[None]:
