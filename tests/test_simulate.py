@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -32,7 +34,7 @@ from nodes.sim.traffic import (
     after_office_hours,
     working_day,
 )
-from tests.helpers import BIN, cli, free_port, hub_stats, init_data, serving
+from tests.helpers import BIN, cli, eventually, free_port, hub_stats, init_data, serving
 
 pytestmark = pytest.mark.process  # each starts processes: hubs, commands, workers
 
@@ -303,3 +305,45 @@ async def test_the_drain_waits_while_the_run_moves_and_ends_when_it_stalls() -> 
         await run._drain([stalled])
     await asyncio.sleep(0)
     assert stalled.cancelled()
+
+
+REPO = Path(__file__).resolve().parent.parent
+PARENT = """
+import asyncio
+from nodes.sim.simulate import agencies_for, own_hub
+
+async def main():
+    async with own_hub(agencies_for("seed-2020", 2), push=False) as site:
+        print(site.pid, site.data.root, flush=True)
+        await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_run_leaves_no_hub_behind() -> None:
+    """A run killed outright (SIGKILL: no cleanup of its own) takes the hub it started with
+    it: nothing is left holding the port and the data folder."""
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PARENT, stdout=asyncio.subprocess.PIPE, cwd=REPO
+    )
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), 60)
+        pid, folder = line.decode().split(maxsplit=1)
+        hub = int(pid)
+        assert Path(f"/proc/{hub}").exists()
+    finally:
+        parent.kill()
+        await parent.wait()
+
+    async def gone() -> bool:
+        try:
+            state = Path(f"/proc/{hub}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return True
+        return state == "Z"  # exited; only its parent (now init) has not reaped it yet
+
+    await eventually(gone, timeout=30)
+    # The run's own folder (its data folder's parent), which the killed run could not remove.
+    shutil.rmtree(Path(folder.strip()).parent, ignore_errors=True)

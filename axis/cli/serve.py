@@ -61,6 +61,7 @@ def serve(
     """Run the hub until interrupted."""
     from axis.web.app import serve_forever
 
+    runtime.die_with_parent()
     data = data_folder(data_dir)
     logs.configure(log_format)
     try:

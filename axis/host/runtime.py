@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -59,6 +60,33 @@ def tune_malloc() -> bool:
         return False  # not glibc (musl has no mallopt)
     ok = mallopt(M_MMAP_THRESHOLD, 64 * 1024) and mallopt(M_TRIM_THRESHOLD, 128 * 1024)
     return bool(ok)
+
+
+PARENT_ENV = "AXIS_PARENT_PID"  # set by a command that runs a hub as its child
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> bool:
+    """In a hub that a command started as its child (``$AXIS_PARENT_PID``: the simulator, the
+    bench): be sent SIGTERM when that parent dies, however it dies, so that a killed run
+    leaves no hub behind holding its port and data folder. True if that applied (Linux).
+
+    SIGTERM stops the hub as ``axis serve`` always stops: it finishes what it holds."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        prctl = ctypes.CDLL(name).prctl
+    except (OSError, AttributeError):
+        return False
+    if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return False
+    if str(os.getppid()) != parent:  # it died before we asked: nobody will tell us now
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 TRIM_EVERY_S = 60.0

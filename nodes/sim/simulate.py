@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -32,7 +33,7 @@ import aiohttp
 from axis.core import vdxp
 from axis.core.clock import SimulatedClock
 from axis.core.edxml_dialects import DIALECTS
-from axis.host import datadir
+from axis.host import datadir, runtime
 from axis.host.datadir import DataDir
 from axis.http.sockets import free_port
 from axis.store import open_store
@@ -180,6 +181,8 @@ async def _serving(
         *(["--vdxp-port", str(vdxp_port)] if vdxp_port else []),
         *(["--simulated-clock"] if simulated_clock else []),
         stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        # Stopped with this process however it ends, SIGKILL included (runtime.die_with_parent).
+        env={**os.environ, runtime.PARENT_ENV: str(os.getpid())},
     )  # fmt: skip
     try:
         await _until_healthy(process, admin_port, data.root / "serve.log")
