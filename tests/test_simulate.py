@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -347,3 +348,18 @@ async def test_a_killed_run_leaves_no_hub_behind() -> None:
     await eventually(gone, timeout=30)
     # The run's own folder (its data folder's parent), which the killed run could not remove.
     shutil.rmtree(Path(folder.strip()).parent, ignore_errors=True)
+
+
+def test_what_a_run_s_hub_starts_dies_with_the_hub_not_the_run() -> None:
+    """A supervisor's workers inherit the environment: they are tied to the hub that starts
+    them (their parent), not to the run (their grandparent), or each would stop itself at once."""
+    child = (
+        "import os; from axis.host import runtime;"
+        "print(runtime.die_with_parent(), os.environ[runtime.PARENT_ENV] == str(os.getpid()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        env={**os.environ, "AXIS_PARENT_PID": str(os.getpid())},
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["True", "True"]

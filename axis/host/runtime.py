@@ -75,6 +75,8 @@ def die_with_parent() -> bool:
     parent = os.environ.get(PARENT_ENV)
     if not parent or not sys.platform.startswith("linux"):
         return False
+    # What this process starts in turn (a supervisor's workers) dies with it, not with ours.
+    os.environ[PARENT_ENV] = str(os.getpid())
     name = ctypes.util.find_library("c")
     if name is None:
         return False
