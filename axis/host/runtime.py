@@ -38,6 +38,16 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
+def _libc() -> ctypes.CDLL | None:
+    """The C library on Linux (for mallopt, malloc_trim, prctl); None elsewhere."""
+    if not sys.platform.startswith("linux") or (name := ctypes.util.find_library("c")) is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
 def tune_malloc() -> bool:
     """Keep glibc from holding on to freed memory; True if it applied (glibc only).
 
@@ -48,16 +58,10 @@ def tune_malloc() -> bool:
     (malloc_trim gave it back: 83 MB). A fixed threshold keeps big blocks in their own
     mappings, returned on free: 89 -> 119 MB over the same run.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc (musl has no mallopt)
+        mallopt = _libc().mallopt  # type: ignore[union-attr]
+    except AttributeError:
+        return False  # not Linux, or not glibc (musl has no mallopt)
     ok = mallopt(M_MMAP_THRESHOLD, 64 * 1024) and mallopt(M_TRIM_THRESHOLD, 128 * 1024)
     return bool(ok)
 
@@ -73,17 +77,11 @@ def die_with_parent() -> bool:
 
     SIGTERM stops the hub as ``axis serve`` always stops: it finishes what it holds."""
     parent = os.environ.get(PARENT_ENV)
-    if not parent or not sys.platform.startswith("linux"):
+    if not parent or (libc := _libc()) is None:
         return False
     # What this process starts in turn (a supervisor's workers) dies with it, not with ours.
     os.environ[PARENT_ENV] = str(os.getpid())
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        prctl = ctypes.CDLL(name).prctl
-    except (OSError, AttributeError):
-        return False
+    prctl = libc.prctl
     if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         return False
     if str(os.getppid()) != parent:  # it died before we asked: nobody will tell us now
@@ -96,11 +94,9 @@ TRIM_EVERY_S = 60.0
 
 def malloc_trimmer() -> Callable[[], int] | None:
     """``malloc_trim(0)`` of glibc, or None elsewhere: it hands the heap's free pages back."""
-    if not sys.platform.startswith("linux") or (name := ctypes.util.find_library("c")) is None:
-        return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        trim = _libc().malloc_trim  # type: ignore[union-attr]
+    except AttributeError:
         return None
     return lambda: int(trim(0))
 

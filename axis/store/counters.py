@@ -8,6 +8,7 @@ Each store applies the increments in the same transaction as the change (an upse
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from axis.core.lifecycle import PENDING, DeliveryState
@@ -37,6 +38,15 @@ def log_line(entry: LogEntry) -> None:
             "log_seq": entry.seq,
         },
     )
+
+
+def summed(bumps: Iterable[Bump]) -> list[Bump]:
+    """``bumps`` with one increment per counter, their sum; a counter moved up and down again
+    (queued, then delivered, in one batch) is left out."""
+    totals: dict[tuple[str, str, str], int] = {}
+    for day, metric, key, n in bumps:
+        totals[day, metric, key] = totals.get((day, metric, key), 0) + n
+    return [(*counter, n) for counter, n in totals.items() if n]
 
 
 def one(received_at: str, metric: str, key: str = "", n: int = 1) -> Bump:

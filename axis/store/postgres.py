@@ -49,7 +49,7 @@ import asyncpg
 
 from axis.core.logchain import Draft, LogEntry, linked
 from axis.errors import Unavailable
-from axis.store import writes
+from axis.store import counters, writes
 from axis.store.migrations import TRACKING, check_not_newer, pending
 from axis.store.rows import LOG_INSERT, log_values
 from axis.store.sql_reads import SqlReads
@@ -147,7 +147,7 @@ class PgTx:
 
     conn: asyncpg.Connection
     drafts: list[Draft] = field(default_factory=list)
-    bumps: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    bumps: list[counters.Bump] = field(default_factory=list)
 
     async def execute(self, op: Op) -> Any:
         """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
@@ -171,8 +171,7 @@ class PgTx:
             case Append(draft):
                 self.drafts.append(draft)
             case Counted(bumps):
-                for day, metric, key, n in bumps:
-                    self.bumps[day, metric, key] = self.bumps.get((day, metric, key), 0) + n
+                self.bumps.extend(bumps)
             case _:
                 raise TypeError(f"not an operation of a write step: {op!r}")
         return None
@@ -185,7 +184,7 @@ class PgTx:
             (d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256)
             for d in self.drafts
         ]
-        bumps = [(*key, n) for key, n in self.bumps.items()]
+        bumps = counters.summed(self.bumps)
         columns = [list(c) for c in zip(*drafts, strict=True)] if drafts else [[]] * 7
         counted = [list(c) for c in zip(*bumps, strict=True)] if bumps else [[]] * 4
         await self.conn.execute(_APPEND_PENDING, *columns, *counted)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from axis.core.logchain import linked
 from axis.errors import Unavailable
-from axis.store import writes
+from axis.store import counters, writes
 from axis.store.migrations import migrate_sqlite
 from axis.store.rows import LOG_HEAD, LOG_INSERT, UPSERT_DAILY, log_values
 from axis.store.sql_reads import SqlReads
@@ -94,12 +94,7 @@ def _seal(conn: sqlite3.Connection, txs: list[WriteTx]) -> None:
         taken = iter(entries)
         for tx in txs:  # told to the observers once the commit returns
             tx.appended.extend(itertools.islice(taken, len(tx.drafts)))
-    totals: dict[tuple[str, str, str], int] = {}
-    for tx in txs:
-        for day, metric, key, n in tx.bumps:
-            totals[day, metric, key] = totals.get((day, metric, key), 0) + n
-    # A counter moved up and down again in one group (queued, then delivered) is left alone.
-    conn.executemany(UPSERT_DAILY, [(*key, n) for key, n in totals.items() if n])
+    conn.executemany(UPSERT_DAILY, counters.summed(b for tx in txs for b in tx.bumps))
 
 
 class SqliteStore(SqlReads, SqlWrites):
