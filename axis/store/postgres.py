@@ -16,6 +16,12 @@ Several hub workers, on one host or many, use one database. What keeps them corr
   between leaves its entries pending for the next pass of any worker (each worker also passes
   every ``CHAIN_TICK_S``, and once when it opens). ``axis log verify`` checks what is chained and
   reads what is pending as the log's tail; ``axis_log_unchained_entries`` is the lag.
+- **The pending tables stay small.** Every row of ``log_pending`` and ``daily_pending`` is
+  deleted within moments of its insert, so without a vacuum both fill with dead rows that every
+  pass scans again: a pass's cost grew with the length of the run. Autovacuum may be off (it is
+  on the CI's server) or slow to come; the chainer vacuums the two tables itself after each
+  ``VACUUM_AFTER`` entries it links (``SKIP_LOCKED``: a worker that finds another vacuuming
+  goes on).
 - **Package sequence numbers** come from a sequence, in the order packages were written, which
   may differ from their commit order by what was in flight. An inbox page (``seq > after``) can
   therefore pass over a package that commits late; it stays pending, so the next read from the
@@ -75,6 +81,8 @@ MIGRATE_LOCK = 0x4158_4953_4D  # held while one worker migrates; the others wait
 POOL_SIZE = 10
 CHAIN_BATCH = 5000  # pending entries linked per transaction of a pass
 CHAIN_TICK_S = 2.0  # a pass at least this often: entries a killed worker left get chained
+VACUUM_AFTER = 5000  # entries linked between two vacuums of the pending tables
+_VACUUM_PENDING = "VACUUM (SKIP_LOCKED) log_pending, daily_pending"
 
 _DRAFT_COLUMNS = "at, event, organ_id, package_id, detail, sha256, cert_sha256"
 # What a change logged and counted, appended in one statement at its end (arrays, one per
@@ -198,8 +206,13 @@ class Chainer:
     """Links the committed pending entries of every worker into the chain, one pass for all
     the changes of this worker that wait on it (group commit, for the chain)."""
 
-    def __init__(self, chain_pending: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        chain_pending: Callable[[], Awaitable[int]],
+        tidy: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._chain_pending = chain_pending
+        self._tidy = tidy
         self._wake = asyncio.Event()
         self._waiting: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -233,8 +246,9 @@ class Chainer:
                 await asyncio.wait_for(self._wake.wait(), CHAIN_TICK_S)
             self._wake.clear()
             waiting, self._waiting = self._waiting, []
+            linked = 0
             try:
-                await self._chain_pending()
+                linked = await self._chain_pending()
                 failures = 0
             except Unavailable as exc:
                 failures += 1
@@ -244,6 +258,8 @@ class Chainer:
                 log.exception("the chainer failed; the pending log entries wait")
             finally:
                 self._release(waiting)
+            if linked and self._tidy is not None:
+                await self._tidy(linked)  # after the release: no change waits on it
             if failures:
                 await asyncio.sleep(min(CHAIN_TICK_S, 0.1 * 2**failures))
 
@@ -278,7 +294,9 @@ class PostgresStore(SqlReads, SqlWrites):
         self._snapshot: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
             "axis_pg_snapshot", default=None
         )
-        self._chainer = Chainer(self.chain_pending)
+        self._chainer = Chainer(self.chain_pending, self._tidy)
+        self.vacuum_after = VACUUM_AFTER
+        self._since_vacuum = 0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -400,6 +418,19 @@ class PostgresStore(SqlReads, SqlWrites):
             linked += len(entries)
             if not full:
                 return linked
+
+    async def _tidy(self, linked: int) -> None:
+        """Vacuum the pending tables once ``vacuum_after`` entries have left them since the
+        last time (see the module's docstring). A failure is logged: the next pass tries again."""
+        self._since_vacuum += linked
+        if self._since_vacuum < self.vacuum_after:
+            return
+        self._since_vacuum = 0
+        try:
+            async with self._p.acquire() as conn:
+                await conn.execute(_VACUUM_PENDING)
+        except _DB_ERRORS + (Unavailable,) as exc:
+            log.warning("could not vacuum the pending log entries' tables: %s", exc)
 
     @staticmethod
     async def _chain_batch(conn: asyncpg.Connection) -> tuple[list[LogEntry], bool]:
