@@ -57,7 +57,7 @@ from axis.core.logchain import Draft, LogEntry, linked
 from axis.errors import Unavailable
 from axis.store import counters, writes
 from axis.store.migrations import TRACKING, check_not_newer, pending
-from axis.store.rows import LOG_INSERT, log_values
+from axis.store.rows import LOG_COLUMNS, log_values
 from axis.store.sql_reads import SqlReads
 from axis.store.writes import (
     Append,
@@ -109,6 +109,13 @@ _TAKE_PENDING = (
     " head AS (SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1)"
     f" SELECT (SELECT seq FROM head), (SELECT hash FROM head), id, {_DRAFT_COLUMNS}"
     " FROM taken ORDER BY id"
+)
+
+# A pass's chained entries, one statement for them all (arrays, one per column of log_values).
+_LOG_INSERT_MANY = (
+    f"INSERT INTO log ({LOG_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[],"
+    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+    " $10::text[])"
 )
 
 # A worker that hangs (or loses its network) inside a transaction must not hold its locks
@@ -443,5 +450,6 @@ class PostgresStore(SqlReads, SqlWrites):
         head_seq, head_hash = rows[0][0], rows[0][1]
         head = (int(head_seq), str(head_hash)) if head_seq is not None else None
         entries = linked((Draft(*row[3:]) for row in rows), head)
-        await conn.executemany(pg(LOG_INSERT), [log_values(e) for e in entries])
+        columns = zip(*(log_values(e) for e in entries), strict=True)
+        await conn.execute(_LOG_INSERT_MANY, *(list(c) for c in columns))
         return entries, len(rows) == CHAIN_BATCH
