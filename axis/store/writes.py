@@ -486,39 +486,80 @@ def _move(
     repeat changes nothing (not even updated_at). None if there is no such delivery.
 
     Raises InvalidTransition: the table has no such move."""
+    moved = yield from _moves([package_id], recipient, event, at, detail)
+    outcome = moved.get(package_id)
+    if isinstance(outcome, InvalidTransition):
+        raise outcome
+    return outcome
+
+
+def _moves(
+    package_ids: Sequence[str],
+    recipient: str,
+    event: DeliveryEvent,
+    at: datetime,
+    detail: str | None = None,
+) -> Step[dict[str, Delivery | InvalidTransition]]:
+    """Apply one lifecycle event to several of one recipient's deliveries in a read, an
+    update per state reached and the log entries, in the order of the ids (whatever order they
+    came in: two batches over the same rows then lock them alike, and every store logs them in
+    one order). A delivery the table cannot move is reported (its InvalidTransition) and left
+    as it is; one that does not exist is missing from the answer. A repeat changes nothing."""
+    ids = sorted(set(package_ids))
+    if not ids:
+        return {}
     rows = yield from _rows(
         f"SELECT {DELIVERY_COLUMNS}, kind, received_at FROM deliveries"
-        " WHERE package_id = ? AND recipient = ?",
-        package_id,
+        f" WHERE recipient = ? AND package_id IN ({marks(ids)}) ORDER BY package_id",
         recipient,
+        *ids,
         pg_lock="FOR UPDATE",
     )
-    if not rows:
-        return None
-    current = delivery_row(rows[0][:-2])
-    kind, received_at = rows[0][-2:]
-    state = next_state(current.state, event)
-    if state == current.state:
-        return current
-    # A delivery that is no longer pushed keeps no next try and no lease.
-    ends_pushing = lifecycle.ends_pushing(state)
-    yield from _count(
-        "UPDATE deliveries SET state = ?, updated_at = ?"
-        + (
-            ", next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
-            if ends_pushing
-            else ""
+    outcome: dict[str, Delivery | InvalidTransition] = {}
+    changed: dict[DeliveryState, list[str]] = {}
+    drafts: list[Draft] = []
+    bumps: list[counters.Bump] = []
+    for row in rows:
+        current = delivery_row(row[:-2])
+        kind, received_at = row[-2:]
+        try:
+            state = next_state(current.state, event)
+        except InvalidTransition as refused:
+            outcome[current.package_id] = refused
+            continue
+        if state == current.state:
+            outcome[current.package_id] = current
+            continue
+        changed.setdefault(state, []).append(current.package_id)
+        drafts.append(
+            Draft(
+                ts(at), LogEvent.of_state(state).value, recipient, current.package_id,
+                detail or event.value, None, None,
+            )
+        )  # fmt: skip
+        if kind == PackageKind.EDOC:
+            bumps.extend(counters.move(received_at, recipient, current.state, state, at))
+        outcome[current.package_id] = replace(current, state=state, updated_at=at)
+    for state, moved_ids in changed.items():
+        # A delivery that is no longer pushed keeps no next try and no lease.
+        ends_pushing = lifecycle.ends_pushing(state)
+        yield from _count(
+            "UPDATE deliveries SET state = ?, updated_at = ?"
+            + (
+                ", next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
+                if ends_pushing
+                else ""
+            )
+            + f" WHERE recipient = ? AND package_id IN ({marks(moved_ids)})",
+            state.value,
+            ts(at),
+            recipient,
+            *moved_ids,
         )
-        + " WHERE package_id = ? AND recipient = ?",
-        state.value,
-        ts(at),
-        package_id,
-        recipient,
-    )
-    yield from _append(at, LogEvent.of_state(state), recipient, package_id, detail or event.value)
-    if kind == PackageKind.EDOC:
-        yield from _bump(counters.move(received_at, recipient, current.state, state, at))
-    return replace(current, state=state, updated_at=at)
+    for draft in drafts:
+        yield Append(draft)
+    yield from _bump(bumps)
+    return outcome
 
 
 def apply_event(
@@ -534,15 +575,8 @@ def apply_events(
     """One lifecycle event on several of one recipient's deliveries (a batched read, a
     batched ack), as one write. A delivery the table cannot move is reported and left as it
     is: :func:`_move` raises before it changes anything."""
-    # In one order (the ids'), whatever order they came in: two batches over the same rows
-    # then lock them alike and never wait for each other in a circle.
-    moved: dict[str, Delivery | InvalidTransition | None] = {}
-    for package_id in sorted(set(package_ids)):
-        try:
-            moved[package_id] = yield from _move(package_id, recipient, event, at)
-        except InvalidTransition as refused:
-            moved[package_id] = refused
-    return [moved[package_id] for package_id in package_ids]
+    moved = yield from _moves(package_ids, recipient, event, at)
+    return [moved.get(package_id) for package_id in package_ids]
 
 
 # -- push delivery --------------------------------------------------------------------------
