@@ -108,3 +108,16 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     assert sockets and all(n is not None and 2 < n <= 2 * 95 + 16 for n in sockets)
     assert figures["projected_window_min"] > 0 and figures["window_documents"] == 273_913
     assert figures["database_cpu_ms_per_doc"] is None  # SQLite: in the hub's own figure
+    # The half-rate sends as the hub timed them, read from its histogram: there were some.
+    assert 0 < figures["hub_p50_ms"] <= figures["hub_p99_ms"]
+
+
+def test_a_quantile_of_the_hubs_histogram_is_its_buckets_upper_edge() -> None:
+    from nodes.sim.bench_mix import bucket_quantile
+
+    cumulative = {0.005: 10, 0.01: 90, 0.025: 99, 0.05: 100, float("inf"): 100}
+    assert bucket_quantile(cumulative, 0.5) == 10.0
+    assert bucket_quantile(cumulative, 0.99) == 25.0
+    assert bucket_quantile(cumulative, 1.0) == 50.0
+    assert bucket_quantile({0.005: 0, float("inf"): 0}, 0.99) is None
+    assert bucket_quantile({0.005: 0, float("inf"): 3}, 0.5) == float("inf")

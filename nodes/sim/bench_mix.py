@@ -12,7 +12,10 @@ document), their business statuses, updates and every dialect of edXML, through 
   agencies' transports counted them;
 - signed packages per document (documents, updates and statuses the agencies signed);
 - the hub's resident memory as the run goes (it must stay flat);
-- the send latency (POST to its answer) at half the measured rate, and at full rate;
+- the send latency (POST to its answer) at half the measured rate, and at full rate; beside
+  it, the same sends as the hub timed them (its ``axis_request_seconds`` histogram, from
+  handler entry to answer: what the hub's loop, verification and store add, without TLS,
+  the network and the simulated agencies' own loop);
 - the projected time of the whole window (its documents at the measured rate).
 """
 
@@ -22,11 +25,14 @@ import asyncio
 import contextlib
 import math
 import os
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.sim.bench import (
     cpu_s,
@@ -88,6 +94,9 @@ class MixResult:
     # the PostgreSQL server's CPU per document (every postgres process here), when it ran on
     # PostgreSQL: the hub's own figure leaves the database out
     database_cpu_ms: float | None = None
+    # the half-rate sends as the hub timed them (upper edges of its histogram's buckets);
+    # None with several workers (the operator's port answers for one of them)
+    hub_send_ms: dict[str, float | None] | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -128,6 +137,8 @@ class MixResult:
             "p50_ms": self.send_ms["p50"],
             "p99_ms": self.send_ms["p99"],
             "saturated_p99_ms": self.saturated_send_ms["p99"],
+            "hub_p50_ms": None if self.hub_send_ms is None else self.hub_send_ms["p50"],
+            "hub_p99_ms": None if self.hub_send_ms is None else self.hub_send_ms["p99"],
             "hub_rss_mb_first": self.hub_rss_mb[0][1] if self.hub_rss_mb else None,
             "hub_rss_mb_at_1000": self.rss_at(1000),
             "hub_rss_mb_last": self.hub_rss_mb[-1][1] if self.hub_rss_mb else None,
@@ -242,7 +253,10 @@ async def bench_mix(
             progress=stage_progress(report, "paced", paced_n, "sent"),
             pace_per_s=rate / 2,
         )
+        hub_timed = site.admin_url is not None and workers == 1
+        before = await _hub_send_buckets(site) if hub_timed else {}
         paced_tally = await paced.run()
+        after = await _hub_send_buckets(site) if hub_timed else {}
     database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
     plural = "s" if workers > 1 else ""
     return MixResult(
@@ -267,7 +281,62 @@ async def bench_mix(
         refused=sum(tally.refused.values()) + sum(paced_tally.refused.values()),
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
         database_cpu_ms=database_cpu,
+        hub_send_ms=(
+            {
+                "p50": bucket_quantile(_less(after, before), 0.5),
+                "p99": bucket_quantile(_less(after, before), 0.99),
+            }
+            if hub_timed
+            else None
+        ),
     )
+
+
+async def _hub_send_buckets(site: Any) -> dict[float, int]:
+    """The hub's histogram of accepted sends (POST /v1/packages answered 200 or 201), as
+    cumulative counts by upper edge in seconds, read from its operator port."""
+    token = site.data.admin_token.read_text().strip()
+    request = urllib.request.Request(
+        f"{site.admin_url}/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def read() -> str:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text: str = response.read().decode()
+            return text
+
+    buckets: dict[float, int] = {}
+    for family in text_string_to_metric_families(await asyncio.to_thread(read)):
+        if family.name != "axis_request_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("method") == "POST"
+                and labels.get("route") == "/v1/packages"
+                and labels.get("status") in ("200", "201")
+            ):
+                edge = float(labels["le"])
+                buckets[edge] = buckets.get(edge, 0) + int(sample.value)
+    return buckets
+
+
+def _less(after: dict[float, int], before: dict[float, int]) -> dict[float, int]:
+    return {edge: n - before.get(edge, 0) for edge, n in after.items()}
+
+
+def bucket_quantile(cumulative: dict[float, int], q: float) -> float | None:
+    """The upper edge, in ms, of the first bucket of a cumulative histogram (upper edge in
+    seconds → count) that holds the ``q``-quantile; None if it is empty. The last bucket
+    (+Inf) answers inf."""
+    edges = sorted(cumulative)
+    total = cumulative[edges[-1]] if edges else 0
+    if total <= 0:
+        return None
+    rank = math.ceil(q * total - 1e-9)
+    edge = next(e for e in edges if cumulative[e] >= rank)
+    return round(edge * 1000, 1)
 
 
 @dataclass

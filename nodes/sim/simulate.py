@@ -91,6 +91,7 @@ class Site:
     store: Store
     pid: int | None = None
     vdxp_url: str | None = None  # the national axis's face, when it serves one
+    admin_url: str | None = None  # the operator's port, when this run started the hub
 
 
 def on_national_face(agency: SimAgency, share: float) -> bool:
@@ -135,7 +136,14 @@ async def own_hub(
             serving = _serving(data, port, admin_port, workers, vdxp_port, simulated_clock)
             async with serving as pid:
                 async with _push_endpoints(data, store, agencies):
-                    yield Site(data, url, store, pid, _vdxp_url(data, vdxp_port))
+                    yield Site(
+                        data,
+                        url,
+                        store,
+                        pid,
+                        _vdxp_url(data, vdxp_port),
+                        f"http://127.0.0.1:{admin_port}",
+                    )
         finally:
             await store.close()
     finally:
