@@ -378,12 +378,15 @@ def mark_delivery(package_id: str, recipient: str, mark: str) -> Step[bool]:
 # -- packages and their deliveries ----------------------------------------------------------
 
 
-def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
+def insert_package(p: NewPackage, look_first: bool = True) -> Step[tuple[PackageRecord, bool]]:
     """Commit a package, its deliveries, its log entry and counters, and what it does to an
     earlier package (a status recorded, a recall). The same sender, key and bytes again give
-    the first record and False.
+    the first record and False. Without ``look_first`` the step inserts at once and a key
+    already taken fails the insert (KeyTaken): the caller's cue to run it again, looking.
 
     Raises DuplicateConflict: the key was committed before with other bytes."""
+    if not look_first:
+        return (yield from _created(p))
     rows = yield from _rows(
         f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND idempotency_key = ?",
         p.sender,
@@ -397,6 +400,10 @@ def insert_package(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
                 f" (package {first.id})"
             )
         return first, False
+    return (yield from _created(p))
+
+
+def _created(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
     seq = yield from _insert_rows(p)
     record = PackageRecord(
         p.id, seq, p.kind, p.sender, p.document_id, p.business_type, p.sha256, p.subject,
@@ -716,11 +723,14 @@ class SqlWrites(abc.ABC):
         return await self._write(set_agency_active(organ_id, active, datetime.now(UTC)))
 
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
+        # The hub looked the key up just before (Hub.admit): a resend that reaches the store
+        # raced its first send, so the first try inserts without looking again (a read a
+        # package, on SQLite's one writer thread). The unique key refuses a taken one, here
+        # or on another worker; the step, run again looking, finds that row and answers as
+        # for any resend (or refuses other bytes).
         try:
-            return await self._write(insert_package(package))
+            return await self._write(insert_package(package, look_first=False))
         except KeyTaken:
-            # The same key committed by another worker while this one ran: the step, run
-            # again, finds that row and answers as for any resend (or refuses other bytes).
             return await self._write(insert_package(package))
 
     async def apply_event(
