@@ -541,3 +541,42 @@ def test_a_comment_inside_signed_text_is_not_signed_and_does_not_cut_it(
 def test_an_unknown_engine_is_refused(ca: Pair) -> None:
     with pytest.raises(ValueError, match="unknown verifier engine"):
         Verifier(VerificationPolicy(), pki.TrustStore((ca[1],)), "hand-rolled")
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_key_info_holds_the_certificate_as_libxmlsec1_writes_it(
+    ca: Pair, rsa_agency: Pair, ec_agency: Pair, kind: str
+) -> None:
+    """We write the certificate into the template and sign with the bare key (cheaper to
+    copy into each context); the KeyInfo must read as libxmlsec1's own, filled from a key that
+    carries the certificate, down to the line breaks."""
+    import xmlsec
+
+    pair = rsa_agency if kind == "rsa" else ec_agency
+    key_pem, cert_pem = pki.key_to_pem(pair[0]), pki.cert_to_pem(pair[1])
+    ours = etree.fromstring(sign(pair))
+    theirs = unsigned_edoc()
+    header = theirs.find(HEADER)
+    assert header is not None
+    c = xmlsec.constants
+    method = c.TransformRsaSha256 if kind == "rsa" else c.TransformEcdsaSha256
+    signature = xmlsec.template.create(theirs, c.TransformExclC14N, method, ns="ds")
+    header.append(signature)
+    reference = xmlsec.template.add_reference(signature, c.TransformSha256, uri="")
+    xmlsec.template.add_transform(reference, c.TransformEnveloped)
+    xmlsec.template.add_transform(reference, c.TransformExclC14N)
+    key_info = xmlsec.template.ensure_key_info(signature)
+    xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(key_info))
+    key = xmlsec.Key.from_memory(key_pem, c.KeyDataFormatPem)
+    key.load_cert_from_memory(cert_pem, c.KeyDataFormatPem)
+    context = xmlsec.SignatureContext()
+    context.key = key
+    context.sign(signature)
+
+    def key_info_of(root: etree._Element) -> bytes:
+        found = root.find(f".//{DS}KeyInfo")
+        assert found is not None
+        return etree.tostring(found)
+
+    # Read back from bytes: lxml's find does not match nodes libxmlsec1 made in place.
+    assert key_info_of(ours) == key_info_of(etree.fromstring(etree.tostring(theirs)))

@@ -23,6 +23,7 @@ and comments), which the checks above make the same thing.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import copy
 import datetime as dt
@@ -382,17 +383,30 @@ def verify_whole(root: etree._Element, key: xmlsec.Key) -> etree._Element:
     return _xmlsec_check(root, signature, key, *_DEFAULT_TRANSFORMS)
 
 
+@dataclass(frozen=True)
+class XmlsecSigningKey:
+    """libxmlsec1's signing key, bare, and its certificate as KeyInfo carries it.
+
+    The certificate is written into the template rather than loaded into the key: each
+    signature copies its key into a fresh context, and a key that carried its certificate
+    cost 44 µs a copy against 0.4 for the bare key (measured, libxmlsec1 duplicates the
+    certificate). libxmlsec1 leaves an X509Certificate that is filled already as it is."""
+
+    key: xmlsec.Key
+    certificate: str  # base64 DER in lines of 64, as libxmlsec1 writes it
+
+
 def sign_enveloped(
     doc: etree._Element,
     parent: etree._Element,
-    key: xmlsec.Key,
+    key: XmlsecSigningKey,
     ecdsa: bool,
     digest: str = "SHA256",
 ) -> None:
     """Sign ``doc`` in place with libxmlsec1: an enveloped signature appended to ``parent``,
     ``Reference URI=""`` (the whole document), exclusive C14N, ``digest`` (SHA256, SHA384 or
-    SHA512) with ECDSA or RSA, the certificate loaded into ``key`` in KeyInfo/X509Data (the
-    layout signxml writes)."""
+    SHA512) with ECDSA or RSA, ``key``'s certificate in KeyInfo/X509Data (the layout signxml
+    writes)."""
     c = xmlsec.constants
     bits = digest.upper().removeprefix("SHA")
     method = getattr(c, f"Transform{'Ecdsa' if ecdsa else 'Rsa'}Sha{bits}")
@@ -402,17 +416,19 @@ def sign_enveloped(
     xmlsec.template.add_transform(reference, c.TransformEnveloped)
     xmlsec.template.add_transform(reference, c.TransformExclC14N)
     key_info = xmlsec.template.ensure_key_info(signature)
-    xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(key_info))
+    certificate = xmlsec.template.add_x509_data(key_info)
+    xmlsec.template.x509_data_add_certificate(certificate).text = key.certificate
     context = xmlsec.SignatureContext()
-    context.key = key
+    context.key = key.key
     context.sign(signature)
 
 
-def xmlsec_private_key(key_pem: bytes, cert_pem: bytes) -> xmlsec.Key:
+def xmlsec_private_key(key_pem: bytes, cert_pem: bytes) -> XmlsecSigningKey:
     """libxmlsec1's signing key, with its certificate for KeyInfo."""
     key = xmlsec.Key.from_memory(key_pem, xmlsec.constants.KeyDataFormatPem)
-    key.load_cert_from_memory(cert_pem, xmlsec.constants.KeyDataFormatPem)
-    return key
+    der = base64.b64encode(load_cert(cert_pem).public_bytes(Encoding.DER)).decode()
+    lines = [der[i : i + 64] for i in range(0, len(der), 64)]
+    return XmlsecSigningKey(key, "\n".join(lines) + "\n")
 
 
 def _xmlsec_transforms(policy: VerificationPolicy, reference: bool) -> list[Any]:
