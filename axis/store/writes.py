@@ -580,8 +580,8 @@ def apply_events(
     package_ids: Sequence[str], recipient: str, event: DeliveryEvent, at: datetime
 ) -> Step[list[Delivery | InvalidTransition | None]]:
     """One lifecycle event on several of one recipient's deliveries (a batched read, a
-    batched ack), as one write. A delivery the table cannot move is reported and left as it
-    is: :func:`_move` raises before it changes anything."""
+    batched ack), as one write (:func:`_moves`). A delivery the table cannot move is reported
+    (its InvalidTransition) and left as it is; one that does not exist is None."""
     moved = yield from _moves(package_ids, recipient, event, at)
     return [moved.get(package_id) for package_id in package_ids]
 
