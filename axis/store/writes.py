@@ -524,7 +524,7 @@ def _moves(
     )
     outcome: dict[str, Delivery | InvalidTransition] = {}
     changed: dict[DeliveryState, list[str]] = {}
-    drafts: list[Draft] = []
+    logged: list[tuple[DeliveryState, str]] = []  # each real move, in the ids' order
     bumps: list[counters.Bump] = []
     for row in rows:
         current = delivery_row(row[:-2])
@@ -538,12 +538,7 @@ def _moves(
             outcome[current.package_id] = current
             continue
         changed.setdefault(state, []).append(current.package_id)
-        drafts.append(
-            Draft(
-                ts(at), LogEvent.of_state(state).value, recipient, current.package_id,
-                detail or event.value, None, None,
-            )
-        )  # fmt: skip
+        logged.append((state, current.package_id))
         if kind == PackageKind.EDOC:
             bumps.extend(counters.move(received_at, recipient, current.state, state, at))
         outcome[current.package_id] = replace(current, state=state, updated_at=at)
@@ -563,8 +558,10 @@ def _moves(
             recipient,
             *moved_ids,
         )
-    for draft in drafts:
-        yield Append(draft)
+    for state, package_id in logged:
+        yield from _append(
+            at, LogEvent.of_state(state), recipient, package_id, detail or event.value
+        )
     yield from _bump(bumps)
     return outcome
 

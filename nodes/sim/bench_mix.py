@@ -43,7 +43,7 @@ from nodes.sim.bench import (
     status_mb,
 )
 from nodes.sim.runner import NATIONAL_GATHER_S, Simulation, Tally, percentiles
-from nodes.sim.simulate import DEFAULT_MIX, agencies_for, clients_of, own_hub
+from nodes.sim.simulate import DEFAULT_MIX, Site, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import (
     PUBLISHED_DOCUMENTS,
     TrafficModel,
@@ -257,6 +257,7 @@ async def bench_mix(
         before = await _hub_send_buckets(site) if hub_timed else {}
         paced_tally = await paced.run()
         after = await _hub_send_buckets(site) if hub_timed else {}
+        hub_sends = {edge: n - before.get(edge, 0) for edge, n in after.items()}
     database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
     plural = "s" if workers > 1 else ""
     return MixResult(
@@ -282,17 +283,14 @@ async def bench_mix(
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
         database_cpu_ms=database_cpu,
         hub_send_ms=(
-            {
-                "p50": bucket_quantile(_less(after, before), 0.5),
-                "p99": bucket_quantile(_less(after, before), 0.99),
-            }
+            {"p50": bucket_quantile(hub_sends, 0.5), "p99": bucket_quantile(hub_sends, 0.99)}
             if hub_timed
             else None
         ),
     )
 
 
-async def _hub_send_buckets(site: Any) -> dict[float, int]:
+async def _hub_send_buckets(site: Site) -> dict[float, int]:
     """The hub's histogram of accepted sends (POST /v1/packages answered 200 or 201), as
     cumulative counts by upper edge in seconds, read from its operator port."""
     token = site.data.admin_token.read_text().strip()
@@ -320,10 +318,6 @@ async def _hub_send_buckets(site: Any) -> dict[float, int]:
                 edge = float(labels["le"])
                 buckets[edge] = buckets.get(edge, 0) + int(sample.value)
     return buckets
-
-
-def _less(after: dict[float, int], before: dict[float, int]) -> dict[float, int]:
-    return {edge: n - before.get(edge, 0) for edge, n in after.items()}
 
 
 def bucket_quantile(cumulative: dict[float, int], q: float) -> float | None:
