@@ -389,6 +389,41 @@ async def test_a_status_update_is_recorded_on_the_referenced_delivery(store: Sto
     }
 
 
+async def test_stored_edocs_is_what_routing_reads_of_a_document(store: Store) -> None:
+    doc = "21/CV-VPCP"
+    original = package(1, document_id=doc, recipients=(H41, H10, T01))
+    await store.insert_package(original)
+    answer = package(
+        2,
+        kind=PackageKind.STATUS,
+        sender=H41,
+        recipients=(G22,),
+        document_id=doc,
+        key="status-2",
+        status_update=StatusUpdate(original.id, H41, "03"),
+    )
+    await store.insert_package(answer)
+    await store.apply_event(original.id, H10, E.FETCHED, T0 + timedelta(minutes=1))
+    # A recall takes it back from whoever has not fetched it (H41 and T01, not H10).
+    recall = package(3, document_id=doc, business_type=BusinessDocType.RECALL, recipients=(H41,))
+    await store.insert_package(replace(recall, recall_of=(original.id,)))
+    await store.insert_package(package(4, document_id="22/CV-VPCP"))  # another document
+    await store.insert_package(package(5, sender=H41, document_id=doc))  # another sender's
+
+    stored = await store.stored_edocs(G22, doc)
+
+    assert [(s.package_id, s.business_type) for s in stored] == [
+        (recall.id, BusinessDocType.RECALL),  # newest first
+        (original.id, BusinessDocType.NEW),
+    ]
+    assert dict(stored[1].deliveries) == {H10: None, H41: "03", T01: None}
+    assert list(stored[1].deliveries) == sorted([H10, H41, T01])
+    assert stored[1].taken_back == {H41, T01}
+    assert dict(stored[0].deliveries) == {H41: None} and not stored[0].taken_back
+    assert await store.stored_edocs(G22, "99/CV-VPCP") == ()
+    assert await store.stored_edocs(H10, doc) == ()
+
+
 async def test_find_by_key(store: Store) -> None:
     p = package(1, body=b"\x00\xff<edXML/>\xfe")
     record, _ = await store.insert_package(p)

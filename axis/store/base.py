@@ -17,7 +17,7 @@ from typing import Protocol
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryEvent, DeliveryState, InvalidTransition
 from axis.core.logchain import Checkpoint, LogEntry
-from axis.core.routing import StatusUpdate
+from axis.core.routing import StatusUpdate, Stored
 
 __all__ = [
     "Agency", "AgencyCode", "Delivery", "Hop", "NewPackage", "PackageRecord", "PushJob",
@@ -295,9 +295,11 @@ class Store(Protocol):
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         """The sender's original edoc (BussinessDocType 0) with this DocumentId."""
 
-    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
+    async def stored_edocs(self, sender: str, document_id: str) -> tuple[Stored, ...]:
         """Every edoc of the sender with this DocumentId (the original, its recalls, updates
-        and replacements), newest first."""
+        and replacements), newest first, as routing reads them: each one's id and
+        BussinessDocType, its recipients' last status codes and those a recall took it back
+        from, in one read."""
 
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
         """Commit a package, its deliveries and its status update in one transaction.

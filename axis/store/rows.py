@@ -14,6 +14,7 @@ from typing import Any
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import PENDING, DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry
+from axis.core.routing import Stored
 from axis.store.base import Agency, AgencyCode, Delivery, PackageRecord, System
 
 AGENCY_COLUMNS = "organ_id, name, cert_pem, fingerprint, endpoint, active, registered_at, system_id"
@@ -72,6 +73,34 @@ def delivery_row(row: Iterable[Any]) -> Delivery:
     return Delivery(
         package_id, recipient, DeliveryState(state), code, dt(updated), attempts, error, mark
     )
+
+
+def stored_rows(rows: Iterable[Any]) -> tuple[Stored, ...]:
+    """Rows of (edoc id, BussinessDocType, recipient, status code, state), an edoc's rows
+    together (a LEFT JOIN: an edoc without deliveries has one row of NULLs), as routing's
+    :class:`Stored` edocs in the rows' order."""
+    stored: list[Stored] = []
+    current: str | None = None
+    codes: dict[str, str | None] = {}
+    recalled: set[str] = set()
+    business_type = BusinessDocType.NEW
+    for package_id, business, recipient, code, state in rows:
+        if package_id != current:
+            if current is not None:
+                stored.append(Stored(current, business_type, codes, frozenset(recalled)))
+            current, business_type, codes, recalled = (
+                package_id,
+                BusinessDocType(business),
+                {},
+                set(),
+            )
+        if recipient is not None:
+            codes[recipient] = code
+            if state == DeliveryState.RECALLED.value:
+                recalled.add(recipient)
+    if current is not None:
+        stored.append(Stored(current, business_type, codes, frozenset(recalled)))
+    return tuple(stored)
 
 
 def agency_row(row: Iterable[Any]) -> Agency:

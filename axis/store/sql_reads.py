@@ -19,6 +19,7 @@ from typing import Any
 from axis.core.edxml_model import BusinessDocType, PackageKind
 from axis.core.lifecycle import DeliveryState
 from axis.core.logchain import Checkpoint, LogEntry, LogEvent
+from axis.core.routing import Stored
 from axis.store.base import (
     Agency,
     AgencyCode,
@@ -47,6 +48,7 @@ from axis.store.rows import (
     log_row,
     marks,
     package_row,
+    stored_rows,
     system_row,
     ts,
 )
@@ -201,13 +203,15 @@ class SqlReads:
         )
         return package_row(rows[0]) if rows else None
 
-    async def find_edocs(self, sender: str, document_id: str) -> list[PackageRecord]:
+    async def stored_edocs(self, sender: str, document_id: str) -> tuple[Stored, ...]:
         rows = await self._lookup(
-            f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE sender = ? AND document_id = ?"
-            " AND kind = ? ORDER BY seq DESC",
+            "SELECT p.id, p.business_type, d.recipient, d.status_code, d.state"
+            " FROM packages p LEFT JOIN deliveries d ON d.package_id = p.id"
+            " WHERE p.sender = ? AND p.document_id = ? AND p.kind = ?"
+            " ORDER BY p.seq DESC, d.recipient",
             (sender, document_id, PackageKind.EDOC.value),
         )
-        return [package_row(r) for r in rows]
+        return stored_rows(rows)
 
     async def get_record(self, package_id: str) -> PackageRecord | None:
         rows = await self._lookup(

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 from axis.core import routing as rules
 from axis.core.formats import Package
-from axis.core.lifecycle import DeliveryState
 from axis.core.routing import Facts, Named, Party, Routed, Stored
 from axis.host.config import Limits
 from axis.store.base import Agency, Store
@@ -73,15 +72,4 @@ class Router:
         return Named(party_of(agency) if agency else None, record.successor)
 
     async def _stored(self, sender: str, document_id: str) -> tuple[Stored, ...]:
-        stored = []
-        for record in await self.store.find_edocs(sender, document_id):
-            deliveries = await self.store.deliveries(record.id)
-            stored.append(
-                Stored(
-                    record.id,
-                    record.business_type,
-                    {d.recipient: d.status_code for d in deliveries},
-                    frozenset(d.recipient for d in deliveries if d.state is DeliveryState.RECALLED),
-                )
-            )
-        return tuple(stored)
+        return await self.store.stored_edocs(sender, document_id)
