@@ -79,6 +79,30 @@ async def test_resend_is_idempotent_and_conflicts_are_refused(hub: LiveHub) -> N
     assert counts(hub.data) == (1, 2)
 
 
+async def test_a_status_is_looked_up_by_its_bytes_once_and_its_resend_answered_alike(
+    hub: LiveHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender, recipient = hub.client(G22), hub.client(H41)
+    sent = await sender.send([H41], "Giấy mời họp")
+    store = hub.running.hub.store
+    keys: list[str] = []
+    by_key = store.find_by_key
+
+    async def spied(organ_id: str, key: str) -> object:
+        keys.append(key)
+        return await by_key(organ_id, key)
+
+    monkeypatch.setattr(store, "find_by_key", spied)
+    status = recipient.build_status(await recipient.edoc(sent.answer["id"]), "03")
+    first = await recipient.post_package(status)
+    again = await recipient.post_package(status)
+    assert first.created and not again.created and again.answer == first.answer
+    # Its key is its bytes: the look by SHA-256 answered for both (an edoc's key is looked up).
+    assert keys == []
+    await sender.send([H41], "Giấy mời họp (lần 2)")
+    assert len(keys) == 1 and keys[0].startswith("edoc:")
+
+
 async def test_inbox_pages_oldest_first(hub: LiveHub) -> None:
     sender, recipient = hub.client(G22), hub.client(H41)
     ids = [(await sender.send([H41], f"Văn bản số {n}", number=n)).answer["id"] for n in range(5)]
