@@ -8,7 +8,9 @@ import io
 import logging
 import threading
 
-from axis.host.logs import TextFormatter, TurnHandler
+import pytest
+
+from axis.host.logs import PIPE_BUF, TextFormatter, TurnHandler
 
 
 class Writes(io.StringIO):
@@ -101,3 +103,63 @@ def test_a_loop_that_ended_with_lines_due_does_not_strand_the_next_loops_lines()
     asyncio.run(next_loop())
     assert stream.getvalue().splitlines()[0].endswith("kept when the loop stopped")
     assert stream.getvalue().splitlines()[1].endswith("said on the next loop")
+
+
+class Failing(Writes):
+    """A stream whose flush fails (a full disk)."""
+
+    def flush(self) -> None:
+        self.calls += 1
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_stream_never_raises_and_does_not_spin_the_loop(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = Failing()
+    log = logger_to(TurnHandler(stream), "axis.test.failing")
+    log.info("off the loop")  # would raise OSError into the caller
+
+    async def turns() -> None:
+        log.info("on the loop")
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(turns())
+    log.handlers.clear()  # (or logging's shutdown at exit would try it once more)
+    assert stream.calls == 4  # two lines written, two failed flushes: nothing more
+    assert capsys.readouterr().err.count("--- Logging error: 1 lines not written") == 2
+
+
+def test_a_warning_is_written_at_once_with_what_came_before() -> None:
+    stream = Writes()
+    log = logger_to(TurnHandler(stream), "axis.test.warning")
+
+    async def turn() -> None:
+        log.info("delivered")
+        log.warning("the store is slow")
+        assert stream.getvalue().splitlines()[-1].endswith("the store is slow")
+        assert stream.calls == 1
+
+    asyncio.run(turn())
+
+
+def test_a_turn_is_written_in_whole_lines_of_at_most_pipe_buf_bytes() -> None:
+    written: list[str] = []
+
+    class Pieces(io.StringIO):
+        def write(self, text: str) -> int:
+            written.append(text)
+            return len(text)
+
+    log = logger_to(TurnHandler(Pieces()), "axis.test.pieces")
+
+    async def turn() -> None:
+        for n in range(100):
+            log.info("Công văn %d %s", n, "đ" * 120)  # 2 bytes a character in UTF-8
+
+    asyncio.run(turn())
+    assert len(written) > 1
+    assert all(len(piece.encode()) <= PIPE_BUF and piece.endswith("\n") for piece in written)
+    lines = "".join(written).splitlines()
+    assert [line.split("Công văn ")[1].split()[0] for line in lines] == [str(n) for n in range(100)]

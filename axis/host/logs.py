@@ -8,9 +8,12 @@ following a package (``package_id``, ``organ_id``, ``event``, ``method``, ``path
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -99,22 +102,33 @@ class TextFormatter(logging.Formatter):
         return line + trace
 
 
+# One write(2) of at most this many bytes to a pipe is never split by another process's:
+# what several workers sharing one stderr pipe (a container's log, ``| tee``) rely on.
+PIPE_BUF = 4096
+KEEP_CHARS = 64 * 1024  # kept on the loop at most before they are written, mid-turn
+
+
 class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes the lines of one turn of the event loop together.
 
     A hub logs about 30 lines a document (a request's line, each state change's), often
     dozens in one turn of its loop (an inbox read moving 30 deliveries). Writing each with a
     system call of its own cost a third of a line's price. On a running loop, a line is kept
-    until the end of the loop's current turn and written there with the others in one call;
-    anywhere else (another thread, a command without a loop) it is written at once, after
-    whatever the loop kept, so lines stay in order. What a hard kill (SIGKILL) can take is
-    the lines of the turn it interrupts: the state changes themselves are in the store's
-    hash-chained log. An orderly exit writes everything (``logging.shutdown`` flushes).
+    until the end of the loop's current turn and written there with the others, in writes of
+    whole lines of at most PIPE_BUF bytes; anywhere else (another thread, a command without a
+    loop) it is written at once, after whatever the loop kept, so lines stay in order. A
+    warning or an error is written at once too, with what was kept before it: the lines that
+    explain a hang or a crash are not left waiting for a turn that may never end, and a turn
+    that logs without end writes every KEEP_CHARS. What a hard kill (SIGKILL) can take is the
+    INFO lines of the turn it interrupts: the state changes themselves are in the store's
+    hash-chained log. An orderly exit writes everything (``logging.shutdown`` flushes). Like
+    any handler, it never raises: a stream that fails is reported on stderr, once a failure.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
         self._kept: list[str] = []
+        self._kept_chars = 0
         self._due: asyncio.AbstractEventLoop | None = None  # the loop that will write them
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -129,23 +143,48 @@ class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except RuntimeError:
             loop = None
         self._kept.append(line)
-        if loop is None:
+        self._kept_chars += len(line)
+        if loop is None or record.levelno >= logging.WARNING or self._kept_chars >= KEEP_CHARS:
             self.flush()
         elif self._due is not loop:  # not already due on this loop (or due on one now gone)
             self._due = loop
             loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write what is kept, in one call, and flush the stream."""
+        """Write what is kept, in writes of whole lines, and flush the stream."""
         with self.lock:  # type: ignore[union-attr]
             self._due = None
-            if self._kept:
-                text, self._kept = "".join(self._kept), []
-                try:
-                    self.stream.write(text)
-                except Exception:  # noqa: BLE001 - as StreamHandler.emit: never raise
-                    return
-            super().flush()
+            kept, self._kept, self._kept_chars = self._kept, [], 0
+            try:
+                for piece in _pieces(kept):
+                    self.stream.write(piece)
+                super().flush()
+            except Exception as exc:  # noqa: BLE001 - as StreamHandler.emit: never raise
+                _report(exc, len(kept))
+
+
+def _pieces(lines: list[str]) -> Iterator[str]:
+    """``lines`` joined into pieces of at most PIPE_BUF bytes in UTF-8 (a longer line alone)."""
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line) if line.isascii() else len(line.encode())
+        if piece and size + n > PIPE_BUF:
+            yield "".join(piece)
+            piece, size = [], 0
+        piece.append(line)
+        size += n
+    if piece:
+        yield "".join(piece)
+
+
+def _report(exc: Exception, lines: int) -> None:
+    """A failed write, told on stderr as logging.Handler.handleError tells one (not through
+    logging, which would come back here)."""
+    if not logging.raiseExceptions:
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"--- Logging error: {lines} lines not written: {exc!r}\n")
 
 
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
@@ -153,6 +192,7 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     turn of the event loop written together (:class:`TurnHandler`)."""
     # Fields no format of ours prints, which the logging module would gather for every
     # record (the caller's file and line walk the stack): the logging HOWTO's "Optimization".
+    # For the whole process: stack_info=True then prints no stack (nothing of ours asks).
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

@@ -720,11 +720,12 @@ class SqlWrites(abc.ABC):
         return await self._write(set_agency_active(organ_id, active, datetime.now(UTC)))
 
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
-        # The hub looked the key up just before (Hub.admit): a resend that reaches the store
-        # raced its first send, so the first try inserts without looking again (a read a
-        # package, on SQLite's one writer thread). The unique key refuses a taken one, here
-        # or on another worker; the step, run again looking, finds that row and answers as
-        # for any resend (or refuses other bytes).
+        # The hub looked the key up just before (Hub.admit), or, for a status keyed by its
+        # bytes, the bytes (Hub.accept): a resend that reaches the store raced its first
+        # send, so the first try inserts without looking again (a read a package, on
+        # SQLite's one writer thread). The unique key refuses a taken one, here or on
+        # another worker; the step, run again looking, finds that row and answers as for
+        # any resend (or refuses other bytes).
         try:
             return await self._write(insert_package(package, look_first=False))
         except KeyTaken:
