@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from axis.core.edxml_model import BusinessDocType, PackageKind
@@ -79,27 +81,18 @@ def stored_rows(rows: Iterable[Any]) -> tuple[Stored, ...]:
     """Rows of (edoc id, BussinessDocType, recipient, status code, state), an edoc's rows
     together (a LEFT JOIN: an edoc without deliveries has one row of NULLs), as routing's
     :class:`Stored` edocs in the rows' order."""
-    stored: list[Stored] = []
-    current: str | None = None
-    codes: dict[str, str | None] = {}
-    recalled: set[str] = set()
-    business_type = BusinessDocType.NEW
-    for package_id, business, recipient, code, state in rows:
-        if package_id != current:
-            if current is not None:
-                stored.append(Stored(current, business_type, codes, frozenset(recalled)))
-            current, business_type, codes, recalled = (
+    stored = []
+    for package_id, group in groupby(rows, key=itemgetter(0)):
+        edoc = list(group)
+        deliveries = [(r, code, state) for _, _, r, code, state in edoc if r is not None]
+        stored.append(
+            Stored(
                 package_id,
-                BusinessDocType(business),
-                {},
-                set(),
+                BusinessDocType(edoc[0][1]),
+                {recipient: code for recipient, code, _ in deliveries},
+                frozenset(r for r, _, state in deliveries if state == DeliveryState.RECALLED),
             )
-        if recipient is not None:
-            codes[recipient] = code
-            if state == DeliveryState.RECALLED.value:
-                recalled.add(recipient)
-    if current is not None:
-        stored.append(Stored(current, business_type, codes, frozenset(recalled)))
+        )
     return tuple(stored)
 
 

@@ -255,7 +255,7 @@ class Hub:
         # A status's key is its bytes': after the caller's look by SHA-256 found nothing,
         # this read could find nothing either (four of a document's five packages are
         # statuses). A resend racing this one still meets the unique key in the store.
-        keyed_by_bytes = bytes_seen and not isinstance(package, Edoc)
+        keyed_by_bytes = bytes_seen and key == _bytes_key(sha256)
         earlier = None if keyed_by_bytes else await self.store.find_by_key(agency.organ_id, key)
         if earlier is not None:
             if earlier.sha256 != sha256:
@@ -539,6 +539,11 @@ def _checked_id(package_id: str) -> str:
     return package_id
 
 
+def _bytes_key(sha256: str) -> str:
+    """The idempotency key of a package keyed by its bytes alone (a status)."""
+    return f"status:{sha256}"
+
+
 def _idempotency_key(package: Package, sha256: str) -> str:
     """(sender, DocumentId, BussinessDocType) for an edoc; a status is keyed by its bytes.
 
@@ -546,7 +551,7 @@ def _idempotency_key(package: Package, sha256: str) -> str:
     time keeping its DocumentId (as the field does), while the same update signed again (a
     new trace time) is still the same package, and a conflict if its bytes differ."""
     if not isinstance(package, Edoc):
-        return f"status:{sha256}"
+        return _bytes_key(sha256)
     key = f"edoc:{int(package.business.doc_type)}:{package.document_id}"
     if package.business.doc_type is BusinessDocType.UPDATE:
         key += ":" + _digest(dataclasses.replace(package, traces=()))
