@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from axis.store.writes import (
     Command,
     CommandMany,
     Counted,
+    InsertMany,
     KeyTaken,
     Op,
     Query,
@@ -150,6 +152,13 @@ def pg(sql: str) -> str:
     return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
 
 
+@functools.cache
+def _insert_many(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    """An INSERT of many rows in one statement: one array a column."""
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+
+
 def _count(status: str) -> int:
     """The row count of a command status such as ``UPDATE 1``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -183,6 +192,11 @@ class PgTx:
                 return _count(await self.conn.execute(pg(sql), *args))
             case CommandMany(sql, rows):
                 await self.conn.executemany(pg(sql), rows)
+            case InsertMany(table, columns, types, rows):
+                if rows:
+                    await self.conn.execute(
+                        _insert_many(table, columns, types), *map(list, zip(*rows, strict=True))
+                    )
             case Append(draft):
                 self.drafts.append(draft)
             case Counted(bumps):

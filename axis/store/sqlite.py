@@ -22,7 +22,7 @@ from axis.core.logchain import linked
 from axis.errors import Unavailable
 from axis.store import counters, writes
 from axis.store.migrations import migrate_sqlite
-from axis.store.rows import LOG_HEAD, LOG_INSERT, UPSERT_DAILY, log_values
+from axis.store.rows import LOG_HEAD, LOG_INSERT, UPSERT_DAILY, log_values, marks
 from axis.store.sql_reads import SqlReads
 from axis.store.sqlite_thread import GroupWriter, SqliteThread, WriteTx
 from axis.store.writes import (
@@ -30,6 +30,7 @@ from axis.store.writes import (
     Command,
     CommandMany,
     Counted,
+    InsertMany,
     KeyTaken,
     Op,
     Query,
@@ -66,6 +67,10 @@ def _execute(tx: WriteTx, op: Op) -> Any:
                 return tx.conn.execute(sql, args).rowcount
             case CommandMany(sql, rows):
                 tx.conn.executemany(sql, rows)
+            case InsertMany(table, columns, _, rows):
+                tx.conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})", rows
+                )
             case Append(draft):
                 tx.drafts.append(draft)  # chained by _seal with the rest of the group
             case Counted(bumps):
