@@ -950,7 +950,8 @@ async def test_entries_a_killed_worker_left_unchained_are_chained_by_the_next(
     dying = backend.open()
     assert isinstance(dying, PostgresStore)
     await dying.open()
-    await dying.insert_package(honest(1))  # chained
+    await dying.insert_package(honest(1))
+    assert await dying.log_head() == (1, (await dying.log_tail(1))[0].hash)  # chained
     await dying._chainer.stop()  # noqa: SLF001 - as if killed: nothing links what follows
     await dying.insert_package(honest(2))
     await dying.apply_event("pkg-0001", H41, E.FETCHED, T0 + timedelta(minutes=1))
@@ -979,6 +980,57 @@ async def test_entries_a_killed_worker_left_unchained_are_chained_by_the_next(
         assert report.ok and report.entries == 3, report.problem
     finally:
         await successor.close()
+
+
+async def test_a_change_returns_at_its_commit_and_every_read_of_the_log_sees_it(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL links a change's entries just after its commit, not before its call returns
+    (a pass for every change cost five round trips each): the change is pending when its call
+    returns, and a read of the log or the statistics, in this worker or another, waits for a
+    pass and sees it. A change to the directory still returns chained (its observers, the
+    directory kept in memory among them, have heard of it). Left alone, a pass follows by
+    itself, long before the tick."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite chains and counts in the commit itself")
+    from axis.store import postgres
+
+    monkeypatch.setattr(postgres, "CHAIN_TICK_S", 3600.0)
+    store, other = backend.open(), backend.open()
+    assert isinstance(store, postgres.PostgresStore)
+    await store.open()
+    await other.open()
+    try:
+        store._chainer.delay_s = 3600.0  # noqa: SLF001 - no pass but the ones a read asks for
+        told: list[str] = []
+        store.observe(lambda entry: told.append(entry.event))
+        await store.insert_package(package(1))
+        assert await store.unchained_entries() == 1 and told == []
+        assert [e.package_id for e in await other.log_entries(0, 10)] == ["pkg-0001"]
+        assert await store.unchained_entries() == 0
+        await store.apply_event("pkg-0001", H41, E.FETCHED, T0)
+        assert await store.unchained_entries() == 1
+        assert await store.counter_total("documents") == 1
+        assert [e.event for e in await store.log_tail(5)] == ["received", "delivered"]
+        head = await store.log_head()
+        await store.insert_package(package(2))
+        assert (await other.log_head())[0] == head[0] + 1
+        rows = await other.counter_rows(None, None)
+        assert sum(n for _, metric, _, n in rows if metric == "documents") == 2
+
+        await store.add_agency(agency("G99"))
+        assert await store.unchained_entries() == 0 and told[-1] == "agency-registered"
+
+        store._chainer.delay_s = 0.05  # noqa: SLF001
+        await store.insert_package(package(3))
+
+        async def chained() -> bool:
+            return await store.unchained_entries() == 0
+
+        await eventually(chained, timeout=30)
+    finally:
+        await other.close()
+        await store.close()
 
 
 async def test_the_chainer_keeps_the_pending_tables_small(backend: Backend) -> None:

@@ -190,6 +190,12 @@ class Store(Protocol):
 
     Methods raise :class:`axis.errors.DuplicateConflict` where noted and
     :class:`axis.errors.Unavailable` when the database cannot be reached.
+
+    A change is in the log and the statistics for every read that starts after its call
+    returned (:meth:`counter_rows`, :meth:`counter_total`, :meth:`log_entries`,
+    :meth:`log_tail`, :meth:`log_head`, :meth:`received_entries`), whichever process reads;
+    on PostgreSQL, where entries are chained just after their commit, such a read first waits
+    for that (:meth:`unchained_entries` is the lag, read as it is).
     """
 
     # True when only processes on this host, under the data folder's serve lock, use the
@@ -206,8 +212,10 @@ class Store(Protocol):
         """Raises Unavailable unless the store can take writes now."""
 
     def observe(self, callback: Callable[[LogEntry], None]) -> None:
-        """Call ``callback`` with every log entry once its transaction has committed
-        (metrics follow the log this way, never a change that was rolled back)."""
+        """Call ``callback`` with every log entry once its transaction has committed and
+        it is chained (metrics follow the log this way, never a change that was rolled back;
+        on PostgreSQL a moment after the change's call returned, but for a change to the
+        directory: before)."""
 
     async def add_agency(self, agency: Agency, aliases: Sequence[str] = ()) -> None:
         """Register an agency holding its OrganId and ``aliases`` as its codes.

@@ -10,12 +10,18 @@ Several hub workers, on one host or many, use one database. What keeps them corr
   transaction-scoped advisory lock (``CHAIN_LOCK``), moves every committed pending entry into
   the chain in one order (by the order they were written: an entry that depends on another was
   written after that one committed), and sums the pending increments into ``daily``. One pass
-  serves every change waiting on it, so the lock is taken once per batch, not once per change.
-  A change's call returns once a pass that began after its commit has ended: the log, its
-  observers and the statistics read as before, the chain never forks, and a worker killed in
-  between leaves its entries pending for the next pass of any worker (each worker also passes
-  every ``CHAIN_TICK_S``, and once when it opens). ``axis log verify`` checks what is chained and
-  reads what is pending as the log's tail; ``axis_log_unchained_entries`` is the lag.
+  serves every change committed before it, so the lock is taken once per batch, not once per
+  change. A change's call returns at its commit and asks for a pass within ``CHAIN_DELAY_S``
+  (which takes whatever else commits meanwhile: about one pass a document on the national mix,
+  where waiting for a pass after each change made 3.4, five round trips each); a read of the
+  chained log or of the statistics first waits for a pass that began after it
+  (:meth:`~axis.store.sql_reads.SqlReads._caught_up`), so it sees every change whose call
+  returned, in any worker, as before; a change to the directory still returns after its pass
+  (this process's observers, its directory in memory among them, have heard of it). The chain
+  never forks, and a worker killed in between leaves its entries pending for the next pass of
+  any worker (each worker also passes every ``CHAIN_TICK_S``, and once when it opens). ``axis
+  log verify`` checks what is chained and reads what is pending as the log's tail;
+  ``axis_log_unchained_entries`` is the lag.
 - **The pending tables stay small.** Every row of ``log_pending`` and ``daily_pending`` is
   deleted within moments of its insert, so without a vacuum both fill with dead rows that every
   pass scans again: a pass's cost grew with the length of the run. Autovacuum may be off (it is
@@ -83,6 +89,7 @@ MIGRATE_LOCK = 0x4158_4953_4D  # held while one worker migrates; the others wait
 POOL_SIZE = 10
 CHAIN_BATCH = 5000  # pending entries linked per transaction of a pass
 CHAIN_TICK_S = 2.0  # a pass at least this often: entries a killed worker left get chained
+CHAIN_DELAY_S = 0.05  # a committed change is chained within this (plus the pass), unless read
 VACUUM_AFTER = 5000  # entries linked between two vacuums of the pending tables
 _VACUUM_PENDING = "VACUUM (SKIP_LOCKED) log_pending, daily_pending"
 
@@ -172,6 +179,7 @@ class PgTx:
     conn: asyncpg.Connection
     drafts: list[Draft] = field(default_factory=list)
     bumps: list[counters.Bump] = field(default_factory=list)
+    directory: bool = False  # a change to the directory (it serialized)
 
     async def execute(self, op: Op) -> Any:
         """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
@@ -185,6 +193,7 @@ class PgTx:
         match op:
             case Serialize():
                 await self.conn.execute("SELECT pg_advisory_xact_lock($1)", DIRECTORY_LOCK)
+                self.directory = True
             case Query(sql, args, pg_lock):
                 rows = await self.conn.fetch(pg(f"{sql} {pg_lock}" if pg_lock else sql), *args)
                 return [tuple(row) for row in rows]
@@ -224,24 +233,29 @@ class PgTx:
 
 
 class Chainer:
-    """Links the committed pending entries of every worker into the chain, one pass for all
-    the changes of this worker that wait on it (group commit, for the chain)."""
+    """Links the committed pending entries of every worker into the chain: a pass soon after
+    a change commits (:meth:`soon`), at once for whoever waits on one (:meth:`chained`), and
+    every ``CHAIN_TICK_S`` regardless (group commit, for the chain)."""
 
     def __init__(
         self,
         chain_pending: Callable[[], Awaitable[int]],
         tidy: Callable[[int], Awaitable[None]] | None = None,
+        delay_s: float = CHAIN_DELAY_S,
     ) -> None:
         self._chain_pending = chain_pending
         self._tidy = tidy
+        self.delay_s = delay_s
         self._wake = asyncio.Event()
         self._waiting: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="axis-log-chainer")
 
     async def stop(self) -> None:
+        self._cancel_timer()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -249,6 +263,13 @@ class Chainer:
                 await task
         self._release(self._waiting)
         self._waiting = []
+
+    def soon(self) -> None:
+        """A change committed entries: a pass within ``delay_s`` (one for every change that
+        commits meanwhile), unless one is due already."""
+        if self._task is None or self._timer is not None:
+            return
+        self._timer = asyncio.get_running_loop().call_later(self.delay_s, self._wake.set)
 
     async def chained(self) -> None:
         """Return once a pass that began after this call has ended (or failed: the change
@@ -266,6 +287,7 @@ class Chainer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), CHAIN_TICK_S)
             self._wake.clear()
+            self._cancel_timer()  # this pass takes what the timer was set for
             waiting, self._waiting = self._waiting, []
             linked = 0
             try:
@@ -283,6 +305,11 @@ class Chainer:
                 await self._tidy(linked)  # after the release: no change waits on it
             if failures:
                 await asyncio.sleep(min(CHAIN_TICK_S, 0.1 * 2**failures))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     @staticmethod
     def _release(waiting: list[asyncio.Future[None]]) -> None:
@@ -408,9 +435,9 @@ class PostgresStore(SqlReads, SqlWrites):
     _lookup = _read
 
     async def _write(self, step: Step[T]) -> T:
-        """Run a write step in one committed transaction, then wait for its log entries to be
-        chained. Database errors leave as Unavailable; ours as they are, with the step rolled
-        back."""
+        """Run a write step in one committed transaction and have its log entries chained
+        soon (a change to the directory: wait for that). Database errors leave as
+        Unavailable; ours as they are, with the step rolled back."""
         try:
             async with self._p.acquire() as conn:
                 async with conn.transaction():
@@ -419,9 +446,14 @@ class PostgresStore(SqlReads, SqlWrites):
                     await tx.finish()
         except _DB_ERRORS as exc:
             raise Unavailable(f"database write failed: {exc}") from exc
-        if tx.logged:
+        if tx.directory:
             await self._chainer.chained()
+        elif tx.logged:
+            self._chainer.soon()
         return result
+
+    async def _caught_up(self) -> None:
+        await self._chainer.chained()
 
     async def chain_pending(self) -> int:
         """Link every committed pending entry into the chain, and fold the pending counter

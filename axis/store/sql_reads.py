@@ -110,6 +110,11 @@ class SqlReads:
     _read: Callable[..., Awaitable[list[Any]]]
     _lookup: Callable[..., Awaitable[list[Any]]]
 
+    async def _caught_up(self) -> None:
+        """Before a read of the chained log or of the statistics: return once everything
+        committed before this call is chained and counted. SQLite chains and counts in the
+        commit itself, so at once; PostgreSQL links after the commit (its chainer)."""
+
     # -- agencies ---------------------------------------------------------------------------
 
     async def get_agency(self, organ_id: str) -> Agency | None:
@@ -348,22 +353,26 @@ class SqlReads:
         return [Hop(organ_id or "", event, dt(at), detail) for organ_id, event, at, detail in rows]
 
     async def log_entries(self, after: int, limit: int) -> list[LogEntry]:
+        await self._caught_up()
         rows = await self._read(
             f"SELECT {LOG_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         )
         return [log_row(r) for r in rows]
 
     async def log_tail(self, limit: int) -> list[LogEntry]:
+        await self._caught_up()
         rows = await self._read(
             f"SELECT {LOG_COLUMNS} FROM log ORDER BY seq DESC LIMIT ?", (limit,)
         )
         return [log_row(r) for r in reversed(rows)]
 
     async def log_head(self) -> tuple[int, str | None]:
+        await self._caught_up()
         rows = await self._read(LOG_HEAD)
         return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
 
     async def received_entries(self, after: int, upto: int, limit: int) -> list[LogEntry]:
+        await self._caught_up()
         rows = await self._read(
             f"SELECT {LOG_COLUMNS} FROM log WHERE event = 'received' AND seq > ? AND seq <= ?"
             " ORDER BY seq LIMIT ?",
@@ -444,12 +453,14 @@ class SqlReads:
         return [checkpoint_row(r) for r in rows]
 
     async def counter_total(self, metric: str) -> int:
+        await self._caught_up()
         rows = await self._read("SELECT coalesce(sum(n), 0) FROM daily WHERE metric = ?", (metric,))
         return int(rows[0][0])
 
     async def counter_rows(
         self, day_from: str | None, day_to: str | None
     ) -> list[tuple[str, str, str, int]]:
+        await self._caught_up()
         rows = await self._read(
             "SELECT day, metric, key, n FROM daily WHERE day >= ? AND day <= ?",
             (day_from or "0000-00-00", day_to or "9999-99-99"),
