@@ -107,6 +107,16 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     sockets = list(figures["hub_sockets_series"].values())
     assert sockets and all(n is not None and 2 < n <= 2 * 95 + 16 for n in sockets)
     assert figures["projected_window_min"] > 0 and figures["window_documents"] == 273_913
+    # The machine's speed, measured before the run, takes the day out of the CPU figures.
+    floor_ms = figures["floor_ms_per_package"]
+    assert floor_ms > 0
+    assert figures["hub_cpu_floors_per_doc"] == pytest.approx(
+        figures["hub_cpu_ms_per_doc"] / floor_ms, rel=0.02
+    )
+    assert figures["agencies_cpu_floors_per_doc"] == pytest.approx(
+        figures["agencies_cpu_ms_per_doc"] / floor_ms, rel=0.02
+    )
+    assert figures["database_cpu_floors_per_doc"] is None
     assert figures["database_cpu_ms_per_doc"] is None  # SQLite: in the hub's own figure
     # The half-rate sends as the hub timed them, read from its histogram: there were some.
     assert 0 < figures["hub_p50_ms"] <= figures["hub_p99_ms"]

@@ -360,6 +360,18 @@ def render_mix(result: Any, console: Console) -> None:
         "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
         f"agencies {result.agencies_cpu_ms:.1f} ms{database} (from /proc, at full rate)",
     )  # fmt: skip
+    if result.floor_ms:
+        floors = (
+            f", PostgreSQL server {figures['database_cpu_floors_per_doc']}"
+            if result.database_cpu_ms is not None
+            else ""
+        )
+        table.add_row(
+            "… in floors", f"hub {figures['hub_cpu_floors_per_doc']}",
+            f"agencies {figures['agencies_cpu_floors_per_doc']}{floors}: the CPU divided by"
+            f" the floor measured just before the run ({result.floor_ms:.2f} ms to sign and"
+            " verify one package in one process), so runs of different days compare",
+        )  # fmt: skip
     by_route = ", ".join(
         f"{route} {n}" for route, n in figures["requests_per_doc_by_route"].items()
     )

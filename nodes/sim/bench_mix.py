@@ -16,7 +16,12 @@ document), their business statuses, updates and every dialect of edXML, through 
   it, the same sends as the hub timed them (its ``axis_request_seconds`` histogram, from
   handler entry to answer: what the hub's loop, verification and store add, without TLS,
   the network and the simulated agencies' own loop);
-- the projected time of the whole window (its documents at the measured rate).
+- the projected time of the whole window (its documents at the measured rate);
+- this machine's speed at the time: the floor's CPU part (:func:`nodes.sim.bench.floor`:
+  one package signed and verified in one process; its store waits on the disk) just before
+  the hub starts, and each CPU figure in floors. This machine's speed moved by 1.7 times
+  from one day to the next, and by 15 % between runs minutes apart; in floors, runs of
+  different days compare.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.sim.bench import (
     cpu_s,
+    floor,
     hub_processes,
     open_sockets,
     own_peak_rss_mb,
@@ -63,6 +69,7 @@ PACED_S = 60.0
 CLIENT_RETRIES = 20
 RSS_EVERY_S = 1.0  # how often the hub's resident memory is sampled
 WINDOW_DOCUMENTS = documents_for(PUBLISHED_DOCUMENTS)  # the launch window, as documents sent
+FLOOR_PACKAGES = 400  # the speed check before the run: about half a second
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ class MixResult:
     # the half-rate sends as the hub timed them (upper edges of its histogram's buckets);
     # None with several workers (the operator's port answers for one of them)
     hub_send_ms: dict[str, float | None] | None = None
+    # the floor's sign and verify just before the run, ms a package: the machine's speed, by
+    # which the CPU figures are divided to compare days
+    floor_ms: float | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -106,6 +116,10 @@ class MixResult:
     def projected_window_s(self) -> float:
         """The whole launch window (about 274,000 documents) at this rate."""
         return WINDOW_DOCUMENTS / self.per_s if self.per_s else float("inf")
+
+    def _floors(self, ms: float) -> float | None:
+        """``ms`` of CPU in floors: this machine's speed taken out."""
+        return None if not self.floor_ms else round(ms / self.floor_ms, 2)
 
     def rss_at(self, documents: int) -> float | None:
         """The hub's RSS at the first sample with at least ``documents`` accepted."""
@@ -146,6 +160,12 @@ class MixResult:
             # the hub's RSS as the run went: at every tenth of its documents
             "hub_rss_mb_series": {k: self.rss_at(k) for k in tenths},
             "hub_sockets_series": {k: self.sockets_at(k) for k in tenths},
+            "floor_ms_per_package": None if self.floor_ms is None else round(self.floor_ms, 3),
+            "hub_cpu_floors_per_doc": self._floors(self.hub_cpu_ms),
+            "agencies_cpu_floors_per_doc": self._floors(self.agencies_cpu_ms),
+            "database_cpu_floors_per_doc": (
+                None if self.database_cpu_ms is None else self._floors(self.database_cpu_ms)
+            ),
             "projected_window_min": round(self.projected_window_s / 60, 1),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
@@ -193,6 +213,8 @@ async def bench_mix(
     for about PACED_S seconds (see the module doc). ``db``: an empty PostgreSQL database for
     the hub instead of SQLite, served by ``workers`` processes."""
     report = progress or (lambda stage, done, total: None)
+    # Before anything else runs: the machine's speed now, in one process on a quiet machine.
+    measured = await asyncio.to_thread(floor, FLOOR_PACKAGES, attachment_kb)
     chosen = agencies_for("seed-2020", None)
     settings = {"database": db} if db else {}
     meter = Meter()
@@ -282,6 +304,7 @@ async def bench_mix(
         refused=sum(tally.refused.values()) + sum(paced_tally.refused.values()),
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
         database_cpu_ms=database_cpu,
+        floor_ms=(measured.sign_s + measured.verify_s) / measured.packages * 1000,
         hub_send_ms=(
             {"p50": bucket_quantile(hub_sends, 0.5), "p99": bucket_quantile(hub_sends, 0.99)}
             if hub_timed
