@@ -728,6 +728,28 @@ async def test_the_file_is_in_wal_mode(store: Store, backend: Backend) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_the_writer_keeps_its_savepoints_in_memory_and_checkpoints_seldom(
+    store: Store, backend: Backend
+) -> None:
+    """The group commit's savepoints copy the pages the group shares into a sub-journal,
+    which on disk cost a third of the writer's system calls; a checkpoint every 1,000 pages
+    copied the same pages again and again (see axis.store.sqlite)."""
+    sqlite_only(backend)
+    from axis.store.sqlite import WAL_AUTOCHECKPOINT_PAGES, SqliteStore
+
+    assert isinstance(store, SqliteStore)
+
+    def settings(conn: sqlite3.Connection) -> tuple[object, ...]:
+        return (
+            conn.execute("PRAGMA temp_store").fetchone()[0],
+            conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+
+    assert await store._w.call(settings) == (2, WAL_AUTOCHECKPOINT_PAGES, 2)  # noqa: SLF001
+    assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 
