@@ -1055,6 +1055,30 @@ async def test_a_change_returns_at_its_commit_and_every_read_of_the_log_sees_it(
         await store.close()
 
 
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_the_chainer_stops_when_asked_just_as_a_pass_is_asked_for(turns: int) -> None:
+    """A worker's store closes while the chainer wakes for a pass (a write's soon() timer
+    fires, a read asks): the cancellation must not be lost (Python 3.11's wait_for returned
+    the event's result instead, the chainer went round again, and closing hung for ever)."""
+    from axis.store.postgres import Chainer
+
+    passes = 0
+
+    async def chain_pending() -> int:
+        nonlocal passes
+        passes += 1
+        return 0
+
+    chainer = Chainer(chain_pending)
+    chainer.start()
+    await asyncio.sleep(0.01)  # waiting for a wake-up
+    chainer._wake.set()  # noqa: SLF001 - as the timer of soon() does
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await asyncio.wait_for(chainer.stop(), 5)
+    assert passes <= 1
+
+
 async def test_the_chainer_keeps_the_pending_tables_small(backend: Backend) -> None:
     """Every pending row is deleted moments after its insert: without a vacuum the tables
     keep every dead row, and each pass scans them all again. The CI's server runs with

@@ -292,8 +292,12 @@ class Chainer:
     async def _run(self) -> None:
         failures = 0
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the event's result
+            # when the task is cancelled just as the event is set (a pass asked for, the
+            # timer of soon() firing) and the cancellation is lost: stop() waited for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), CHAIN_TICK_S)
+                async with asyncio.timeout(CHAIN_TICK_S):
+                    await self._wake.wait()
             self._wake.clear()
             self._cancel_timer()  # this pass takes what the timer was set for
             waiting, self._waiting = self._waiting, []
