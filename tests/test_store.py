@@ -1055,6 +1055,98 @@ async def test_a_change_returns_at_its_commit_and_every_read_of_the_log_sees_it(
         await store.close()
 
 
+async def test_a_trace_reads_the_chain_and_its_pending_tail_as_one_state(
+    backend: Backend,
+) -> None:
+    """A change's hops are in the log or still pending, never in neither: a chain pass between
+    reading the two (PostgreSQL chains just after the commit) must not hide them."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite chains in the commit itself")
+    from axis.store.postgres import PostgresStore
+
+    store = backend.open()
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    try:
+        store._chainer.delay_s = 3600.0  # noqa: SLF001 - no pass but the one below
+        await store.insert_package(package(1))
+        read = store._read
+        reads = 0
+
+        async def read_then_chain(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+            nonlocal reads
+            rows = await read(sql, args)
+            reads += 1
+            if reads == 1:  # a pass, as another worker's or the timer's, right after
+                await store.chain_pending()
+            return rows
+
+        store._read = read_then_chain  # type: ignore[method-assign]
+        assert [h.event for h in await store.trace("pkg-0001")] == ["received"]
+    finally:
+        await store.close()
+
+
+async def test_a_closing_store_chains_what_it_wrote(backend: Backend) -> None:
+    """A worker that stops cleanly leaves nothing of its own unchained (its observers hear
+    of its last changes), even before its chainer's next pass was due."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite chains in the commit itself")
+    import asyncpg
+
+    from axis.store.postgres import PostgresStore
+
+    store = backend.open()
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    told: list[str] = []
+    store.observe(lambda entry: told.append(entry.event))
+    store._chainer.delay_s = 3600.0  # noqa: SLF001
+    await store.insert_package(package(1))
+    assert await store.unchained_entries() == 1
+    await store.close()
+    assert told == ["received"]
+    conn = await asyncpg.connect(backend.url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM log_pending") == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_failed_analyze_is_tried_again_at_the_next_pass(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("SQLite needs no statistics for generic plans")
+    from axis.store import postgres
+
+    store = backend.open()
+    assert isinstance(store, postgres.PostgresStore)
+    store.analyze_after = 5
+    await store.open()
+    try:
+        monkeypatch.setattr(postgres, "_ANALYZE", "ANALYZE no_such_table")
+        for n in range(1, 8):
+            await store.insert_package(package(n))
+        await store.log_head()  # a pass: it links 7, then tries to analyze, which fails
+
+        async def failed() -> bool:
+            return "could not analyze" in caplog.text
+
+        await eventually(failed)
+        assert store.analyze_after == 5
+        monkeypatch.undo()
+        await store.insert_package(package(8))
+        await store.log_head()  # the next pass tries again, and doubles once it has
+
+        async def doubled() -> bool:
+            return store.analyze_after == 10
+
+        await eventually(doubled)
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
 async def test_the_chainer_stops_when_asked_just_as_a_pass_is_asked_for(turns: int) -> None:
     """A worker's store closes while the chainer wakes for a pass (a write's soon() timer
@@ -1110,7 +1202,7 @@ async def test_the_chainer_keeps_the_pending_tables_small(backend: Backend) -> N
         )
         analyzed = await conn.fetch(
             "SELECT relname, analyze_count FROM pg_stat_user_tables"
-            " WHERE relname IN ('packages', 'deliveries')"
+            " WHERE relid IN ('packages'::regclass, 'deliveries'::regclass)"
         )
     finally:
         await conn.close()

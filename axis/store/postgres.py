@@ -411,6 +411,11 @@ class PostgresStore(SqlReads, SqlWrites):
 
     async def close(self) -> None:
         await self._chainer.stop()
+        # What this worker's last changes wrote is chained before it goes (its observers
+        # hear of it), not left for whichever worker opens next.
+        if self._pool is not None:
+            with contextlib.suppress(Unavailable):
+                await self.chain_pending()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -426,7 +431,9 @@ class PostgresStore(SqlReads, SqlWrites):
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:
-        """A read-only REPEATABLE READ transaction: every read in the block sees one state."""
+        """A read-only REPEATABLE READ transaction: every read in the block sees one state,
+        chained up to when it began (what is chained later, it could not see)."""
+        await self._caught_up()
         try:
             async with self._p.acquire() as conn:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -467,7 +474,8 @@ class PostgresStore(SqlReads, SqlWrites):
         return result
 
     async def _caught_up(self) -> None:
-        await self._chainer.chained()
+        if self._snapshot.get() is None:  # a snapshot caught up as it began
+            await self._chainer.chained()
 
     async def chain_pending(self) -> int:
         """Link every committed pending entry into the chain, and fold the pending counter
@@ -497,16 +505,19 @@ class PostgresStore(SqlReads, SqlWrites):
             self._since_vacuum = 0
             await self._maintain(_VACUUM_PENDING, "vacuum the pending log entries' tables")
         if self._since_analyze >= self.analyze_after:
-            self._since_analyze = 0
-            self.analyze_after *= 2
-            await self._maintain(_ANALYZE, "analyze the packages and deliveries")
+            if await self._maintain(_ANALYZE, "analyze the packages and deliveries"):
+                self._since_analyze = 0
+                self.analyze_after *= 2
 
-    async def _maintain(self, sql: str, what: str) -> None:
+    async def _maintain(self, sql: str, what: str) -> bool:
+        """Run ``sql``; False (and a warning) if it failed."""
         try:
             async with self._p.acquire() as conn:
                 await conn.execute(sql)
         except _DB_ERRORS + (Unavailable,) as exc:
             log.warning("could not %s: %s", what, exc)
+            return False
+        return True
 
     @staticmethod
     async def _chain_batch(conn: asyncpg.Connection) -> tuple[list[LogEntry], bool]:

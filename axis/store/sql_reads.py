@@ -342,13 +342,15 @@ class SqlReads:
     # -- the log and the statistics ---------------------------------------------------------
 
     async def trace(self, package_id: str) -> list[Hop]:
+        # One statement, so one state: read as two, a chain pass between them (PostgreSQL
+        # chains just after the commit) moved an entry out of the second before the first saw it.
         rows = await self._read(
-            "SELECT organ_id, event, at, detail FROM log WHERE package_id = ? ORDER BY seq",
-            (package_id,),
-        )
-        rows += await self._read(
-            "SELECT organ_id, event, at, detail FROM log_pending WHERE package_id = ? ORDER BY id",
-            (package_id,),
+            "SELECT organ_id, event, at, detail FROM ("
+            " SELECT organ_id, event, at, detail, 0 AS part, seq AS n FROM log"
+            " WHERE package_id = ?"
+            " UNION ALL SELECT organ_id, event, at, detail, 1 AS part, id AS n FROM log_pending"
+            " WHERE package_id = ?) AS hops ORDER BY part, n",
+            (package_id, package_id),
         )
         return [Hop(organ_id or "", event, dt(at), detail) for organ_id, event, at, detail in rows]
 

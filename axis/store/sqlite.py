@@ -62,9 +62,10 @@ def _setup_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     migrate_sqlite(conn)
+    # After migrating: a migration's index build on a large file sorts on disk, not in RAM.
+    conn.execute("PRAGMA temp_store=MEMORY")
 
 
 def _setup_reader(conn: sqlite3.Connection) -> None:
