@@ -1147,6 +1147,26 @@ async def test_a_failed_analyze_is_tried_again_at_the_next_pass(
         await store.close()
 
 
+async def test_the_chainer_outlives_a_failure_of_its_upkeep() -> None:
+    """Reads of the log and changes to the directory wait on the chainer's passes: a bug in
+    what it does between them (vacuum, analyze) must not end it."""
+    from axis.store.postgres import Chainer
+
+    async def chain_pending() -> int:
+        return 1
+
+    async def tidy(linked: int) -> None:
+        raise RuntimeError("a bug")
+
+    chainer = Chainer(chain_pending, tidy)
+    chainer.start()
+    try:
+        for _ in range(3):
+            await asyncio.wait_for(chainer.chained(), 5)
+    finally:
+        await chainer.stop()
+
+
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
 async def test_the_chainer_stops_when_asked_just_as_a_pass_is_asked_for(turns: int) -> None:
     """A worker's store closes while the chainer wakes for a pass (a write's soon() timer

@@ -314,7 +314,10 @@ class Chainer:
             finally:
                 self._release(waiting)
             if linked and self._tidy is not None:
-                await self._tidy(linked)  # after the release: no change waits on it
+                try:
+                    await self._tidy(linked)  # after the release: no change waits on it
+                except Exception:  # a bug: every read of the log would wait on a dead task
+                    log.exception("the chainer's upkeep failed; the chainer goes on")
             if failures:
                 await asyncio.sleep(min(CHAIN_TICK_S, 0.1 * 2**failures))
 
