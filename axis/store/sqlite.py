@@ -12,6 +12,7 @@ answers 201.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator
@@ -72,6 +73,12 @@ def _setup_reader(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=10000")
 
 
+@functools.cache
+def _insert_many(table: str, columns: tuple[str, ...]) -> str:
+    """The INSERT of one row, which executemany runs for each (made once, not per package)."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})"
+
+
 def _execute(tx: WriteTx, op: Op) -> Any:
     """One operation of a write step, on the writer's connection inside its transaction.
 
@@ -87,9 +94,7 @@ def _execute(tx: WriteTx, op: Op) -> Any:
             case CommandMany(sql, rows):
                 tx.conn.executemany(sql, rows)
             case InsertMany(table, columns, _, rows):
-                tx.conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})", rows
-                )
+                tx.conn.executemany(_insert_many(table, columns), rows)
             case Append(draft):
                 tx.drafts.append(draft)  # chained by _seal with the rest of the group
             case Counted(bumps):
