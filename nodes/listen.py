@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -109,13 +110,19 @@ class PushReceiver:
             await asyncio.gather(*self._writing, return_exceptions=True)
 
     def store(self, package_id: str, body: bytes) -> Stored:
-        """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir)."""
+        """Check, then write ``OUT/ID.xml`` durably (temp file, fsync, rename, fsync dir).
+
+        The same package may be written twice at once: a push the hub gave up waiting for
+        (its request cancelled, its write going on, see :meth:`_in_thread`) and the hub's
+        next try. Each write has a temp file of its own; both renames leave the same bytes.
+        With one name for both, the whole-window replay lost six such races (the second
+        rename found no file, the push failed and was tried again)."""
         if not PACKAGE_ID_RE.match(package_id):
             raise SchemaViolation("Axis-Package-Id must be the hub's 32-hex-digit package id")
         package = self.check(body)
         self.out.mkdir(parents=True, exist_ok=True)
         final = self.out / f"{package_id}.xml"
-        tmp = self.out / f".{package_id}.tmp"
+        tmp = self.out / f".{package_id}.{secrets.token_hex(4)}.tmp"
         with open(tmp, "wb") as handle:
             handle.write(body)
             handle.flush()

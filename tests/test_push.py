@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -300,3 +303,31 @@ async def test_a_push_being_written_when_the_endpoint_stops_is_finished_first(
     await receiver.settle()
     assert (tmp_path / "received" / f"{package_id}.xml").read_bytes() == body
     assert not list((tmp_path / "received").glob(".*.tmp"))
+
+
+async def test_the_same_push_written_twice_at_once_is_stored_once(
+    hub: LiveHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push the hub stopped waiting for is still being written when its next try arrives:
+    both writes of the one package succeed (each renames a temp file of its own), and one
+    file holds it. Both wait at the rename until both have written, the order that made
+    the second rename fail when the two shared a temp file's name."""
+    profile = await hub.register(H58, "UBND TP Hồ Chí Minh")
+    body = hub.client(G22).build_edoc([H58], "Hai lần cùng lúc")
+    receiver = PushReceiver(profile, tmp_path / "received")
+    both_written = threading.Barrier(2, timeout=10)
+    real_replace = os.replace
+
+    def replace_when_both_wrote(src: Any, dst: Any) -> None:
+        both_written.wait()
+        real_replace(src, dst)
+
+    monkeypatch.setattr("nodes.listen.os.replace", replace_when_both_wrote)
+    package_id = "cd" * 16
+    first, second = await asyncio.gather(
+        asyncio.to_thread(receiver.store, package_id, body),
+        asyncio.to_thread(receiver.store, package_id, body),
+    )
+    assert first.path == second.path == tmp_path / "received" / f"{package_id}.xml"
+    assert first.path.read_bytes() == body
+    assert [p.name for p in (tmp_path / "received").iterdir()] == [f"{package_id}.xml"]
