@@ -971,3 +971,53 @@ async def test_strangers_holding_connections_do_not_lock_out_the_agencies(
     assert any("refusing connections" in r.getMessage() for r in caplog.records)
     for _, writer in held:
         writer.close()
+
+
+@module_loop
+async def recycled(staffed: DataDir) -> AsyncIterator[LiveHub]:
+    """A hub that closes a connection after its third answer."""
+    configure(staffed, requests_per_connection=3)
+    async with live_hub(staffed) as live:
+        yield live
+
+
+async def _answer_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """GET /healthz on a kept-alive connection: the answer's head (its body read and dropped)."""
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await writer.drain()
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).lower()
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if b"content-length" in line
+    )
+    await reader.readexactly(length)
+    return head
+
+
+async def test_a_connection_is_closed_once_it_has_carried_its_share(recycled: LiveHub) -> None:
+    """requests_per_connection = 3: a connection's last answer, the second to the fourth
+    (each connection draws its share), says ``Connection: close`` and the hub closes it (what
+    the connection's TLS buffers hold is given back); a new connection is served as the first
+    was, and an agency's client, whose connections are closed under it, sends and reads
+    throughout."""
+    hub = recycled
+    gate = hub.running.sites[0].gate  # type: ignore[attr-defined]
+    before = gate.recycled
+    ctx = ssl.create_default_context(cafile=str(hub.client(SENDER).profile.ca))
+    for _ in range(6):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", hub.running.node_port, ssl=ctx, server_hostname="localhost"
+        )
+        heads = [await _answer_head(reader, writer)]
+        while b"connection: close" not in heads[-1] and len(heads) < 5:
+            heads.append(await _answer_head(reader, writer))
+        assert 2 <= len(heads) <= 4, len(heads)
+        assert [b"connection: close" in head for head in heads[:-1]] == [False] * (len(heads) - 1)
+        assert all(head.startswith(b"http/1.1 200") for head in heads)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the hub closed it
+        writer.close()
+    assert gate.recycled == before + 6
+    sender, receiver = hub.client(SENDER), hub.client(H41)
+    sent = {(await sender.send([H41], f"Kết nối mới {n}")).answer["id"] for n in range(4)}
+    waiting = {item["id"] for item in (await receiver.inbox(limit=100))["items"]}
+    assert sent <= waiting
+    assert gate.recycled >= before + 3  # the clients' connections were closed under them too

@@ -52,6 +52,7 @@ verify_timeout_s = 10.0         # checking one package's signature: refused (422
 send_timeout_s = 300.0          # sending one package to a client that reads it: cut off beyond
 max_connections = 2048          # open connections one listener holds (closed as they open beyond)
 max_connections_per_peer = 64   # … of one agency (its certificate), or of one address without one
+requests_per_connection = 100   # a connection is closed after about this many answers (0 = never)
 
 [signatures]
 allow_sha1 = false              # accept RSA-SHA1 signatures of older agency software
@@ -120,6 +121,7 @@ class Limits:
     send_timeout_s: float = 300.0
     max_connections: int = 2048
     max_connections_per_peer: int = 64
+    requests_per_connection: int = 100
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import random
 import resource
 import socket
 import ssl
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("axis.serve")
 
@@ -46,11 +48,17 @@ class ConnectionGate:
     closed as it opens, and that is logged (at most once a minute per listener, with the
     count since): a thousand idle strangers made both listeners unreachable before."""
 
-    def __init__(self, name: str, total: int, per_peer: int) -> None:
+    def __init__(
+        self, name: str, total: int, per_peer: int, requests_per_connection: int = 0
+    ) -> None:
         self.name, self.total, self.per_peer = name, total, per_peer
+        self.requests_per_connection = requests_per_connection
         self.open = 0
         self.by_peer: dict[str, int] = {}
         self.refused = 0
+        self.recycled = 0  # connections closed because they had carried their share
+        # [answers, share] of each connection, by the id of aiohttp's handler
+        self._served: dict[int, list[int]] = {}
         self._logged_at = -math.inf
 
     def admit(self, peer: str) -> bool:
@@ -76,6 +84,29 @@ class ConnectionGate:
             self.by_peer[peer] = left
         else:
             self.by_peer.pop(peer, None)
+
+    def served(self, handler: object) -> bool:
+        """Count one answer on the connection of ``handler`` (aiohttp's protocol object,
+        ``request.protocol``); True once the connection has carried its share (see
+        :func:`recycling`). The count goes with the connection.
+
+        Each connection's share is drawn between half and one and a half times
+        ``requests_per_connection`` (the same on average): the connections an agency opens
+        together, all of them at a hub's start, would otherwise all close together and
+        come back in one wave of TLS handshakes."""
+        n = self.requests_per_connection
+        if n <= 0:
+            return False
+        key = id(handler)
+        entry = self._served.get(key)
+        if entry is None:
+            entry = self._served[key] = [0, random.randint((n + 1) // 2, n + n // 2)]
+        entry[0] += 1
+        return entry[0] >= entry[1]
+
+    def forget(self, handler: object) -> None:
+        """The connection of ``handler`` closed: its count goes (its id may be reused)."""
+        self._served.pop(id(handler), None)
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """``factory``'s protocols, admitted through the gate (after the TLS handshake, where
@@ -107,6 +138,7 @@ class _Gated(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None:
             self.gate.release(self.peer)
+            self.gate.forget(self.inner)
             self.peer = None
             self.inner.connection_lost(exc)
 
@@ -122,6 +154,30 @@ class _Gated(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.inner.resume_writing()
+
+
+def recycling(gate: ConnectionGate) -> Middleware:
+    """Close a connection (``Connection: close`` on its answer) once it has carried the gate's
+    ``requests_per_connection``: the client opens a new one for its next request.
+
+    What a TLS connection holds grows to the largest burst it ever carried (uvloop's read
+    buffer, OpenSSL's incoming memory BIO; neither shrinks), so a hub whose agencies keep their
+    connections for days holds, for each, the biggest upload it ever read: measured, its RSS
+    crept up with the documents replayed long after the connections were all open. Closing a
+    connection gives that back, as nginx's ``keepalive_requests`` does for the same reason; a
+    new one costs a TLS handshake per ``requests_per_connection`` requests."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        # A streamed answer has sent its headers: closing after it unannounced would race
+        # the client's next request on the same connection. The next plain answer closes.
+        if gate.served(request.protocol) and not response.prepared:
+            response.force_close()
+            gate.recycled += 1
+        return response
+
+    return middleware
 
 
 def peer_of(transport: asyncio.BaseTransport) -> str:

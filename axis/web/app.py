@@ -29,7 +29,7 @@ from axis.host import runtime
 from axis.host.config import Settings, VdxpSettings
 from axis.host.datadir import DataDir
 from axis.http.problems import access_log, problem_middleware
-from axis.http.sockets import ConnectionGate, GatedSite, bind, raise_file_limit
+from axis.http.sockets import ConnectionGate, GatedSite, bind, raise_file_limit, recycling
 from axis.store import open_store
 from axis.usecases.delivery import DeliveryWorker, PushTransport
 from axis.usecases.hub import Hub, utc_now
@@ -102,9 +102,12 @@ def node_app(
     in_flight: InFlight | None = None,
     sole_pusher: bool = False,
     clock: SimulatedClock | None = None,
+    gate: ConnectionGate | None = None,
 ) -> web.Application:
     """The node API application. Its cleanup contexts open and close the store and, given
     them, run the push delivery worker and the log checkpointer while the application runs.
+    ``gate``: its listener's, whose connections are closed once they have carried their share
+    of requests (``requests_per_connection``).
 
     ``sole_pusher``: no other process pushes from this store (the caller holds the data
     folder's serve lock), so leases found at start are a dead hub's and are resumed at once.
@@ -114,6 +117,7 @@ def node_app(
     in_flight = in_flight or InFlight()
     app = web.Application(
         middlewares=[
+            *([recycling(gate)] if gate else []),
             in_flight.middleware,
             hub_metrics.middleware(),
             access_log,
@@ -287,6 +291,13 @@ async def _running_hub(
         settings.log.checkpoint_interval_s,
     )
     in_flight = InFlight()
+    limits = settings.limits
+    node_gate = ConnectionGate(
+        "node API",
+        limits.max_connections,
+        limits.max_connections_per_peer,
+        limits.requests_per_connection,
+    )
     # keepalive_timeout also closes a connection that never completes a request (aiohttp
     # starts the timer when it connects): slow or half-sent headers do not hold a slot.
     node_runner = web.AppRunner(
@@ -298,6 +309,7 @@ async def _running_hub(
             in_flight,
             sole_pusher=hub.store.single_node,
             clock=clock,
+            gate=node_gate,
         ),
         access_log=None,
         keepalive_timeout=settings.limits.idle_timeout_s,
@@ -307,10 +319,15 @@ async def _running_hub(
     )
     face = settings.vdxp
     vdxp_runner = None
+    # Its clients are known by address only, and one gateway carries many agencies.
+    per_address = max(limits.max_connections_per_peer, limits.max_connections // 4)
+    vdxp_gate = ConnectionGate(
+        "national axis API", limits.max_connections, per_address, limits.requests_per_connection
+    )
     if face.enabled:
         national = NationalFace(hub, face, data.systems_key_bytes())
         vdxp_runner = web.AppRunner(
-            vdxp_app(national, hub_metrics, face.path_prefix),
+            vdxp_app(national, hub_metrics, face.path_prefix, vdxp_gate),
             access_log=None,
             keepalive_timeout=settings.limits.idle_timeout_s,
         )
@@ -328,10 +345,6 @@ async def _running_hub(
     await node_runner.setup()
     try:
         await admin_runner.setup()
-        limits = settings.limits
-        node_gate = ConnectionGate(
-            "node API", limits.max_connections, limits.max_connections_per_peer
-        )
         node_site = GatedSite(
             node_runner, node_sock, node_gate, ssl_context=server_ssl_context(data)
         )
@@ -339,9 +352,6 @@ async def _running_hub(
         sites: list[web.BaseSite] = [node_site, admin_site]
         if vdxp_runner is not None:
             await vdxp_runner.setup()
-            # Its clients are known by address only, and one gateway carries many agencies.
-            per_address = max(limits.max_connections_per_peer, limits.max_connections // 4)
-            vdxp_gate = ConnectionGate("national axis API", limits.max_connections, per_address)
             sites.append(
                 GatedSite(vdxp_runner, socks[2], vdxp_gate, ssl_context=vdxp_ssl_context(face))
             )

@@ -17,6 +17,7 @@ from axis.core.vdxp import CallFailed, Fault
 from axis.errors import TooLarge
 from axis.http.body import read_body
 from axis.http.problems import access_log
+from axis.http.sockets import ConnectionGate, recycling
 from axis.usecases.national import NationalFace
 from axis.web.metrics import HubMetrics
 
@@ -25,10 +26,13 @@ FACE_METRICS = web.AppKey("national_face_metrics", HubMetrics)
 OPERATIONS = frozenset(op.value for op in vdxp.Operation)
 
 
-def vdxp_app(face: NationalFace, metrics: HubMetrics, prefix: str) -> web.Application:
-    """The application of the third listener (``[vdxp]``)."""
+def vdxp_app(
+    face: NationalFace, metrics: HubMetrics, prefix: str, gate: ConnectionGate | None = None
+) -> web.Application:
+    """The application of the third listener (``[vdxp]``); ``gate``: its listener's, whose
+    connections are closed once they have carried their share of requests."""
     app = web.Application(
-        middlewares=[access_log],
+        middlewares=[*([recycling(gate)] if gate else []), access_log],
         client_max_size=face.hub.settings.limits.max_body_bytes + 1,
     )
     app[FACE] = face
