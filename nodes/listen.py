@@ -123,11 +123,15 @@ class PushReceiver:
         self.out.mkdir(parents=True, exist_ok=True)
         final = self.out / f"{package_id}.xml"
         tmp = self.out / f".{package_id}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # each try has its own: none may be left behind
+            raise
         directory = os.open(self.out, os.O_RDONLY)
         try:
             os.fsync(directory)

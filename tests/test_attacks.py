@@ -1020,4 +1020,5 @@ async def test_a_connection_is_closed_once_it_has_carried_its_share(recycled: Li
     sent = {(await sender.send([H41], f"Kết nối mới {n}")).answer["id"] for n in range(4)}
     waiting = {item["id"] for item in (await receiver.inbox(limit=100))["items"]}
     assert sent <= waiting
-    assert gate.recycled >= before + 3  # the clients' connections were closed under them too
+    # The sender's four POSTs on one connection pass any share drawn for a setting of 3.
+    assert gate.recycled >= before + 7

@@ -331,3 +331,21 @@ async def test_the_same_push_written_twice_at_once_is_stored_once(
     assert first.path == second.path == tmp_path / "received" / f"{package_id}.xml"
     assert first.path.read_bytes() == body
     assert [p.name for p in (tmp_path / "received").iterdir()] == [f"{package_id}.xml"]
+
+
+async def test_a_push_write_that_fails_leaves_no_temp_file(
+    hub: LiveHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk, here its fsync) is the push's failure, and leaves
+    nothing behind: each try has a temp file of its own, which nothing else would remove."""
+    profile = await hub.register(H58, "UBND TP Hồ Chí Minh")
+    body = hub.client(G22).build_edoc([H58], "Đĩa đầy")
+    receiver = PushReceiver(profile, tmp_path / "received")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("nodes.listen.os.fsync", full)
+    with pytest.raises(OSError):
+        receiver.store("ef" * 16, body)
+    assert list((tmp_path / "received").iterdir()) == []

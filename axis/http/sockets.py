@@ -57,8 +57,6 @@ class ConnectionGate:
         self.by_peer: dict[str, int] = {}
         self.refused = 0
         self.recycled = 0  # connections closed because they had carried their share
-        # [answers, share] of each connection, by the id of aiohttp's handler
-        self._served: dict[int, list[int]] = {}
         self._logged_at = -math.inf
 
     def admit(self, peer: str) -> bool:
@@ -85,28 +83,24 @@ class ConnectionGate:
         else:
             self.by_peer.pop(peer, None)
 
-    def served(self, handler: object) -> bool:
-        """Count one answer on the connection of ``handler`` (aiohttp's protocol object,
-        ``request.protocol``); True once the connection has carried its share (see
-        :func:`recycling`). The count goes with the connection.
+    def served(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Count one answer on the connection of ``transport`` (``request.transport``); True
+        once the connection has carried its share (see :func:`recycling`). The count lives on
+        the connection's own protocol, so it goes with it; a connection already lost (its
+        handler finished after the client left) is not counted.
 
         Each connection's share is drawn between half and one and a half times
         ``requests_per_connection`` (the same on average): the connections an agency opens
         together, all of them at a hub's start, would otherwise all close together and
         come back in one wave of TLS handshakes."""
         n = self.requests_per_connection
-        if n <= 0:
+        connection = transport.get_protocol() if transport is not None else None
+        if n <= 0 or not isinstance(connection, _Gated) or connection.peer is None:
             return False
-        key = id(handler)
-        entry = self._served.get(key)
-        if entry is None:
-            entry = self._served[key] = [0, random.randint((n + 1) // 2, n + n // 2)]
-        entry[0] += 1
-        return entry[0] >= entry[1]
-
-    def forget(self, handler: object) -> None:
-        """The connection of ``handler`` closed: its count goes (its id may be reused)."""
-        self._served.pop(id(handler), None)
+        if not connection.share:
+            connection.share = random.randint((n + 1) // 2, n + n // 2)
+        connection.answers += 1
+        return connection.answers >= connection.share
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """``factory``'s protocols, admitted through the gate (after the TLS handshake, where
@@ -125,6 +119,8 @@ class _Gated(asyncio.Protocol):
     def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
         self.gate, self.inner = gate, inner
         self.peer: str | None = None
+        self.answers = 0  # answered on this connection, and how many it may carry (drawn)
+        self.share = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_of(transport)
@@ -138,7 +134,6 @@ class _Gated(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None:
             self.gate.release(self.peer)
-            self.gate.forget(self.inner)
             self.peer = None
             self.inner.connection_lost(exc)
 
@@ -172,7 +167,7 @@ def recycling(gate: ConnectionGate) -> Middleware:
         response = await handler(request)
         # A streamed answer has sent its headers: closing after it unannounced would race
         # the client's next request on the same connection. The next plain answer closes.
-        if gate.served(request.protocol) and not response.prepared:
+        if gate.served(request.transport) and not response.prepared:
             response.force_close()
             gate.recycled += 1
         return response
