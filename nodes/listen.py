@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -114,24 +113,16 @@ class PushReceiver:
 
         The same package may be written twice at once: a push the hub gave up waiting for
         (its request cancelled, its write going on, see :meth:`_in_thread`) and the hub's
-        next try. Each write has a temp file of its own; both renames leave the same bytes.
-        With one name for both, the whole-window replay lost six such races (the second
-        rename found no file, the push failed and was tried again)."""
+        next try. Each write has a temp file of its own (:func:`pki.write_atomically`); both
+        renames leave the same bytes. With one name for both, the whole-window replay lost
+        six such races (the second rename found no file, the push failed and was tried
+        again)."""
         if not PACKAGE_ID_RE.match(package_id):
             raise SchemaViolation("Axis-Package-Id must be the hub's 32-hex-digit package id")
         package = self.check(body)
         self.out.mkdir(parents=True, exist_ok=True)
         final = self.out / f"{package_id}.xml"
-        tmp = self.out / f".{package_id}.{secrets.token_hex(4)}.tmp"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # each try has its own: none may be left behind
-            raise
+        pki.write_atomically(final, body)
         directory = os.open(self.out, os.O_RDONLY)
         try:
             os.fsync(directory)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -251,19 +252,31 @@ def load_certs(pem: bytes) -> list[x509.Certificate]:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically with mode 0600.
+    """Write a secret file atomically with mode 0600 (:func:`write_atomically`, private)."""
+    write_atomically(path, data, private=True)
 
-    The temporary file is created 0600 in the same folder (mkstemp), so the secret is never
-    readable by others, not even for an instant, and a crash leaves the old file or the new one.
+
+def write_atomically(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write ``path`` whole or not at all: a temporary file of its own in the same folder
+    (two writers of one path at once never share one), fsync, rename over the old; on any
+    failure the temporary file goes. A crash leaves the old file or the new one.
+
+    ``private``: the temporary file is created 0600 (mkstemp) and the file stays so, never
+    readable by others, not even for an instant; else its mode is as the umask says.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if private:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    else:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
+        if private:
+            os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -93,14 +93,16 @@ class ConnectionGate:
         ``requests_per_connection`` (the same on average): the connections an agency opens
         together, all of them at a hub's start, would otherwise all close together and
         come back in one wave of TLS handshakes."""
-        n = self.requests_per_connection
         connection = transport.get_protocol() if transport is not None else None
-        if n <= 0 or not isinstance(connection, _Gated) or connection.peer is None:
+        if not isinstance(connection, _Gated) or connection.peer is None or not connection.share:
             return False
-        if not connection.share:
-            connection.share = random.randint((n + 1) // 2, n + n // 2)
         connection.answers += 1
         return connection.answers >= connection.share
+
+    def share(self) -> int:
+        """A new connection's share of answers (see :meth:`served`); 0: no limit."""
+        n = self.requests_per_connection
+        return random.randint((n + 1) // 2, n + n // 2) if n > 0 else 0
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """``factory``'s protocols, admitted through the gate (after the TLS handshake, where
@@ -120,7 +122,7 @@ class _Gated(asyncio.Protocol):
         self.gate, self.inner = gate, inner
         self.peer: str | None = None
         self.answers = 0  # answered on this connection, and how many it may carry (drawn)
-        self.share = 0
+        self.share = gate.share()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_of(transport)
