@@ -46,6 +46,7 @@ from axis.store.base import Agency
 from nodes.client import tls_context
 from tests.conftest import AGENCIES, LiveHub, Templates, configure, copy_of, live_hub
 from tests.helpers import eventually, foreign_identity, free_port, rss_mb, self_signed_identity
+from tests.test_operations import admin_get
 from tests.test_signing import signxml_sign
 
 CORPUS = Path(__file__).parent / "data" / "attacks"
@@ -969,8 +970,20 @@ async def test_strangers_holding_connections_do_not_lock_out_the_agencies(
         worst = await bystander_worst_ms(hub, 3)
         assert worst < 2000, f"an agency waited {worst:.0f} ms"
     assert any("refusing connections" in r.getMessage() for r in caplog.records)
+    # The operator sees it: at least the twenty closed as they opened, counted.
+    assert await node_connections(hub, "refused") >= 20
     for _, writer in held:
         writer.close()
+
+
+async def node_connections(hub: LiveHub, count: str) -> float:
+    """``axis_connections_<count>_total`` of the node API's listener, as the operator's
+    /metrics shows it."""
+    text = (await (await admin_get(hub, "/metrics")).read()).decode()
+    line = f'axis_connections_{count}_total{{listener="node"}} '
+    values = [float(row[len(line) :]) for row in text.splitlines() if row.startswith(line)]
+    assert len(values) == 1, text
+    return values[0]
 
 
 @module_loop
@@ -1016,6 +1029,8 @@ async def test_a_connection_is_closed_once_it_has_carried_its_share(recycled: Li
         assert await asyncio.wait_for(reader.read(), 5) == b""  # the hub closed it
         writer.close()
     assert gate.recycled == before + 6
+    assert await node_connections(hub, "recycled") == gate.recycled
+    assert await node_connections(hub, "opened") >= 6
     sender, receiver = hub.client(SENDER), hub.client(H41)
     sent = {(await sender.send([H41], f"Kết nối mới {n}")).answer["id"] for n in range(4)}
     waiting = {item["id"] for item in (await receiver.inbox(limit=100))["items"]}

@@ -221,6 +221,9 @@ async def test_metrics(hub: LiveHub) -> None:
     assert 'axis_deliveries_delivered_total{via="pull"} 4.0' in text
     assert "axis_queue_depth 2.0" in text
     assert 'axis_request_seconds_count{method="POST",route="/v1/packages",status="201"}' in text
+    assert 'axis_connections_open{listener="node"} ' in text
+    assert 'axis_connections_opened_total{listener="node"} ' in text
+    assert 'axis_connections_refused_total{listener="node"} 0.0' in text
     assert (await admin_get(hub, "/metrics", token=None)).status == 403
 
 

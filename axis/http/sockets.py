@@ -55,6 +55,7 @@ class ConnectionGate:
         self.requests_per_connection = requests_per_connection
         self.open = 0
         self.by_peer: dict[str, int] = {}
+        self.admitted = 0  # connections let in since the start (each a TLS handshake)
         self.refused = 0
         self.recycled = 0  # connections closed because they had carried their share
         self._logged_at = -math.inf
@@ -72,6 +73,7 @@ class ConnectionGate:
                 )  # fmt: skip
             return False
         self.open += 1
+        self.admitted += 1
         self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
         return True
 

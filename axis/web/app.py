@@ -324,6 +324,9 @@ async def _running_hub(
     vdxp_gate = ConnectionGate(
         "national axis API", limits.max_connections, per_address, limits.requests_per_connection
     )
+    hub_metrics.watch_connections(
+        {"node": node_gate, "vdxp": vdxp_gate} if face.enabled else {"node": node_gate}
+    )
     if face.enabled:
         national = NationalFace(hub, face, data.systems_key_bytes())
         vdxp_runner = web.AppRunner(

@@ -7,14 +7,18 @@ share counters. Queue depth is read from the statistics counters when scraped.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
 
 from axis.core.logchain import LogEntry, LogEvent
 from axis.core.stats import Metric
 from axis.http.keys import PROBLEM
+from axis.http.sockets import ConnectionGate
 from axis.store.base import Store
 from axis.usecases.delivery import PushOutcome
 
@@ -73,6 +77,13 @@ class HubMetrics:
             registry=self.registry,
         )
 
+    def watch_connections(self, gates: Mapping[str, ConnectionGate]) -> None:
+        """Expose the listeners' connection gates, by listener name (``node``, ``vdxp``),
+        read when scraped: the connections open now, and since the start those let in (each
+        a TLS handshake), refused (over ``max_connections`` or the per-peer bound) and
+        closed after carrying their share (``requests_per_connection``)."""
+        self.registry.register(_GateCollector(dict(gates)))
+
     def log_entry(self, entry: LogEntry) -> None:
         """The store's post-commit hook: count deliveries as the log records them."""
         if entry.event == LogEvent.DELIVERED:
@@ -115,3 +126,38 @@ class HubMetrics:
                 )
 
         return timed
+
+
+class _GateCollector:
+    """The connection gates' counts as metrics (a custom collector: the gates keep plain
+    integers on the accept path, read only when scraped)."""
+
+    def __init__(self, gates: dict[str, ConnectionGate]) -> None:
+        self._gates = gates
+
+    def collect(self) -> Iterator[Family]:
+        gates = self._gates.items()
+        open_now = GaugeMetricFamily(
+            "axis_connections_open", "Connections open now, by listener", labels=["listener"]
+        )
+        admitted = CounterMetricFamily(
+            "axis_connections_opened",
+            "Connections let in (each a TLS handshake on a TLS listener), by listener",
+            labels=["listener"],
+        )
+        refused = CounterMetricFamily(
+            "axis_connections_refused",
+            "Connections closed as they opened: over max_connections or the per-peer bound",
+            labels=["listener"],
+        )
+        recycled = CounterMetricFamily(
+            "axis_connections_recycled",
+            "Connections closed after carrying their share of requests_per_connection",
+            labels=["listener"],
+        )
+        for name, gate in gates:
+            open_now.add_metric([name], gate.open)
+            admitted.add_metric([name], gate.admitted)
+            refused.add_metric([name], gate.refused)
+            recycled.add_metric([name], gate.recycled)
+        yield from (open_now, admitted, refused, recycled)
