@@ -4,8 +4,14 @@ this machine is shared and noisy; the benchmark's numbers are for people to watc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -15,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from axis.core import formats, pki
 from axis.core.signing import VerificationPolicy, Verifier, signing_cert_of
 from nodes.sim import bench
-from tests.helpers import cli, postgres_schema
+from tests.helpers import BIN, cli, postgres_schema
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 
@@ -120,6 +126,50 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     assert figures["database_cpu_ms_per_doc"] is None  # SQLite: in the hub's own figure
     # The half-rate sends as the hub timed them, read from its histogram: there were some.
     assert 0 < figures["hub_p50_ms"] <= figures["hub_p99_ms"]
+
+
+@pytest.mark.process  # axis bench starts a hub
+def test_a_bench_stopped_with_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
+    """SIGTERM (what timeout(1), systemd and kill send) stops a bench as Ctrl-C does: its hub
+    stops, its temporary data folder is removed, and it exits 143. Python's default SIGTERM
+    ended it at once and left the folder (and, but for die_with_parent, the hub)."""
+    command = [str(BIN / "axis"), "bench", "--scenario", "seed-2020", "--documents", "3000",
+               "--json"]  # fmt: skip
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    bench_run = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        # Under way: the hub is serving, its data folder in ours.
+        while not any(tmp_path.glob("axis-simulate-*/data/serve.log")):
+            assert bench_run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        hub = _hub_pid(tmp_path, deadline)
+        time.sleep(1.0)
+        bench_run.send_signal(signal.SIGTERM)
+        _, stderr = bench_run.communicate(timeout=60)
+    finally:
+        if bench_run.poll() is None:
+            bench_run.kill()
+            bench_run.wait()
+    assert bench_run.returncode == 128 + signal.SIGTERM, stderr
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ProcessLookupError):  # gone, not merely orphaned
+        os.kill(hub, 0)
+
+
+def _hub_pid(folder: Path, deadline: float) -> int:
+    """The pid of the ``axis serve`` whose data folder is under ``folder``."""
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if str(folder).encode() in (proc / "cmdline").read_bytes():
+                    if b"serve" in (proc / "cmdline").read_bytes():
+                        return int(proc.name)
+        time.sleep(0.1)
+    raise AssertionError("no axis serve under " + str(folder))
 
 
 def test_a_quantile_of_the_hubs_histogram_is_its_buckets_upper_edge() -> None:

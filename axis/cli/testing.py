@@ -128,7 +128,8 @@ def simulate(
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
                 progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
                 dialects=mix, vdxp_share=vdxp_share,
-            )
+            ),
+            stop_on_sigterm=True,
         )  # fmt: skip
     if as_json:
         click.echo(json.dumps(outcome.summary, ensure_ascii=False))
@@ -274,7 +275,8 @@ def bench(
                 workers=workers,
                 progress=progress,
                 face=face,
-            )
+            ),
+            stop_on_sigterm=True,
         )
     if as_json:
         click.echo(json.dumps(result.as_json()))
@@ -324,7 +326,8 @@ def _bench_mix(
                 db=db,
                 workers=workers,
                 progress=progress,
-            )
+            ),
+            stop_on_sigterm=True,
         )
     if as_json:
         click.echo(json.dumps(result.as_json()))

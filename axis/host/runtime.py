@@ -116,8 +116,40 @@ async def trim_memory(stop: asyncio.Event, every_s: float = TRIM_EVERY_S) -> Non
                 trim()
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc`."""
+def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
+    """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc`.
+
+    ``stop_on_sigterm``: SIGTERM cancels ``main`` as Ctrl-C does, so that what it holds is
+    undone on the way out (the simulator's and the bench's temporary data folder, the hub
+    they started), and the process exits with status 143 (128 + SIGTERM). Python's own
+    SIGTERM ends the process at once, its ``finally`` blocks unrun: a bench stopped that way
+    left its data folder behind.
+    """
     tune_malloc()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+        if not stop_on_sigterm:
+            return runner.run(main)
+        terminated = False
+
+        async def cancelled_by_sigterm() -> T:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+
+            def stop() -> None:
+                nonlocal terminated
+                terminated = True
+                task.cancel()
+
+            loop.add_signal_handler(signal.SIGTERM, stop)
+            try:
+                return await main
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+        try:
+            return runner.run(cancelled_by_sigterm())
+        except asyncio.CancelledError:
+            if terminated:
+                raise SystemExit(128 + signal.SIGTERM) from None
+            raise
