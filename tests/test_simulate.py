@@ -102,6 +102,12 @@ async def test_a_small_simulation_adds_up(tmp_path: Path) -> None:
     assert page.count("<svg") >= 3 and "http" not in page.replace("http://www.w3", "")
     assert "Edocs per day, as the hub" in page
     assert "agree on every day" in page
+    # Each latency says its clock: the hub's is the simulation's (recipients answer in office
+    # hours, so it reads in minutes and hours where the run's reads in seconds).
+    assert report["latency_clocks"]["latency_ms"].startswith("wall clock")
+    assert report["latency_clocks"]["hub_latency_ms"].startswith("the simulation's clock")
+    assert report["hub_latency_ms"] == hub["latency_ms"]
+    assert report["latency_clocks"]["hub_latency_ms"] in page.replace("&#x27;", "'")
 
 
 async def test_answers_come_office_hours_later_on_the_simulated_clock() -> None:

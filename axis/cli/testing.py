@@ -161,7 +161,8 @@ def render_summary(outcome: Any, console: Console) -> None:
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     latency = s["latency_ms"]
     table.add_row(
-        "latency p50 / p95 / p99 ms", f"{latency['p50']} / {latency['p95']} / {latency['p99']}"
+        "latency p50 / p95 / p99 ms (wall clock)",
+        f"{latency['p50']} / {latency['p95']} / {latency['p99']}",
     )
     console.print(table)
     comparison = outcome.report["comparison"]
