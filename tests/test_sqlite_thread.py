@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -14,7 +15,8 @@ import pytest
 
 from axis.core.logchain import GENESIS, LogEntry, LogEvent, link
 from axis.errors import Unavailable
-from axis.store.sqlite_thread import MAX_GROUP, GroupWriter, SqliteThread, WriteTx
+from axis.store.sqlite_thread import MAX_GROUP, GroupWriter, SqliteThread, WalCheckpointer, WriteTx
+from tests.helpers import eventually
 
 
 def setup(conn: sqlite3.Connection) -> None:
@@ -186,3 +188,44 @@ async def test_the_seal_writes_what_the_committing_transactions_left(tmp_path: P
         **{f"k{n}": 1 for n in (0, 1, 3, 4)},
         **{f"sealed-k{n}": 0 for n in (0, 1, 3, 4)},
     }
+
+
+def no_autocheckpoint(conn: sqlite3.Connection) -> None:
+    setup(conn)
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # only the background copies the WAL
+
+
+def in_database_file(path: Path, tmp: Path) -> dict[str, int]:
+    """What the database file alone holds, its WAL left out (a copy opened on its own)."""
+    copy = tmp / "file-only.db"
+    shutil.copyfile(path, copy)
+    with contextlib.closing(sqlite3.connect(copy)) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 't'").fetchone() is None:
+            return {}  # not even the table yet
+        return dict(db.execute("SELECT k, v FROM t").fetchall())
+
+
+async def test_the_checkpointer_copies_committed_work_beside_the_writer(tmp_path: Path) -> None:
+    """A PASSIVE checkpoint on a connection of its own copies what the writer committed into
+    the database file, the writer's own checkpoints off; it stops when told."""
+    path = tmp_path / "g.db"
+    w = GroupWriter(path, no_autocheckpoint, lambda entries: None)
+    await w.start()
+    checkpointer = WalCheckpointer(path, every_s=0.02)
+    try:
+        await asyncio.gather(*(w.transact(insert(f"k{n}", n)) for n in range(20)))
+        assert in_database_file(path, tmp_path) == {}  # in the WAL only, so far
+        checkpointer.start()
+        assert checkpointer.running
+
+        async def copied() -> bool:
+            return len(in_database_file(path, tmp_path)) == 20
+
+        await eventually(copied, timeout=10)
+        assert checkpointer.passes >= 1 and checkpointer.backfilled > 0
+        await w.transact(insert("later", 99))  # the writer goes on beside it
+        assert committed_rows(path)["later"] == 99
+    finally:
+        await checkpointer.stop()
+        await w.stop()
+    assert not checkpointer.running

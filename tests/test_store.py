@@ -733,7 +733,8 @@ async def test_the_writer_keeps_its_savepoints_in_memory_and_checkpoints_seldom(
 ) -> None:
     """The group commit's savepoints copy the pages the group shares into a sub-journal,
     which on disk cost a third of the writer's system calls; a checkpoint every 1,000 pages
-    copied the same pages again and again (see axis.store.sqlite)."""
+    copied the same pages again and again; the copying is done beside the writer, whose own
+    checkpoint is the WAL's backstop (see axis.store.sqlite)."""
     sqlite_only(backend)
     from axis.store.sqlite import WAL_AUTOCHECKPOINT_PAGES, SqliteStore
 
@@ -748,6 +749,10 @@ async def test_the_writer_keeps_its_savepoints_in_memory_and_checkpoints_seldom(
 
     assert await store._w.call(settings) == (2, WAL_AUTOCHECKPOINT_PAGES, 2)  # noqa: SLF001
     assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
+    checkpointer = store._checkpointer  # noqa: SLF001
+    assert checkpointer.running
+    await store.close()
+    assert not checkpointer.running
 
 
 # -- concurrency ----------------------------------------------------------------------------
