@@ -368,3 +368,16 @@ async def test_a_made_up_session_cookie_is_refused_not_an_error(hub: LiveHub, co
             hub.running.admin_url + "/v1/stats", headers={"Cookie": f"axis_session={cookie}"}
         ) as answer:
             assert answer.status == 403
+
+
+def test_the_connection_gates_are_watched_once() -> None:
+    """A second collector of the gates' metrics is refused, not exposed twice (a scrape with
+    clashing names fails in Prometheus)."""
+    from axis.http.sockets import ConnectionGate
+    from axis.web.metrics import HubMetrics
+
+    metrics = HubMetrics()
+    gates = {"node": ConnectionGate("node API", 10, 5)}
+    metrics.watch_connections(gates)
+    with pytest.raises(ValueError, match="Duplicated"):
+        metrics.watch_connections(gates)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +72,44 @@ async def test_the_trimmer_runs_until_stopped(monkeypatch: pytest.MonkeyPatch) -
     stop.set()
     await asyncio.wait_for(task, 1)
     assert len(calls) >= 3
+
+
+_TERMINATED = """
+import asyncio, pathlib, sys
+from axis.host import runtime
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        await asyncio.sleep(0.6)  # a clean-up that takes a while: the second SIGTERM lands in it
+        pathlib.Path(sys.argv[1]).write_text("cleaned up")
+
+runtime.run(main(), stop_on_sigterm=True)
+"""
+
+
+def test_sigterm_cancels_the_main_task_and_a_second_one_waits_for_its_clean_up(
+    tmp_path: Path,
+) -> None:
+    """``run(stop_on_sigterm=True)``: SIGTERM cancels the main coroutine as Ctrl-C would, its
+    ``finally`` runs to the end although a second SIGTERM arrives meanwhile, and the process
+    exits 143."""
+    done = tmp_path / "done"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED, str(done)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+    assert done.read_text() == "cleaned up"

@@ -749,10 +749,25 @@ async def test_the_writer_keeps_its_savepoints_in_memory_and_checkpoints_seldom(
 
     assert await store._w.call(settings) == (2, WAL_AUTOCHECKPOINT_PAGES, 2)  # noqa: SLF001
     assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
+    assert store._checkpointer is None  # noqa: SLF001 - only the serving hub's store has one
+
+
+async def test_the_serving_hubs_store_copies_the_wal_beside_its_writer(tmp_path: Path) -> None:
+    """The hub's own store runs the WAL checkpointer while open, and stops it on close (a
+    reopened store starts a new one)."""
+    from axis.store import open_store
+    from axis.store.sqlite import SqliteStore
+
+    store = open_store(str(tmp_path / "axis.db"), serving=True)
+    assert isinstance(store, SqliteStore)
     checkpointer = store._checkpointer  # noqa: SLF001
-    assert checkpointer.running
-    await store.close()
-    assert not checkpointer.running
+    assert checkpointer is not None
+    for _ in range(2):
+        await store.open()
+        assert checkpointer.running
+        await store.insert_package(package(1, recipients=(H41,)))
+        await store.close()
+        assert not checkpointer.running
 
 
 # -- concurrency ----------------------------------------------------------------------------

@@ -138,6 +138,8 @@ def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
 
             def stop() -> None:
                 nonlocal terminated
+                if terminated:  # a second SIGTERM must not cut the clean-up short
+                    return
                 terminated = True
                 task.cancel()
 
@@ -148,8 +150,11 @@ def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
                 loop.remove_signal_handler(signal.SIGTERM)
 
         try:
-            return runner.run(cancelled_by_sigterm())
+            result = runner.run(cancelled_by_sigterm())
         except asyncio.CancelledError:
             if terminated:
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
+        if terminated:  # the cancellation was swallowed on the way (asyncio.wait_for can)
+            raise SystemExit(128 + signal.SIGTERM)
+        return result

@@ -12,9 +12,11 @@ from pathlib import Path
 from axis.store.base import Store
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, serving: bool = False) -> Store:
     """A store for ``url``: ``postgresql://user@host/db`` (PostgreSQL, shared by several
-    workers), or ``sqlite:///path/axis.db`` or a plain path (SQLite, embedded)."""
+    workers), or ``sqlite:///path/axis.db`` or a plain path (SQLite, embedded). ``serving``:
+    the hub's own store, which copies SQLite's WAL beside its writer (a command that opens
+    the file for a moment, or beside a running hub, leaves that to the hub)."""
     if url.startswith(("postgresql://", "postgres://")):
         from axis.store.postgres import PostgresStore
 
@@ -22,7 +24,7 @@ def open_store(url: str) -> Store:
     from axis.store.sqlite import SqliteStore
 
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-    return SqliteStore(Path(path))
+    return SqliteStore(Path(path), background_checkpoint=serving)
 
 
 __all__ = ["Store", "open_store"]

@@ -136,10 +136,15 @@ class SqliteStore(SqlReads, SqlWrites):
 
     single_node = True  # one hub process (the serve lock) owns the file
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, background_checkpoint: bool = False) -> None:
+        """``background_checkpoint``: copy the WAL beside the writer (the serving hub's
+        store; see :class:`WalCheckpointer`). Left off elsewhere: a second process doing it
+        too would only add its copies and fsyncs to the hub's."""
         self.path = path
         self._writer: GroupWriter | None = None
-        self._checkpointer = WalCheckpointer(path, CHECKPOINT_EVERY_S)
+        self._checkpointer = (
+            WalCheckpointer(path, CHECKPOINT_EVERY_S) if background_checkpoint else None
+        )
         self._reader: SqliteThread | None = None
         self._inline: sqlite3.Connection | None = None
         self._observers = []
@@ -150,13 +155,15 @@ class SqliteStore(SqlReads, SqlWrites):
         try:
             await writer.start()  # first: it creates the schema
             await reader.start()
-            self._checkpointer.start()
+            if self._checkpointer is not None:
+                self._checkpointer.start()
             inline = sqlite3.connect(self.path, isolation_level=None)
             inline.execute("PRAGMA query_only=1")
             # WAL readers wait only in rare recovery cases; never hold the loop long for one.
             inline.execute("PRAGMA busy_timeout=1000")
         except (Unavailable, sqlite3.Error) as exc:
-            await self._checkpointer.stop()
+            if self._checkpointer is not None:
+                await self._checkpointer.stop()
             await writer.stop()
             await reader.stop()
             raise Unavailable(f"cannot open the database {self.path}: {exc}") from exc
@@ -164,7 +171,8 @@ class SqliteStore(SqlReads, SqlWrites):
 
     async def close(self) -> None:
         writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
-        await self._checkpointer.stop()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         if self._inline is not None:
             self._inline.close()
             self._inline = None

@@ -282,9 +282,10 @@ class WalCheckpointer:
     seconds, and most of the sends slower than 40 ms waited on it. A PASSIVE checkpoint on
     another connection copies what is committed without taking the writer's lock, so the
     writer goes on committing meanwhile. The writer's own checkpoint stays, seldom, as the
-    backstop that lets the WAL start again from its beginning (only a checkpoint that copies
-    every frame while nothing else is written can do that, and only the writer can be sure
-    nothing is); by then the background has copied nearly everything.
+    backstop that lets the WAL start again from its beginning (a write starts it again only
+    once every frame is copied, which a background pass rarely achieves while the writer keeps
+    writing: without the backstop the WAL grew to 500 MB in seconds); by then the background
+    has copied nearly everything.
 
     A pass that fails (a lock held for a moment, a full disk) is logged at most once a
     minute and tried again at the next tick: the backstop still bounds the WAL."""
@@ -299,9 +300,11 @@ class WalCheckpointer:
         self._warned_at = -60.0
 
     def start(self) -> None:
-        self._stop.clear()
+        # An event of its own for each thread: a stop that was cancelled while it waited for
+        # the old thread must still end that one.
+        self._stop = stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._serve, name="axis-sqlite-checkpointer", daemon=True
+            target=self._serve, args=(stop,), name="axis-sqlite-checkpointer", daemon=True
         )
         self._thread.start()
 
@@ -317,7 +320,7 @@ class WalCheckpointer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _serve(self) -> None:
+    def _serve(self, stop: threading.Event) -> None:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -326,7 +329,7 @@ class WalCheckpointer:
         try:
             # As the writer's: the copy is synced before the WAL may be written over.
             conn.execute("PRAGMA synchronous=FULL")
-            while not self._stop.wait(self.every_s):
+            while not stop.wait(self.every_s):
                 self.checkpoint(conn)
         finally:
             conn.close()

@@ -60,7 +60,7 @@ def build_hub(
         settings.signatures.verifier,
     )
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
-    store = open_store(data.database_url(db_url))
+    store = open_store(data.database_url(db_url), serving=True)
     return Hub(store, verifier, receipts, settings, clock=clock or utc_now)
 
 

@@ -135,14 +135,24 @@ class _GateCollector:
     def __init__(self, gates: dict[str, ConnectionGate]) -> None:
         self._gates = gates
 
+    def describe(self) -> Iterator[Family]:
+        """The families without samples: the registry refuses a second collector of the
+        same names instead of exposing every series twice."""
+        return self._families({})
+
     def collect(self) -> Iterator[Family]:
-        gates = self._gates.items()
+        return self._families(self._gates)
+
+    @staticmethod
+    def _families(gates_by_name: dict[str, ConnectionGate]) -> Iterator[Family]:
+        gates = gates_by_name.items()
         open_now = GaugeMetricFamily(
             "axis_connections_open", "Connections open now, by listener", labels=["listener"]
         )
         admitted = CounterMetricFamily(
             "axis_connections_opened",
-            "Connections let in (each a TLS handshake on a TLS listener), by listener",
+            "Connections let in, by listener (on a TLS listener each past its handshake;"
+            " the refused ones had one too)",
             labels=["listener"],
         )
         refused = CounterMetricFamily(
