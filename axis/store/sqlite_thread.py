@@ -293,8 +293,7 @@ class WalCheckpointer:
     def __init__(self, path: Path, every_s: float) -> None:
         self.path = path
         self.every_s = every_s
-        self.passes = 0  # checkpoints run
-        self.backfilled = 0  # the WAL's frames in the database file after the last one
+        self.backfilled = 0  # the WAL's frames in the database file after the last pass
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_at = -60.0
@@ -344,6 +343,5 @@ class WalCheckpointer:
                 self._warned_at = now
                 log.warning("a background WAL checkpoint failed (the next one tries): %s", exc)
             return
-        self.passes += 1
         if not busy:
             self.backfilled = backfilled
