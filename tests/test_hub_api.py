@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -106,6 +107,9 @@ async def test_a_status_is_looked_up_by_its_bytes_once_and_its_resend_answered_a
 async def test_inbox_pages_oldest_first(hub: LiveHub) -> None:
     sender, recipient = hub.client(G22), hub.client(H41)
     ids = [(await sender.send([H41], f"Văn bản số {n}", number=n)).answer["id"] for n in range(5)]
+    # Time-ordered ids (UUIDv7), so the indexes keyed by them grow at one end.
+    assert all(uuid.UUID(i).version == 7 and len(i) == 32 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
     first = await recipient.inbox(limit=2)
     assert [i["id"] for i in first["items"]] == ids[:2] and first["next"]
     assert [i["id"] for i in await recipient.inbox_all()] == ids
