@@ -105,6 +105,7 @@ class NodeClient:
         seed: int | None = None,
         meter: Meter | None = None,
         simulated_clock: Callable[[], datetime] | None = None,
+        check_built: bool = True,
     ) -> None:
         """``transport``: how requests reach the hub (default: HTTPS to ``hub_url``, or the
         profile's hub, with the agency's certificate). ``allow_sha1``: read packages that
@@ -113,8 +114,13 @@ class NodeClient:
         profile's ``dialect``); ``seed`` makes what the dialect draws (attachment UUIDs)
         repeatable. ``meter``: count the default transport's requests and connections.
         ``simulated_clock``: tell the hub what time it is in a simulation, with every request
-        (``Axis-Simulated-Time``: only the simulator's own hub listens to it)."""
+        (``Axis-Simulated-Time``: only the simulator's own hub listens to it).
+        ``check_built``: check each package it builds against the edXML schema before signing
+        it, so a bad value fails here, with its reason, rather than at the hub (the simulated
+        agencies leave it off: their hub checks every package it takes, and a refusal fails
+        the run)."""
         self.simulated_clock = simulated_clock
+        self.check_built = check_built
         self.dialect = dialect or DIALECTS[profile.dialect]
         self._rng = random.Random(seed)
         self.profile = profile
@@ -262,7 +268,7 @@ class NodeClient:
             business=business or Business(),
             attachments=self._numbered(files, attachments),
         )
-        return self._sign(formats.build_edoc(edoc))
+        return self._sign(formats.build_edoc(edoc, check=self.check_built))
 
     def build_status(self, edoc: Edoc, code: str, description: str | None = None) -> bytes:
         """A signed status package from this agency, a recipient of ``edoc``, answering its
@@ -293,7 +299,7 @@ class NodeClient:
             timestamp=datetime.now(VIETNAM).replace(tzinfo=None, microsecond=0),
             description=description,
         )
-        return self._sign(formats.build_status(notice))
+        return self._sign(formats.build_status(notice, check=self.check_built))
 
     def build_followup(
         self,
@@ -346,7 +352,9 @@ class NodeClient:
                 attachments=self._numbered(files, ()) if files else edoc.attachments,
             )
             business = Business(doc_type, edoc.document_id, reason, changes=changes)
-        return self._sign(formats.build_edoc(replace(followup, business=business)))
+        return self._sign(
+            formats.build_edoc(replace(followup, business=business), check=self.check_built)
+        )
 
     def _sign(self, tree: etree._Element) -> bytes:
         """Lay the tree out in this client's dialect, sign it, send it as the dialect does."""

@@ -13,6 +13,7 @@ import pytest
 
 from axis import errors
 from axis.core import formats, pki
+from axis.core.formats import Organ
 from axis.core.receipt import Receipt, ReceiptSigner
 from axis.core.signing import signing_cert_of
 from axis.errors import PROBLEM_PREFIX, AxisError, Unreachable
@@ -218,3 +219,21 @@ async def test_a_receipt_the_hub_did_not_sign_is_refused(profile: Profile) -> No
     node = NodeClient(profile, transport=MockTransport(lambda r: accepted(profile, b"other")))
     with pytest.raises(errors.InvalidSignature, match="another package"):
         await node.post_package(package)
+
+
+@pytest.mark.parametrize("check_built", [True, False])
+async def test_what_the_client_builds_is_checked_against_the_schema_unless_told_not_to(
+    profile: Profile, check_built: bool
+) -> None:
+    """A real agency's client checks its package before signing it; the simulated agencies
+    leave that to their hub, which checks every package it takes (and refuses this one)."""
+    node = NodeClient(profile, transport=MockTransport(lambda r: Response(500, b"")))
+    node.check_built = check_built
+    to = [Organ(H41, "UBND tỉnh Nghệ An")]
+    if check_built:
+        with pytest.raises(errors.SchemaViolation, match="Priority"):
+            node.build_edoc(to, "Khẩn", priority=7)
+        return
+    built = node.build_edoc(to, "Khẩn", priority=7)
+    with pytest.raises(errors.SchemaViolation, match="Priority"):
+        formats.validate(formats.load_xml(built))
