@@ -227,8 +227,9 @@ async def test_what_the_client_builds_is_checked_against_the_schema_unless_told_
 ) -> None:
     """A real agency's client checks its package before signing it; the simulated agencies
     leave that to their hub, which checks every package it takes (and refuses this one)."""
-    node = NodeClient(profile, transport=MockTransport(lambda r: Response(500, b"")))
-    node.check_built = check_built
+    node = NodeClient(
+        profile, transport=MockTransport(lambda r: Response(500, b"")), check_built=check_built
+    )
     to = [Organ(H41, "UBND tỉnh Nghệ An")]
     if check_built:
         with pytest.raises(errors.SchemaViolation, match="Priority"):

@@ -4,9 +4,10 @@ A package's id is a UUID version 7 (RFC 9562), written as 32 hexadecimal digits 
 version-4 ids before it: the first 48 bits are the Unix time in milliseconds, the other 74 (but
 the version and variant bits) random. Ids minted later sort later, so every index keyed by a
 package id (the packages' own, the deliveries', the log's) grows at its end, where the writer
-has the page already, instead of at a random page of a file that grows to gigabytes: on the
-national mix a random id cost each package, delivery and log entry a page read and a page
-written to the WAL. The random part keeps ids unguessable and unique across workers and hosts.
+has the page already, instead of at a random page of a file that grows to gigabytes (with
+random ids, on 20,000 documents of the national mix, the hub made a third more reads and an
+eighth more writes a document). The random part keeps ids unguessable and unique across
+workers and hosts.
 
 Pure: the caller gives the time and the random bytes.
 """
