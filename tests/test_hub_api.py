@@ -18,6 +18,7 @@ from axis.core.receipt import verify_receipt
 from axis.core.signing import Signer
 from axis.errors import AxisError
 from axis.store import open_store
+from axis.usecases import registration
 from nodes.client import NodeClient
 from tests.conftest import LiveHub
 from tests.helpers import assert_problem, counts, foreign_identity, self_signed_identity
@@ -80,28 +81,48 @@ async def test_resend_is_idempotent_and_conflicts_are_refused(hub: LiveHub) -> N
     assert counts(hub.data) == (1, 2)
 
 
-async def test_a_status_is_looked_up_by_its_bytes_once_and_its_resend_answered_alike(
+async def test_a_status_is_not_looked_up_before_it_is_stored_and_its_resend_answered_alike(
     hub: LiveHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender, recipient = hub.client(G22), hub.client(H41)
     sent = await sender.send([H41], "Giấy mời họp")
     store = hub.running.hub.store
-    keys: list[str] = []
-    by_key = store.find_by_key
+    looks: list[str] = []
+    by_key, by_bytes = store.find_by_key, store.find_by_sha256
 
-    async def spied(organ_id: str, key: str) -> object:
-        keys.append(key)
+    async def spied_key(organ_id: str, key: str) -> object:
+        looks.append(key)
         return await by_key(organ_id, key)
 
-    monkeypatch.setattr(store, "find_by_key", spied)
+    async def spied_bytes(organ_id: str, sha256: str) -> object:
+        looks.append(f"sha256:{sha256}")
+        return await by_bytes(organ_id, sha256)
+
+    monkeypatch.setattr(store, "find_by_key", spied_key)
+    monkeypatch.setattr(store, "find_by_sha256", spied_bytes)
     status = recipient.build_status(await recipient.edoc(sent.answer["id"]), "03")
     first = await recipient.post_package(status)
     again = await recipient.post_package(status)
     assert first.created and not again.created and again.answer == first.answer
-    # Its key is its bytes: the look by SHA-256 answered for both (an edoc's key is looked up).
-    assert keys == []
+    # Its key is its bytes: the store's unique key answered the resend; nothing was looked up.
+    assert looks == []
+    assert counts(hub.data) == (2, 2)
     await sender.send([H41], "Giấy mời họp (lần 2)")
-    assert len(keys) == 1 and keys[0].startswith("edoc:")
+    assert len(looks) == 1 and looks[0].startswith("edoc:")  # an edoc's key is looked up
+
+    # A resend that would be refused now (its sender's code closed since) is still the same
+    # package: the first answer, found by its bytes after the refusal.
+    await registration.close_code(store, H41, "000.00.00.H53")
+    looks.clear()
+    late = await recipient.post_package(status)
+    assert not late.created and late.answer == first.answer
+    assert looks == [f"sha256:{first.answer['sha256']}"]
+    fresh = recipient.build_status(await recipient.edoc(sent.answer["id"]), "05")
+    with pytest.raises(AxisError) as exc:
+        await recipient.post_package(fresh)  # not a resend: refused as it stands
+    assert_problem(exc, "not-allowed", 403)
+    assert "is closed" in str(exc.value)
+    assert counts(hub.data) == (3, 3)
 
 
 async def test_inbox_pages_oldest_first(hub: LiveHub) -> None:

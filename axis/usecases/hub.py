@@ -34,6 +34,7 @@ from axis.core.xmlsafe import ParseLimits
 from axis.errors import (
     AxisError,
     DuplicateConflict,
+    InputError,
     InvalidSignature,
     NotAllowed,
     RateLimited,
@@ -195,17 +196,30 @@ class Hub:
         Raises:
             InputError: any of the problems of SPEC §5; nothing is stored then.
         """
-        # The same bytes again are the same package: answered before paying to verify them.
+        # The same bytes again are the same package, answered with the first answer whatever
+        # changed since (a certificate replaced, the document recalled). A big package is
+        # looked up by its bytes before paying to verify it again. A small one is not: nearly
+        # every package is sent once, and the look cost a query a package on the request path
+        # (five a document). Its resend is answered by the store's unique key as it commits
+        # (Hub.admit), or, if it no longer passes, by the same look made after the refusal.
         sha256 = hashlib.sha256(body).hexdigest()
-        earlier = await self.store.find_by_sha256(agency.organ_id, sha256)
-        if earlier is not None:
-            return Accepted(json.loads(earlier.answer), created=False)
+        small = len(body) <= INLINE_VERIFY_BYTES
+        if not small:
+            earlier = await self.store.find_by_sha256(agency.organ_id, sha256)
+            if earlier is not None:
+                return Accepted(json.loads(earlier.answer), created=False)
         codes = await self.codes(agency)
-        if len(body) <= INLINE_VERIFY_BYTES:
-            package = self._verify(agency, codes, body)
-        else:
-            package = await self._verify_off_loop(agency, codes, body)
-        return await self.admit(agency, codes, package, body, sha256=sha256, bytes_seen=True)
+        try:
+            if small:
+                package = self._verify(agency, codes, body)
+            else:
+                package = await self._verify_off_loop(agency, codes, body)
+            return await self.admit(agency, codes, package, body, sha256=sha256, resends=True)
+        except InputError:
+            earlier = await self.store.find_by_sha256(agency.organ_id, sha256) if small else None
+            if earlier is None:
+                raise
+            return Accepted(json.loads(earlier.answer), created=False)
 
     async def _verify_off_loop(
         self, agency: Agency, codes: dict[str, str | None], body: bytes
@@ -239,24 +253,25 @@ class Hub:
         notes: str | None = None,
         tallies: tuple[tuple[str, str], ...] = (),
         sha256: str | None = None,
-        bytes_seen: bool = False,
+        resends: bool = False,
     ) -> Accepted:
         """Route and commit a package already read from ``body`` (and verified, or vouched
         for by the face that read it, which says how in ``notes``), sent by ``agency``.
         Every face comes through here: the rules of SPEC §5 are applied once. ``sha256``:
         the body's, when the caller has it already (a big body is hashed once);
-        ``bytes_seen``: the caller looked the sender's packages up by it just now and found
-        none, so a package keyed by its bytes alone (a status) is not looked up again.
+        ``resends``: the caller answers a resend of the same bytes that this call refuses
+        (:meth:`accept`), so a package keyed by its bytes alone (a status) is not looked up
+        before it is stored: the store's unique key finds a resend as it commits.
 
         Raises:
             InputError: any routing problem of SPEC §5, or a resend with other bytes.
         """
         sha256 = sha256 or hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
-        # A status's key is its bytes': after the caller's look by SHA-256 found nothing,
-        # this read could find nothing either (four of a document's five packages are
-        # statuses). A resend racing this one still meets the unique key in the store.
-        keyed_by_bytes = bytes_seen and key == _bytes_key(sha256)
+        # A status's key is its bytes': four of a document's five packages are statuses, and
+        # nearly all are sent once. Their resend meets the unique key in the store, which
+        # answers it with the first record (insert_package), as it does a resend racing this.
+        keyed_by_bytes = resends and key == _bytes_key(sha256)
         earlier = None if keyed_by_bytes else await self.store.find_by_key(agency.organ_id, key)
         if earlier is not None:
             if earlier.sha256 != sha256:
