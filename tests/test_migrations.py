@@ -98,6 +98,28 @@ async def test_postgres_gets_every_migration_once_even_opened_twice_at_once() ->
         assert [r[0] for r in rows] == list(range(1, LATEST + 1))
 
 
+async def test_postgres_stores_package_bodies_uncompressed() -> None:
+    """Schema 11: a body goes out of line as it is; pglz is not tried on it (packages are
+    base64 of compressed files, and the try cost CPU on every insert)."""
+    import asyncpg
+
+    from axis.store.postgres import PostgresStore
+
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+        conn = await asyncpg.connect(url)
+        try:
+            storage = await conn.fetchval(
+                "SELECT attstorage FROM pg_attribute"
+                " WHERE attrelid = 'packages'::regclass AND attname = 'body'"
+            )
+        finally:
+            await conn.close()
+        assert storage == b"e"  # EXTERNAL: out of line, never compressed
+
+
 async def test_a_log_written_before_schema_3_still_proves_the_certificates(
     tmp_path: Path,
 ) -> None:
