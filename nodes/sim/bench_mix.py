@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from axis.host import runtime
 from nodes.sim.bench import (
     cpu_s,
     floor,
@@ -229,6 +230,7 @@ async def bench_mix(
             meter=meter,
         ) as clients,
     ):
+        runtime.settle_heap()  # the agencies' set-up, out of every full collection's walk
         hub_settings = site.data.settings()
         assert site.pid is not None
         hub_pids = hub_processes(site.pid)

@@ -379,6 +379,7 @@ async def simulate(
             seed=seed,
             simulated_clock=clock,
         ) as clients:
+            runtime.settle_heap()  # the agencies' set-up, out of every full collection's walk
             model = TrafficModel(chosen, seed, attachment_kb)
             fault_plan = plan_faults(chosen, seed) if faults else None
             run = Simulation(
