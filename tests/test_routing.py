@@ -20,6 +20,7 @@ from axis.core.routing import (
     Party,
     Stored,
     answered_package,
+    deliveries_read,
     needs,
     route,
 )
@@ -298,6 +299,54 @@ def test_each_status_code_between_each_pair_of_parties(code: str, sender: str, t
     else:  # a party of it, addressing the wrong one
         with pytest.raises(NotAllowed):
             route(party, notice, Facts(CODES, {(G22, DOC): (stored,)}), Limits())
+
+
+def _outcome(sender: Party, package: f.Package, facts: Facts) -> object:
+    try:
+        return route(sender, package, facts, Limits())
+    except Exception as exc:  # noqa: BLE001 - compared, type and words
+        return type(exc), str(exc)
+
+
+# A broadcast's shapes: the original to many (some answered, one taken back), a recall and an
+# update to some of them, and the case where the status's sender received none of them.
+SHAPES = [
+    (Stored("p-original", S.NEW, {H41: "03", H10: None, H29: "05"}),),
+    (
+        Stored("p-update", S.UPDATE, {H41: None, H29: "15"}),
+        Stored("p-recall", S.RECALL, {H10: None, H41: "03"}, frozenset({H10})),
+        Stored("p-original", S.NEW, {H41: "13", H10: None, H29: None}, frozenset({H10})),
+    ),
+    (Stored("p-original", S.NEW, {H10: None, H29: None}),),
+]
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+@pytest.mark.parametrize(("code", "sender", "to"), CASES)
+def test_a_status_routes_alike_on_the_deliveries_it_reads_alone(
+    code: str, sender: str, to: str, shape: int
+) -> None:
+    """What the store is asked for a status (deliveries_read) is all routing reads: with
+    the other recipients' deliveries left out, the same decision or the same refusal."""
+    party = PARTIES[H10] if sender == "H10+" else PARTIES[sender]
+    notice = status(code, party.organ_id, to)
+    stored = SHAPES[shape]
+    only = deliveries_read(notice, party.organ_id, CODES)
+    assert only is not None and party.organ_id in only and len(only) <= 3
+    narrowed = tuple(
+        dataclasses.replace(
+            s,
+            deliveries={r: c for r, c in s.deliveries.items() if r in only},
+            taken_back=s.taken_back & only,
+        )
+        for s in stored
+    )
+    full = _outcome(party, notice, Facts(CODES, {(G22, DOC): stored}))
+    assert _outcome(party, notice, Facts(CODES, {(G22, DOC): narrowed})) == full
+
+
+def test_an_edoc_reads_every_delivery() -> None:
+    assert deliveries_read(edoc(), G22, CODES) is None
 
 
 def test_a_status_about_no_document_or_to_a_revoked_party_is_refused() -> None:

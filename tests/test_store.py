@@ -422,6 +422,17 @@ async def test_stored_edocs_is_what_routing_reads_of_a_document(store: Store) ->
     assert dict(stored[0].deliveries) == {H41: None} and not stored[0].taken_back
     assert await store.stored_edocs(G22, "99/CV-VPCP") == ()
     assert await store.stored_edocs(H10, doc) == ()
+    # Of some recipients only (what a status reads): every edoc still listed, even one none
+    # of them received, with their deliveries alone.
+    some = await store.stored_edocs(G22, doc, [T01, H10])
+    assert [s.package_id for s in some] == [recall.id, original.id]
+    assert dict(some[1].deliveries) == {H10: None, T01: None} and some[1].taken_back == {T01}
+    assert dict(some[0].deliveries) == {} and not some[0].taken_back
+    nobody = await store.stored_edocs(G22, doc, ())
+    assert [(s.package_id, dict(s.deliveries)) for s in nobody] == [
+        (recall.id, {}),
+        (original.id, {}),
+    ]
 
 
 async def test_find_by_key(store: Store) -> None:

@@ -89,7 +89,8 @@ class Named:
 @dataclass(frozen=True)
 class Stored:
     """One stored edoc of a document: the original, a recall, an update or a replacement,
-    with each recipient's delivery (OrganId → its last status code, or None)."""
+    with each recipient's delivery (OrganId → its last status code, or None): every
+    recipient's, or those :func:`deliveries_read` names for the package routed."""
 
     package_id: str
     business_type: BusinessDocType
@@ -225,6 +226,21 @@ def needs(package: Package) -> Needs:
     codes.update(_owner(d) for d in documents)
     named = frozenset((_owner(d), d) for d in documents)
     return Needs(frozenset(codes), named, recipients=bool(documents))
+
+
+def deliveries_read(
+    package: Package, sender: str, codes: Mapping[str, Named]
+) -> frozenset[str] | None:
+    """The recipients whose deliveries :func:`route` reads of the documents ``package`` names,
+    sent by the agency ``sender`` (its OrganId), given the ``codes`` of :func:`needs`; None for
+    every recipient. A status reads one delivery: its sender's (a recipient answering), or that
+    of the recipient it names (13, the document's sender asking), never those of the other
+    recipients (62 of them on a broadcast, for each of its statuses)."""
+    if not isinstance(package, StatusNotice):
+        return None
+    named = package.response_for.organ_id
+    party = codes.get(named, Named(None)).party
+    return frozenset({sender, named} | ({party.organ_id} if party else set()))
 
 
 def route(sender: Party, package: Package, facts: Facts, limits: Limits) -> Routed:

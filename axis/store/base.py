@@ -7,7 +7,7 @@ and any status update in one transaction, and that it is durable when the call r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -303,11 +303,13 @@ class Store(Protocol):
     async def find_document(self, sender: str, document_id: str) -> PackageRecord | None:
         """The sender's original edoc (BussinessDocType 0) with this DocumentId."""
 
-    async def stored_edocs(self, sender: str, document_id: str) -> tuple[Stored, ...]:
+    async def stored_edocs(
+        self, sender: str, document_id: str, recipients: Collection[str] | None = None
+    ) -> tuple[Stored, ...]:
         """Every edoc of the sender with this DocumentId (the original, its recalls, updates
         and replacements), newest first, as routing reads them: each one's id and
         BussinessDocType, its recipients' last status codes and those a recall took it back
-        from, in one read."""
+        from, in one read; of ``recipients`` only, if given (every edoc still listed)."""
 
     async def insert_package(self, package: NewPackage) -> tuple[PackageRecord, bool]:
         """Commit a package, its deliveries and its status update in one transaction.

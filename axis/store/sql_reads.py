@@ -12,7 +12,7 @@ which may take long enough that the loop must not wait for them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -208,13 +208,21 @@ class SqlReads:
         )
         return package_row(rows[0]) if rows else None
 
-    async def stored_edocs(self, sender: str, document_id: str) -> tuple[Stored, ...]:
+    async def stored_edocs(
+        self, sender: str, document_id: str, recipients: Collection[str] | None = None
+    ) -> tuple[Stored, ...]:
+        # The recipients in the join's condition, not the WHERE: an edoc none of them
+        # received is still listed (with no delivery), as routing needs to know it exists.
+        only = sorted(recipients) if recipients is not None else []
+        chosen = "" if recipients is None else f" AND d.recipient IN ({marks(only)})"
+        if recipients is not None and not only:
+            chosen = " AND 1 = 0"  # nobody's deliveries: the edocs alone
         rows = await self._lookup(
             "SELECT p.id, p.business_type, d.recipient, d.status_code, d.state"
-            " FROM packages p LEFT JOIN deliveries d ON d.package_id = p.id"
+            f" FROM packages p LEFT JOIN deliveries d ON d.package_id = p.id{chosen}"
             " WHERE p.sender = ? AND p.document_id = ? AND p.kind = ?"
             " ORDER BY p.seq DESC, d.recipient",
-            (sender, document_id, PackageKind.EDOC.value),
+            (*only, sender, document_id, PackageKind.EDOC.value),
         )
         return stored_rows(rows)
 

@@ -48,12 +48,13 @@ class Router:
         Raises the InputError that explains why the package cannot go anywhere."""
         need = rules.needs(package)
         named = {code: await self._named(code) for code in need.codes}
+        only = rules.deliveries_read(package, sender.organ_id, named)
         documents: dict[tuple[str, str], tuple[Stored, ...]] = {}
         for owner_code, document_id in need.documents:
             owner = named[owner_code].party
             if owner is not None:
-                documents[(owner.organ_id, document_id)] = await self._stored(
-                    owner.organ_id, document_id
+                documents[(owner.organ_id, document_id)] = await self.store.stored_edocs(
+                    owner.organ_id, document_id, only
                 )
         if need.recipients:  # a recall or an update goes to the document's recipients
             for stored in documents.values():
@@ -70,6 +71,3 @@ class Router:
             return Named(None)
         record, agency = found
         return Named(party_of(agency) if agency else None, record.successor)
-
-    async def _stored(self, sender: str, document_id: str) -> tuple[Stored, ...]:
-        return await self.store.stored_edocs(sender, document_id)
