@@ -101,7 +101,11 @@ def settle_heap() -> int:
     ms (the simulator, whose bookkeeping grows with the run), no more often (6,000
     documents, measured with gc.callbacks). What is set aside and later dropped is freed by
     its reference count as before; only a cycle among such objects would stay, and a process
-    makes those at startup once."""
+    makes those at startup once.
+
+    The simulator calls it (``axis simulate``, ``axis bench``); the hub does not, yet: with
+    it, a bench stopped by SIGTERM while its hub was starting hung in the test suite (three
+    runs of three), and the cause is not found."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
