@@ -214,8 +214,11 @@ class SqlReads:
         # The recipients in the join's condition, not the WHERE: an edoc none of them
         # received is still listed (with no delivery), as routing needs to know it exists.
         only = sorted(recipients) if recipients is not None else []
-        chosen = "" if recipients is None else f" AND d.recipient IN ({marks(only)})"
-        if recipients is not None and not only:
+        if recipients is None:
+            chosen = ""
+        elif only:
+            chosen = f" AND d.recipient IN ({marks(only)})"
+        else:
             chosen = " AND 1 = 0"  # nobody's deliveries: the edocs alone
         rows = await self._lookup(
             "SELECT p.id, p.business_type, d.recipient, d.status_code, d.state"
