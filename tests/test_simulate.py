@@ -314,6 +314,44 @@ async def test_the_drain_waits_while_the_run_moves_and_ends_when_it_stalls() -> 
     assert stalled.cancelled()
 
 
+async def test_a_stopped_run_stops_even_as_a_hint_of_new_work_comes() -> None:
+    """Cancelling a run (Ctrl-C, SIGTERM) ends it whatever its agencies are doing. A
+    receiver cancelled in the instant a hint of new work woke it read on for ever (Python
+    3.11's asyncio.wait_for returned the hint and dropped the cancellation), and the senders
+    went on sending after their run had stopped: `axis bench` stopped by SIGTERM hung."""
+    chosen = agencies_for("seed-2020", 3)
+    first = chosen[0].organ_id
+    async with own_hub(chosen, push=False) as site, clients_of(site, chosen) as clients:
+        run = Simulation(clients, TrafficModel(chosen, 1), 1000, concurrency=2, pace_per_s=2.0)
+        receiver = asyncio.create_task(run._receive(first))
+        try:
+            await asyncio.sleep(0.5)  # its first read found nothing: it waits for a hint
+            run._wake[first].set()
+            receiver.cancel()  # in the same instant
+            await asyncio.wait({receiver}, timeout=10)
+            assert receiver.cancelled()
+        finally:
+            receiver.cancel()
+
+        whole = asyncio.create_task(run.run())
+
+        async def sending() -> bool:
+            return run.tally.sent >= 2
+
+        try:
+            await eventually(sending)
+            for wake in run._wake.values():
+                wake.set()
+            whole.cancel()
+            await asyncio.wait({whole}, timeout=30)
+            assert whole.cancelled()
+            await asyncio.sleep(0)
+            # Nothing of the run goes on: no sender, no receiver, no answering.
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+        finally:
+            whole.cancel()
+
+
 REPO = Path(__file__).resolve().parent.parent
 PARENT = """
 import asyncio

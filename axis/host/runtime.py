@@ -110,7 +110,8 @@ async def trim_memory(stop: asyncio.Event, every_s: float = TRIM_EVERY_S) -> Non
     trim = malloc_trimmer()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), every_s)
+            async with asyncio.timeout(every_s):
+                await stop.wait()
         except TimeoutError:
             if trim is not None:
                 trim()
@@ -155,6 +156,6 @@ def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
             if terminated:
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
-        if terminated:  # the cancellation was swallowed on the way (asyncio.wait_for can)
+        if terminated:  # the cancellation was swallowed on the way (a library may do that)
             raise SystemExit(128 + signal.SIGTERM)
         return result

@@ -141,7 +141,8 @@ async def supervise(
                     n, running[n].pid, future.result(), pause,
                 )  # fmt: skip
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
+                    async with asyncio.timeout(pause):
+                        await stop.wait()
                 if not stop.is_set():
                     running[n] = await start(n)
     finally:
@@ -157,7 +158,8 @@ async def _stop_all(processes: list[asyncio.subprocess.Process], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     for process in processes:
         try:
-            await asyncio.wait_for(process.wait(), max(0.1, deadline - time.monotonic()))
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await process.wait()
         except TimeoutError:
             log.warning("worker pid %d did not stop in time; killing it", process.pid)
             with contextlib.suppress(ProcessLookupError):

@@ -229,9 +229,8 @@ class Hub:
         background (the parser's bounds keep that short)."""
         limit = self.settings.limits.verify_timeout_s
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self._verify, agency, codes, body), limit
-            )
+            async with asyncio.timeout(limit):
+                return await asyncio.to_thread(self._verify, agency, codes, body)
         except TimeoutError as exc:
             raise InvalidSignature(
                 f"verifying the package took longer than {limit:g} s: it is too costly to check"

@@ -71,7 +71,8 @@ class Checkpointer:
             last_seq = seq
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.interval_s))
+                async with asyncio.timeout(min(1.0, self.interval_s)):
+                    await stop.wait()
             except TimeoutError:
                 pass
             now = asyncio.get_running_loop().time()

@@ -212,7 +212,8 @@ class InFlight:
     async def idle(self, timeout_s: float) -> bool:
         """Wait until no request is being handled; False if ``timeout_s`` passed first."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

@@ -255,7 +255,8 @@ class Simulation:
             while (now := self._taken + self.tally.acknowledged + self.tally.statuses) != moved:
                 moved = now
                 try:
-                    await asyncio.wait_for(asyncio.shield(ended), self.drain_timeout_s)
+                    async with asyncio.timeout(self.drain_timeout_s):
+                        await asyncio.shield(ended)
                     return
                 except TimeoutError:
                     continue
@@ -276,13 +277,20 @@ class Simulation:
         workers = [asyncio.create_task(sender()) for _ in range(self.concurrency)]
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for i, planned in enumerate(self.model.documents(self.documents)):
-            if self.pace_per_s:
-                await asyncio.sleep(max(0.0, start + i / self.pace_per_s - loop.time()))
-            await queue.put(planned)
-        for _ in workers:
-            await queue.put(None)
-        await asyncio.gather(*workers)
+        try:
+            for i, planned in enumerate(self.model.documents(self.documents)):
+                if self.pace_per_s:
+                    await asyncio.sleep(max(0.0, start + i / self.pace_per_s - loop.time()))
+                await queue.put(planned)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            # Stopped on the way (cancelled, a sender failed): the senders stop with it. Left
+            # running they sent on, and woke receivers that were being stopped.
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _send(self, planned: PlannedDocument) -> None:
         with self.clock.at(planned.sent_at.replace(tzinfo=VIETNAM)):
@@ -406,7 +414,8 @@ class Simulation:
             if last:
                 return  # everything acknowledged and answered, and this read took the rest
             try:
-                await asyncio.wait_for(wake.wait(), POLL_S)
+                async with asyncio.timeout(POLL_S):
+                    await wake.wait()
             except TimeoutError:
                 continue
             if self.gather_s and not self._answered.is_set():

@@ -199,7 +199,8 @@ async def _serving(
         if process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), HUB_STOP_S)
+                async with asyncio.timeout(HUB_STOP_S):
+                    await process.wait()
             except TimeoutError:
                 process.kill()
                 await process.wait()
