@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("axis.serve")
@@ -46,7 +46,15 @@ class ConnectionGate:
     """Bounds the connections a listener holds: ``total`` in all, ``per_peer`` for one peer
     (an agency by its client certificate, else an address). A connection beyond either is
     closed as it opens, and that is logged (at most once a minute per listener, with the
-    count since): a thousand idle strangers made both listeners unreachable before."""
+    count since): a thousand idle strangers made both listeners unreachable before.
+
+    It also knows which connections hold a request, for a stopping hub (:meth:`drain`): from
+    the first byte of the request to its answer, not only while aiohttp runs its handler."""
+
+    #: At a stop, how long after opening a connection that has sent nothing yet is waited for:
+    #: its client connected to send a request, whose bytes may still be on their way (Go's
+    #: http.Server.Shutdown waits 5 s for such connections too). Older ones count as idle.
+    FIRST_REQUEST_S = 5.0
 
     def __init__(
         self, name: str, total: int, per_peer: int, requests_per_connection: int = 0
@@ -58,6 +66,9 @@ class ConnectionGate:
         self.admitted = 0  # connections let in since the start (each a TLS handshake)
         self.refused = 0
         self.recycled = 0  # connections closed because they had carried their share
+        self.connections: set[_Gated] = set()  # the admitted ones still open
+        self.holding = 0  # how many of them hold a request (see _Gated.holding)
+        self._settled: asyncio.Future[None] | None = None  # while drain waits for it
         self._logged_at = -math.inf
 
     def admit(self, peer: str) -> bool:
@@ -106,6 +117,51 @@ class ConnectionGate:
         n = self.requests_per_connection
         return random.randint((n + 1) // 2, n + n // 2) if n > 0 else 0
 
+    def hold(self, connection: _Gated) -> None:
+        connection.holding = True
+        self.holding += 1
+
+    def let_go(self, connection: _Gated) -> None:
+        connection.holding = False
+        self.holding -= 1
+        if not self.holding and self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """For a stopping hub, once its listener is closed: wait up to ``timeout_s`` until no
+        connection holds a request, then close the others (as aiohttp's shutdown would: no
+        request begins on them after). False if some still held one after ``timeout_s``.
+
+        A request counts from its first byte: aiohttp stops reading from every connection at
+        its shutdown, so a request whose bytes had arrived but whose handler had not begun
+        would hang there, its body cut off. The wait and the closing are one step, with no
+        await between them: a request that begins after the last check is never half-read.
+        A connection still to send its first request is waited for up to FIRST_REQUEST_S
+        after it opened."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            now = loop.time()
+            for connection in [c for c in self.connections if c.fresh]:
+                if now - connection.opened_at >= self.FIRST_REQUEST_S:
+                    connection.fresh = False  # it sent nothing: idle
+                    self.let_go(connection)
+            if not self.holding or now >= deadline:
+                break
+            fresh = (c.opened_at + self.FIRST_REQUEST_S for c in self.connections if c.fresh)
+            self._settled = loop.create_future()
+            try:
+                async with asyncio.timeout_at(min([deadline, *fresh])):
+                    await self._settled
+            except TimeoutError:
+                pass
+            finally:
+                self._settled = None
+        for connection in list(self.connections):
+            if not connection.holding:
+                connection.close()
+        return not self.holding
+
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """``factory``'s protocols, admitted through the gate (after the TLS handshake, where
         there is one: a client certificate names its agency then)."""
@@ -118,13 +174,22 @@ class ConnectionGate:
 
 class _Gated(asyncio.Protocol):
     """A protocol that asks the gate before the one it wraps sees the connection (aiohttp's
-    handler has __slots__: it is wrapped, not patched)."""
+    handler has __slots__: it is wrapped, not patched).
+
+    ``holding``: the connection holds a request, from its first byte (or, for one that came
+    in the same read as the one before, from its handler's start) until :func:`recycling`
+    has its answer; and a new connection until it sends something (``fresh``). The rest of
+    a body its handler did not read (``unread``: an early refusal) is no new request."""
 
     def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
         self.gate, self.inner = gate, inner
         self.peer: str | None = None
         self.answers = 0  # answered on this connection, and how many it may carry (drawn)
         self.share = gate.share()
+        self.transport: asyncio.BaseTransport | None = None
+        self.holding = self.fresh = False
+        self.opened_at = 0.0
+        self.unread: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_of(transport)
@@ -133,17 +198,46 @@ class _Gated(asyncio.Protocol):
             abort()  # at once: a refused connection holds no file a moment longer
             return
         self.peer = peer
+        self.transport = transport
+        self.gate.connections.add(self)
+        self.fresh, self.opened_at = True, asyncio.get_running_loop().time()
+        self.gate.hold(self)
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None:
             self.gate.release(self.peer)
+            self.gate.connections.discard(self)
+            if self.holding:
+                self.gate.let_go(self)
             self.peer = None
             self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is not None:
+            self.fresh = False
+            if not self.holding and (self.unread is None or self.unread.is_eof()):
+                self.unread = None
+                self.gate.hold(self)
             self.inner.data_received(data)
+
+    def answering(self) -> None:
+        """A request's handler begins (see ``holding``)."""
+        if not self.holding:
+            self.gate.hold(self)
+
+    def answered(self, body: StreamReader) -> None:
+        """Its handler has the answer (aiohttp sends it even once the connection closes)."""
+        self.unread = None if body.is_eof() else body
+        if self.holding:
+            self.gate.let_go(self)
+
+    def close(self) -> None:
+        """Take no further request; close once the answer in hand is sent."""
+        if isinstance(self.inner, web.RequestHandler):
+            self.inner.close()
+        elif self.transport is not None:
+            self.transport.close()
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.peer is not None else None
@@ -164,11 +258,24 @@ def recycling(gate: ConnectionGate) -> Middleware:
     connections for days holds, for each, the biggest upload it ever read: measured, its RSS
     crept up with the documents replayed long after the connections were all open. Closing a
     connection gives that back, as nginx's ``keepalive_requests`` does for the same reason; a
-    new one costs a TLS handshake per ``requests_per_connection`` requests."""
+    new one costs a TLS handshake per ``requests_per_connection`` requests.
+
+    It also tells the gate when a request's handler begins and ends (:meth:`ConnectionGate.
+    drain`): it comes first among a gated application's middlewares."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
+        transport = request.transport
+        connection = transport.get_protocol() if transport is not None else None
+        if not isinstance(connection, _Gated) or connection.peer is None:
+            connection = None  # not through a gate, or already lost
+        else:
+            connection.answering()
+        try:
+            response = await handler(request)
+        finally:
+            if connection is not None:
+                connection.answered(request.content)
         # A streamed answer has sent its headers: closing after it unannounced would race
         # the client's next request on the same connection. The next plain answer closes.
         if gate.served(request.transport) and not response.prepared:

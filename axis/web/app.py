@@ -99,7 +99,6 @@ def node_app(
     transport: PushTransport | None = None,
     hub_metrics: HubMetrics | None = None,
     checkpointer: Checkpointer | None = None,
-    in_flight: InFlight | None = None,
     sole_pusher: bool = False,
     clock: SimulatedClock | None = None,
     gate: ConnectionGate | None = None,
@@ -107,18 +106,16 @@ def node_app(
     """The node API application. Its cleanup contexts open and close the store and, given
     them, run the push delivery worker and the log checkpointer while the application runs.
     ``gate``: its listener's, whose connections are closed once they have carried their share
-    of requests (``requests_per_connection``).
+    of requests (``requests_per_connection``), and which a stopping hub drains.
 
     ``sole_pusher``: no other process pushes from this store (the caller holds the data
     folder's serve lock), so leases found at start are a dead hub's and are resumed at once.
     ``clock``: the hub runs on the simulation's clock, as each request says.
     """
     hub_metrics = hub_metrics or HubMetrics()
-    in_flight = in_flight or InFlight()
     app = web.Application(
         middlewares=[
             *([recycling(gate)] if gate else []),
-            in_flight.middleware,
             hub_metrics.middleware(),
             access_log,
             problem_middleware,
@@ -186,39 +183,6 @@ async def _background(
             await task
 
 
-class InFlight:
-    """Counts the node API requests being handled, so that a stopping hub can wait for them.
-
-    aiohttp's own shutdown stops reading from connections at once (its RequestHandler drops
-    data once it is closing), so an upload that is still arriving would be cut off: the hub
-    first stops listening and lets what it holds finish (:meth:`Running.drain`)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.count += 1
-        self._idle.clear()
-        try:
-            return await handler(request)
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self._idle.set()
-
-    async def idle(self, timeout_s: float) -> bool:
-        """Wait until no request is being handled; False if ``timeout_s`` passed first."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
-
-
 @dataclass(frozen=True)
 class Running:
     """A hub that is listening: where, and its Hub."""
@@ -227,15 +191,21 @@ class Running:
     node_port: int
     admin_port: int
     sites: tuple[web.BaseSite, ...] = ()
-    in_flight: InFlight | None = None
     vdxp_port: int | None = None  # the national axis's face, when enabled
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop listening (new connections are refused), then wait up to ``timeout_s`` for
-        the requests being handled to finish. False if some were still running."""
+        the requests the node API and the national face hold to be answered, and close
+        their other connections (:meth:`ConnectionGate.drain`). False if some were still
+        running.
+
+        aiohttp's own shutdown stops reading from connections at once (its RequestHandler
+        drops data once it is closing), so an upload that is still arriving would be cut
+        off: the hub first lets what it holds finish."""
         for site in self.sites:
             await site.stop()
-        return await self.in_flight.idle(timeout_s) if self.in_flight else True
+        gates = [site.gate for site in self.sites if isinstance(site, GatedSite)]
+        return all(await asyncio.gather(*(gate.drain(timeout_s) for gate in gates)))
 
     @property
     def url(self) -> str:
@@ -291,7 +261,6 @@ async def _running_hub(
         settings.log.checkpoint_every,
         settings.log.checkpoint_interval_s,
     )
-    in_flight = InFlight()
     limits = settings.limits
     node_gate = ConnectionGate(
         "node API",
@@ -307,7 +276,6 @@ async def _running_hub(
             transport,
             hub_metrics,
             checkpointer,
-            in_flight,
             sole_pusher=hub.store.single_node,
             clock=clock,
             gate=node_gate,
@@ -367,7 +335,6 @@ async def _running_hub(
                 node_sock.getsockname()[1],
                 admin_sock.getsockname()[1],
                 tuple(sites),
-                in_flight,
                 socks[2].getsockname()[1] if vdxp_runner is not None else None,
             )
     finally:
