@@ -127,7 +127,7 @@ def simulate(
                 scenario=scenario, documents=documents, agencies=agencies, seed=seed,
                 attachment_kb=attachment_kb, concurrency=concurrency, report_dir=report_dir,
                 progress=progress, on_ready=ready, faults=faults, hub_url=hub_url, data=data,
-                dialects=mix, vdxp_share=vdxp_share,
+                dialects=mix, vdxp_share=vdxp_share, settle=True,
             ),
             stop_on_sigterm=True,
         )  # fmt: skip
@@ -327,6 +327,7 @@ def _bench_mix(
                 db=db,
                 workers=workers,
                 progress=progress,
+                settle=True,
             ),
             stop_on_sigterm=True,
         )

@@ -368,6 +368,7 @@ async def serve_forever(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running_hub(data, settings, db_url, reuse_port, simulated_clock) as running:
+        runtime.settle_heap()  # what it loaded to serve is not walked by every full collection
         log.info(
             "axis hub listening: node API %s, operator API %s",
             running.url,

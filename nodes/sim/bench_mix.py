@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from axis.host import runtime
 from nodes.sim.bench import (
     cpu_s,
     floor,
@@ -208,10 +209,12 @@ async def bench_mix(
     db: str | None = None,
     workers: int = 1,
     progress: MixProgress | None = None,
+    settle: bool = False,
 ) -> MixResult:
     """The national mix through a real hub: ``documents`` at full rate, then half that rate
     for about PACED_S seconds (see the module doc). ``db``: an empty PostgreSQL database for
-    the hub instead of SQLite, served by ``workers`` processes."""
+    the hub instead of SQLite, served by ``workers`` processes. ``settle``: as for
+    :func:`nodes.sim.simulate.simulate` (``axis bench`` sets it)."""
     report = progress or (lambda stage, done, total: None)
     # Before anything else runs: the machine's speed now, in one process on a quiet machine.
     measured = await asyncio.to_thread(floor, FLOOR_PACKAGES, attachment_kb)
@@ -229,6 +232,8 @@ async def bench_mix(
             meter=meter,
         ) as clients,
     ):
+        if settle:  # the agencies' set-up, out of every full collection's walk
+            runtime.settle_heap()
         hub_settings = site.data.settings()
         assert site.pid is not None
         hub_pids = hub_processes(site.pid)

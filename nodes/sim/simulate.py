@@ -351,9 +351,13 @@ async def simulate(
     on_ready: Callable[[int], None] | None = None,
     dialects: Mapping[str, float] | None = None,
     vdxp_share: float = 0.0,
+    settle: bool = False,
 ) -> Outcome:
     """Run one simulation end to end (see the module doc). ``vdxp_share``: that share of
-    the agencies reach the hub through the national axis's own API (VNPT's SDK)."""
+    the agencies reach the hub through the national axis's own API (VNPT's SDK).
+    ``settle``: this process is the simulator's own (``axis simulate``), so what it sets up
+    is set aside from the garbage collector (:func:`axis.host.runtime.settle_heap`); never
+    in a process that goes on to do other things (a test run)."""
     chosen = agencies_for(scenario, agencies)
     if hub_url is not None and data is None:
         raise ValueError("--hub needs --data: the data folder of the hub it drives")
@@ -380,6 +384,8 @@ async def simulate(
             seed=seed,
             simulated_clock=clock,
         ) as clients:
+            if settle:  # the agencies' set-up, out of every full collection's walk
+                runtime.settle_heap()
             model = TrafficModel(chosen, seed, attachment_kb)
             fault_plan = plan_faults(chosen, seed) if faults else None
             run = Simulation(
