@@ -41,19 +41,11 @@ async def test_sigterm_finishes_an_upload_in_flight_then_exits(tmp_path: Path) -
         await go_on.wait()  # the hub gets SIGTERM while it holds half the body
         yield package[half:]
 
-    async def stopped_listening() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http:
-                await http.get(f"http://127.0.0.1:{admin_port}/healthz")
-        except aiohttp.ClientConnectionError:
-            return True
-        return False
-
     with serving(data, port, admin_port) as hub:
         upload = asyncio.create_task(sender.post_package(slow_body()))
         await asyncio.wait_for(half_sent.wait(), 20)
         hub.send_signal(signal.SIGTERM)
-        await eventually(stopped_listening)  # it took the signal: no new connections
+        await eventually(lambda: _stopped_listening(admin_port))  # it took the signal
         assert hub.poll() is None, "the hub left with an upload in flight"
         go_on.set()
         sent = await asyncio.wait_for(upload, 20)
