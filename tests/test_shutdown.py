@@ -145,3 +145,41 @@ async def test_sigterm_waits_for_a_new_connection_to_send_its_request(tmp_path: 
     """A connection that has just opened is for a request, whose bytes may still be on their
     way when the signal comes: the hub waits for it (a while: FIRST_REQUEST_S)."""
     await _upload_across_a_sigterm(tmp_path, first_request=False)
+
+
+async def test_a_request_still_running_after_the_shutdown_timeout_is_cut_off(
+    tmp_path: Path,
+) -> None:
+    """shutdown_timeout_s bounds the stop: an upload that stalls halfway is cut off once it
+    has passed, and the hub exits. aiohttp's own shutdown gave such a request 60 s more (the
+    body's idle timeout, 30 s, ended it first)."""
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    init_data(data, port)
+    toml = data / "axis.toml"
+    written = toml.read_text()
+    assert "shutdown_timeout_s = 30.0 " in written
+    toml.write_text(written.replace("shutdown_timeout_s = 30.0 ", "shutdown_timeout_s = 1.0 "))
+    cli("axis", "agency", "add", G22, "--name", G22, "--data", data)
+    profile = Profile.load(DataDir(data).profile(G22))
+    ctx = ssl.create_default_context(cafile=str(profile.ca))
+    ctx.load_cert_chain(profile.cert, profile.key)
+    with serving(data, port, admin_port) as hub:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+        )
+        try:
+            writer.write(
+                b"POST /v1/packages HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/xml\r\nContent-Length: 4000\r\n\r\n<edXML"
+            )
+            await writer.drain()  # and nothing more: the body stalls
+            await asyncio.sleep(1.0)  # its handler is reading it
+            hub.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(hub.wait, 15)  # 1 s, the cut-off, the exit
+            assert code == 0
+        finally:
+            writer.close()
+    log = (data / "serve.log").read_text()
+    assert "requests still running after 1 s are cut off" in log, log[-2000:]
+    assert "Axis hub stopped." in log

@@ -43,6 +43,8 @@ from axis.web.push_client import HttpsPushTransport
 from axis.web.vdxp_api import vdxp_app
 
 log = logging.getLogger("axis.serve")
+# After the drain: how long aiohttp's shutdown waits for a request before cutting it off.
+CUT_OFF_S = 1.0
 
 
 def build_hub(
@@ -270,6 +272,8 @@ async def _running_hub(
     )
     # keepalive_timeout also closes a connection that never completes a request (aiohttp
     # starts the timer when it connects): slow or half-sent headers do not hold a slot.
+    # What still runs once Running.drain has waited shutdown_timeout_s is cut off: aiohttp's
+    # own shutdown would give each such request 60 s more, then 60 s for its cancellation.
     node_runner = web.AppRunner(
         node_app(
             hub,
@@ -282,9 +286,12 @@ async def _running_hub(
         ),
         access_log=None,
         keepalive_timeout=settings.limits.idle_timeout_s,
+        shutdown_timeout=CUT_OFF_S,
     )
     admin_runner = web.AppRunner(
-        admin_app(hub, data.admin_token.read_text().strip(), hub_metrics), access_log=None
+        admin_app(hub, data.admin_token.read_text().strip(), hub_metrics),
+        access_log=None,
+        shutdown_timeout=CUT_OFF_S,
     )
     face = settings.vdxp
     vdxp_runner = None
@@ -302,6 +309,7 @@ async def _running_hub(
             vdxp_app(national, hub_metrics, face.path_prefix, vdxp_gate),
             access_log=None,
             keepalive_timeout=settings.limits.idle_timeout_s,
+            shutdown_timeout=CUT_OFF_S,
         )
     # Ports first: a hub that cannot listen must fail before its push worker claims anything.
     socks = [bind(settings.hub.host, settings.hub.port, reuse_port)]
