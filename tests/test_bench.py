@@ -154,6 +154,8 @@ def test_a_bench_stopped_with_sigterm_leaves_nothing_behind(tmp_path: Path) -> N
         if bench_run.poll() is None:
             bench_run.kill()
             bench_run.wait()
+        if bench_run.stderr is not None:  # left open when communicate() timed out: a
+            bench_run.stderr.close()  # ResourceWarning that failed whichever test came next
     assert bench_run.returncode == 128 + signal.SIGTERM, stderr
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ProcessLookupError):  # gone, not merely orphaned
