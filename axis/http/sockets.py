@@ -96,18 +96,17 @@ class ConnectionGate:
         else:
             self.by_peer.pop(peer, None)
 
-    def served(self, transport: asyncio.BaseTransport | None) -> bool:
-        """Count one answer on the connection of ``transport`` (``request.transport``); True
-        once the connection has carried its share (see :func:`recycling`). The count lives on
-        the connection's own protocol, so it goes with it; a connection already lost (its
+    def served(self, connection: _Gated | None) -> bool:
+        """Count one answer on ``connection`` (a request's, :func:`_gated`); True once the
+        connection has carried its share (see :func:`recycling`). The count lives on the
+        connection's own protocol, so it goes with it; a connection already lost (its
         handler finished after the client left) is not counted.
 
         Each connection's share is drawn between half and one and a half times
         ``requests_per_connection`` (the same on average): the connections an agency opens
         together, all of them at a hub's start, would otherwise all close together and
         come back in one wave of TLS handshakes."""
-        connection = transport.get_protocol() if transport is not None else None
-        if not isinstance(connection, _Gated) or connection.peer is None or not connection.share:
+        if connection is None or connection.peer is None or not connection.share:
             return False
         connection.answers += 1
         return connection.answers >= connection.share
@@ -265,11 +264,8 @@ def recycling(gate: ConnectionGate) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        transport = request.transport
-        connection = transport.get_protocol() if transport is not None else None
-        if not isinstance(connection, _Gated) or connection.peer is None:
-            connection = None  # not through a gate, or already lost
-        else:
+        connection = _gated(request.transport)
+        if connection is not None:
             connection.answering()
         try:
             response = await handler(request)
@@ -278,12 +274,19 @@ def recycling(gate: ConnectionGate) -> Middleware:
                 connection.answered(request.content)
         # A streamed answer has sent its headers: closing after it unannounced would race
         # the client's next request on the same connection. The next plain answer closes.
-        if gate.served(request.transport) and not response.prepared:
+        if gate.served(connection) and not response.prepared:
             response.force_close()
             gate.recycled += 1
         return response
 
     return middleware
+
+
+def _gated(transport: asyncio.BaseTransport | None) -> _Gated | None:
+    """The gated connection a request came on (``request.transport``); None if it did not
+    come through a gate, or the connection is already lost."""
+    connection = transport.get_protocol() if transport is not None else None
+    return connection if isinstance(connection, _Gated) and connection.peer is not None else None
 
 
 def peer_of(transport: asyncio.BaseTransport) -> str:
