@@ -1222,6 +1222,143 @@ async def test_the_chainer_stops_when_asked_just_as_a_pass_is_asked_for(turns: i
     assert passes <= 1
 
 
+async def test_a_shared_read_answers_each_call_with_a_read_begun_after_it() -> None:
+    """Calls made while a read is in flight are not answered by it (it began before them:
+    a change committed just before such a call could be missing): they share the next."""
+    from axis.store.postgres import SharedRead
+
+    reads = 0
+    release: list[asyncio.Event] = []
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        began = reads
+        release.append(asyncio.Event())
+        await release[-1].wait()
+        return began
+
+    shared = SharedRead(read)
+    first = asyncio.create_task(shared())
+    await eventually(lambda: _true(len(release) == 1))
+    later = [asyncio.create_task(shared()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert reads == 1  # the later calls wait for the next read, not a read each
+    release[0].set()
+    assert await first == 1
+    await eventually(lambda: _true(len(release) == 2))
+    release[1].set()
+    assert await asyncio.gather(*later) == [2, 2, 2]
+    assert reads == 2
+    await shared.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_shared_read_gives_its_failure_to_its_callers_and_outlives_a_cancelled_one() -> (
+    None
+):
+    from axis.store.postgres import SharedRead
+
+    outcomes: list[Any] = [Unavailable("the database is down"), 7]
+    gate = asyncio.Event()
+
+    async def read() -> int:
+        await gate.wait()
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return int(outcome)
+
+    shared = SharedRead(read)
+    failing = [asyncio.create_task(shared()) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    for call in failing:
+        with pytest.raises(Unavailable):
+            await call
+    gate.clear()
+    gone, waiting = asyncio.create_task(shared()), asyncio.create_task(shared())
+    await asyncio.sleep(0.01)
+    gone.cancel()  # the caller goes: the read it asked for goes on for the other
+    gate.set()
+    assert await asyncio.wait_for(waiting, 5) == 7
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    gate.clear()
+    stopped = asyncio.create_task(shared())
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(shared.close(), 5)  # a store closing: the read in flight ends
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stopped, 5)
+
+
+async def test_a_write_sends_what_it_need_not_wait_for_together(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a write's statements that have no answer (a status on the delivery it
+    answers, the deliveries of a new package, the moves of a batch, the log and counters)
+    go to the server together, as one statement: round trips are what a worker spends most
+    on. What they write is what separate statements wrote (the other tests of this file)."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite runs its statements in process: there is no round trip to save")
+    from axis.store import postgres
+
+    sent: list[str] = []
+
+    class Counted(postgres._Connection):  # noqa: SLF001 - the pool's connections, counted
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_query_logger(lambda q: sent.append(q.query))
+
+    monkeypatch.setattr(postgres, "_Connection", Counted)
+    monkeypatch.setattr(postgres, "CHAIN_TICK_S", 3600.0)  # no pass of the chainer meanwhile
+    store = backend.open()
+    await store.open()
+    try:
+        store._chainer.delay_s = 3600.0  # type: ignore[attr-defined]  # noqa: SLF001
+        edoc = package(1, recipients=(H41, H10))
+        await store.insert_package(edoc)
+
+        def status(n: int, code: str) -> NewPackage:
+            return package(
+                n,
+                kind=PackageKind.STATUS,
+                sender=H41,
+                recipients=(G22,),
+                document_id=edoc.document_id,
+                key=f"status|{code}",
+                status_update=StatusUpdate(edoc.id, H41, code),
+            )
+
+        sent.clear()
+        await store.insert_package(status(2, "03"))
+        assert [q.split()[0] for q in sent] == ["BEGIN;", "INSERT", "WITH", "COMMIT;"], sent
+        sent.clear()
+        await store.insert_package(status(3, "01"))  # 01 acknowledges
+        assert [q.split()[0] for q in sent] == [
+            "BEGIN;", "INSERT", "WITH", "SELECT", "WITH", "COMMIT;"
+        ], sent  # fmt: skip
+        by_recipient = {d.recipient: d for d in await store.deliveries(edoc.id)}
+        assert (by_recipient[H41].status_code, by_recipient[H41].state) == ("01", S.ACKNOWLEDGED)
+        assert [p.id for p in await store.inbox(G22, 0, 10)] == ["pkg-0002", "pkg-0003"]
+    finally:
+        await store.close()
+
+
+async def test_a_key_taken_by_a_write_held_to_the_end_rolls_back_all_of_it(store: Store) -> None:
+    """A unique key broken by a statement sent with the log at the end of a write (a
+    package's deliveries) is a conflict like any other, and nothing of the write stays."""
+    with pytest.raises(DuplicateConflict):
+        await store.insert_package(package(1, recipients=(H41, H41)))
+    assert await store.find_by_key(G22, "1/CV-VPCP|0") is None
+    assert await store.inbox(H41, 0, 10) == []
+    await store.insert_package(package(1, recipients=(H41,)))  # the key is free
+    assert [p.id for p in await store.inbox(H41, 0, 10)] == ["pkg-0001"]
+
+
 async def test_the_chainer_keeps_the_pending_tables_small(backend: Backend) -> None:
     """Every pending row is deleted moments after its insert: without a vacuum the tables
     keep every dead row, and each pass scans them all again. The CI's server runs with

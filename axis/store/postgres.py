@@ -56,7 +56,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -78,6 +78,7 @@ from axis.store.writes import (
     Serialize,
     SqlWrites,
     Step,
+    Write,
 )
 
 T = TypeVar("T")
@@ -107,15 +108,17 @@ _ANALYZE = "ANALYZE (SKIP_LOCKED) packages, deliveries"
 ANALYZE_AFTER = 5000
 
 _DRAFT_COLUMNS = "at, event, organ_id, package_id, detail, sha256, cert_sha256"
-# What a change logged and counted, appended in one statement at its end (arrays, one per
-# column; WITH ORDINALITY keeps the entries' order, which the chain follows).
-_APPEND_PENDING = (
-    f"WITH logged AS (INSERT INTO log_pending ({_DRAFT_COLUMNS})"
-    f" SELECT {_DRAFT_COLUMNS} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-    f" $5::text[], $6::text[], $7::text[]) WITH ORDINALITY"
-    f" AS u({_DRAFT_COLUMNS}, nth) ORDER BY nth)"
-    " INSERT INTO daily_pending (day, metric, key, n)"
-    " SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::bigint[])"
+# What a change logged and counted, appended at its end with the writes it held (arrays, one
+# per column; WITH ORDINALITY keeps the entries' order, which the chain follows).
+_LOG_PENDING = (
+    f"INSERT INTO log_pending ({_DRAFT_COLUMNS})"
+    f" SELECT {_DRAFT_COLUMNS} FROM unnest(?::text[], ?::text[], ?::text[], ?::text[],"
+    f" ?::text[], ?::text[], ?::text[]) WITH ORDINALITY"
+    f" AS u({_DRAFT_COLUMNS}, nth) ORDER BY nth"
+)
+_DAILY_PENDING = (
+    "INSERT INTO daily_pending (day, metric, key, n)"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::bigint[])"
 )
 # One statement of a chainer's pass, run once it holds CHAIN_LOCK (so its snapshot holds
 # everything committed before): every pending increment summed into daily, the oldest
@@ -169,9 +172,19 @@ def pg(sql: str) -> str:
 
 @functools.cache
 def _insert_many(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
-    """An INSERT of many rows in one statement: one array a column."""
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    """An INSERT of many rows in one statement: one array a column (``?`` placeholders)."""
+    arrays = ", ".join(f"?::{t}[]" for t in types)
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+
+
+def _together(statements: list[str]) -> str:
+    """Several data-changing statements as one: all but the last in a WITH clause, each
+    its own part (they run on one snapshot; see :class:`axis.store.writes.Write`)."""
+    *first, last = statements
+    if not first:
+        return last
+    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
+    return f"WITH {parts} {last}"
 
 
 def _count(status: str) -> int:
@@ -181,13 +194,20 @@ def _count(status: str) -> int:
 
 @dataclass
 class PgTx:
-    """One open write transaction: its connection, and the log entries and counter
-    increments its step wrote, kept to be appended at its end in one statement each."""
+    """One open write transaction: its connection, the writes its step let it hold, and the
+    log entries and counter increments the step wrote, appended at its end.
+
+    Held writes (:class:`~axis.store.writes.Write`, :class:`~axis.store.writes.InsertMany`)
+    go to the server together, as one statement, before the next operation that has an
+    answer or runs alone, or at the end with the log entries and counters: a status package
+    took six round trips (BEGIN, its row, its deliveries, the status on the delivery it
+    answers, the log, COMMIT), it now takes four."""
 
     conn: asyncpg.Connection
     drafts: list[Draft] = field(default_factory=list)
     bumps: list[counters.Bump] = field(default_factory=list)
     directory: bool = False  # a change to the directory (it serialized)
+    held: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # ``?`` SQL, args
 
     async def execute(self, op: Op) -> Any:
         """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
@@ -199,6 +219,22 @@ class PgTx:
 
     async def _execute(self, op: Op) -> Any:
         match op:
+            case Write(sql, args):
+                self.held.append((sql, args))
+                return None
+            case InsertMany(table, columns, types, rows):
+                if rows:
+                    arrays = tuple(map(list, zip(*rows, strict=True)))
+                    self.held.append((_insert_many(table, columns, types), arrays))
+                return None
+            case Append(draft):
+                self.drafts.append(draft)
+                return None
+            case Counted(bumps):
+                self.bumps.extend(bumps)
+                return None
+        await self._run_held()
+        match op:
             case Serialize():
                 await self.conn.execute("SELECT pg_advisory_xact_lock($1)", DIRECTORY_LOCK)
                 self.directory = True
@@ -209,31 +245,38 @@ class PgTx:
                 return _count(await self.conn.execute(pg(sql), *args))
             case CommandMany(sql, rows):
                 await self.conn.executemany(pg(sql), rows)
-            case InsertMany(table, columns, types, rows):
-                if rows:
-                    await self.conn.execute(
-                        _insert_many(table, columns, types), *map(list, zip(*rows, strict=True))
-                    )
-            case Append(draft):
-                self.drafts.append(draft)
-            case Counted(bumps):
-                self.bumps.extend(bumps)
             case _:
                 raise TypeError(f"not an operation of a write step: {op!r}")
         return None
 
+    async def _run_held(self) -> None:
+        """Send the held writes, together."""
+        if self.held:
+            await self._run_together(self.held)
+            self.held = []
+
+    async def _run_together(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        sql = _together([s for s, _ in statements])
+        await self.conn.execute(pg(sql), *(arg for _, args in statements for arg in args))
+
     async def finish(self) -> None:
-        """Append what the step logged and counted, unchained, before the commit."""
-        if not self.logged:
-            return
-        drafts = [
-            (d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256)
-            for d in self.drafts
-        ]
+        """Send the held writes, and append what the step logged and counted, unchained,
+        with them, before the commit."""
+        statements, self.held = self.held, []
+        if self.drafts:
+            drafts = [
+                (d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256)
+                for d in self.drafts
+            ]
+            statements.append((_LOG_PENDING, tuple(map(list, zip(*drafts, strict=True)))))
         bumps = counters.summed(self.bumps)
-        columns = [list(c) for c in zip(*drafts, strict=True)] if drafts else [[]] * 7
-        counted = [list(c) for c in zip(*bumps, strict=True)] if bumps else [[]] * 4
-        await self.conn.execute(_APPEND_PENDING, *columns, *counted)
+        if bumps:
+            statements.append((_DAILY_PENDING, tuple(map(list, zip(*bumps, strict=True)))))
+        if statements:
+            try:
+                await self._run_together(statements)
+            except asyncpg.UniqueViolationError as exc:
+                raise KeyTaken(f"already stored: {exc}") from exc
 
     @property
     def logged(self) -> bool:
@@ -333,6 +376,54 @@ class Chainer:
                 waiter.set_result(None)
 
 
+class SharedRead(Generic[T]):
+    """A read that concurrent callers share, each answered by a read that *began after its
+    call*: what a call would have read alone, or newer. While one read is in flight, the
+    calls that come wait for the next, which begins when it ends and answers them all. So a
+    read asked for by every request costs at most one round trip in flight at a time, not
+    one a request, and no call is answered from before it was made."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._next: asyncio.Future[T] | None = None  # the read not begun yet, and its callers
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self) -> T:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            # Its outcome is taken even if every caller has gone (no "never retrieved").
+            self._next.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if self._task is None:
+                self._task = asyncio.create_task(self._run(), name="axis-shared-read")
+        # Shielded: a caller cancelled does not cancel the read the others wait for.
+        return await asyncio.shield(self._next)
+
+    async def _run(self) -> None:
+        try:
+            while self._next is not None:
+                answer, self._next = self._next, None
+                try:
+                    answer.set_result(await self._read())
+                except asyncio.CancelledError:
+                    answer.cancel()
+                    raise
+                except Exception as exc:  # every caller of this read gets it
+                    answer.set_exception(exc)
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop the read in flight (its callers get CancelledError)."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+
+
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection released as it is: no reset query. asyncpg's default (unlock all
     advisory locks, close cursors, unlisten, reset settings) costs a round trip on every
@@ -358,6 +449,8 @@ class PostgresStore(SqlReads, SqlWrites):
             "axis_pg_snapshot", default=None
         )
         self._chainer = Chainer(self.chain_pending, self._tidy)
+        # Every request asks (Directory.refresh): 7.9 round trips a document on the national mix.
+        self._directory_changes = SharedRead(functools.partial(SqlReads.directory_changes, self))
         self.vacuum_after = VACUUM_AFTER
         self._since_vacuum = 0
         self.analyze_after = ANALYZE_AFTER  # doubles after each ANALYZE
@@ -414,6 +507,7 @@ class PostgresStore(SqlReads, SqlWrites):
 
     async def close(self) -> None:
         await self._chainer.stop()
+        await self._directory_changes.close()
         # What this worker's last changes wrote is chained before it goes (its observers
         # hear of it), not left for whichever worker opens next.
         if self._pool is not None:
@@ -457,6 +551,13 @@ class PostgresStore(SqlReads, SqlWrites):
         return [tuple(r) for r in rows]
 
     _lookup = _read
+
+    async def directory_changes(self) -> int:
+        """The count of changes to the directory, read once for every caller waiting (a
+        :class:`SharedRead`): as fresh as a read of its own, at far fewer round trips."""
+        if self._snapshot.get() is not None:  # a snapshot reads on its own connection
+            return await super().directory_changes()
+        return await self._directory_changes()
 
     async def _write(self, step: Step[T]) -> T:
         """Run a write step in one committed transaction and have its log entries chained

@@ -38,6 +38,7 @@ from axis.store.writes import (
     Serialize,
     SqlWrites,
     Step,
+    Write,
 )
 
 T = TypeVar("T")
@@ -96,6 +97,8 @@ def _execute(tx: WriteTx, op: Op) -> Any:
                 return tx.conn.execute(sql, args).fetchall()
             case Command(sql, args):
                 return tx.conn.execute(sql, args).rowcount
+            case Write(sql, args):
+                tx.conn.execute(sql, args)  # in process: nothing to gain by holding it
             case CommandMany(sql, rows):
                 tx.conn.executemany(sql, rows)
             case InsertMany(table, columns, _, rows):

@@ -6,6 +6,8 @@ sent each answer back:
 - :class:`Query`: the rows of a statement (a list of tuples);
 - :class:`Command`: how many rows a statement changed;
 - :class:`CommandMany`: one statement for many rows (no answer);
+- :class:`Write`: a statement whose answer the step does not need, which a driver may hold
+  and run with the writes after it (no answer);
 - :class:`InsertMany`: many rows into one table (no answer): SQLite inserts them one by one,
   PostgreSQL in one statement, a column an array (``unnest``);
 - :data:`SERIALIZE`: yielded first by every change to the directory (agencies, their codes,
@@ -105,6 +107,23 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Write:
+    """A statement whose answer the step does not need. A driver may hold it, with the
+    :class:`InsertMany` and ``Write`` operations that follow it, and run them together (in
+    one statement on PostgreSQL, with the step's log entries and counters at its end): one
+    round trip where each cost one (about two a status package on the national mix).
+
+    So the writes held together must not depend on each other: the parts of one statement
+    see the same snapshot (one does not see another's rows), and a row changed by two of them
+    keeps only one change. They run before any operation that has an answer (:class:`Query`,
+    :class:`Command`) or runs alone (:class:`CommandMany`, :data:`SERIALIZE`), which therefore
+    sees them."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class CommandMany:
     """One statement run for each of ``rows``."""
 
@@ -117,7 +136,8 @@ class InsertMany:
     """``rows`` into the ``columns`` of ``table``. ``pg_types`` are the columns' types on
     PostgreSQL, whose driver sends the rows as one array a column in one statement: one
     statement planned and run, where a statement a row cost each recipient of a package
-    its own (9.2 a document on the national mix)."""
+    its own (9.2 a document on the national mix). It may be held with the writes around it,
+    as a :class:`Write` is."""
 
     table: str
     columns: tuple[str, ...]
@@ -156,7 +176,7 @@ class KeyTaken(DuplicateConflict):
     write lock). The transaction is rolled back; the write may run again and see the row."""
 
 
-Op = Query | Command | CommandMany | InsertMany | Serialize | Append | Counted
+Op = Query | Command | Write | CommandMany | InsertMany | Serialize | Append | Counted
 Step = Generator[Op, Any, T]
 
 
@@ -203,6 +223,10 @@ def _directory_change() -> Generator[Op, Any, None]:
     with it, so that every hub process sees the directory it keeps in memory is stale."""
     yield SERIALIZE
     yield Command("UPDATE directory_changes SET n = n + 1 WHERE id = 1", ())
+
+
+def _change(sql: str, *args: Any) -> Generator[Op, Any, None]:
+    yield Write(sql, args)
 
 
 def _many(sql: str, rows: Sequence[Row]) -> Generator[Op, Any, None]:
@@ -481,7 +505,8 @@ def _record_status(p: NewPackage) -> Step[None]:
     u = p.status_update
     assert u is not None
     at = ts(p.received_at)
-    yield from _count(
+    # Held with the package's own deliveries (other rows: the package is new).
+    yield from _change(
         "UPDATE deliveries SET status_code = ?, updated_at = ?"
         " WHERE package_id = ? AND recipient = ?",
         u.code, at, u.package_id, u.recipient,
@@ -568,9 +593,10 @@ def _moves(
             bumps.extend(counters.move(received_at, recipient, current.state, state, at))
         outcome[current.package_id] = replace(current, state=state, updated_at=at)
     for state, moved_ids in changed.items():
-        # A delivery that is no longer pushed keeps no next try and no lease.
+        # A delivery that is no longer pushed keeps no next try and no lease. The updates may
+        # be held together: each id reaches one state, so no row is changed twice.
         ends_pushing = lifecycle.ends_pushing(state)
-        yield from _count(
+        yield from _change(
             "UPDATE deliveries SET state = ?, updated_at = ?"
             + (
                 ", next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
