@@ -59,12 +59,13 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import asyncpg
+import asyncpg.transaction
 
 from axis.core.logchain import Draft, LogEntry, linked
 from axis.errors import Unavailable
 from axis.store import counters, writes
 from axis.store.migrations import TRACKING, check_not_newer, pending
-from axis.store.rows import LOG_COLUMNS, log_values
+from axis.store.rows import LOG_COLUMNS, log_values, marks
 from axis.store.sql_reads import SqlReads
 from axis.store.writes import (
     Append,
@@ -72,6 +73,7 @@ from axis.store.writes import (
     CommandMany,
     Counted,
     InsertMany,
+    InsertNumbered,
     KeyTaken,
     Op,
     Query,
@@ -177,14 +179,32 @@ def _insert_many(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
 
 
-def _together(statements: list[str]) -> str:
-    """Several data-changing statements as one: all but the last in a WITH clause, each
-    its own part (they run on one snapshot; see :class:`axis.store.writes.Write`)."""
-    *first, last = statements
-    if not first:
-        return last
-    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
-    return f"WITH {parts} {last}"
+def _together(statements: list[str], main: str | None = None) -> str:
+    """Several data-changing statements as one: each a part of a WITH clause, named ``w0``,
+    ``w1``… (they run on one snapshot; see :class:`axis.store.writes.Write`), and ``main``
+    after it (without one, the last statement is the main one)."""
+    if main is None:
+        *statements, main = statements
+    if not statements:
+        return main
+    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(statements))
+    return f"WITH {parts} {main}"
+
+
+@functools.cache
+def _insert_numbered(
+    table: str, columns: tuple[str, ...], number: str, child: str, child_columns: tuple[str, ...],
+    child_types: tuple[str, ...],
+) -> tuple[str, str]:  # fmt: skip
+    """The two parts of :class:`~axis.store.writes.InsertNumbered`, the first to be ``w0``:
+    the row, returning its number, and its children, which read that number from ``w0``."""
+    row = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)}) RETURNING {number}"
+    arrays = ", ".join(f"?::{t}[]" for t in child_types)
+    children = (
+        f"INSERT INTO {child} ({', '.join(child_columns)}, {number})"
+        f" SELECT *, (SELECT {number} FROM w0) FROM unnest({arrays})"
+    )
+    return row, children
 
 
 def _count(status: str) -> int:
@@ -194,20 +214,39 @@ def _count(status: str) -> int:
 
 @dataclass
 class PgTx:
-    """One open write transaction: its connection, the writes its step let it hold, and the
+    """One write step's transaction: its connection, the writes its step let it hold, and the
     log entries and counter increments the step wrote, appended at its end.
 
     Held writes (:class:`~axis.store.writes.Write`, :class:`~axis.store.writes.InsertMany`)
     go to the server together, as one statement, before the next operation that has an
-    answer or runs alone, or at the end with the log entries and counters: a status package
-    took six round trips (BEGIN, its row, its deliveries, the status on the delivery it
-    answers, the log, COMMIT), it now takes four."""
+    answer or runs alone, or at the end with the log entries and counters. The transaction
+    begins (BEGIN) only when a first statement must go before the end: a step whose every
+    operation could be held, ending with :class:`~axis.store.writes.InsertNumbered`, is
+    one statement, which commits on its own. A status package took six round trips (BEGIN,
+    its row, its deliveries, the status on the delivery it answers, the log, COMMIT); it now
+    takes one, or five if it acknowledges (the delivery it moves is read first)."""
 
     conn: asyncpg.Connection
     drafts: list[Draft] = field(default_factory=list)
     bumps: list[counters.Bump] = field(default_factory=list)
     directory: bool = False  # a change to the directory (it serialized)
     held: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # ``?`` SQL, args
+    transaction: asyncpg.transaction.Transaction | None = None  # begun, not yet ended
+    ended: bool = False  # the step's last statement was sent: nothing may follow
+
+    async def begin(self) -> None:
+        """BEGIN, unless the step is in its transaction already."""
+        if self.transaction is None:
+            self.transaction = self.conn.transaction()
+            await self.transaction.start()
+
+    async def commit(self) -> None:
+        if self.transaction is not None:
+            await self.transaction.commit()
+
+    async def rollback(self) -> None:
+        if self.transaction is not None:
+            await self.transaction.rollback()
 
     async def execute(self, op: Op) -> Any:
         """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
@@ -218,7 +257,11 @@ class PgTx:
             raise KeyTaken(f"already stored: {exc}") from exc
 
     async def _execute(self, op: Op) -> Any:
+        if self.ended:
+            raise TypeError(f"an operation after the step's last (InsertNumbered): {op!r}")
         match op:
+            case InsertNumbered():
+                return await self._last(op)
             case Write(sql, args):
                 self.held.append((sql, args))
                 return None
@@ -233,6 +276,7 @@ class PgTx:
             case Counted(bumps):
                 self.bumps.extend(bumps)
                 return None
+        await self.begin()
         await self._run_held()
         match op:
             case Serialize():
@@ -249,19 +293,52 @@ class PgTx:
                 raise TypeError(f"not an operation of a write step: {op!r}")
         return None
 
+    async def _last(self, op: InsertNumbered) -> Any:
+        """The step's last operation, sent with everything the step held, logged and
+        counted: without a transaction begun, one statement that commits on its own."""
+        row, children = _insert_numbered(
+            op.table, op.columns, op.number, op.child, op.child_columns, op.child_pg_types
+        )
+        statements = [(row, op.values)]
+        if op.rows:
+            statements.append((children, tuple(map(list, zip(*op.rows, strict=True)))))
+        answer = await self._run_together(
+            statements + self._ending(), f"SELECT {op.number} FROM w0"
+        )
+        self.ended = True
+        return answer
+
     async def _run_held(self) -> None:
         """Send the held writes, together."""
         if self.held:
             await self._run_together(self.held)
             self.held = []
 
-    async def _run_together(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        sql = _together([s for s, _ in statements])
-        await self.conn.execute(pg(sql), *(arg for _, args in statements for arg in args))
+    async def _run_together(
+        self, statements: list[tuple[str, tuple[Any, ...]]], main: str | None = None
+    ) -> Any:
+        """Run ``statements`` as one (:func:`_together`); the first value ``main`` reads."""
+        sql = pg(_together([s for s, _ in statements], main))
+        args = [arg for _, args in statements for arg in args]
+        if main is None:
+            return await self.conn.execute(sql, *args)
+        return await self.conn.fetchval(sql, *args)
 
     async def finish(self) -> None:
         """Send the held writes, and append what the step logged and counted, unchained,
-        with them, before the commit."""
+        with them, before the commit (unless the step's last operation took them)."""
+        if self.ended:
+            return
+        statements = self._ending()
+        if statements:
+            await self.begin()  # more than one statement may come: several in one's place
+            try:
+                await self._run_together(statements)
+            except asyncpg.UniqueViolationError as exc:
+                raise KeyTaken(f"already stored: {exc}") from exc
+
+    def _ending(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """What goes last: the held writes, the log entries and the counters."""
         statements, self.held = self.held, []
         if self.drafts:
             drafts = [
@@ -272,11 +349,7 @@ class PgTx:
         bumps = counters.summed(self.bumps)
         if bumps:
             statements.append((_DAILY_PENDING, tuple(map(list, zip(*bumps, strict=True)))))
-        if statements:
-            try:
-                await self._run_together(statements)
-            except asyncpg.UniqueViolationError as exc:
-                raise KeyTaken(f"already stored: {exc}") from exc
+        return statements
 
     @property
     def logged(self) -> bool:
@@ -565,10 +638,14 @@ class PostgresStore(SqlReads, SqlWrites):
         Unavailable; ours as they are, with the step rolled back."""
         try:
             async with self._p.acquire() as conn:
-                async with conn.transaction():
-                    tx = PgTx(conn)
+                tx = PgTx(conn)
+                try:
                     result = await writes.drive_async(step, tx.execute)
                     await tx.finish()
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                await tx.commit()
         except _DB_ERRORS as exc:
             raise Unavailable(f"database write failed: {exc}") from exc
         if tx.directory:

@@ -32,6 +32,7 @@ from axis.store.writes import (
     CommandMany,
     Counted,
     InsertMany,
+    InsertNumbered,
     KeyTaken,
     Op,
     Query,
@@ -103,6 +104,13 @@ def _execute(tx: WriteTx, op: Op) -> Any:
                 tx.conn.executemany(sql, rows)
             case InsertMany(table, columns, _, rows):
                 tx.conn.executemany(_insert_many(table, columns), rows)
+            case InsertNumbered(table, columns, values, number, child, child_columns, _, rows):
+                sql = f"{_insert_many(table, columns)} RETURNING {number}"
+                given = tx.conn.execute(sql, values).fetchone()[0]
+                tx.conn.executemany(
+                    _insert_many(child, (*child_columns, number)), [(*r, given) for r in rows]
+                )
+                return given
             case Append(draft):
                 tx.drafts.append(draft)  # chained by _seal with the rest of the group
             case Counted(bumps):

@@ -10,6 +10,8 @@ sent each answer back:
   and run with the writes after it (no answer);
 - :class:`InsertMany`: many rows into one table (no answer): SQLite inserts them one by one,
   PostgreSQL in one statement, a column an array (``unnest``);
+- :class:`InsertNumbered`: a new row that the database numbers and the rows that take its
+  number (a package and its deliveries), answered with the number: a step's last operation;
 - :data:`SERIALIZE`: yielded first by every change to the directory (agencies, their codes,
   systems), which checks what is there before it changes it (and counts itself in
   ``directory_changes``, which tells a hub process that its directory in memory is stale).
@@ -150,6 +152,28 @@ class InsertMany:
 
 
 @dataclass(frozen=True)
+class InsertNumbered:
+    """A new row of ``table`` (``values`` of ``columns``) whose ``number`` column the database
+    gives, and ``rows`` of ``child`` (``child_columns``, then ``number``) that take that
+    number (``child_pg_types`` as for :class:`InsertMany`). Answered with the number.
+
+    It is the last operation of its step (PostgreSQL's driver refuses one after it), so a driver may
+    send it with everything the step held, logged and counted: on PostgreSQL, a package that
+    needs nothing read first (an edoc, a status that moves no delivery) is one statement,
+    committed on its own, where it took four round trips (BEGIN, the package, the rest,
+    COMMIT)."""
+
+    table: str
+    columns: tuple[str, ...]
+    values: Row
+    number: str
+    child: str
+    child_columns: tuple[str, ...]
+    child_pg_types: tuple[str, ...]
+    rows: Sequence[Row]
+
+
+@dataclass(frozen=True)
 class Serialize:
     """Run alone among the directory's changes: the first thing such a change does."""
 
@@ -176,7 +200,17 @@ class KeyTaken(DuplicateConflict):
     write lock). The transaction is rolled back; the write may run again and see the row."""
 
 
-Op = Query | Command | Write | CommandMany | InsertMany | Serialize | Append | Counted
+Op = (
+    Query
+    | Command
+    | Write
+    | CommandMany
+    | InsertMany
+    | InsertNumbered
+    | Serialize
+    | Append
+    | Counted
+)
 Step = Generator[Op, Any, T]
 
 
@@ -446,11 +480,15 @@ def insert_package(p: NewPackage, look_first: bool = True) -> Step[tuple[Package
     return (yield from _created(p))
 
 
-_NEW_DELIVERY = (
-    "package_id", "recipient", "seq", "kind", "received_at", "state", "updated_at",
-    "next_attempt_at",
+_NEW_PACKAGE = (
+    "id", "kind", "sender", "document_id", "idempotency_key", "business_type", "sha256",
+    "subject", "received_at", "answer", "body", "notes",
 )  # fmt: skip
-_NEW_DELIVERY_PG = ("text", "text", "bigint", "text", "text", "text", "text", "text")
+# A new delivery's columns but its seq, the package's, which the database gives.
+_NEW_DELIVERY = (
+    "package_id", "recipient", "kind", "received_at", "state", "updated_at", "next_attempt_at",
+)  # fmt: skip
+_NEW_DELIVERY_PG = ("text", "text", "text", "text", "text", "text", "text")
 
 
 def _created(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
@@ -463,22 +501,9 @@ def _created(p: NewPackage) -> Step[tuple[PackageRecord, bool]]:
 
 
 def _insert_rows(p: NewPackage) -> Step[int]:
-    inserted = yield from _rows(
-        "INSERT INTO packages (id, kind, sender, document_id, idempotency_key, business_type,"
-        " sha256, subject, received_at, answer, body, notes)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        p.id, p.kind.value, p.sender, p.document_id, p.idempotency_key, int(p.business_type),
-        p.sha256, p.subject, ts(p.received_at), p.answer, p.body, p.notes,
-    )  # fmt: skip
-    seq = int(inserted[0][0])
+    """What a new package changes, logs and counts, its own rows last (their insert is the
+    step's last operation, :class:`InsertNumbered`): nothing before reads them."""
     now = ts(p.received_at)
-    pushed = set(p.push_recipients)
-    queued = DeliveryState.QUEUED.value
-    yield InsertMany(
-        "deliveries", _NEW_DELIVERY, _NEW_DELIVERY_PG,
-        [(p.id, r, seq, p.kind.value, now, queued, now, now if r in pushed else None)
-         for r in p.recipients],
-    )  # fmt: skip
     yield from _append(
         p.received_at,
         LogEvent.RECEIVED,
@@ -496,7 +521,17 @@ def _insert_rows(p: NewPackage) -> Step[int]:
         yield from _record_status(p)
     for recalled in p.recall_of:
         yield from _recall(recalled, p.received_at)
-    return seq
+    pushed = set(p.push_recipients)
+    queued = DeliveryState.QUEUED.value
+    seq: int = yield InsertNumbered(
+        "packages", _NEW_PACKAGE,
+        (p.id, p.kind.value, p.sender, p.document_id, p.idempotency_key, int(p.business_type),
+         p.sha256, p.subject, now, p.answer, p.body, p.notes),
+        "seq", "deliveries", _NEW_DELIVERY, _NEW_DELIVERY_PG,
+        [(p.id, r, p.kind.value, now, queued, now, now if r in pushed else None)
+         for r in p.recipients],
+    )  # fmt: skip
+    return int(seq)
 
 
 def _record_status(p: NewPackage) -> Step[None]:
@@ -505,7 +540,7 @@ def _record_status(p: NewPackage) -> Step[None]:
     u = p.status_update
     assert u is not None
     at = ts(p.received_at)
-    # Held with the package's own deliveries (other rows: the package is new).
+    # Held with the package's own rows (others: the package is new).
     yield from _change(
         "UPDATE deliveries SET status_code = ?, updated_at = ?"
         " WHERE package_id = ? AND recipient = ?",
