@@ -124,6 +124,12 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     )
     assert figures["database_cpu_floors_per_doc"] is None
     assert figures["database_cpu_ms_per_doc"] is None  # SQLite: in the hub's own figure
+    # What the run kept busy, of the machine's cores: its CPU per document times its rate.
+    busy = (figures["hub_cpu_ms_per_doc"] + figures["agencies_cpu_ms_per_doc"]) * figures[
+        "docs_per_s"
+    ]
+    assert figures["cores_busy"] == pytest.approx(busy / 1000, rel=0.05, abs=0.01)
+    assert 0 < figures["cores_busy"] and figures["cores"] >= 1
     # The half-rate sends as the hub timed them, read from its histogram: there were some.
     assert 0 < figures["hub_p50_ms"] <= figures["hub_p99_ms"]
 

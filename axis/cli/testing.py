@@ -365,6 +365,11 @@ def render_mix(result: Any, console: Console) -> None:
         "CPU per document", f"hub {result.hub_cpu_ms:.1f} ms",
         f"agencies {result.agencies_cpu_ms:.1f} ms{database} (from /proc, at full rate)",
     )  # fmt: skip
+    table.add_row(
+        "cores busy", f"{figures['cores_busy']} of {figures['cores']}",
+        "hub, database server and agencies together at full rate (CPU per document ×"
+        " documents/s): another hub worker can use only what is left",
+    )  # fmt: skip
     if result.floor_ms:
         floors = (
             f", PostgreSQL server {figures['database_cpu_floors_per_doc']}"

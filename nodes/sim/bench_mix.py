@@ -118,6 +118,14 @@ class MixResult:
         """The whole launch window (about 274,000 documents) at this rate."""
         return WINDOW_DOCUMENTS / self.per_s if self.per_s else float("inf")
 
+    @property
+    def cores_busy(self) -> float:
+        """The cores the hub, its database server and the agencies kept busy together at full
+        rate: their CPU per document times documents a second. Against the machine's cores,
+        what is left is all that another hub worker could use."""
+        cpu_ms = self.hub_cpu_ms + (self.database_cpu_ms or 0.0) + self.agencies_cpu_ms
+        return cpu_ms * self.per_s / 1000
+
     def _floors(self, ms: float) -> float | None:
         """``ms`` of CPU in floors: this machine's speed taken out."""
         return None if not self.floor_ms else round(ms / self.floor_ms, 2)
@@ -142,6 +150,8 @@ class MixResult:
                 None if self.database_cpu_ms is None else round(self.database_cpu_ms, 2)
             ),
             "agencies_cpu_ms_per_doc": round(self.agencies_cpu_ms, 2),
+            "cores_busy": round(self.cores_busy, 2),
+            "cores": len(os.sched_getaffinity(0)),
             "requests_per_doc": round(self.requests_per_document, 2),
             "requests_per_doc_by_route": {
                 route: round(count / n, 3) for route, count in sorted(self.requests.items())
