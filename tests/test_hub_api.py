@@ -81,7 +81,7 @@ async def test_resend_is_idempotent_and_conflicts_are_refused(hub: LiveHub) -> N
     assert counts(hub.data) == (1, 2)
 
 
-async def test_a_status_is_not_looked_up_before_it_is_stored_and_its_resend_answered_alike(
+async def test_a_package_is_not_looked_up_before_it_is_stored_and_its_resend_answered_alike(
     hub: LiveHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender, recipient = hub.client(G22), hub.client(H41)
@@ -107,8 +107,11 @@ async def test_a_status_is_not_looked_up_before_it_is_stored_and_its_resend_answ
     # Its key is its bytes: the store's unique key answered the resend; nothing was looked up.
     assert looks == []
     assert counts(hub.data) == (2, 2)
-    await sender.send([H41], "Giấy mời họp (lần 2)")
-    assert len(looks) == 1 and looks[0].startswith("edoc:")  # an edoc's key is looked up
+    edoc = sender.build_edoc([H41], "Giấy mời họp (lần 2)", number=2)
+    assert (await sender.post_package(edoc)).created
+    assert not (await sender.post_package(edoc)).created  # an edoc's resend, alike
+    assert looks == []
+    assert counts(hub.data) == (3, 3)
 
     # A resend that would be refused now (its sender's code closed since) is still the same
     # package: the first answer, found by its bytes after the refusal.

@@ -259,19 +259,21 @@ class Hub:
         Every face comes through here: the rules of SPEC §5 are applied once. ``sha256``:
         the body's, when the caller has it already (a big body is hashed once);
         ``resends``: the caller answers a resend of the same bytes that this call refuses
-        (:meth:`accept`), so a package keyed by its bytes alone (a status) is not looked up
-        before it is stored: the store's unique key finds a resend as it commits.
+        (:meth:`accept`), so the package is not looked up before it is stored: the store's
+        unique key finds a resend as it commits, and answers it with the first record, or
+        refuses other bytes (DuplicateConflict).
 
         Raises:
             InputError: any routing problem of SPEC §5, or a resend with other bytes.
         """
         sha256 = sha256 or hashlib.sha256(body).hexdigest()
         key = _idempotency_key(package, sha256)
-        # A status's key is its bytes': four of a document's five packages are statuses, and
-        # nearly all are sent once. Their resend meets the unique key in the store, which
-        # answers it with the first record (insert_package), as it does a resend racing this.
-        keyed_by_bytes = resends and key == _bytes_key(sha256)
-        earlier = None if keyed_by_bytes else await self.store.find_by_key(agency.organ_id, key)
+        # Nearly every package is sent once. A resend meets the unique key in the store, which
+        # answers it with the first record or refuses other bytes (insert_package), as it does
+        # a resend racing this: a look first cost a query a document (a round trip on
+        # PostgreSQL). Where a resend would no longer route (a code closed since), accept()
+        # answers the same bytes from the store; other bytes get the routing's refusal.
+        earlier = None if resends else await self.store.find_by_key(agency.organ_id, key)
         if earlier is not None:
             if earlier.sha256 != sha256:
                 raise DuplicateConflict(
