@@ -389,6 +389,40 @@ async def test_a_status_update_is_recorded_on_the_referenced_delivery(store: Sto
     }
 
 
+async def test_a_status_that_acknowledges_sets_its_code_even_on_an_acknowledged_delivery(
+    store: Store,
+) -> None:
+    """01 is a code and an acknowledgement: it moves the delivery and sets its code in one
+    update; where the delivery is acknowledged already (by the ack route), the code and its
+    time are set all the same, and nothing is moved or logged twice."""
+    edoc = package(1, recipients=(H41, H10))
+    await store.insert_package(edoc)
+    await store.apply_event(edoc.id, H41, E.ACKED, T0 + timedelta(minutes=1))
+
+    def status(n: int, recipient: str, minutes: int) -> NewPackage:
+        return package(
+            n,
+            kind=PackageKind.STATUS,
+            sender=recipient,
+            recipients=(G22,),
+            document_id=edoc.document_id,
+            key=f"status|{n}",
+            status_update=StatusUpdate(edoc.id, recipient, "01"),
+            at=T0 + timedelta(minutes=minutes),
+        )
+
+    late, fresh = status(2, H41, 5), status(3, H10, 6)
+    await store.insert_package(late)
+    await store.insert_package(fresh)
+    by_recipient = {d.recipient: d for d in await store.deliveries(edoc.id)}
+    for recipient, sent in ((H41, late), (H10, fresh)):
+        delivery = by_recipient[recipient]
+        assert (delivery.state, delivery.status_code) == (S.ACKNOWLEDGED, "01")
+        assert delivery.updated_at == sent.received_at
+    trail = [(e.event, e.organ_id) for e in await store.trace(edoc.id)]
+    assert trail.count(("acknowledged", H41)) == 1 and trail.count(("acknowledged", H10)) == 1
+
+
 async def test_stored_edocs_is_what_routing_reads_of_a_document(store: Store) -> None:
     doc = "21/CV-VPCP"
     original = package(1, document_id=doc, recipients=(H41, H10, T01))
@@ -1338,9 +1372,9 @@ async def test_a_write_sends_what_it_need_not_wait_for_together(
         assert [q.split()[0] for q in sent] == ["WITH"], sent
         sent.clear()
         await store.insert_package(status(3, "01"))  # 01 acknowledges
-        assert [q.split()[0] for q in sent] == [
-            "BEGIN;", "UPDATE", "SELECT", "WITH", "COMMIT;"
-        ], sent  # fmt: skip
+        # The delivery it acknowledges is read (and locked) first; its code and state go in
+        # one update, with the rest.
+        assert [q.split()[0] for q in sent] == ["BEGIN;", "SELECT", "WITH", "COMMIT;"], sent
         by_recipient = {d.recipient: d for d in await store.deliveries(edoc.id)}
         assert (by_recipient[H41].status_code, by_recipient[H41].state) == ("01", S.ACKNOWLEDGED)
         assert [p.id for p in await store.inbox(G22, 0, 10)] == ["pkg-0002", "pkg-0003"]

@@ -224,7 +224,8 @@ class PgTx:
     operation could be held, ending with :class:`~axis.store.writes.InsertNumbered`, is
     one statement, which commits on its own. A status package took six round trips (BEGIN,
     its row, its deliveries, the status on the delivery it answers, the log, COMMIT); it now
-    takes one, or five if it acknowledges (the delivery it moves is read first)."""
+    takes one, or four if it acknowledges (BEGIN, the delivery it moves read first, the rest,
+    COMMIT)."""
 
     conn: asyncpg.Connection
     drafts: list[Draft] = field(default_factory=list)

@@ -540,17 +540,24 @@ def _record_status(p: NewPackage) -> Step[None]:
     u = p.status_update
     assert u is not None
     at = ts(p.received_at)
-    # Held with the package's own rows (others: the package is new).
-    yield from _change(
-        "UPDATE deliveries SET status_code = ?, updated_at = ?"
-        " WHERE package_id = ? AND recipient = ?",
-        u.code, at, u.package_id, u.recipient,
-    )  # fmt: skip
     yield from _bump([counters.one(at, Metric.STATUS_CODE, u.code)])
     yield from _append(p.received_at, LogEvent.STATUS, u.recipient, u.package_id, u.code)
     event = lifecycle.status_event(u.code)
-    if event is not None:
-        yield from _move(u.package_id, u.recipient, event, p.received_at, f"status {u.code}")
+    if event is None:
+        # Held with the package's own rows (others: the package is new).
+        yield from _change(
+            "UPDATE deliveries SET status_code = ?, updated_at = ?"
+            " WHERE package_id = ? AND recipient = ?",
+            u.code, at, u.package_id, u.recipient,
+        )  # fmt: skip
+        return
+    # The code goes on the delivery with the move, in the one update of its row.
+    moved = yield from _moves(
+        [u.package_id], u.recipient, event, p.received_at, f"status {u.code}", u.code
+    )
+    outcome = moved.get(u.package_id)
+    if isinstance(outcome, InvalidTransition):
+        raise outcome
 
 
 def _recall(package_id: str, at: datetime) -> Step[None]:
@@ -591,12 +598,15 @@ def _moves(
     event: DeliveryEvent,
     at: datetime,
     detail: str | None = None,
+    status_code: str | None = None,
 ) -> Step[dict[str, Delivery | InvalidTransition]]:
     """Apply one lifecycle event to several of one recipient's deliveries in a read, an
     update per state reached and the log entries, in the order of the ids (whatever order they
     came in: two batches over the same rows then lock them alike, and every store logs them in
     one order). A delivery the table cannot move is reported (its InvalidTransition) and left
-    as it is; one that does not exist is missing from the answer. A repeat changes nothing."""
+    as it is; one that does not exist is missing from the answer. A repeat changes nothing,
+    but for ``status_code``: the code of a status that is also this event, which every
+    delivery it reaches takes (and its time), moved or not."""
     ids = sorted(set(package_ids))
     if not ids:
         return {}
@@ -609,6 +619,7 @@ def _moves(
     )
     outcome: dict[str, Delivery | InvalidTransition] = {}
     changed: dict[DeliveryState, list[str]] = {}
+    coded: list[str] = []  # not moved, but taking status_code
     logged: list[tuple[DeliveryState, str]] = []  # each real move, in the ids' order
     bumps: list[counters.Bump] = []
     for row in rows:
@@ -620,19 +631,26 @@ def _moves(
             outcome[current.package_id] = refused
             continue
         if state == current.state:
+            if status_code is not None:
+                coded.append(current.package_id)
+                current = replace(current, status_code=status_code, updated_at=at)
             outcome[current.package_id] = current
             continue
         changed.setdefault(state, []).append(current.package_id)
         logged.append((state, current.package_id))
         if kind == PackageKind.EDOC:
             bumps.extend(counters.move(received_at, recipient, current.state, state, at))
-        outcome[current.package_id] = replace(current, state=state, updated_at=at)
+        outcome[current.package_id] = replace(
+            current, state=state, updated_at=at, status_code=status_code or current.status_code
+        )
+    code = () if status_code is None else (status_code,)
     for state, moved_ids in changed.items():
         # A delivery that is no longer pushed keeps no next try and no lease. The updates may
         # be held together: each id reaches one state, so no row is changed twice.
         ends_pushing = lifecycle.ends_pushing(state)
         yield from _change(
             "UPDATE deliveries SET state = ?, updated_at = ?"
+            + (", status_code = ?" if code else "")
             + (
                 ", next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL"
                 if ends_pushing
@@ -641,8 +659,18 @@ def _moves(
             + f" WHERE recipient = ? AND package_id IN ({marks(moved_ids)})",
             state.value,
             ts(at),
+            *code,
             recipient,
             *moved_ids,
+        )
+    if coded:
+        yield from _change(
+            "UPDATE deliveries SET status_code = ?, updated_at = ?"
+            f" WHERE recipient = ? AND package_id IN ({marks(coded)})",
+            status_code,
+            ts(at),
+            recipient,
+            *coded,
         )
     for state, package_id in logged:
         yield from _append(
