@@ -134,6 +134,22 @@ def package(
     )
 
 
+def status_of(
+    n: int, edoc: NewPackage, sender: str, code: str, at: datetime | None = None
+) -> NewPackage:
+    """Package ``n``: ``sender``'s status ``code`` on its delivery of ``edoc``."""
+    return package(
+        n,
+        kind=PackageKind.STATUS,
+        sender=sender,
+        recipients=(edoc.sender,),
+        document_id=edoc.document_id,
+        key=f"status|{n}",
+        status_update=StatusUpdate(edoc.id, sender, code),
+        at=at,
+    )
+
+
 def record_of(p: NewPackage, seq: int) -> PackageRecord:
     return PackageRecord(
         p.id,
@@ -398,20 +414,8 @@ async def test_a_status_that_acknowledges_sets_its_code_even_on_an_acknowledged_
     edoc = package(1, recipients=(H41, H10))
     await store.insert_package(edoc)
     await store.apply_event(edoc.id, H41, E.ACKED, T0 + timedelta(minutes=1))
-
-    def status(n: int, recipient: str, minutes: int) -> NewPackage:
-        return package(
-            n,
-            kind=PackageKind.STATUS,
-            sender=recipient,
-            recipients=(G22,),
-            document_id=edoc.document_id,
-            key=f"status|{n}",
-            status_update=StatusUpdate(edoc.id, recipient, "01"),
-            at=T0 + timedelta(minutes=minutes),
-        )
-
-    late, fresh = status(2, H41, 5), status(3, H10, 6)
+    late = status_of(2, edoc, H41, "01", T0 + timedelta(minutes=5))
+    fresh = status_of(3, edoc, H10, "01", T0 + timedelta(minutes=6))
     await store.insert_package(late)
     await store.insert_package(fresh)
     by_recipient = {d.recipient: d for d in await store.deliveries(edoc.id)}
@@ -1356,22 +1360,11 @@ async def test_a_write_sends_what_it_need_not_wait_for_together(
         edoc = package(1, recipients=(H41, H10))
         await store.insert_package(edoc)
 
-        def status(n: int, code: str) -> NewPackage:
-            return package(
-                n,
-                kind=PackageKind.STATUS,
-                sender=H41,
-                recipients=(G22,),
-                document_id=edoc.document_id,
-                key=f"status|{code}",
-                status_update=StatusUpdate(edoc.id, H41, code),
-            )
-
         sent.clear()
-        await store.insert_package(status(2, "03"))
+        await store.insert_package(status_of(2, edoc, H41, "03"))
         assert [q.split()[0] for q in sent] == ["WITH"], sent
         sent.clear()
-        await store.insert_package(status(3, "01"))  # 01 acknowledges
+        await store.insert_package(status_of(3, edoc, H41, "01"))  # 01 acknowledges
         # The delivery it acknowledges is read (and locked) first; its code and state go in
         # one update, with the rest.
         assert [q.split()[0] for q in sent] == ["BEGIN;", "SELECT", "WITH", "COMMIT;"], sent
