@@ -54,7 +54,7 @@ import contextlib
 import contextvars
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -210,6 +210,21 @@ def _insert_numbered(
     return row, children
 
 
+def _arrays(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as one list a column: how ``unnest`` takes them."""
+    return tuple(map(list, zip(*rows, strict=True)))
+
+
+@contextlib.contextmanager
+def _keys_taken() -> Iterator[None]:
+    """A unique key another transaction took meanwhile is KeyTaken (the transaction is lost;
+    the write may run again), as on SQLite."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise KeyTaken(f"already stored: {exc}") from exc
+
+
 def _count(status: str) -> int:
     """The row count of a command status such as ``UPDATE 1``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -253,12 +268,9 @@ class PgTx:
             await self.transaction.rollback()
 
     async def execute(self, op: Op) -> Any:
-        """One operation of a write step. A unique key taken meanwhile is KeyTaken (the
-        transaction is lost; the write may run again), as on SQLite."""
-        try:
+        """One operation of a write step (a unique key taken meanwhile: KeyTaken)."""
+        with _keys_taken():
             return await self._execute(op)
-        except asyncpg.UniqueViolationError as exc:
-            raise KeyTaken(f"already stored: {exc}") from exc
 
     async def _execute(self, op: Op) -> Any:
         if self.ended:
@@ -271,8 +283,7 @@ class PgTx:
                 return None
             case InsertMany(table, columns, types, rows):
                 if rows:
-                    arrays = tuple(map(list, zip(*rows, strict=True)))
-                    self.held.append((_insert_many(table, columns, types), arrays))
+                    self.held.append((_insert_many(table, columns, types), _arrays(rows)))
                 return None
             case Append(draft):
                 self.drafts.append(draft)
@@ -298,19 +309,24 @@ class PgTx:
         return None
 
     async def _last(self, op: InsertNumbered) -> Any:
-        """The step's last operation, sent with everything the step held, logged and
-        counted: without a transaction begun, one statement that commits on its own."""
+        """The step's last operation: the new row and its children, with the rest."""
         row, children = _insert_numbered(
             op.table, op.columns, op.number, op.child, op.child_columns, op.child_pg_types
         )
         statements = [(row, op.values)]
         if op.rows:
-            statements.append((children, tuple(map(list, zip(*op.rows, strict=True)))))
-        answer = await self._run_together(
-            statements + self._ending(), f"SELECT {op.number} FROM w0"
-        )
+            statements.append((children, _arrays(op.rows)))
+        return await self._send_last(statements, f"SELECT {op.number} FROM w0")
+
+    async def _send_last(
+        self, statements: list[tuple[str, tuple[Any, ...]]], main: str | None = None
+    ) -> Any:
+        """Send ``statements``, what the step held, and the log entries and counters it
+        wrote, as its one last statement: without a transaction begun, it commits on its
+        own. Nothing may follow."""
+        statements = statements + self._ending()
         self.ended = True
-        return answer
+        return await self._run_together(statements, main) if statements else None
 
     async def _run_held(self) -> None:
         """Send the held writes, together."""
@@ -329,17 +345,11 @@ class PgTx:
         return await self.conn.fetchval(sql, *args)
 
     async def finish(self) -> None:
-        """Send the held writes, and append what the step logged and counted, unchained,
-        with them, before the commit (unless the step's last operation took them)."""
-        if self.ended:
-            return
-        statements = self._ending()
-        if statements:
-            await self.begin()  # more than one statement may come: several in one's place
-            try:
-                await self._run_together(statements)
-            except asyncpg.UniqueViolationError as exc:
-                raise KeyTaken(f"already stored: {exc}") from exc
+        """Send what the step held, and its log entries and counters (unchained), before
+        the commit, unless its last operation took them."""
+        if not self.ended:
+            with _keys_taken():
+                await self._send_last([])
 
     def _ending(self) -> list[tuple[str, tuple[Any, ...]]]:
         """What goes last: the held writes, the log entries and the counters."""
@@ -349,10 +359,10 @@ class PgTx:
                 (d.at, d.event, d.organ_id, d.package_id, d.detail, d.sha256, d.cert_sha256)
                 for d in self.drafts
             ]
-            statements.append((_LOG_PENDING, tuple(map(list, zip(*drafts, strict=True)))))
+            statements.append((_LOG_PENDING, _arrays(drafts)))
         bumps = counters.summed(self.bumps)
         if bumps:
-            statements.append((_DAILY_PENDING, tuple(map(list, zip(*bumps, strict=True)))))
+            statements.append((_DAILY_PENDING, _arrays(bumps)))
         return statements
 
     @property

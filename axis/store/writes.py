@@ -157,11 +157,11 @@ class InsertNumbered:
     gives, and ``rows`` of ``child`` (``child_columns``, then ``number``) that take that
     number (``child_pg_types`` as for :class:`InsertMany`). Answered with the number.
 
-    It is the last operation of its step (PostgreSQL's driver refuses one after it), so a driver may
-    send it with everything the step held, logged and counted: on PostgreSQL, a package that
-    needs nothing read first (an edoc, a status that moves no delivery) is one statement,
-    committed on its own, where it took four round trips (BEGIN, the package, the rest,
-    COMMIT)."""
+    It is the last operation of its step (PostgreSQL's driver refuses one after it), so a
+    driver may send it with everything the step held, logged and counted: on PostgreSQL, a
+    package that needs nothing read first (an edoc, a status that moves no delivery) is one
+    statement, committed on its own, where it took four round trips (BEGIN, the package, the
+    rest, COMMIT)."""
 
     table: str
     columns: tuple[str, ...]
@@ -545,11 +545,7 @@ def _record_status(p: NewPackage) -> Step[None]:
     event = lifecycle.status_event(u.code)
     if event is None:
         # Held with the package's own rows (others: the package is new).
-        yield from _change(
-            "UPDATE deliveries SET status_code = ?, updated_at = ?"
-            " WHERE package_id = ? AND recipient = ?",
-            u.code, at, u.package_id, u.recipient,
-        )  # fmt: skip
+        yield from _code([u.package_id], u.recipient, u.code, at)
         return
     # The code goes on the delivery with the move, in the one update of its row.
     moved = yield from _moves(
@@ -558,6 +554,15 @@ def _record_status(p: NewPackage) -> Step[None]:
     outcome = moved.get(u.package_id)
     if isinstance(outcome, InvalidTransition):
         raise outcome
+
+
+def _code(package_ids: Sequence[str], recipient: str, code: str, at: str) -> Step[None]:
+    """A status ``code`` (and its time, ``at``) on some of ``recipient``'s deliveries."""
+    yield from _change(
+        "UPDATE deliveries SET status_code = ?, updated_at = ?"
+        f" WHERE recipient = ? AND package_id IN ({marks(package_ids)})",
+        code, at, recipient, *package_ids,
+    )  # fmt: skip
 
 
 def _recall(package_id: str, at: datetime) -> Step[None]:
@@ -663,15 +668,8 @@ def _moves(
             recipient,
             *moved_ids,
         )
-    if coded:
-        yield from _change(
-            "UPDATE deliveries SET status_code = ?, updated_at = ?"
-            f" WHERE recipient = ? AND package_id IN ({marks(coded)})",
-            status_code,
-            ts(at),
-            recipient,
-            *coded,
-        )
+    if coded and status_code is not None:
+        yield from _code(coded, recipient, status_code, ts(at))
     for state, package_id in logged:
         yield from _append(
             at, LogEvent.of_state(state), recipient, package_id, detail or event.value
