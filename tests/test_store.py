@@ -1375,6 +1375,65 @@ async def test_a_write_sends_what_it_need_not_wait_for_together(
         await store.close()
 
 
+async def test_a_statement_has_one_text_whatever_the_length_of_its_lists(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a list of values (the packages a batch moves, the bodies a page carries)
+    is one array parameter, not a placeholder each: a statement's text does not change with
+    its lists' lengths, so the statement asyncpg prepared once serves every batch (it keeps
+    100 a connection, and lists of every length made some 380 texts over a run: most were
+    prepared again, a round trip and a plan more)."""
+    if backend.name != "postgres":
+        pytest.skip("the texts asyncpg prepares: a PostgreSQL matter")
+    from axis.store import postgres
+
+    sent: list[str] = []
+
+    class Counted(postgres._Connection):  # noqa: SLF001 - the pool's connections, counted
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_query_logger(lambda q: sent.append(q.query))
+
+    monkeypatch.setattr(postgres, "_Connection", Counted)
+    store = backend.open()
+    await store.open()
+    try:
+        ids = [
+            (await store.insert_package(package(n, recipients=(H41,))))[0].id for n in range(1, 9)
+        ]
+        at = datetime(2026, 1, 2, tzinfo=UTC)
+        texts = []
+        for batch in (ids[:1], ids[1:4], ids[4:8]):
+            sent.clear()
+            moved = await store.apply_events(batch, H41, E.FETCHED, at)
+            assert [getattr(d, "state", None) for d in moved] == [S.DELIVERED] * len(batch)
+            bodies = await store.package_bodies(batch)
+            assert sorted(bodies) == sorted(batch)
+            texts.append(sent[:])
+        assert texts[0] == texts[1] == texts[2], texts
+        assert all("ANY($" in q for q in texts[0] if "package_id" in q or "FROM packages" in q)
+    finally:
+        await store.close()
+
+
+def test_lists_go_to_postgresql_as_arrays() -> None:
+    """The shared SQL's ``IN (?, ?, …)`` lists as PostgreSQL gets them: one array each, the
+    other values as they were; a count of values that does not fit is our bug, said so."""
+    from axis.store.postgres import pg_call
+
+    sql = "SELECT a FROM t WHERE r = ? AND t.p IN (?, ?, ?) AND s NOT IN (?) AND q = ? LIMIT ?"
+    assert pg_call(sql, ("r", 1, 2, 3, "s", "q", 5)) == (
+        "SELECT a FROM t WHERE r = $1 AND t.p = ANY($2) AND s <> ALL($3) AND q = $4 LIMIT $5",
+        ["r", [1, 2, 3], ["s"], "q", 5],
+    )
+    assert pg_call("INSERT INTO t (a, b) VALUES (?, ?)", (1, 2)) == (
+        "INSERT INTO t (a, b) VALUES ($1, $2)", [1, 2]
+    )  # fmt: skip
+    assert pg_call("SELECT 1 FROM t WHERE x IN (SELECT y FROM u WHERE z = ?)", (1,))[1] == [1]
+    with pytest.raises(ValueError, match="values for the placeholders"):
+        pg_call(sql, ("r", 1, 2, "s", "q", 5))
+
+
 async def test_a_key_taken_by_a_write_held_to_the_end_rolls_back_all_of_it(store: Store) -> None:
     """A unique key broken by a statement sent with the log at the end of a write (a
     package's deliveries) is a conflict like any other, and nothing of the write stays."""

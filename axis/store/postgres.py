@@ -54,6 +54,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +174,52 @@ def pg(sql: str) -> str:
     """``?`` placeholders as PostgreSQL's ``$1, $2, …`` (our SQL has no ``?`` in literals)."""
     parts = sql.split("?")
     return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
+
+
+# ``column IN (?, ?, …)`` and ``column NOT IN (?, ?, …)``, as the shared SQL writes a list
+_IN_LIST = re.compile(r"([\w.]+) (NOT )?IN \(\?((?:, \?)*)\)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg_shape(sql: str) -> tuple[str, tuple[int, ...]]:
+    """``sql`` for PostgreSQL (:func:`pg`), each list of placeholders ``IN (?, ?, …)`` one
+    array, ``= ANY($n)`` (``<> ALL($n)`` for NOT IN); and for each placeholder left, 0 when
+    it takes one value, or how many values its array takes.
+
+    Why: a list's length is part of the statement's text, and asyncpg keeps the statements
+    it prepared by their text, 100 a connection. The shared SQL's lists (the packages an
+    ack moves, the bodies of a page) made some 380 texts over a run, so most statements
+    were prepared again, a round trip more and a parse and plan on the server. With arrays,
+    a statement has one text whatever its lists' lengths."""
+    sizes: list[int] = []
+    parts: list[str] = []
+    end = 0
+    for match in _IN_LIST.finditer(sql):
+        before = sql[end : match.start()]
+        sizes += [0] * before.count("?")
+        column, negated, more = match.groups()
+        parts += [before, f"{column} <> ALL(?)" if negated else f"{column} = ANY(?)"]
+        sizes.append(1 + more.count("?"))
+        end = match.end()
+    rest = sql[end:]
+    sizes += [0] * rest.count("?")
+    return pg("".join(parts) + rest), tuple(sizes)
+
+
+def pg_call(sql: str, args: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``sql`` and its ``args`` (``?`` placeholders, lists written ``IN (?, ?, …)``) as
+    PostgreSQL takes them: :func:`_pg_shape`, each list's values passed as one array."""
+    text, sizes = _pg_shape(sql)
+    if not any(sizes):
+        return text, list(args)
+    if sum(max(1, size) for size in sizes) != len(args):
+        raise ValueError(f"{len(args)} values for the placeholders of {sql!r}")
+    values: list[Any] = []
+    i = 0
+    for size in sizes:
+        values.append(list(args[i : i + size]) if size else args[i])
+        i += max(1, size)
+    return text, values
 
 
 @functools.cache
@@ -298,12 +345,15 @@ class PgTx:
                 await self.conn.execute("SELECT pg_advisory_xact_lock($1)", DIRECTORY_LOCK)
                 self.directory = True
             case Query(sql, args, pg_lock):
-                rows = await self.conn.fetch(pg(f"{sql} {pg_lock}" if pg_lock else sql), *args)
+                text, values = pg_call(f"{sql} {pg_lock}" if pg_lock else sql, args)
+                rows = await self.conn.fetch(text, *values)
                 return [tuple(row) for row in rows]
             case Command(sql, args):
-                return _count(await self.conn.execute(pg(sql), *args))
+                text, values = pg_call(sql, args)
+                return _count(await self.conn.execute(text, *values))
             case CommandMany(sql, rows):
-                await self.conn.executemany(pg(sql), rows)
+                text = _pg_shape(sql)[0]
+                await self.conn.executemany(text, [pg_call(sql, row)[1] for row in rows])
             case _:
                 raise TypeError(f"not an operation of a write step: {op!r}")
         return None
@@ -338,8 +388,10 @@ class PgTx:
         self, statements: list[tuple[str, tuple[Any, ...]]], main: str | None = None
     ) -> Any:
         """Run ``statements`` as one (:func:`_together`); the first value ``main`` reads."""
-        sql = pg(_together([s for s, _ in statements], main))
-        args = [arg for _, args in statements for arg in args]
+        sql, args = pg_call(
+            _together([s for s, _ in statements], main),
+            [arg for _, args in statements for arg in args],
+        )
         if main is None:
             return await self.conn.execute(sql, *args)
         return await self.conn.fetchval(sql, *args)
@@ -632,7 +684,8 @@ class PostgresStore(SqlReads, SqlWrites):
     async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         conn = self._snapshot.get()
         try:
-            rows = await (conn or self._p).fetch(pg(sql), *args)
+            text, values = pg_call(sql, args)
+            rows = await (conn or self._p).fetch(text, *values)
         except _DB_ERRORS as exc:
             raise Unavailable(f"database read failed: {exc}") from exc
         return [tuple(r) for r in rows]
