@@ -11,7 +11,6 @@ with the hub's problem+json on it (``answer``).
 from __future__ import annotations
 
 import asyncio
-import binascii
 import hashlib
 import json
 import mimetypes
@@ -27,6 +26,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+import pybase64
 from cryptography import x509
 from lxml import etree
 
@@ -475,8 +475,8 @@ class NodeClient:
             if item.get("body") is None:
                 continue
             try:
-                body = binascii.a2b_base64(item["body"], strict_mode=True)
-            except (binascii.Error, ValueError) as exc:
+                body = pybase64.b64decode(item["body"], validate=True)
+            except ValueError as exc:  # binascii.Error is one
                 raise UnexpectedAnswer(f"package {item['id']} is not base64") from exc
             if hashlib.sha256(body).hexdigest() != item["sha256"]:
                 raise UnexpectedAnswer(f"package {item['id']} arrived other than it was stored")

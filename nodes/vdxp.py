@@ -24,7 +24,6 @@ status is ignored and the JSON body decides (:class:`VdxpAnswer`).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import ssl
@@ -38,6 +37,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from axis.core import vdxp
+from axis.core.edxml_read import decode_base64
 from axis.core.vdxp import PREFIX, USER_AGENT, VERSION, Operation
 from axis.core.vdxp import VIETNAM as VIETNAM  # the protocol's zone, for callers of this client
 from axis.errors import UnexpectedAnswer, Unreachable
@@ -458,7 +458,7 @@ class VdxpClient:
         try:
             if not isinstance(data, str):
                 raise ValueError(f"data is {type(data).__name__}, not a string")
-            return base64.b64decode("".join(data.split()), validate=True)
+            return decode_base64(data)
         except (ValueError, binascii.Error) as exc:
             raise UnexpectedAnswer(
                 f"getEdoc answered OK without the package in base64: {exc}",

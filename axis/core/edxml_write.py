@@ -7,8 +7,7 @@ QCVN 102:2016 lays out, so that every receiver's parser reads it).
 
 from __future__ import annotations
 
-import base64
-
+import pybase64
 from lxml import etree
 
 from axis.core.edxml_model import (
@@ -171,7 +170,7 @@ def _build_attachments(root: etree._Element, envelope: etree._Element, edoc: Edo
         _sub(attachment, "AttachmentName", item.name)
         _sub_opt(attachment, "Description", item.description)
         _sub(attachment, "ContentType", item.content_type)
-        data = base64.b64encode(item.data).decode("ascii")
+        data = pybase64.b64encode(item.data).decode("ascii")
         _sub(attachment, "ContentTransferEncoded", data)
 
 

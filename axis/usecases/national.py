@@ -15,7 +15,6 @@ dictionaries in the SDK's shapes; the web layer only encodes them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -23,6 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import pybase64
 
 from axis.core import conformance, formats, intake, pki, vdxp
 from axis.core.formats import ORGAN_ID_2016_RE, ORGAN_ID_QD20_RE, PackageKind, is_organ_id
@@ -119,7 +120,7 @@ class NationalFace:
             got = await self.get_edoc(call)
             if op is Operation.DOWNLOAD_EDOC:
                 return Answer(got)
-            return Answer(vdxp.answer_ok(data=base64.b64encode(got).decode("ascii")))
+            return Answer(vdxp.answer_ok(data=pybase64.b64encode(got).decode("ascii")))
         if op is Operation.UPDATE_STATUS:
             return Answer(await self.update_status(call))
         if op is Operation.GET_SENT_EDOC_LIST:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from typing import Any
 from urllib.parse import quote
 
+import pybase64
 from aiohttp import web
 
 from axis.errors import SchemaViolation, UnsupportedMediaType
@@ -120,7 +120,7 @@ def _carried(taken: list[Taken], cursor: int | None) -> bytes:
         if t.body is None:
             parts.append(b', "body": null}')
         else:
-            parts += (b', "body": "', base64.b64encode(t.body), b'"}')
+            parts += (b', "body": "', pybase64.b64encode(t.body), b'"}')
     parts.append(f'], "next": {json.dumps(None if cursor is None else str(cursor))}}}'.encode())
     return b"".join(parts)
 
