@@ -407,3 +407,14 @@ def test_what_a_run_s_hub_starts_dies_with_the_hub_not_the_run() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_a_pace_spaces_events_evenly_and_saves_no_burst_for_later() -> None:
+    """The half-rate stage's statuses: one every 1 / per_s seconds, however many are due at
+    once; a pause earns no burst afterwards (times given, not measured)."""
+    from nodes.sim.runner import Pace
+
+    pace = Pace(per_s=100)
+    assert [round(pace.wait(0.0), 6) for _ in range(4)] == [0.0, 0.01, 0.02, 0.03]
+    assert round(pace.wait(0.035), 6) == 0.005  # its turn is at 0.04
+    assert [round(pace.wait(5.0), 6) for _ in range(2)] == [0.0, 0.01]  # idle since: no credit

@@ -71,6 +71,11 @@ CLIENT_RETRIES = 20
 RSS_EVERY_S = 1.0  # how often the hub's resident memory is sampled
 WINDOW_DOCUMENTS = documents_for(PUBLISHED_DOCUMENTS)  # the launch window, as documents sent
 FLOOR_PACKAGES = 400  # the speed check before the run: about half a second
+# The half-rate stage posts business statuses at most this much above their rate of the full
+# stage: under it, the simulated mornings' carried-over work is spread over a few seconds
+# instead of one or two at twice the rate, so the load stays about half of what the hub
+# carried; with no margin, answers that fell behind would never catch up.
+ANSWER_HEADROOM = 1.25
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,7 @@ async def bench_mix(
             gather_s=NATIONAL_GATHER_S,
             progress=stage_progress(report, "paced", paced_n, "sent"),
             pace_per_s=rate / 2,
+            answer_pace_per_s=rate / 2 * _answers_per_document(tally) * ANSWER_HEADROOM,
         )
         hub_timed = site.admin_url is not None and workers == 1
         before = await _hub_send_buckets(site) if hub_timed else {}
@@ -402,3 +408,9 @@ class _DatabaseCpu:
     @property
     def used_s(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def _answers_per_document(tally: Tally) -> float:
+    """Business statuses (not 01, which a reader sends as it reads) posted a document."""
+    answers = tally.statuses - tally.status_codes["01"]
+    return max(answers, 1) / max(tally.accepted, 1)

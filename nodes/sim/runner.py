@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import heapq
 import itertools
+import math
 import random
 import time
 from array import array
@@ -67,6 +68,26 @@ FEW_ANSWERERS = 8
 ANSWERERS = 32
 LATE_S = 1.0
 ANSWER_TICK_S = 0.05  # how often the answers look at the simulated clock
+
+
+@dataclass
+class Pace:
+    """At most ``per_s`` events a second, one every ``1 / per_s`` seconds and no burst:
+    :meth:`wait` tells the next one how long to wait, and books its turn.
+
+    For a latency measurement at a given load (``axis bench``'s half rate): the warped clock
+    turns a simulated morning's carried-over work (the registrations, 03, that the evening
+    left) into one or two seconds of twice the day's rate, and the hub, at full load for
+    their length, made the documents sent then wait up to 100 ms."""
+
+    per_s: float
+    _next: float = -math.inf
+
+    def wait(self, now: float) -> float:
+        """Seconds from ``now`` until the next event's turn (0: at once)."""
+        turn = max(self._next, now)
+        self._next = turn + 1 / self.per_s
+        return turn - now
 
 
 DONE_WINDOW = 500_000  # acknowledgements remembered to recognise a package handed out again
@@ -182,13 +203,17 @@ class Simulation:
         pace_per_s: float | None = None,
         gather_s: float = GATHER_S,
         clock: SimulatedClock | None = None,
+        answer_pace_per_s: float | None = None,
     ) -> None:
         """``pace_per_s``: hand documents to the senders at this steady rate instead of as
         fast as ``concurrency`` senders can post them (a latency measurement below the
-        maximum rate). ``gather_s``: how long a receiver woken by new work lets more gather
-        before it reads (fewer, fuller reads). ``clock``: the simulation's, which the clients
-        tell the hub (a sender the time of the document it sends, the others the latest)."""
+        maximum rate). ``answer_pace_per_s``: with it, post business statuses at most this
+        many a second while documents are being sent (see :class:`Pace`). ``gather_s``: how
+        long a receiver woken by new work lets more gather before it reads (fewer, fuller
+        reads). ``clock``: the simulation's, which the clients tell the hub (a sender the time
+        of the document it sends, the others the latest)."""
         self.gather_s = gather_s
+        self._answer_pace = Pace(answer_pace_per_s) if answer_pace_per_s else None
         self.clock = clock or SimulatedClock()
         self.clients = clients
         self.pace_per_s = pace_per_s
@@ -551,6 +576,10 @@ class Simulation:
                         posting, timeout=ANSWER_TICK_S, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
+                if self._answer_pace is not None and not self._sending_done.is_set():
+                    wait = self._answer_pace.wait(loop.time())
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 due, _, organ_id, edoc, codes = heapq.heappop(self._due)
                 posting.add(asyncio.create_task(self._answer(organ_id, edoc, codes, due)))
         finally:
