@@ -1333,6 +1333,22 @@ async def test_a_shared_read_gives_its_failure_to_its_callers_and_outlives_a_can
         await asyncio.wait_for(stopped, 5)
 
 
+def statements_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the PostgreSQL stores opened from now on send, in order, as asyncpg's
+    query logger sees them."""
+    from axis.store import postgres
+
+    sent: list[str] = []
+
+    class Counted(postgres._Connection):  # noqa: SLF001 - the pool's connections, counted
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_query_logger(lambda q: sent.append(q.query))
+
+    monkeypatch.setattr(postgres, "_Connection", Counted)
+    return sent
+
+
 async def test_a_write_sends_what_it_need_not_wait_for_together(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1344,14 +1360,7 @@ async def test_a_write_sends_what_it_need_not_wait_for_together(
         pytest.skip("SQLite runs its statements in process: there is no round trip to save")
     from axis.store import postgres
 
-    sent: list[str] = []
-
-    class Counted(postgres._Connection):  # noqa: SLF001 - the pool's connections, counted
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.add_query_logger(lambda q: sent.append(q.query))
-
-    monkeypatch.setattr(postgres, "_Connection", Counted)
+    sent = statements_sent(monkeypatch)
     monkeypatch.setattr(postgres, "CHAIN_TICK_S", 3600.0)  # no pass of the chainer meanwhile
     store = backend.open()
     await store.open()
@@ -1385,16 +1394,7 @@ async def test_a_statement_has_one_text_whatever_the_length_of_its_lists(
     prepared again, a round trip and a plan more)."""
     if backend.name != "postgres":
         pytest.skip("the texts asyncpg prepares: a PostgreSQL matter")
-    from axis.store import postgres
-
-    sent: list[str] = []
-
-    class Counted(postgres._Connection):  # noqa: SLF001 - the pool's connections, counted
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.add_query_logger(lambda q: sent.append(q.query))
-
-    monkeypatch.setattr(postgres, "_Connection", Counted)
+    sent = statements_sent(monkeypatch)
     store = backend.open()
     await store.open()
     try:
