@@ -548,12 +548,7 @@ def _record_status(p: NewPackage) -> Step[None]:
         yield from _code([u.package_id], u.recipient, u.code, at)
         return
     # The code goes on the delivery with the move, in the one update of its row.
-    moved = yield from _moves(
-        [u.package_id], u.recipient, event, p.received_at, f"status {u.code}", u.code
-    )
-    outcome = moved.get(u.package_id)
-    if isinstance(outcome, InvalidTransition):
-        raise outcome
+    yield from _move(u.package_id, u.recipient, event, p.received_at, f"status {u.code}", u.code)
 
 
 def _code(package_ids: Sequence[str], recipient: str, code: str, at: str) -> Step[None]:
@@ -585,12 +580,14 @@ def _move(
     event: DeliveryEvent,
     at: datetime,
     detail: str | None = None,
+    status_code: str | None = None,
 ) -> Step[Delivery | None]:
     """Apply one lifecycle event to one delivery; a real change is logged and counted, a
-    repeat changes nothing (not even updated_at). None if there is no such delivery.
+    repeat changes nothing (not even updated_at), but for ``status_code`` (see
+    :func:`_moves`). None if there is no such delivery.
 
     Raises InvalidTransition: the table has no such move."""
-    moved = yield from _moves([package_id], recipient, event, at, detail)
+    moved = yield from _moves([package_id], recipient, event, at, detail, status_code)
     outcome = moved.get(package_id)
     if isinstance(outcome, InvalidTransition):
         raise outcome
