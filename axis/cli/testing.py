@@ -406,8 +406,9 @@ def render_mix(result: Any, console: Console) -> None:
         hub = result.hub_send_ms
         table.add_row(
             "… as the hub timed them", f"≤ {hub['p50']} / ≤ {hub['p99']} ms",
-            "the same half-rate sends, handler entry to answer (its histogram's buckets):"
-            " the rest is TLS, the network and the agencies' own loop",
+            "every POST of the half-rate stage until its last document (statuses too),"
+            " handler entry to answer (its histogram's buckets): the rest is TLS, the"
+            " network and the agencies' own loop",
         )  # fmt: skip
     table.add_row(
         "hub RSS", f"{figures['hub_rss_mb_last']} MB",

@@ -241,6 +241,10 @@ class Simulation:
         # Every answer is posted: the receivers' last read takes them, and they end.
         self._answered = asyncio.Event()
 
+    async def sent(self) -> None:
+        """Until every document of the run has been sent (the drain may still be going on)."""
+        await self._sending_done.wait()
+
     async def run(self) -> Tally:
         started = time.perf_counter()
         # One fetch of the hub's directory names every recipient for every agency.
