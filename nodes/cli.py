@@ -32,7 +32,7 @@ def run(ctx: click.Context, work: Callable[[NodeClient], Awaitable[T]]) -> T:
             return await work(node)
 
     try:
-        return runtime.run(go())
+        return runtime.run(go(), allocator=runtime.CLIENT)
     except AxisError as exc:
         if exc.remote:
             click.echo(f"axis-node: the hub refused: {exc.headline()}", err=True)

@@ -130,6 +130,7 @@ def simulate(
                 dialects=mix, vdxp_share=vdxp_share, settle=True,
             ),
             stop_on_sigterm=True,
+            allocator=runtime.CLIENT,
         )  # fmt: skip
     if as_json:
         click.echo(json.dumps(outcome.summary, ensure_ascii=False))
@@ -278,6 +279,7 @@ def bench(
                 face=face,
             ),
             stop_on_sigterm=True,
+            allocator=runtime.CLIENT,
         )
     if as_json:
         click.echo(json.dumps(result.as_json()))
@@ -330,6 +332,7 @@ def _bench_mix(
                 settle=True,
             ),
             stop_on_sigterm=True,
+            allocator=runtime.CLIENT,
         )
     if as_json:
         click.echo(json.dumps(result.as_json()))

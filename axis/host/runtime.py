@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,34 +50,44 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-# glibc's allocator as :func:`tune_malloc` sets it: blocks from MMAP_THRESHOLD up get their own
-# mapping, returned on free; the heap's top is given back past TRIM_THRESHOLD free.
-MMAP_THRESHOLD = 1024 * 1024
-TRIM_THRESHOLD = 16 * 1024 * 1024
+@dataclass(frozen=True)
+class Allocator:
+    """glibc's thresholds as :func:`tune_malloc` fixes them: blocks from ``mmap_threshold`` up
+    get their own mapping, returned on free; the heap's top is given back past
+    ``trim_threshold`` free."""
+
+    mmap_threshold: int
+    trim_threshold: int
 
 
-def tune_malloc() -> bool:
-    """Fix glibc's thresholds (:data:`MMAP_THRESHOLD`, :data:`TRIM_THRESHOLD`); True if it
-    applied (glibc only).
+# The hub: memory flat over a long run. Its big blocks (package bodies, and the TLS buffers of
+# each connection, which it closes now and then: http.sockets.recycling) go back on free.
+SERVING = Allocator(mmap_threshold=64 * 1024, trim_threshold=128 * 1024)
+# The commands that drive a hub (the simulator, the bench, axis-node): CPU first. uvloop reads
+# TLS into a 256 KiB block and shrinks it to what came; under a 64 KiB threshold each read was
+# a fresh mapping, faulted in page by page and unmapped (with a TLB shootdown on the other
+# core). Measured on the national mix, the simulated agencies took 29 mmaps, 22 mremaps and
+# about 500 page faults a document, the hub 12, 9 and about 210; from 1 MiB, both next to
+# none. CPU a document, two alternating pairs of 6,000 documents: agencies 11.29, 11.45 ->
+# 9.88, 9.77 ms, hub 15.41, 15.00 -> 14.00, 14.11 ms. But the hub's RSS then grew 165 -> 210
+# MB over 20,000 documents (140 -> 161 at 64 KiB), two workers 302 MB together: not the hub's.
+CLIENT = Allocator(mmap_threshold=1024 * 1024, trim_threshold=16 * 1024 * 1024)
+
+
+def tune_malloc(allocator: Allocator = SERVING) -> bool:
+    """Fix glibc's thresholds (see :class:`Allocator`); True if it applied (glibc only).
 
     Left to itself, glibc raises its mmap threshold each time a big block is freed, after
     which such blocks all come from the main heap, which only shrinks from the top: measured,
     a hub's RSS grew 170 -> 257 MB over 1,200 simulated documents with 0.3 MB of live Python
-    objects more. Fixed thresholds stop that drift, and the hub's minutely
-    :func:`trim_memory` hands back the free pages left in the middle of the heap.
-
-    The threshold was 64 KiB until the hub had that trim: every TLS read (uvloop reads into
-    a 256 KiB block, then shrinks it to what came) and every package body of 64 KiB or more
-    was then a fresh mapping, written once and unmapped: on the national mix the simulated
-    agencies took 29 mmaps, 22 mremaps and about 500 page faults a document, the hub 12, 9
-    and about 210, with a TLB shootdown on the other core for each unmap. From 1 MiB, only
-    inbox pages and packages of that size are mapped alone; the 256 KiB buffer is reused
-    from the heap (a 30 KB read: 6 µs of CPU against 31, no page fault against 9).
-    """
+    objects more (malloc_trim gave it back: 83 MB). Fixed at :data:`SERVING`'s: 89 -> 119 MB
+    over the same run."""
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:
         return False  # not Linux, or not glibc (musl has no mallopt)
-    ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    ok = mallopt(M_MMAP_THRESHOLD, allocator.mmap_threshold) and mallopt(
+        M_TRIM_THRESHOLD, allocator.trim_threshold
+    )
     return bool(ok)
 
 
@@ -153,8 +164,11 @@ async def trim_memory(stop: asyncio.Event, every_s: float = TRIM_EVERY_S) -> Non
                 trim()
 
 
-def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
-    """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc`.
+def run(
+    main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False, allocator: Allocator = SERVING
+) -> T:
+    """``asyncio.run(main)`` on the best loop available, with :func:`tune_malloc` to
+    ``allocator`` (:data:`CLIENT` for a command that drives a hub).
 
     ``stop_on_sigterm``: SIGTERM cancels ``main`` as Ctrl-C does, so that what it holds is
     undone on the way out (the simulator's and the bench's temporary data folder, the hub
@@ -162,7 +176,7 @@ def run(main: Coroutine[Any, Any, T], stop_on_sigterm: bool = False) -> T:
     SIGTERM ends the process at once, its ``finally`` blocks unrun: a bench stopped that way
     left its data folder behind.
     """
-    tune_malloc()
+    tune_malloc(allocator)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         if not stop_on_sigterm:
             return runner.run(main)
