@@ -58,7 +58,7 @@ def test_a_client_reuses_its_tls_read_block() -> None:
     finally:
         os.close(r)
         os.close(w)
-    runtime.tune_malloc()  # the hub's, as the rest of the suite runs
+        runtime.tune_malloc()  # the hub's, as the rest of the suite runs
     assert faults < 500, f"{faults} page faults for 1,000 reads"
 
 

@@ -302,7 +302,12 @@ async def bench_mix(
         # Read again once the last document is sent: the drain after it posts every answer
         # still due at once, unpaced, and is not the half rate's to answer for.
         timed = asyncio.create_task(_sent_then(paced, site)) if hub_timed else None
-        paced_tally = await paced.run()
+        try:
+            paced_tally = await paced.run()
+        except BaseException:
+            if timed is not None:  # a run that failed never says it sent its last document
+                timed.cancel()
+            raise
         after = await timed if timed is not None else {}
         hub_sends = {edge: n - before.get(edge, 0) for edge, n in after.items()}
     database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
