@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,18 +96,22 @@ async def test_a_database_error_in_one_transaction_is_unavailable_for_it_only(
     assert committed_rows(writer.path) == {"a": 1, "c": 3}
 
 
-async def test_a_group_that_cannot_commit_tells_every_caller(writer: GroupWriter) -> None:
+async def test_a_group_that_cannot_commit_tells_every_caller(tmp_path: Path) -> None:
     # Another connection holds the write lock past the busy timeout: BEGIN IMMEDIATE fails.
-    await writer.call(lambda conn: conn.execute("PRAGMA busy_timeout=50"))
-    with contextlib.closing(sqlite3.connect(writer.path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        results = await asyncio.gather(
-            *(writer.transact(insert(f"k{n}", n)) for n in range(3)), return_exceptions=True
-        )
-        other.execute("ROLLBACK")
-    assert all(isinstance(r, Unavailable) for r in results)
-    assert committed_rows(writer.path) == {}
-    assert await writer.transact(insert("later", 1)) == "later"  # the writer goes on
+    writer = GroupWriter(tmp_path / "g.db", setup, lambda entries: None, busy_s=0.05)
+    await writer.start()
+    try:
+        with contextlib.closing(sqlite3.connect(writer.path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            results = await asyncio.gather(
+                *(writer.transact(insert(f"k{n}", n)) for n in range(3)), return_exceptions=True
+            )
+            other.execute("ROLLBACK")
+        assert all(isinstance(r, Unavailable) for r in results)
+        assert committed_rows(writer.path) == {}
+        assert await writer.transact(insert("later", 1)) == "later"  # the writer goes on
+    finally:
+        await writer.stop()
 
 
 async def test_a_failing_observer_does_not_leave_callers_waiting(tmp_path: Path) -> None:
@@ -121,6 +126,9 @@ async def test_a_failing_observer_does_not_leave_callers_waiting(tmp_path: Path)
         loop.set_exception_handler(lambda _, ctx: errors.append(ctx.get("exception")))
         assert await asyncio.wait_for(w.transact(insert("a", 1)), 5) == "a"
         assert errors and isinstance(errors[0], RuntimeError)
+        # More than one group queued at once: the groups after a failed observer still run.
+        many = [w.transact(insert(f"k{n}", n)) for n in range(MAX_GROUP + 10)]
+        assert len(await asyncio.wait_for(asyncio.gather(*many), 5)) == MAX_GROUP + 10
     finally:
         await w.stop()
 
@@ -230,3 +238,70 @@ async def test_the_checkpointer_copies_committed_work_beside_the_writer(tmp_path
     finally:
         await checkpointer.stop()
         await w.stop()
+
+
+async def test_the_transactions_run_on_the_loop_and_a_lock_wait_does_not_hold_it(
+    writer: GroupWriter,
+) -> None:
+    """The statements run on the event loop's thread (no GIL hand-off each); waiting for
+    another connection's write lock happens on the writer's thread, and the loop goes on
+    (the writer waits up to its busy_s, 10 s)."""
+    ran_on: list[int] = []
+
+    def where(tx: WriteTx) -> None:
+        ran_on.append(threading.get_ident())
+        insert("w", 1)(tx)
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    counting = asyncio.create_task(ticker())
+    try:
+        with contextlib.closing(sqlite3.connect(writer.path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.create_task(writer.transact(where))
+            before = ticks
+
+            async def loop_went_on() -> bool:
+                return ticks >= before + 5
+
+            await eventually(loop_went_on, timeout=5)
+            assert not waiting.done(), "it waits for the lock"
+            other.execute("ROLLBACK")
+        await waiting
+    finally:
+        counting.cancel()
+    assert ran_on == [threading.get_ident()]
+    assert committed_rows(writer.path) == {"w": 1}
+
+
+async def test_a_plain_call_keeps_its_place_among_transactions(writer: GroupWriter) -> None:
+    seen: list[object] = []
+    await asyncio.gather(
+        writer.transact(insert("a", 1)),
+        writer.call(lambda conn: seen.append(conn.execute("SELECT count(*) FROM t").fetchone()[0])),
+        writer.transact(insert("b", 2)),
+    )
+    assert seen == [1], "after the first transaction's commit, before the second"
+    assert committed_rows(writer.path) == {"a": 1, "b": 2}
+
+
+async def test_a_blocking_write_on_the_loop_does_not_deadlock_with_the_group(
+    writer: GroupWriter,
+) -> None:
+    """The writer never holds the write lock while it waits for the loop, so code on the loop
+    that blocks for that lock (here another connection's write) gets it once the COMMIT in
+    flight on the writer's thread ends, at any point of the groups' work."""
+    queued = [asyncio.create_task(writer.transact(insert(f"k{n}", n))) for n in range(50)]
+    with contextlib.closing(sqlite3.connect(writer.path, timeout=5)) as other:
+        for n in range(20):
+            await asyncio.sleep(0)  # the writer's work moves on a little
+            with other:  # a write that blocks the loop until the lock is free
+                other.execute("INSERT INTO t (k, v) VALUES (?, ?)", (f"other{n}", n))
+    await asyncio.gather(*queued)
+    assert len(committed_rows(writer.path)) == 70

@@ -1,12 +1,12 @@
 """The embedded store: one SQLite file in WAL mode.
 
-One writer connection and one reader connection, each on its own thread
+One writer connection and one reader connection, each with its own thread
 (:mod:`axis.store.sqlite_thread`), and a third, read-only, on the event loop for the point
 lookups of each request (:mod:`axis.store.sql_reads`). A write is one step of
-:mod:`axis.store.writes`, run on the writer's thread inside a transaction, and the writer
-commits the transactions that queue up behind each other together (group commit); WAL lets
-the readers run beside it. ``synchronous=FULL`` makes every commit durable before the hub
-answers 201.
+:mod:`axis.store.writes`, run inside a transaction on the event loop; the writer's thread
+commits it (the fsync stays off the loop), together with the transactions that queued up
+behind each other (group commit). WAL lets the readers run beside it. ``synchronous=FULL``
+makes every commit durable before the hub answers 201.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def _insert_many(table: str, columns: tuple[str, ...]) -> str:
 
 
 def _execute(tx: WriteTx, op: Op) -> Any:
-    """One operation of a write step, on the writer's connection inside its transaction.
+    """One operation of a write step, on the writer's connection inside its transaction (on
+    the event loop: see :class:`GroupWriter`).
 
     Raises DuplicateConflict for a unique key the step's own check did not see taken (it
     cannot happen with one writer; if it ever does, the client must not retry as for an
