@@ -39,6 +39,7 @@ enter, with ``raise X from exc``, so nothing above the boundary sees a foreign e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -183,7 +184,18 @@ class RateLimited(InputError):
         answer: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail, status=status, answer=answer)
-        self.retry_after_s = retry_after_s  # sent as Retry-After (whole seconds, at least 1)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after(self) -> int:
+        """The wait as Retry-After says it: whole seconds, at least one."""
+        return retry_after_seconds(self.retry_after_s)
+
+
+def retry_after_seconds(wait_s: float) -> int:
+    """A wait in seconds as HTTP's Retry-After gives it: whole seconds, rounded up, at least
+    one (the header has no fractions, and 0 would invite an immediate retry)."""
+    return max(1, math.ceil(wait_s))
 
 
 class Unavailable(AxisError):

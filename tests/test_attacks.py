@@ -500,6 +500,9 @@ async def test_a_noisy_agency_is_rate_limited_and_the_others_are_not(slow_lane: 
         async with http.get(hub.running.url + "/v1/inbox") as answer:
             assert answer.status == 429
             assert 1 <= int(answer.headers["Retry-After"]) <= 2
+            # The detail says the wait the header says (it said "1.9 s" beside a "2").
+            detail = (await answer.json(content_type=None))["detail"]
+            assert f"try again in {answer.headers['Retry-After']} s" in detail
     assert (await hub.client(H41).inbox())["items"] == [], "the refused package went nowhere"
     with contextlib.closing(sqlite3.connect(hub.data.database)) as db:
         assert db.execute("SELECT count(*) FROM packages").fetchone() == (0,)

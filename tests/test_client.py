@@ -84,6 +84,13 @@ async def test_rate_limited_carries_retry_after(profile: Profile) -> None:
     assert caught.value.retry_after_s == 7.0
 
 
+@pytest.mark.parametrize(("wait_s", "seconds"), [(0.02, 1), (1.0, 1), (1.2, 2), (6.5, 7)])
+def test_a_wait_is_whole_seconds_as_retry_after_says_it(wait_s: float, seconds: int) -> None:
+    """What the hub puts in Retry-After and in the detail: never 0 (a bucket that refills in
+    20 ms once said "try again in 0.0 s")."""
+    assert errors.RateLimited("over", wait_s).retry_after == seconds
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 
 from aiohttp import web
@@ -50,7 +49,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.info("refused %s %s: %s %s", request.method, request.path, exc.problem, exc.detail)
         response = problem_response(exc.status, exc.type_uri, exc.title, exc.detail)
         if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -40,6 +40,7 @@ from axis.errors import (
     RateLimited,
     UnknownDocument,
     UntrustedCertificate,
+    retry_after_seconds,
 )
 from axis.host.config import Settings
 from axis.store.base import (
@@ -181,9 +182,11 @@ class Hub:
             raise NotAllowed(f"agency {agency.organ_id} has been revoked")
         wait = self.limiter.take(agency.organ_id, self.monotonic())
         if wait > 0:
+            # The detail says the wait Retry-After says: whole seconds. A bucket that refills
+            # in 20 ms said "try again in 0.0 s" while the header said 1.
             raise RateLimited(
                 f"agency {agency.organ_id} is over its limit of {self.settings.limits.rate_per_s:g}"
-                f" requests a second; try again in {wait:.1f} s",
+                f" requests a second; try again in {retry_after_seconds(wait)} s",
                 retry_after_s=wait,
             )
         return agency
