@@ -12,6 +12,7 @@ would, so the simulation counts it the same way.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -37,7 +38,9 @@ class NationalAgency(NodeClient):
     def __init__(self, profile: Profile, sdk: VdxpClient, **kw: Any) -> None:
         super().__init__(profile, **kw)
         self.sdk = sdk
-        self._notes: dict[str, str | None] = {}  # what the list said of each package
+        # What the list said of each package, oldest first: an OrderedDict, whose oldest key
+        # goes at once (a dict's is found past every key deleted since it last compacted).
+        self._notes: OrderedDict[str, str | None] = OrderedDict()
 
     async def close(self) -> None:
         await self.sdk.close()
@@ -85,7 +88,7 @@ class NationalAgency(NodeClient):
     def _remember(self, doc_id: str, notes: str | None) -> None:
         self._notes[doc_id] = notes
         if len(self._notes) > NOTES_KEPT:
-            del self._notes[next(iter(self._notes))]
+            self._notes.popitem(last=False)
 
     async def fetch(self, package_id: str) -> tuple[bytes, str | None]:
         """getEdoc, and what the received list said of the package."""

@@ -126,7 +126,11 @@ class Tally:
     send_ms: array[float] = field(default_factory=lambda: array("d"))  # POST to its answer
     # package id -> (recipients still to acknowledge, when the hub took it)
     open: dict[str, tuple[set[str], float]] = field(default_factory=dict)
-    done: dict[str, None] = field(default_factory=dict)  # "package|recipient", oldest first
+    # "package|recipient", oldest first. An OrderedDict, not a dict: a dict's oldest key,
+    # once the window is full, is found by walking past every key deleted since the dict last
+    # compacted (up to some 900,000 at this window): at the whole window's second half that
+    # walk was a fifth of the simulated agencies' CPU. popitem(last=False) takes it at once.
+    done: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     @property
     def lost(self) -> int:
@@ -168,7 +172,7 @@ class Tally:
         """Remember that the hub confirmed this acknowledgement."""
         self.done[key] = None
         if len(self.done) > DONE_WINDOW:
-            del self.done[next(iter(self.done))]
+            self.done.popitem(last=False)
 
 
 def _from_the_hub(exc: AxisError) -> bool:
