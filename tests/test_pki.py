@@ -15,14 +15,7 @@ from lxml import etree
 
 from axis.core import formats, pki
 from axis.errors import AxisError, UntrustedCertificate
-from tests.helpers import SAMPLES, self_signed_cert
-
-
-def now() -> dt.datetime:
-    """The time of the check, read when the test runs: a constant read at import went stale
-    when a slow run reached the test more than the certificates' 5 minutes of backdating
-    later, and certificates issued then were "not valid yet"."""
-    return dt.datetime.now(dt.UTC)
+from tests.helpers import SAMPLES, now, self_signed_cert
 
 
 @pytest.fixture(scope="module")

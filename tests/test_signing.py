@@ -18,19 +18,12 @@ from signxml.signer import XMLSigner
 from axis.core import formats, pki
 from axis.core.signing import DS_NS, Signer, VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
-from tests.helpers import SAMPLES, self_signed_cert
+from tests.helpers import SAMPLES, now, self_signed_cert
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DS = f"{{{DS_NS}}}"
 ED = f"{{{NS}}}"
 HEADER = f"./{ED}edXMLEnvelope/{ED}edXMLHeader"
-
-
-def now() -> dt.datetime:
-    """The time of the check, read when the test runs: a constant read at import went stale
-    when a slow run reached the test more than the certificates' 5 minutes of backdating
-    later, and certificates issued then were "not valid yet"."""
-    return dt.datetime.now(dt.UTC)
 
 
 Pair = tuple[pki.PrivateKey, x509.Certificate]
