@@ -22,6 +22,12 @@ from datetime import UTC, datetime
 HEADER = "Axis-Simulated-Time"
 
 
+def utc_now() -> datetime:
+    """The real time, in UTC: what a hub stamps its records with outside a replay, and what
+    certificates are always checked against."""
+    return datetime.now(UTC)
+
+
 def parse_instant(raw: str) -> datetime:
     """An ISO 8601 instant with its offset (``2019-12-09T08:15:00+07:00``), in UTC.
 
@@ -48,7 +54,7 @@ class SimulatedClock:
         current = self._current.get()
         if current is not None:
             return current
-        return self._latest if self._latest is not None else datetime.now(UTC)
+        return self._latest if self._latest is not None else utc_now()
 
     @contextlib.contextmanager
     def at(self, instant: datetime) -> Iterator[None]:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from axis.core.clock import utc_now
 from axis.core.edxml_model import is_organ_id
 from axis.errors import AxisError, UntrustedCertificate
 
@@ -37,10 +38,6 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 # Certificates start a few minutes in the past so a peer whose clock runs slightly behind
 # does not see a brand-new certificate as "not yet valid".
 _BACKDATE = dt.timedelta(minutes=5)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def new_key(kind: str = "rsa") -> PrivateKey:
@@ -66,7 +63,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 def create_ca(common_name: str, valid_days: int = 3650) -> tuple[PrivateKey, x509.Certificate]:
     """A self-signed v3 CA (RSA 2048): CA:TRUE, keyCertSign + cRLSign, SKI/AKI."""
     key = new_key("rsa")
-    now = _now()
+    now = utc_now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -109,7 +106,7 @@ def _issue_end_entity(
     san: x509.SubjectAlternativeName,
     valid_days: int,
 ) -> x509.Certificate:
-    now = _now()
+    now = utc_now()
     # Never outlive the issuer: a chain that expires in the middle is a support call.
     not_after = min(now + dt.timedelta(days=valid_days), ca_cert.not_valid_after_utc)
     eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH])

@@ -19,10 +19,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from axis.core.clock import utc_now
 from axis.core.lifecycle import DeliveryState
 from axis.core.retry import GiveUp, RetryPolicy, next_attempt
 from axis.errors import PushFailed
@@ -51,10 +52,6 @@ class PushTransport(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class DeliveryWorker:

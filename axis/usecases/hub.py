@@ -17,12 +17,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 
 from axis.core import intake, lifecycle, pki
+from axis.core.clock import utc_now
 from axis.core.formats import BusinessDocType, Edoc, Package
 from axis.core.ids import uuid7_hex
 from axis.core.intake import IntakePolicy
@@ -61,10 +62,6 @@ PACKAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Bigger ones go to a thread, so that one large package does not stall every other request;
 # what makes a small one expensive (namespace declarations for C14N) the parser bounds.
 INLINE_VERIFY_BYTES = 64 * 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from axis.core import pki
 from axis.core.clock import HEADER as SIMULATED_TIME
-from axis.core.clock import SimulatedClock, parse_instant
+from axis.core.clock import SimulatedClock, parse_instant, utc_now
 from axis.core.receipt import ReceiptSigner
 from axis.core.signing import VerificationPolicy, Verifier
 from axis.errors import SchemaViolation
@@ -32,7 +32,7 @@ from axis.http.problems import access_log, problem_middleware
 from axis.http.sockets import ConnectionGate, GatedSite, bind, raise_file_limit, recycling
 from axis.store import open_store
 from axis.usecases.delivery import DeliveryWorker, PushTransport
-from axis.usecases.hub import Hub, utc_now
+from axis.usecases.hub import Hub
 from axis.usecases.national import NationalFace
 from axis.usecases.operations import Checkpointer
 from axis.web import node_api
