@@ -56,13 +56,6 @@ def foreign_identity(organ_id: str, tmp: Path) -> tuple[Path, Path]:
     return _write(tmp, "foreign", key, cert)
 
 
-def now() -> datetime:
-    """The time of a check, read when the test runs. A constant read at import goes stale: a
-    slow run reached the PKI and signing tests more than the certificates' 5 minutes of
-    backdating later, and certificates issued then were "not valid yet"."""
-    return datetime.now(UTC)
-
-
 def self_signed_cert(
     common_name: str, key: pki.PrivateKey | None = None
 ) -> tuple[pki.PrivateKey, x509.Certificate]:

@@ -14,8 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
 from axis.core import formats, pki
+from axis.core.clock import utc_now  # per check: a time read at import goes stale
 from axis.errors import AxisError, UntrustedCertificate
-from tests.helpers import SAMPLES, now, self_signed_cert
+from tests.helpers import SAMPLES, self_signed_cert
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_hub_cert(ca: tuple[pki.PrivateKey, x509.Certificate]) -> None:
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "hub.test"]
     assert len(san.get_values_for_type(x509.IPAddress)) == 2
     assert pki.organ_id_of(cert) is None
-    pki.TrustStore((ca[1],)).check(cert, now())
+    pki.TrustStore((ca[1],)).check(cert, utc_now())
 
 
 def test_organ_id_of(agency: tuple[pki.PrivateKey, x509.Certificate]) -> None:
@@ -195,8 +196,8 @@ def self_signed(name: x509.Name, *, ca: bool = False) -> x509.Certificate:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now() - dt.timedelta(days=1))
-        .not_valid_after(now() + dt.timedelta(days=30))
+        .not_valid_before(utc_now() - dt.timedelta(days=1))
+        .not_valid_after(utc_now() + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -205,7 +206,7 @@ def self_signed(name: x509.Name, *, ca: bool = False) -> x509.Certificate:
 def test_samples_trusted_by_outside_ca() -> None:
     trust = pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"])
     for name in ("000.00.00.G22.pem", "000.00.00.H41.pem"):
-        trust.check(pki.load_cert((SAMPLES / name).read_bytes()), now())
+        trust.check(pki.load_cert((SAMPLES / name).read_bytes()), utc_now())
     assert trust.bundle_pem() == pki.cert_to_pem(trust.cas[0])
 
 
@@ -213,33 +214,33 @@ def test_trust_accepts_own_agency(
     ca: tuple[pki.PrivateKey, x509.Certificate],
     agency: tuple[pki.PrivateKey, x509.Certificate],
 ) -> None:
-    pki.TrustStore((ca[1],)).check(agency[1], now())
+    pki.TrustStore((ca[1],)).check(agency[1], utc_now())
     # A naive datetime is read as UTC.
-    pki.TrustStore((ca[1],)).check(agency[1], now().replace(tzinfo=None))
+    pki.TrustStore((ca[1],)).check(agency[1], utc_now().replace(tzinfo=None))
 
 
 def test_trust_refuses_foreign_ca(agency: tuple[pki.PrivateKey, x509.Certificate]) -> None:
     outside = pki.TrustStore.from_pem_files([SAMPLES / "outside-ca.pem"])
     with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
-        outside.check(agency[1], now())
+        outside.check(agency[1], utc_now())
 
 
 def test_trust_refuses_same_name_other_key(agency: tuple[pki.PrivateKey, x509.Certificate]) -> None:
     # A CA with the very same name but another key did not issue this certificate.
     _, impostor = pki.create_ca("Axis test CA")
     with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
-        pki.TrustStore((impostor,)).check(agency[1], now())
+        pki.TrustStore((impostor,)).check(agency[1], utc_now())
 
 
 def test_trust_refuses_self_signed_leaf() -> None:
     leaf = self_signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "000.00.00.G22")]))
     with pytest.raises(UntrustedCertificate, match="self-signed"):
-        pki.TrustStore((leaf,)).check(leaf, now())
+        pki.TrustStore((leaf,)).check(leaf, utc_now())
 
 
 def test_trust_refuses_ca_cert(ca: tuple[pki.PrivateKey, x509.Certificate]) -> None:
     with pytest.raises(UntrustedCertificate, match="CA certificate"):
-        pki.TrustStore((ca[1],)).check(ca[1], now())
+        pki.TrustStore((ca[1],)).check(ca[1], utc_now())
 
 
 def test_trust_refuses_expired_and_not_yet_valid(
@@ -248,9 +249,9 @@ def test_trust_refuses_expired_and_not_yet_valid(
     _, cert = pki.issue_agency_cert(*ca, "000.00.00.H10", "UBND Hà Nội", valid_days=1)
     trust = pki.TrustStore((ca[1],))
     with pytest.raises(UntrustedCertificate, match="expired"):
-        trust.check(cert, now() + dt.timedelta(days=2))
+        trust.check(cert, utc_now() + dt.timedelta(days=2))
     with pytest.raises(UntrustedCertificate, match="not valid yet"):
-        trust.check(cert, now() - dt.timedelta(days=1))
+        trust.check(cert, utc_now() - dt.timedelta(days=1))
 
 
 def leaf_signed_by(issuer_key: pki.PrivateKey, issuer_name: x509.Name) -> x509.Certificate:
@@ -261,8 +262,8 @@ def leaf_signed_by(issuer_key: pki.PrivateKey, issuer_name: x509.Name) -> x509.C
         .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now() - dt.timedelta(days=1))
-        .not_valid_after(now() + dt.timedelta(days=30))
+        .not_valid_before(utc_now() - dt.timedelta(days=1))
+        .not_valid_after(utc_now() + dt.timedelta(days=30))
         .sign(issuer_key, hashes.SHA256())
     )
 
@@ -271,9 +272,9 @@ def test_trust_refuses_expired_ca() -> None:
     ca_key, ca_cert = pki.create_ca("Short CA", valid_days=2)
     leaf = leaf_signed_by(ca_key, ca_cert.subject)  # outlives its CA
     trust = pki.TrustStore((ca_cert,))
-    trust.check(leaf, now())
+    trust.check(leaf, utc_now())
     with pytest.raises(UntrustedCertificate, match="issuing CA .* expired"):
-        trust.check(leaf, now() + dt.timedelta(days=3))
+        trust.check(leaf, utc_now() + dt.timedelta(days=3))
 
 
 def test_issued_cert_never_outlives_its_ca() -> None:
@@ -287,7 +288,7 @@ def test_trust_refuses_issuer_that_is_not_a_ca() -> None:
     issuer_key, issuer = self_signed_cert("not a CA", pki.new_key("ec"))
     issuer_name = issuer.subject
     with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
-        pki.TrustStore((issuer,)).check(leaf_signed_by(issuer_key, issuer_name), now())
+        pki.TrustStore((issuer,)).check(leaf_signed_by(issuer_key, issuer_name), utc_now())
 
 
 def test_the_schema_and_the_code_say_the_same_of_an_organ_id() -> None:

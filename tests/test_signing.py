@@ -16,9 +16,10 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.signer import XMLSigner
 
 from axis.core import formats, pki
+from axis.core.clock import utc_now  # per check: a time read at import goes stale
 from axis.core.signing import DS_NS, Signer, VerificationPolicy, Verifier, signing_cert_of
 from axis.errors import InvalidSignature, MalformedXml, SchemaViolation, UntrustedCertificate
-from tests.helpers import SAMPLES, now, self_signed_cert
+from tests.helpers import SAMPLES, self_signed_cert
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DS = f"{{{DS_NS}}}"
@@ -299,9 +300,9 @@ def test_key_info_with_extra_cert(verifier: Verifier, ca: Pair, rsa_agency: Pair
 def test_expired_cert(verifier: Verifier, ca: Pair) -> None:
     pair = pki.issue_agency_cert(*ca, "000.00.00.H10", "UBND Hà Nội", valid_days=1)
     data = sign(pair)
-    verifier.verify(data, pair[1], at=now())
+    verifier.verify(data, pair[1], at=utc_now())
     with pytest.raises(UntrustedCertificate, match="expired"):
-        verifier.verify(data, pair[1], at=now() + dt.timedelta(days=2))
+        verifier.verify(data, pair[1], at=utc_now() + dt.timedelta(days=2))
 
 
 # --- algorithms and key strength ---------------------------------------------------------
