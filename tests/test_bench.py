@@ -130,6 +130,11 @@ def test_the_national_mix_counts_what_a_document_costs() -> None:
     ]
     assert figures["cores_busy"] == pytest.approx(busy / 1000, rel=0.05, abs=0.01)
     assert 0 < figures["cores_busy"] and figures["cores"] >= 1
+    # The event loops' threads: a share of one core each, within what their process used.
+    hub_cores = figures["hub_cpu_ms_per_doc"] * figures["docs_per_s"] / 1000
+    assert 0 < figures["hub_loop_busy"] <= hub_cores + 0.05
+    agencies_cores = figures["agencies_cpu_ms_per_doc"] * figures["docs_per_s"] / 1000
+    assert 0 < figures["agencies_loop_busy"] <= agencies_cores + 0.05
     # The half-rate sends as the hub timed them, read from its histogram: there were some.
     assert 0 < figures["hub_p50_ms"] <= figures["hub_p99_ms"]
 

@@ -373,6 +373,14 @@ def render_mix(result: Any, console: Console) -> None:
         "hub, database server and agencies together at full rate (CPU per document ×"
         " documents/s): another hub worker can use only what is left",
     )  # fmt: skip
+    if result.hub_loop_busy is not None:
+        table.add_row(
+            "event loops busy", f"hub {figures['hub_loop_busy']}",
+            f"agencies {figures['agencies_loop_busy']} of one core each, at full rate (each"
+            " process's main thread, from /proc, which runs its requests, TLS and"
+            " signatures; SQLite's threads run beside it): one core is its ceiling,"
+            " whatever the cores busy leave free",
+        )  # fmt: skip
     if result.floor_ms:
         floors = (
             f", PostgreSQL server {figures['database_cpu_floors_per_doc']}"

@@ -308,13 +308,21 @@ def hub_processes(pid: int) -> list[int]:
 
 def cpu_s(pids: list[int]) -> float:
     """CPU seconds (user + system) the processes have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        # Fields after the command name (which may hold spaces) start at index 2 (state).
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return sum(_stat_cpu_s(Path(f"/proc/{pid}/stat")) for pid in pids)
+
+
+def loop_cpu_s(pids: list[int]) -> list[float]:
+    """CPU seconds each process's main thread has used so far: its event loop's, which runs
+    every coroutine and all Python code but what the process hands to other threads (its
+    SQLite threads, the default executor). One core is that thread's ceiling."""
+    return [_stat_cpu_s(Path(f"/proc/{pid}/task/{pid}/stat")) for pid in pids]
+
+
+def _stat_cpu_s(stat: Path) -> float:
+    """utime + stime of a /proc stat file, in seconds."""
+    # Fields after the command name (which may hold spaces) start at index 2 (state).
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_peak_rss_mb() -> float:

@@ -8,6 +8,9 @@ document), their business statuses, updates and every dialect of edXML, through 
 
 - documents/s, and the hub's and the simulated agencies' CPU per document (from /proc:
   steadier than rates on a shared machine);
+- how busy the event loops were: the main thread of the hub's process (of its busiest worker)
+  and of the agencies' process, each a share of one core, which is its ceiling (the rest of
+  the machine's cores, "cores busy", is the other);
 - requests per document by route, and new connections (TLS handshakes) per document, as the
   agencies' transports counted them;
 - signed packages per document (documents, updates and statuses the agencies signed);
@@ -45,6 +48,7 @@ from nodes.sim.bench import (
     cpu_s,
     floor,
     hub_processes,
+    loop_cpu_s,
     open_sockets,
     own_peak_rss_mb,
     stage_progress,
@@ -114,6 +118,11 @@ class MixResult:
     # the floor's sign and verify just before the run, ms a package: the machine's speed, by
     # which the CPU figures are divided to compare days
     floor_ms: float | None = None
+    # The event-loop threads' share of one core at full rate (their CPU over the stage's
+    # wall time): the busiest hub worker's, and the agencies' process's. Each is one
+    # thread, so near 1.0 it is the ceiling, whatever the cores busy leave free.
+    hub_loop_busy: float | None = None
+    agencies_loop_busy: float | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -158,6 +167,8 @@ class MixResult:
             "agencies_cpu_ms_per_doc": round(self.agencies_cpu_ms, 2),
             "cores_busy": round(self.cores_busy, 2),
             "cores": len(os.sched_getaffinity(0)),
+            "hub_loop_busy": _round(self.hub_loop_busy),
+            "agencies_loop_busy": _round(self.agencies_loop_busy),
             "requests_per_doc": round(self.requests_per_document, 2),
             "requests_per_doc_by_route": {
                 route: round(count / n, 3) for route, count in sorted(self.requests.items())
@@ -267,11 +278,16 @@ async def bench_mix(
             server.sample()
         watcher = asyncio.create_task(watch.run())
         cpu_before = cpu_s(hub_pids), cpu_s([os.getpid()])
+        loops_before = loop_cpu_s([*hub_pids, os.getpid()])
         try:
             tally = await full.run()
             watch.sample()
         finally:
             watcher.cancel()
+        loops = [
+            (now - then) / full.elapsed_s
+            for now, then in zip(loop_cpu_s([*hub_pids, os.getpid()]), loops_before, strict=True)
+        ]
         n = max(1, tally.accepted)
         hub_cpu = (cpu_s(hub_pids) - cpu_before[0]) / n * 1000
         own_cpu = (cpu_s([os.getpid()]) - cpu_before[1]) / n * 1000
@@ -335,6 +351,8 @@ async def bench_mix(
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
         database_cpu_ms=database_cpu,
         floor_ms=(measured.sign_s + measured.verify_s) / measured.packages * 1000,
+        hub_loop_busy=max(loops[:-1]),
+        agencies_loop_busy=loops[-1],
         hub_send_ms=(
             {"p50": bucket_quantile(hub_sends, 0.5), "p99": bucket_quantile(hub_sends, 0.99)}
             if hub_timed
@@ -423,6 +441,10 @@ class _DatabaseCpu:
     @property
     def used_s(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def _round(share: float | None) -> float | None:
+    return None if share is None else round(share, 2)
 
 
 def _answers_per_document(tally: Tally) -> float:
