@@ -21,6 +21,10 @@ document), their business statuses, updates and every dialect of edXML, through 
   them: what the hub's loop, verification and store add, without TLS, the network and the
   simulated agencies' own loop);
 - the projected time of the whole window (its documents at the measured rate);
+- the contract's floor (:mod:`nodes.sim.contract`): each step the contract requires (sign,
+  take, receipt, row, read, request), timed in this process with the hub's and the agencies'
+  own code just before the run, weighed by the run's mix; and the whole window at that floor
+  with every core of the machine busy and nothing else running;
 - this machine's speed at the time: the floor's CPU part (:func:`nodes.sim.bench.floor`:
   one package signed and verified in one process; its store waits on the disk) just before
   the hub starts, and each CPU figure in floors. This machine's speed moved by 1.7 times
@@ -54,6 +58,7 @@ from nodes.sim.bench import (
     stage_progress,
     status_mb,
 )
+from nodes.sim.contract import ContractCosts, contract_costs
 from nodes.sim.runner import NATIONAL_GATHER_S, Simulation, Tally, percentiles
 from nodes.sim.simulate import DEFAULT_MIX, Site, agencies_for, clients_of, own_hub
 from nodes.sim.traffic import (
@@ -123,6 +128,11 @@ class MixResult:
     # thread, so near 1.0 it is the ceiling, whatever the cores busy leave free.
     hub_loop_busy: float | None = None
     agencies_loop_busy: float | None = None
+    # The contract's own steps, each timed in this process just before the run
+    # (:mod:`nodes.sim.contract`), and their sum for this run's mix: the floor of a
+    # document's CPU, hub and agencies together, that no implementation goes below.
+    contract: ContractCosts | None = None
+    contract_ms: float | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -132,6 +142,14 @@ class MixResult:
     def projected_window_s(self) -> float:
         """The whole launch window (about 274,000 documents) at this rate."""
         return WINDOW_DOCUMENTS / self.per_s if self.per_s else float("inf")
+
+    @property
+    def contract_window_s(self) -> float | None:
+        """The whole window at the contract's floor with every core of this machine busy:
+        what no implementation could beat here."""
+        if self.contract_ms is None:
+            return None
+        return WINDOW_DOCUMENTS * self.contract_ms / 1000 / len(os.sched_getaffinity(0))
 
     @property
     def cores_busy(self) -> float:
@@ -195,6 +213,11 @@ class MixResult:
                 None if self.database_cpu_ms is None else self._floors(self.database_cpu_ms)
             ),
             "projected_window_min": round(self.projected_window_s / 60, 1),
+            "contract_ms_per_doc": None if self.contract_ms is None else round(self.contract_ms, 2),
+            "contract_window_min": (
+                None if self.contract_window_s is None else round(self.contract_window_s / 60, 1)
+            ),
+            "contract_ms": None if self.contract is None else self.contract.as_json(),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
             "duplicates": self.duplicates,
@@ -262,6 +285,9 @@ async def bench_mix(
         if settle:  # the agencies' set-up, out of every full collection's walk
             runtime.settle_heap()
         hub_settings = site.data.settings()
+        # Before any traffic: the contract's own steps, on two of the run's agencies.
+        first, second = (clients[a.organ_id] for a in chosen[:2])
+        costs = await contract_costs(first, second, site.data, attachment_kb)
         assert site.pid is not None
         hub_pids = hub_processes(site.pid)
         full = Simulation(
@@ -351,6 +377,13 @@ async def bench_mix(
         hub=f"{hub_settings.signatures.verifier}, {database}, {workers} worker{plural}",
         database_cpu_ms=database_cpu,
         floor_ms=(measured.sign_s + measured.verify_s) / measured.packages * 1000,
+        contract=costs,
+        contract_ms=costs.per_document(
+            edocs=(tally.accepted + tally.updates) / n,
+            statuses=tally.statuses / n,
+            deliveries=tally.deliveries / n,
+            requests=sum(requests.values()) / n,
+        ),
         hub_loop_busy=max(loops[:-1]),
         agencies_loop_busy=loops[-1],
         hub_send_ms=(

@@ -1,0 +1,244 @@
+"""What the national mix's contract costs a document at the least, measured in this process.
+
+Every package of the mix is signed by its sender, read by the hub (the hardened parse, the
+edXML schema, the signature, the typed read), answered with a receipt the hub signs and the
+sender checks, stored, and read again, signature and all, by each recipient; each exchange is
+a keep-alive HTTPS request with client certificates. :func:`contract_costs` times each of
+those steps with the very code the hub and the simulated agencies run, on two of the run's
+own agencies, in this one process, before the run starts; :meth:`ContractCosts.per_document`
+weighs them by what the run counted. The sum is a floor under a document's CPU: no cheaper
+request path, store or simulator can go below it while the hub and its agencies keep the
+contract (SPEC §5: verify at the hub and at each recipient, a signed receipt for every
+package). Only the package's own row is counted for the store (its deliveries, log entries
+and counters are left out), and the HTTPS request runs a bare handler, so the true floor is
+higher still.
+
+It answers a question the end-to-end figures cannot: how much of a document's CPU is the
+contract's own, and what the whole window would take on this machine's cores if nothing else
+ran at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, TCPConnector, web
+
+from axis.core import intake, pki
+from axis.core.edxml_model import Attachment
+from axis.core.formats import Edoc
+from axis.core.intake import IntakePolicy
+from axis.core.receipt import Receipt, ReceiptSigner
+from axis.core.signing import VerificationPolicy, Verifier
+from axis.core.xmlsafe import ParseLimits
+from axis.host.datadir import DataDir
+from nodes.client import NodeClient, tls_context
+
+EDOC_ROUNDS = 40  # each edoc step this many times (about 1.5 ms each)
+STATUS_ROUNDS = 150  # each status and receipt step (0.2-0.7 ms each)
+REQUESTS = 600  # HTTPS requests, STREAMS at a time on as many kept-alive connections
+STREAMS = 8
+STORE_BATCH = 64  # rows a commit, as the hub's group commit
+
+
+@dataclass(frozen=True)
+class ContractCosts:
+    """CPU milliseconds of each step of the contract, measured in this process."""
+
+    edoc_signed: float  # the sender builds a document (with its attachment) and signs it
+    edoc_taken: float  # the hub reads it: hardened parse, schema, signature, typed read
+    edoc_read: float  # a recipient reads it as its software does, signature and all
+    status_signed: float  # a recipient builds and signs a status
+    status_taken: float  # the hub reads the status
+    status_read: float  # the document's sender reads it
+    receipt_signed: float  # the hub signs a package's receipt
+    receipt_checked: float  # its sender checks it
+    stored: float  # one package's row in SQLite (WAL, synchronous=FULL, 64 a commit), mean
+    request: float  # one kept-alive HTTPS request, both ends (aiohttp, TLS with client certs)
+
+    def per_document(
+        self, edocs: float, statuses: float, deliveries: float, requests: float
+    ) -> float:
+        """The floor of one document's CPU, in ms, for a run that counted, a document:
+        ``edocs`` edocs signed (the document, and its updates), ``statuses`` statuses,
+        ``deliveries`` edocs handed to recipients, and ``requests`` requests."""
+        packages = edocs + statuses
+        return (
+            edocs * (self.edoc_signed + self.edoc_taken)
+            + statuses * (self.status_signed + self.status_taken + self.status_read)
+            + deliveries * self.edoc_read
+            + packages * (self.receipt_signed + self.receipt_checked + self.stored)
+            + requests * self.request
+        )
+
+    def as_json(self) -> dict[str, float]:
+        return {name: round(ms, 3) for name, ms in asdict(self).items()}
+
+
+def _cpu_ms(step: Callable[[], Any], rounds: int) -> tuple[float, Any]:
+    """The CPU (this process's) of one ``step``, in ms, over ``rounds`` after one to warm;
+    and what the last one gave."""
+    result = step()
+    started = time.process_time()
+    for _ in range(rounds):
+        result = step()
+    return (time.process_time() - started) / rounds * 1000, result
+
+
+async def contract_costs(
+    sender: NodeClient, recipient: NodeClient, data: DataDir, attachment_kb: float
+) -> ContractCosts:
+    """Time each step of the contract with ``sender`` and ``recipient``'s software (two of
+    the run's agencies, in the dialects they write) and the hub's reading, signing and trust
+    as ``data`` configures them. Run it while nothing else runs in this process."""
+    settings = data.settings()
+    limits = settings.limits
+    policy = IntakePolicy(
+        Verifier(
+            VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
+            data.trust_store(),
+            settings.signatures.verifier,
+        ),
+        ParseLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth),
+        max_attachments=limits.max_attachments,
+    )
+    receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
+    from_sender = _registered(sender)
+    from_recipient = _registered(recipient)
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * int(attachment_kb * 4)  # as the floor's
+    attachment = Attachment("cid:1", "phu-luc.pdf", "application/pdf", pdf)
+    numbers = iter(range(1, 1_000_000))
+
+    def build_edoc() -> bytes:
+        return sender.build_edoc(
+            [recipient.profile.organ()],
+            "Về việc đo chi phí của hợp đồng",
+            attachments=[attachment],
+            number=next(numbers),
+        )
+
+    edoc_signed, edoc = _cpu_ms(build_edoc, EDOC_ROUNDS)
+    edoc_taken, _ = _cpu_ms(lambda: intake.read_package(edoc, policy, from_sender), EDOC_ROUNDS)
+    edoc_read, read = _cpu_ms(lambda: recipient.read(edoc), EDOC_ROUNDS)
+    assert isinstance(read, Edoc)
+    status_signed, status = _cpu_ms(lambda: recipient.build_status(read, "01"), STATUS_ROUNDS)
+    status_taken, _ = _cpu_ms(
+        lambda: intake.read_package(status, policy, from_recipient), STATUS_ROUNDS
+    )
+    status_read, _ = _cpu_ms(lambda: sender.read(status), STATUS_ROUNDS)
+    sha256 = hashlib.sha256(edoc).hexdigest()
+    receipt = Receipt(
+        "0" * 32,
+        sha256,
+        sender.profile.organ_id,
+        (recipient.profile.organ_id,),
+        datetime.now(UTC),
+        settings.hub.organ_id,
+    )
+    receipt_signed, signed = _cpu_ms(lambda: receipts.sign(receipt), STATUS_ROUNDS)
+    answer = {"id": receipt.package_id, "sha256": sha256, "receipt": signed}
+    receipt_checked, _ = _cpu_ms(lambda: sender.check_receipt(answer, edoc), STATUS_ROUNDS)
+    return ContractCosts(
+        edoc_signed=edoc_signed,
+        edoc_taken=edoc_taken,
+        edoc_read=edoc_read,
+        status_signed=status_signed,
+        status_taken=status_taken,
+        status_read=status_read,
+        receipt_signed=receipt_signed,
+        receipt_checked=receipt_checked,
+        stored=_stored_ms([edoc, status]),
+        request=await _request_ms(sender, data, status, signed),
+    )
+
+
+def _registered(client: NodeClient) -> intake.SignerFor:
+    """The hub's rule for a package from ``client``'s agency: its registered certificate."""
+    cert = pki.load_cert(client.profile.cert.read_bytes())
+    return intake.registered_signer(client.profile.organ_id, cert)
+
+
+def _stored_ms(bodies: list[bytes]) -> float:
+    """The mean CPU of one row of each of ``bodies`` in a fresh SQLite file, as the floor
+    stores (:func:`nodes.sim.bench.floor`): WAL, synchronous=FULL, 64 rows a commit."""
+    rows = [body for _ in range(STORE_BATCH * 2 // len(bodies)) for body in bodies]
+    with tempfile.TemporaryDirectory(prefix="axis-contract-") as work:
+        db = sqlite3.connect(Path(work) / "contract.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
+                " received_at TEXT NOT NULL, body BLOB NOT NULL)"
+            )
+            started = time.process_time()
+            for first in range(0, len(rows), STORE_BATCH):
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO packages VALUES (?, ?, ?, ?)",
+                    [
+                        (
+                            f"{first + n:032x}",
+                            hashlib.sha256(body).hexdigest(),
+                            datetime.now(UTC).isoformat(),
+                            body,
+                        )
+                        for n, body in enumerate(rows[first : first + STORE_BATCH])
+                    ],
+                )
+                db.execute("COMMIT")
+            return (time.process_time() - started) / len(rows) * 1000
+        finally:
+            db.close()
+
+
+async def _request_ms(client: NodeClient, data: DataDir, body: bytes, answer: str) -> float:
+    """The CPU of one kept-alive HTTPS request, both ends in this process: ``client``'s
+    agency POSTs ``body`` (a status) to a bare handler on 127.0.0.1, with the hub's
+    certificate and client certificates required, which answers as the hub does (201, JSON
+    with the receipt ``answer``)."""
+    reply = {"id": "0" * 32, "kind": "status", "receipt": answer}
+
+    async def take(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(reply, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/packages", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(data.hub_cert, data.hub_key)
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(cadata=data.trust_store().bundle_pem().decode("ascii"))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        url = f"https://127.0.0.1:{port}/v1/packages"
+        connector = TCPConnector(ssl=tls_context(client.profile), limit=STREAMS)
+        async with ClientSession(connector=connector) as session:
+
+            async def one() -> None:
+                headers = {"Content-Type": "application/xml"}
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.json()
+
+            for _ in range(4):  # the connections open (their handshakes not counted)
+                await asyncio.gather(*(one() for _ in range(STREAMS)))
+            started = time.process_time()
+            for _ in range(REQUESTS // STREAMS):
+                await asyncio.gather(*(one() for _ in range(STREAMS)))
+            return (time.process_time() - started) / (REQUESTS // STREAMS * STREAMS) * 1000
+    finally:
+        await runner.cleanup()
