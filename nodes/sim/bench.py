@@ -29,7 +29,7 @@ import resource
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -216,6 +216,37 @@ def floor_verify(data: bytes, public_key: ec.EllipticCurvePublicKey) -> etree._E
     return root
 
 
+def floor_store(path: Path) -> sqlite3.Connection:
+    """The floor's store: a fresh SQLite file in WAL mode with ``synchronous=FULL`` (a
+    commit waits for the disk, as the hub's), holding the packages' bytes by id."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(
+        "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
+        " received_at TEXT NOT NULL, body BLOB NOT NULL)"
+    )
+    return db
+
+
+def store_rows(db: sqlite3.Connection, first: int, bodies: Sequence[bytes]) -> None:
+    """``bodies`` in one commit, numbered from ``first``, each with its sha256."""
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(
+        "INSERT INTO packages VALUES (?, ?, ?, ?)",
+        [
+            (
+                f"{first + n:032x}",
+                hashlib.sha256(body).hexdigest(),
+                datetime.now().isoformat(),
+                body,
+            )
+            for n, body in enumerate(bodies)
+        ],
+    )
+    db.execute("COMMIT")
+
+
 def floor(
     documents: int, attachment_kb: float = 20, progress: BenchProgress | None = None
 ) -> Floor:
@@ -233,14 +264,8 @@ def floor(
     public_key = key.public_key()
     sign_s = verify_s = store_s = 0.0
     with tempfile.TemporaryDirectory(prefix="axis-bench-") as work:
-        db = sqlite3.connect(Path(work) / "floor.db", isolation_level=None)
+        db = floor_store(Path(work) / "floor.db")
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(
-                "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
-                " received_at TEXT NOT NULL, body BLOB NOT NULL)"
-            )
             # A chunk at a time, each stage timed on its own: memory stays that of one chunk
             # however many documents (100,000 signed packages would be 3 GB).
             for first in range(0, documents, FLOOR_CHUNK):
@@ -257,20 +282,7 @@ def floor(
                 report("verify", numbers.stop, documents)
                 started = time.perf_counter()
                 for at in range(0, len(signed), STORE_BATCH):
-                    db.execute("BEGIN IMMEDIATE")
-                    db.executemany(
-                        "INSERT INTO packages VALUES (?, ?, ?, ?)",
-                        [
-                            (
-                                f"{first + at + i:032x}",
-                                hashlib.sha256(body).hexdigest(),
-                                datetime.now().isoformat(),
-                                body,
-                            )
-                            for i, body in enumerate(signed[at : at + STORE_BATCH])
-                        ],  # fmt: skip
-                    )
-                    db.execute("COMMIT")
+                    store_rows(db, first + at, signed[at : at + STORE_BATCH])
                 store_s += time.perf_counter() - started
                 report("store", numbers.stop, documents)
         finally:

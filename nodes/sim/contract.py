@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import ssl
 import tempfile
 import time
@@ -43,6 +42,7 @@ from axis.core.signing import VerificationPolicy, Verifier
 from axis.core.xmlsafe import ParseLimits
 from axis.host.datadir import DataDir
 from nodes.client import NodeClient, tls_context
+from nodes.sim.bench import floor_store, store_rows
 
 EDOC_ROUNDS = 40  # each edoc step this many times (about 1.5 ms each)
 STATUS_ROUNDS = 150  # each status and receipt step (0.2-0.7 ms each)
@@ -169,34 +169,15 @@ def _registered(client: NodeClient) -> intake.SignerFor:
 
 
 def _stored_ms(bodies: list[bytes]) -> float:
-    """The mean CPU of one row of each of ``bodies`` in a fresh SQLite file, as the floor
-    stores (:func:`nodes.sim.bench.floor`): WAL, synchronous=FULL, 64 rows a commit."""
+    """The mean CPU of one row of each of ``bodies`` in the floor's store
+    (:func:`nodes.sim.bench.floor_store`: WAL, synchronous=FULL), 64 rows a commit."""
     rows = [body for _ in range(STORE_BATCH * 2 // len(bodies)) for body in bodies]
     with tempfile.TemporaryDirectory(prefix="axis-contract-") as work:
-        db = sqlite3.connect(Path(work) / "contract.db", isolation_level=None)
+        db = floor_store(Path(work) / "contract.db")
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(
-                "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
-                " received_at TEXT NOT NULL, body BLOB NOT NULL)"
-            )
             started = time.process_time()
             for first in range(0, len(rows), STORE_BATCH):
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(
-                    "INSERT INTO packages VALUES (?, ?, ?, ?)",
-                    [
-                        (
-                            f"{first + n:032x}",
-                            hashlib.sha256(body).hexdigest(),
-                            datetime.now(UTC).isoformat(),
-                            body,
-                        )
-                        for n, body in enumerate(rows[first : first + STORE_BATCH])
-                    ],
-                )
-                db.execute("COMMIT")
+                store_rows(db, first, rows[first : first + STORE_BATCH])
             return (time.process_time() - started) / len(rows) * 1000
         finally:
             db.close()
