@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,6 +166,16 @@ class DataDir:
         """The development CA plus every CA added with ``axis ca trust``."""
         paths = [self.ca_cert, *sorted(self.trusted_dir.glob("*.pem"))]
         return pki.TrustStore.from_pem_files(paths)
+
+    def server_tls(self) -> ssl.SSLContext:
+        """TLS for the node API: the hub's certificate, client certificates checked against
+        the development CA and every trusted outside CA."""
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.hub_cert, self.hub_key)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cadata=self.trust_store().bundle_pem().decode("ascii"))
+        return ctx
 
 
 def set_setting(data: DataDir, key: str, value: str | bool | int | float) -> None:

@@ -85,17 +85,6 @@ def simulated_time(clock: SimulatedClock) -> Middleware:
     return at_simulated_time
 
 
-def server_ssl_context(data: DataDir) -> ssl.SSLContext:
-    """TLS for the node API: the hub's certificate, client certificates checked against the
-    development CA and every trusted outside CA."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(data.hub_cert, data.hub_key)
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.load_verify_locations(cadata=data.trust_store().bundle_pem().decode("ascii"))
-    return ctx
-
-
 def node_app(
     hub: Hub,
     transport: PushTransport | None = None,
@@ -325,9 +314,7 @@ async def _running_hub(
     await node_runner.setup()
     try:
         await admin_runner.setup()
-        node_site = GatedSite(
-            node_runner, node_sock, node_gate, ssl_context=server_ssl_context(data)
-        )
+        node_site = GatedSite(node_runner, node_sock, node_gate, ssl_context=data.server_tls())
         admin_site = web.SockSite(admin_runner, admin_sock)
         sites: list[web.BaseSite] = [node_site, admin_site]
         if vdxp_runner is not None:
