@@ -220,12 +220,16 @@ def floor_store(path: Path) -> sqlite3.Connection:
     """The floor's store: a fresh SQLite file in WAL mode with ``synchronous=FULL`` (a
     commit waits for the disk, as the hub's), holding the packages' bytes by id."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute(
-        "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
-        " received_at TEXT NOT NULL, body BLOB NOT NULL)"
-    )
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(
+            "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
+            " received_at TEXT NOT NULL, body BLOB NOT NULL)"
+        )
+    except BaseException:
+        db.close()
+        raise
     return db
 
 

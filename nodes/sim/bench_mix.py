@@ -22,9 +22,10 @@ document), their business statuses, updates and every dialect of edXML, through 
   simulated agencies' own loop);
 - the projected time of the whole window (its documents at the measured rate);
 - the contract's floor (:mod:`nodes.sim.contract`): each step the contract requires (sign,
-  take, receipt, row, read, request), timed in this process with the hub's and the agencies'
-  own code just before the run, weighed by the run's mix; and the whole window at that floor
-  with every core of the machine busy and nothing else running;
+  take, receipt, row, request), timed in this process with the hub's and the agencies' own
+  code just before the run, weighed by the run's mix; the whole window at that floor with
+  every core of the machine busy and nothing else running; and the floor with the checks the
+  run's agencies add (each receipt checked, each document verified once);
 - this machine's speed at the time: the floor's CPU part (:func:`nodes.sim.bench.floor`:
   one package signed and verified in one process; its store waits on the disk) just before
   the hub starts, and each CPU figure in floors. This machine's speed moved by 1.7 times
@@ -128,11 +129,13 @@ class MixResult:
     # thread, so near 1.0 it is the ceiling, whatever the cores busy leave free.
     hub_loop_busy: float | None = None
     agencies_loop_busy: float | None = None
-    # The contract's own steps, each timed in this process just before the run
-    # (:mod:`nodes.sim.contract`), and their sum for this run's mix: the floor of a
-    # document's CPU, hub and agencies together, that no implementation goes below.
+    # The contract's steps, each timed in this process just before the run
+    # (:mod:`nodes.sim.contract`), and their sum for this run's mix, ms a document: the floor
+    # of a document's CPU, hub and agencies together, that no implementation goes below; and
+    # with the checks the run's agencies add (each receipt, each document verified once).
     contract: ContractCosts | None = None
-    contract_ms: float | None = None
+    contract_ms_per_doc: float | None = None
+    checked_ms_per_doc: float | None = None
 
     @property
     def requests_per_document(self) -> float:
@@ -147,9 +150,9 @@ class MixResult:
     def contract_window_s(self) -> float | None:
         """The whole window at the contract's floor with every core of this machine busy:
         what no implementation could beat here."""
-        if self.contract_ms is None:
+        if self.contract_ms_per_doc is None:
             return None
-        return WINDOW_DOCUMENTS * self.contract_ms / 1000 / len(os.sched_getaffinity(0))
+        return WINDOW_DOCUMENTS * self.contract_ms_per_doc / 1000 / len(os.sched_getaffinity(0))
 
     @property
     def cores_busy(self) -> float:
@@ -213,11 +216,12 @@ class MixResult:
                 None if self.database_cpu_ms is None else self._floors(self.database_cpu_ms)
             ),
             "projected_window_min": round(self.projected_window_s / 60, 1),
-            "contract_ms_per_doc": None if self.contract_ms is None else round(self.contract_ms, 2),
+            "contract_ms_per_doc": _round2(self.contract_ms_per_doc),
             "contract_window_min": (
                 None if self.contract_window_s is None else round(self.contract_window_s / 60, 1)
             ),
-            "contract_ms": None if self.contract is None else self.contract.as_json(),
+            "checked_ms_per_doc": _round2(self.checked_ms_per_doc),
+            "contract_steps_ms": None if self.contract is None else self.contract.as_json(),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
             "duplicates": self.duplicates,
@@ -354,6 +358,8 @@ async def bench_mix(
         hub_sends = {edge: n - before.get(edge, 0) for edge, n in after.items()}
     database = "PostgreSQL" if hub_settings.hub.database else "SQLite"
     plural = "s" if workers > 1 else ""
+    # a document's edocs (itself and its updates), statuses and requests, at full rate
+    mix = (tally.accepted + tally.updates) / n, tally.statuses / n, sum(requests.values()) / n
     return MixResult(
         documents=tally.accepted,
         per_s=rate,
@@ -378,12 +384,8 @@ async def bench_mix(
         database_cpu_ms=database_cpu,
         floor_ms=(measured.sign_s + measured.verify_s) / measured.packages * 1000,
         contract=costs,
-        contract_ms=costs.per_document(
-            edocs=(tally.accepted + tally.updates) / n,
-            statuses=tally.statuses / n,
-            deliveries=tally.deliveries / n,
-            requests=sum(requests.values()) / n,
-        ),
+        contract_ms_per_doc=costs.required(*mix),
+        checked_ms_per_doc=costs.checked(*mix),
         hub_loop_busy=max(loops[:-1]),
         agencies_loop_busy=loops[-1],
         hub_send_ms=(
@@ -474,6 +476,10 @@ class _DatabaseCpu:
     @property
     def used_s(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def _round2(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 2)
 
 
 def _round(share: float | None) -> float | None:
