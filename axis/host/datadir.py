@@ -24,7 +24,7 @@ from cryptography import x509
 
 from axis.core import pki
 from axis.core.formats import ORGAN_ID_FORMS, is_organ_id
-from axis.core.signing import VerificationPolicy, check_key_strength
+from axis.core.signing import VerificationPolicy, Verifier, check_key_strength
 from axis.errors import ConfigError, DataDirError, InvalidSignature, UntrustedCertificate
 from axis.host.config import DEFAULT_TOML, Settings, load_settings
 
@@ -166,6 +166,14 @@ class DataDir:
         """The development CA plus every CA added with ``axis ca trust``."""
         paths = [self.ca_cert, *sorted(self.trusted_dir.glob("*.pem"))]
         return pki.TrustStore.from_pem_files(paths)
+
+    def verifier(self, settings: Settings) -> Verifier:
+        """The hub's signature verifier: ``settings``' policy and engine, this folder's trust."""
+        return Verifier(
+            VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
+            self.trust_store(),
+            settings.signatures.verifier,
+        )
 
     def server_tls(self) -> ssl.SSLContext:
         """TLS for the node API: the hub's certificate, client certificates checked against

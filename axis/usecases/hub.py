@@ -122,13 +122,7 @@ class Hub:
         self.push_due = asyncio.Event()
         self._uploading: dict[str, int] = {}  # upload slots each agency holds now
 
-        self.intake_policy = IntakePolicy(
-            verifier,
-            ParseLimits(
-                max_bytes=settings.limits.max_body_bytes, max_depth=settings.limits.max_xml_depth
-            ),
-            max_attachments=settings.limits.max_attachments,
-        )
+        self.intake_policy = intake_policy(verifier, settings)
 
     @contextlib.asynccontextmanager
     async def upload_slot(self, agency: Agency) -> AsyncIterator[None]:
@@ -548,6 +542,17 @@ class Hub:
             }
             for a in await self.store.list_agencies()
         ]
+
+
+def intake_policy(verifier: Verifier, settings: Settings) -> IntakePolicy:
+    """What the hub asks of a package before reading it: ``settings``' body, depth and
+    attachment limits, and ``verifier``'s signature policy and trust."""
+    limits = settings.limits
+    return IntakePolicy(
+        verifier,
+        ParseLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth),
+        max_attachments=limits.max_attachments,
+    )
 
 
 def _checked_id(package_id: str) -> str:

@@ -23,7 +23,6 @@ from axis.core import pki
 from axis.core.clock import HEADER as SIMULATED_TIME
 from axis.core.clock import SimulatedClock, parse_instant, utc_now
 from axis.core.receipt import ReceiptSigner
-from axis.core.signing import VerificationPolicy, Verifier
 from axis.errors import SchemaViolation
 from axis.host import runtime
 from axis.host.config import Settings, VdxpSettings
@@ -56,11 +55,7 @@ def build_hub(
     """A Hub for a data folder: its store, trust, keys and policy, loaded once (``clock``:
     the simulation's, for the simulator's own hub)."""
     data.require()
-    verifier = Verifier(
-        VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
-        data.trust_store(),
-        settings.signatures.verifier,
-    )
+    verifier = data.verifier(settings)
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
     store = open_store(data.database_url(db_url), serving=True)
     return Hub(store, verifier, receipts, settings, clock=clock or utc_now)

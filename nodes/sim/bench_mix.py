@@ -216,11 +216,11 @@ class MixResult:
                 None if self.database_cpu_ms is None else self._floors(self.database_cpu_ms)
             ),
             "projected_window_min": round(self.projected_window_s / 60, 1),
-            "contract_ms_per_doc": _round2(self.contract_ms_per_doc),
+            "contract_ms_per_doc": _round(self.contract_ms_per_doc),
             "contract_window_min": (
                 None if self.contract_window_s is None else round(self.contract_window_s / 60, 1)
             ),
-            "checked_ms_per_doc": _round2(self.checked_ms_per_doc),
+            "checked_ms_per_doc": _round(self.checked_ms_per_doc),
             "contract_steps_ms": None if self.contract is None else self.contract.as_json(),
             "window_documents": WINDOW_DOCUMENTS,
             "lost": self.lost,
@@ -478,12 +478,8 @@ class _DatabaseCpu:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
-def _round2(ms: float | None) -> float | None:
-    return None if ms is None else round(ms, 2)
-
-
-def _round(share: float | None) -> float | None:
-    return None if share is None else round(share, 2)
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _answers_per_document(tally: Tally) -> float:

@@ -39,11 +39,9 @@ from aiohttp import ClientSession, TCPConnector, web
 from axis.core import intake, pki
 from axis.core.edxml_model import Attachment
 from axis.core.formats import Edoc
-from axis.core.intake import IntakePolicy
 from axis.core.receipt import Receipt, ReceiptSigner
-from axis.core.signing import VerificationPolicy, Verifier
-from axis.core.xmlsafe import ParseLimits
 from axis.host.datadir import DataDir
+from axis.usecases.hub import intake_policy
 from nodes.client import NodeClient, tls_context
 from nodes.sim.bench import STORE_BATCH, floor_store, store_rows
 
@@ -108,16 +106,7 @@ async def contract_costs(
     the run's agencies, in the dialects they write) and the hub's reading, signing and trust
     as ``data`` configures them. Run it while nothing else runs in this process."""
     settings = data.settings()
-    limits = settings.limits
-    policy = IntakePolicy(
-        Verifier(
-            VerificationPolicy(allow_sha1=settings.signatures.allow_sha1),
-            data.trust_store(),
-            settings.signatures.verifier,
-        ),
-        ParseLimits(max_bytes=limits.max_body_bytes, max_depth=limits.max_xml_depth),
-        max_attachments=limits.max_attachments,
-    )
+    policy = intake_policy(data.verifier(settings), settings)  # the hub's own
     receipts = ReceiptSigner(data.hub_key.read_bytes(), data.hub_cert.read_bytes())
     from_sender = _registered(sender)
     from_recipient = _registered(recipient)
