@@ -28,6 +28,7 @@ The dialects, from the samples in ``samples/field/`` and the SDKs' builders:
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Mapping
@@ -80,7 +81,7 @@ class Dialect:
         """The unsigned tree laid out as this dialect does, in place (and returned)."""
         status = root.find(f".//{{{NS}}}StatusCode") is not None
         for element in root.iter(f"{{{NS}}}*"):
-            name = etree.QName(element).localname
+            name = element.tag[_NS_CHARS:]  # every tag here is {NS}name
             order = self.orders.get(f"status:{name}") if status else None
             order = order or self.orders.get(name)
             if order:
@@ -108,12 +109,24 @@ class Dialect:
         return signed
 
 
+_NS_CHARS = len(f"{{{NS}}}")
+
+
+@functools.cache
+def _ranks(order: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(order)}
+
+
 def _reorder(parent: etree._Element, order: tuple[str, ...]) -> None:
-    rank = {name: i for i, name in enumerate(order)}
+    # Each signed package is shaped before signing (five a document): the ranks are built
+    # once an order, and a child's local name is read off its tag ("{ns}name"), not through
+    # an etree.QName each.
+    rank = _ranks(order)
+    last = len(order)
     children = [c for c in parent if isinstance(c.tag, str)]
     ranked = sorted(
         enumerate(children),
-        key=lambda item: (rank.get(etree.QName(item[1]).localname, len(order)), item[0]),
+        key=lambda item: (rank.get(item[1].tag.rpartition("}")[2], last), item[0]),
     )
     for child in children:
         parent.remove(child)
