@@ -1632,3 +1632,34 @@ async def test_an_inbox_page_reads_the_index_in_order(store: Store, backend: Bac
     for n in range(1, 30):
         await store.insert_package(package(n, recipients=(H41,)))
     assert [p.id for p in await store.inbox(H41, 10, 5)] == [f"pkg-{n:04d}" for n in range(11, 16)]
+
+
+async def test_writes_plan_each_statement_once_and_reads_for_their_values(
+    backend: Backend,
+) -> None:
+    """PostgreSQL: the write steps' connections use generic plans (a write's statements,
+    rows from arrays and rows by their keys, gain nothing from a plan for their values, which
+    the server otherwise makes afresh at every call); the reads keep the server's default.
+    Closing the store closes both pools."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite plans each statement once anyway")
+    import asyncpg
+
+    from axis.store.postgres import PostgresStore
+
+    store = backend.open()
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    writes, reads = store._w, store._p  # noqa: SLF001 - the pools themselves are the subject
+    try:
+        assert await writes.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await reads.fetchval("SHOW plan_cache_mode") == "auto"
+        assert await writes.fetchval("SHOW lock_timeout") == "30s"  # the session's settings too
+        await store.insert_package(package(1))
+        assert (await store.get_record("pkg-0001")) is not None
+    finally:
+        await store.close()
+    for pool in (writes, reads):
+        assert pool.is_closing()
+        with pytest.raises(asyncpg.InterfaceError):
+            await pool.fetchval("SELECT 1")
