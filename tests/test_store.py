@@ -1635,29 +1635,56 @@ async def test_an_inbox_page_reads_the_index_in_order(store: Store, backend: Bac
 
 
 async def test_writes_plan_each_statement_once_and_reads_for_their_values(
-    backend: Backend,
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL: the write steps' connections use generic plans (a write's statements,
-    rows from arrays and rows by their keys, gain nothing from a plan for their values, which
-    the server otherwise makes afresh at every call); the reads keep the server's default.
-    Closing the store closes both pools."""
+    """PostgreSQL: the write steps and the chain's passes run on connections that use
+    generic plans (a write's statements, rows from arrays and rows by their keys, gain nothing
+    from a plan for their values, which the server otherwise makes afresh at every call); the
+    reads, and the one write that picks rows by ranges of time (the claim of due pushes),
+    keep the server's default. Closing the store closes both pools."""
     if backend.name != "postgres":
-        pytest.skip("SQLite plans each statement once anyway")
+        pytest.skip("SQLite plans each statement for its values anyway")
     import asyncpg
 
-    from axis.store.postgres import PostgresStore
+    from axis.store import postgres
 
+    monkeypatch.setattr(postgres, "CHAIN_TICK_S", 3600.0)  # no pass but the one below
     store = backend.open()
-    assert isinstance(store, PostgresStore)
+    assert isinstance(store, postgres.PostgresStore)
     await store.open()
     writes, reads = store._w, store._p  # noqa: SLF001 - the pools themselves are the subject
+    served: list[str] = []
+
+    class Counted:
+        """The pool, telling ``served`` each time it is asked for a connection or a query."""
+
+        def __init__(self, pool: asyncpg.Pool, name: str) -> None:
+            self.pool, self.name = pool, name
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr in ("acquire", "fetch", "fetchrow", "fetchval", "execute", "executemany"):
+                served.append(self.name)
+            return getattr(self.pool, attr)
+
+    server = await asyncpg.connect(backend.url)
     try:
+        default = await server.fetchval("SHOW plan_cache_mode")
         assert await writes.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-        assert await reads.fetchval("SHOW plan_cache_mode") == "auto"
+        assert await reads.fetchval("SHOW plan_cache_mode") == default
         assert await writes.fetchval("SHOW lock_timeout") == "30s"  # the session's settings too
+        store._writes = Counted(writes, "writes")  # noqa: SLF001
+        store._pool = Counted(reads, "reads")  # noqa: SLF001
+        store._chainer.delay_s = 3600.0  # noqa: SLF001 - no pass but the one below
         await store.insert_package(package(1))
-        assert (await store.get_record("pkg-0001")) is not None
+        assert served == ["writes"]
+        assert await store.chain_pending() == 1
+        assert served == ["writes", "writes"]
+        assert await store.get_record("pkg-0001") is not None
+        assert served[2:] == ["reads"]
+        await store.claim_pushes("worker-1", T0, 30.0, 10)
+        assert served[3:] == ["reads"]
     finally:
+        await server.close()
         await store.close()
     for pool in (writes, reads):
         assert pool.is_closing()

@@ -110,7 +110,9 @@ _VACUUM_PENDING = "VACUUM (SKIP_LOCKED) log_pending, daily_pending"
 # more than the statements' own execution but for the inserts. Analyzed as they grow (the
 # first time after ANALYZE_AFTER linked entries, then each time that count doubles, as
 # autovacuum would, which may be off, as on this machine's server), the generic plans read
-# as few tuples as the custom ones did.
+# as few tuples as the custom ones did. The writes' connections take the generic plan from
+# the first call (WRITE_SETTINGS); before the first ANALYZE the tables are a few hundred
+# documents small, and an ANALYZE makes every connection plan again.
 _ANALYZE = "ANALYZE (SKIP_LOCKED) packages, deliveries"
 ANALYZE_AFTER = 5000
 
@@ -169,7 +171,8 @@ SESSION_SETTINGS = {
 # server about a millisecond of CPU a document on the national mix, a fifth of what it did
 # (pg_stat_statements with track_planning: 7.1 s planning beside 25.2 s executing over a
 # 5,000-document bench, 6.2 s of it the writes' statements). The reads keep the default: an
-# inbox page or a list filtered by state is worth a plan for its values.
+# inbox page or a list filtered by state is worth a plan for its values, and so is the one
+# write that chooses among rows by ranges of time, the claim of due pushes (``per_value``).
 WRITE_SETTINGS = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}
 
 # What a database that is down, restarting or unreachable raises through asyncpg.
@@ -670,10 +673,14 @@ class PostgresStore(SqlReads, SqlWrites):
         if self._pool is not None:
             with contextlib.suppress(Unavailable):
                 await self.chain_pending()
-        for pool in (self._writes, self._pool):
-            if pool is not None:
-                await pool.close()
-        self._pool = self._writes = None
+        pools = (self._writes, self._pool)
+        self._pool = self._writes = None  # closed or closing: refused from here on
+        try:
+            if pools[0] is not None:
+                await pools[0].close()
+        finally:
+            if pools[1] is not None:
+                await pools[1].close()
 
     @property
     def _p(self) -> asyncpg.Pool:
@@ -724,12 +731,14 @@ class PostgresStore(SqlReads, SqlWrites):
             return await super().directory_changes()
         return await self._directory_changes()
 
-    async def _write(self, step: Step[T]) -> T:
+    async def _write(self, step: Step[T], *, per_value: bool = False) -> T:
         """Run a write step in one committed transaction and have its log entries chained
         soon (a change to the directory: wait for that). Database errors leave as
-        Unavailable; ours as they are, with the step rolled back."""
+        Unavailable; ours as they are, with the step rolled back. On the writes' connections
+        (one plan a statement), or, ``per_value``, on the reads' (the server's default)."""
+        pool = self._p if per_value else self._w
         try:
-            async with self._w.acquire() as conn:
+            async with pool.acquire() as conn:
                 tx = PgTx(conn)
                 try:
                     result = await writes.drive_async(step, tx.execute)

@@ -228,8 +228,9 @@ class SqliteStore(SqlReads, SqlWrites):
         except sqlite3.Error as exc:
             raise Unavailable(f"database read failed: {exc}") from exc
 
-    async def _write(self, step: Step[T]) -> T:
-        """Run a write step in one committed transaction (grouped with others).
+    async def _write(self, step: Step[T], *, per_value: bool = False) -> T:
+        """Run a write step in one committed transaction (grouped with others). SQLite plans
+        each statement for its values anyway (``per_value`` changes nothing).
 
         Database errors leave as Unavailable; errors of ours (DuplicateConflict,
         InvalidTransition) as they are, with the step's work rolled back.

@@ -793,9 +793,11 @@ class SqlWrites(abc.ABC):
     _observers: list[Callable[[LogEntry], None]]
 
     @abc.abstractmethod
-    async def _write(self, step: Step[T]) -> T:
+    async def _write(self, step: Step[T], *, per_value: bool = False) -> T:
         """Run ``step`` in one committed transaction (each store's own way): a store that
-        lacks it cannot be made at all."""
+        lacks it cannot be made at all. ``per_value``: the step's statements are worth a plan
+        for their values (a store that plans a write's statements once for all values,
+        PostgreSQL's, plans these as it plans its reads)."""
 
     def observe(self, callback: Callable[[LogEntry], None]) -> None:
         """Call ``callback`` with every log entry once its transaction has committed."""
@@ -853,7 +855,9 @@ class SqlWrites(abc.ABC):
     async def claim_pushes(
         self, owner: str, now: datetime, lease_s: float, limit: int, per_recipient: int = 1_000_000
     ) -> list[PushJob]:
-        return await self._write(claim_pushes(owner, now, lease_s, limit, per_recipient))
+        # Ranges of times, a window function, a LIMIT: a plan for the values chooses.
+        step = claim_pushes(owner, now, lease_s, limit, per_recipient)
+        return await self._write(step, per_value=True)
 
     async def release_leases(self, owner: str) -> None:
         await self._write(release_leases(owner))
