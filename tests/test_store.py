@@ -1142,9 +1142,11 @@ async def test_a_trace_reads_the_chain_and_its_pending_tail_as_one_state(
         read = store._read
         reads = 0
 
-        async def read_then_chain(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        async def read_then_chain(
+            sql: str, args: tuple[Any, ...] = (), *, keyed: bool = False
+        ) -> list[Any]:
             nonlocal reads
-            rows = await read(sql, args)
+            rows = await read(sql, args, keyed=keyed)
             reads += 1
             if reads == 1:  # a pass, as another worker's or the timer's, right after
                 await store.chain_pending()
@@ -1639,9 +1641,10 @@ async def test_writes_plan_each_statement_once_and_reads_for_their_values(
 ) -> None:
     """PostgreSQL: the write steps and the chain's passes run on connections that use
     generic plans (a write's statements, rows from arrays and rows by their keys, gain nothing
-    from a plan for their values, which the server otherwise makes afresh at every call); the
-    reads, and the one write that picks rows by ranges of time (the claim of due pushes),
-    keep the server's default. Closing the store closes both pools."""
+    from a plan for their values, which the server otherwise makes afresh at every call), and
+    so do the reads of rows by a list of their keys; the other reads, and the one write that
+    picks rows by ranges of time (the claim of due pushes), keep the server's default.
+    Closing the store closes both pools."""
     if backend.name != "postgres":
         pytest.skip("SQLite plans each statement for its values anyway")
     import asyncpg
@@ -1683,6 +1686,14 @@ async def test_writes_plan_each_statement_once_and_reads_for_their_values(
         assert served[2:] == ["reads"]
         await store.claim_pushes("worker-1", T0, 30.0, 10)
         assert served[3:] == ["reads"]
+        # Rows found by a list of their keys: one plan serves every call.
+        assert list(await store.package_bodies(["pkg-0001"])) == ["pkg-0001"]
+        assert served[4:] == ["writes"]
+        # A snapshot waits for a chain pass, then reads on one connection of the reads', in
+        # its transaction: the keyed read too.
+        async with store.snapshot():
+            assert list(await store.package_bodies(["pkg-0001"])) == ["pkg-0001"]
+        assert served[5:] == ["writes", "reads"]
     finally:
         await server.close()
         await store.close()

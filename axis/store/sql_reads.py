@@ -8,6 +8,12 @@ Two paths, which each store provides. ``_lookup`` serves the point lookups of ev
 as they take microseconds, far less than handing work to a thread and back costs. ``_read``
 serves scans and anything run under :meth:`snapshot` (statistics, the log, verification),
 which may take long enough that the loop must not wait for them.
+
+Either path takes ``keyed=True`` for a read that finds its rows by a list of their keys
+(``IN (?, ?, …)``): one plan serves it whatever the values. PostgreSQL runs it on the
+connections that plan each statement once (its writes'); on the reads' connections the server
+kept planning such a read afresh while a list of keys made a plan for the values look cheaper.
+SQLite plans every statement for its values anyway, and ignores it.
 """
 
 from __future__ import annotations
@@ -226,6 +232,7 @@ class SqlReads:
             " WHERE p.sender = ? AND p.document_id = ? AND p.kind = ?"
             " ORDER BY p.seq DESC, d.recipient",
             (*only, sender, document_id, PackageKind.EDOC.value),
+            keyed=True,
         )
         return stored_rows(rows)
 
@@ -304,6 +311,7 @@ class SqlReads:
                 await self._lookup(
                     f"SELECT {PACKAGE_COLUMNS} FROM packages WHERE id IN ({marks(ids)})",
                     tuple(ids),
+                    keyed=True,
                 ),
             )
         }
@@ -414,6 +422,7 @@ class SqlReads:
         rows = await self._read(
             f"SELECT id, length(body) FROM packages WHERE id IN ({marks(package_ids)})",
             tuple(package_ids),
+            keyed=True,
         )
         return {pid: int(size or 0) for pid, size in rows}
 
@@ -423,6 +432,7 @@ class SqlReads:
         rows = await self._read(
             f"SELECT id, body FROM packages WHERE id IN ({marks(package_ids)})",
             tuple(package_ids),
+            keyed=True,
         )
         return {pid: blob(body) for pid, body in rows}
 
@@ -432,6 +442,7 @@ class SqlReads:
         rows = await self._read(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE package_id IN ({marks(package_ids)})",
             tuple(package_ids),
+            keyed=True,
         )
         return [delivery_row(r) for r in rows]
 

@@ -217,10 +217,14 @@ class SqliteStore(SqlReads, SqlWrites):
         finally:
             await self._read("COMMIT")
 
-    async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    async def _read(
+        self, sql: str, args: tuple[Any, ...] = (), *, keyed: bool = False
+    ) -> list[Any]:
         return await self._r.call(lambda conn: conn.execute(sql, args).fetchall())
 
-    async def _lookup(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    async def _lookup(
+        self, sql: str, args: tuple[Any, ...] = (), *, keyed: bool = False
+    ) -> list[Any]:
         if self._inline is None:
             raise Unavailable("the store is not open")
         try:
