@@ -11,9 +11,9 @@ which may take long enough that the loop must not wait for them.
 
 Either path takes ``keyed=True`` for a read that finds its rows by a list of their keys
 (``IN (?, ?, …)``): one plan serves it whatever the values. PostgreSQL runs it on the
-connections that plan each statement once (its writes'); on the reads' connections the server
-kept planning such a read afresh while a list of keys made a plan for the values look cheaper.
-SQLite plans every statement for its values anyway, and ignores it.
+connections that plan each statement once (its writes'), where the reads' connections planned
+such a read afresh at many of its calls (``axis.store.postgres.WRITE_SETTINGS`` has the
+figures). SQLite plans every statement for its values anyway, and ignores it.
 """
 
 from __future__ import annotations
